@@ -1,0 +1,22 @@
+"""Data: sources (offline, TFDS, CINIC-10), batching, augmentation, splits."""
+
+from valley_jax.data.pipeline import (augment, epoch_batches,
+                                      epoch_permutation, half, normalize,
+                                      padded_batches, split_halves, subset,
+                                      take_train)
+from valley_jax.data.sources import (DATASETS, TFDS, Dataset, load_cinic10,
+                                     load_dataset, load_digits, load_mnist1d,
+                                     load_synthetic, load_tfds)
+
+
+def from_config(cfg) -> Dataset:
+  """The dataset a `config.data` block describes (with subsets and halves)."""
+  kwargs = dict(cfg.get('kwargs', {}))
+  if cfg.get('data_dir'):
+    kwargs['data_dir'] = cfg.data_dir
+  ds = load_dataset(cfg.name, **kwargs)
+  if cfg.get('n_train') or cfg.get('n_test'):
+    ds = subset(ds, cfg.get('n_train'), cfg.get('n_test'), cfg.get('seed', 0))
+  if cfg.get('half') is not None:
+    ds = half(ds, cfg.half, cfg.get('seed', 0))
+  return ds

@@ -1,0 +1,146 @@
+"""Model registry: every network of the paper as a flax.linen module.
+
+>>> model = build_model('resnet20', num_classes=10, width=0.25)
+>>> count_params(model, (32, 32, 3)) < 272_474
+True
+"""
+
+import dataclasses
+import functools
+import math
+from typing import Any, Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from valley_jax.models import alexnet, layers, mlp, resnet, vgg, vit
+
+BN_INITS = tuple(layers.BN_INITS)
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+  """How to build one registry model and which inputs it accepts."""
+
+  make: Callable[..., nn.Module]
+  images_only: bool  # Needs [H, W, C] inputs (all conv nets).
+  always_bn: bool = False  # BN cannot be switched off (ResNets).
+
+
+def _vgg(cfg_name, *, num_classes, width, bn, bn_init, head_width=512, **kw):
+  del kw
+  return vgg.VGG(num_classes, vgg.CFGS[cfg_name], head_width, width, bn,
+                 bn_init)
+
+
+def _resnet(sizes, feats, imagenet, *, num_classes, width, bn_init, **kw):
+  del kw
+  return resnet.ResNet(num_classes, sizes, feats, imagenet, width, bn_init)
+
+
+def _mlp(*, num_classes, width, bn, bn_init, hidden=(256, 256), **kw):
+  del kw
+  return mlp.MLP(num_classes, tuple(hidden), width, bn, bn_init)
+
+
+def _alexnet(*, num_classes, width, bn, bn_init, **kw):
+  del kw
+  return alexnet.AlexNet(num_classes, width, bn=bn, bn_init=bn_init)
+
+
+def _vit(*, num_classes, width, patch_size=4, depth=12, heads=8, dim=128,
+         **kw):
+  del kw
+  return vit.ViT(num_classes, patch_size, depth, heads, dim, width=width)
+
+
+_CIFAR = (16, 32, 64)
+MODELS: dict[str, ModelSpec] = {
+    'mlp': ModelSpec(_mlp, images_only=False),
+    'cnn': ModelSpec(functools.partial(_vgg, 'cnn', head_width=128), True),
+    **{n: ModelSpec(functools.partial(_vgg, n), True)
+       for n in ('vgg11', 'vgg13', 'vgg16', 'vgg19')},
+    'resnet20': ModelSpec(functools.partial(_resnet, (3,) * 3, _CIFAR, False),
+                          True, always_bn=True),
+    'resnet32': ModelSpec(functools.partial(_resnet, (5,) * 3, _CIFAR, False),
+                          True, always_bn=True),
+    'resnet56': ModelSpec(functools.partial(_resnet, (9,) * 3, _CIFAR, False),
+                          True, always_bn=True),
+    'resnet18': ModelSpec(
+        functools.partial(_resnet, (2,) * 4, (64, 128, 256, 512), True), True,
+        always_bn=True),
+    'alexnet': ModelSpec(_alexnet, True),
+    'vit': ModelSpec(_vit, True),
+}
+
+
+def build_model(name: str, num_classes: int, *, width: float = 1.0,
+                bn: bool = True, bn_init: str = 'ones',
+                **kwargs: Any) -> nn.Module:
+  """Builds a registry model; raises ValueError on a bad name or option.
+
+  Args:
+    name: a key of MODELS.
+    num_classes: size of the classifier head.
+    width: channel multiplier (tests use tiny widths).
+    bn: BatchNorm on/off where the architecture allows both.
+    bn_init: one of 'ones', 'uniform' (U(0,1)), 'gaussian' (G(0,0.1)).
+    **kwargs: model-specific options (hidden, patch_size, depth, heads, dim).
+  Returns:
+    A flax.linen module called as model.apply(variables, x, train=...).
+  """
+  if name not in MODELS:
+    raise ValueError(f'Unknown model {name!r}; choose one of {sorted(MODELS)}'
+                     ' (config.model.name).')
+  if bn_init not in layers.BN_INITS:
+    raise ValueError(f'Unknown bn_init {bn_init!r}; choose one of '
+                     f'{BN_INITS} (config.model.bn_init).')
+  if num_classes < 2:
+    raise ValueError(f'num_classes must be >= 2, got {num_classes}.')
+  if width <= 0:
+    raise ValueError(f'config.model.width must be positive, got {width}.')
+  spec = MODELS[name]
+  if not bn and spec.always_bn:
+    raise ValueError(f'{name} always has BatchNorm; drop config.model.bn=False.')
+  return spec.make(num_classes=num_classes, width=width, bn=bn,
+                   bn_init=bn_init, **kwargs)
+
+
+def check_input_shape(name: str, model: nn.Module,
+                      shape: tuple[int, ...]) -> None:
+  """Raises ValueError (before any compile) if `model` cannot take `shape`.
+
+  Args:
+    name: the registry name, for the message.
+    model: the built module.
+    shape: one example's shape, without the batch axis.
+  """
+  if MODELS[name].images_only and len(shape) != 3:
+    raise ValueError(
+        f'Model {name!r} needs image inputs [H, W, C] but the dataset gives '
+        f'examples of shape {tuple(shape)}; use model "mlp" or an image dataset.')
+  if isinstance(model, vit.ViT) and (shape[0] % model.patch_size or
+                                     shape[1] % model.patch_size):
+    raise ValueError(f'ViT patch size {model.patch_size} does not divide the '
+                     f'image size {shape[:2]}; set config.model.patch_size.')
+  if len(shape) == 3 and min(shape[:2]) < 4:
+    raise ValueError(f'Images of shape {shape} are too small for {name!r}.')
+
+
+def abstract_variables(model: nn.Module, shape: tuple[int, ...]) -> Any:
+  """Variables of `model` as ShapeDtypeStructs, via jax.eval_shape (no compile)."""
+  x = jax.ShapeDtypeStruct((1, *shape), jnp.float32)
+  return jax.eval_shape(lambda k, x: model.init(k, x, train=False),
+                        jax.random.key(0), x)
+
+
+def count_params(model: nn.Module, shape: tuple[int, ...]) -> int:
+  """Number of trainable parameters (batch statistics excluded)."""
+  params = abstract_variables(model, shape)['params']
+  return sum(math.prod(p.shape) for p in jax.tree.leaves(params))
+
+
+def has_batch_norm(variables: Any) -> bool:
+  """Whether a variables dict carries BatchNorm running statistics."""
+  return bool(jax.tree.leaves(variables.get('batch_stats', {})))

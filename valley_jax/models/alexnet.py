@@ -1,0 +1,37 @@
+"""AlexNet (Krizhevsky et al. 2012), 5 conv + 3 fc, sized for small images.
+
+3x3 convolutions with 64-192-384-256-256 channels and three 2x2 max-pools (the
+CIFAR adaptation common in the literature), a global average pool and two
+hidden fully connected layers of 1024 units. BN after each conv is optional.
+"""
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from valley_jax.models import layers
+
+_CONVS = (64, 192, 384, 256, 256)
+_POOL_AFTER = (1, 2, 5)
+
+
+class AlexNet(nn.Module):
+  num_classes: int
+  width: float = 1.0
+  head_width: int = 1024
+  bn: bool = False
+  bn_init: str = 'ones'
+
+  @nn.compact
+  def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
+    for i, c in enumerate(_CONVS, start=1):
+      x = layers.conv(layers.scaled(c, self.width), 3, f'conv{i}')(x)
+      if self.bn:
+        x = layers.batch_norm(train, self.bn_init, f'bn{i}')(x)
+      x = nn.relu(x)
+      if i in _POOL_AFTER and x.shape[1] > 1:
+        x = nn.max_pool(x, (2, 2), strides=(2, 2))
+    x = layers.global_avg_pool(x)
+    hidden = layers.scaled(self.head_width, self.width)
+    x = nn.relu(layers.dense(hidden, 'dense1')(x))
+    x = nn.relu(layers.dense(hidden, 'dense2')(x))
+    return layers.dense(self.num_classes, 'head')(x)

@@ -1,0 +1,187 @@
+"""run(config, workdir): data-parallel training with exact resume."""
+
+import json
+import time
+from typing import Any
+
+from absl import logging
+from etils import epath
+import jax
+import ml_collections
+import numpy as np
+import tqdm
+
+from valley_jax import checkpoint, data, models, sharding, training
+
+METRICS = 'metrics.jsonl'
+# Keys that may change between a run and its resumption.
+_RESUMABLE_KEYS = ('data.data_dir', 'num_devices')
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+  """Checks names and positive sizes before anything is loaded or compiled."""
+  if config.model.name not in models.MODELS:
+    raise ValueError(f'Unknown model {config.model.name!r}; choose one of '
+                     f'{sorted(models.MODELS)} (config.model.name).')
+  if config.data.name not in data.DATASETS:
+    raise ValueError(f'Unknown dataset {config.data.name!r}; choose one of '
+                     f'{sorted(data.DATASETS)} (config.data.name).')
+  if config.optim.name not in training.OPTIMIZERS:
+    raise ValueError(f'Unknown optimizer {config.optim.name!r}; choose one of '
+                     f'{training.OPTIMIZERS} (config.optim.name).')
+  for key, value in (('train.batch_size', config.train.batch_size),
+                     ('train.eval_batch_size', config.train.eval_batch_size),
+                     ('train.epochs', config.train.epochs),
+                     ('optim.lr', config.optim.lr)):
+    if value <= 0:
+      raise ValueError(f'config.{key} must be positive, got {value}.')
+
+
+def build(config: ml_collections.ConfigDict, ds: data.Dataset):
+  """The model for a config and dataset, with its input shape checked."""
+  m = config.model
+  model = models.build_model(m.name, ds.num_classes, width=m.width, bn=m.bn,
+                             bn_init=m.bn_init, **m.get('kwargs', {}))
+  models.check_input_shape(m.name, model, ds.input_shape)
+  return model
+
+
+def _flat(d: dict[str, Any], prefix: str = '') -> dict[str, Any]:
+  out = {}
+  for k, v in d.items():
+    out.update(_flat(v, f'{prefix}{k}.') if isinstance(v, dict)
+               else {f'{prefix}{k}': v})
+  return out
+
+
+def config_diff(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+  """Keys whose values differ between two config dicts (resume-safe ignored)."""
+  a, b = _flat(old), _flat(json.loads(json.dumps(new)))
+  keys = sorted(k for k in set(a) | set(b)
+                if a.get(k) != b.get(k) and k not in _RESUMABLE_KEYS)
+  return keys
+
+
+def _metrics_path(workdir: str) -> epath.Path:
+  return epath.Path(workdir) / METRICS
+
+
+def _truncate_metrics(workdir: str, last_epoch: int) -> None:
+  """Drops metric lines of epochs after the checkpoint we resume from."""
+  path = _metrics_path(workdir)
+  if path.exists():
+    lines = [l for l in path.read_text().splitlines()
+             if l and json.loads(l)['epoch'] <= last_epoch]
+    path.write_text(''.join(l + '\n' for l in lines))
+
+
+def _append_metrics(workdir: str, row: dict[str, Any]) -> None:
+  with _metrics_path(workdir).open('a') as f:
+    f.write(json.dumps(row) + '\n')
+
+
+def evaluate(eval_step, mesh, params, batch_stats, x, y,
+             batch_size: int) -> dict[str, float]:
+  """Mean loss and accuracy over all of (x, y), padded batches masked out."""
+  idx_SB, w_SB = data.padded_batches(len(y), batch_size)
+  sums = []
+  for idx, w in zip(idx_SB, w_SB):
+    xb, yb, wb = sharding.put_sharded(mesh, (x[idx], y[idx], w))
+    sums.append(eval_step(params, batch_stats, xb, yb, wb))
+  tot = jax.tree.map(lambda *a: float(np.sum(a)), *sums)
+  return {'loss': tot['loss'] / tot['count'],
+          'accuracy': tot['correct'] / tot['count']}
+
+
+def _prepare_workdir(config, workdir: str, overwrite: bool):
+  """Opens the checkpoint manager; refuses a workdir of another config."""
+  keep = {*config.train.keep_epochs, config.train.epochs}
+  mngr = checkpoint.manager(workdir, keep)
+  old = checkpoint.stored_config(mngr)
+  if old is not None and config_diff(old, config.to_dict()):
+    if not overwrite:
+      raise ValueError(
+          f'{workdir} holds a run with a different config (keys '
+          f'{config_diff(old, config.to_dict())}); use another --workdir or '
+          'pass --overwrite to start again.')
+    logging.warning('Overwriting the run in %s.', workdir)
+    mngr.close()
+    (epath.Path(workdir) / checkpoint.CKPT_DIR).rmtree()
+    _metrics_path(workdir).unlink(missing_ok=True)
+    mngr = checkpoint.manager(workdir, keep)
+  return mngr
+
+
+def run(config: ml_collections.ConfigDict, workdir: str, *,
+        overwrite: bool = False, stop_after: int | None = None) -> dict:
+  """Trains (or resumes) the run of `config` in `workdir`.
+
+  Args:
+    config: see valley_jax.defaults.train_config.
+    workdir: local or gs:// folder for checkpoints and metrics.jsonl.
+    overwrite: replace a run of a different config found in `workdir`.
+    stop_after: stop after this epoch (simulates a pre-emption in tests).
+  Returns:
+    The metrics of the last epoch run.
+  """
+  validate(config)
+  ds = data.from_config(config.data)
+  model = build(config, ds)
+  mesh = sharding.make_mesh(config.num_devices)
+  bs = config.train.batch_size
+  sharding.check_divisible(mesh, bs, 'config.train.batch_size')
+  sharding.check_divisible(mesh, config.train.eval_batch_size,
+                           'config.train.eval_batch_size')
+  steps = len(ds.y_train) // bs
+  if steps == 0:
+    raise ValueError(f'config.train.batch_size={bs} exceeds the '
+                     f'{len(ds.y_train)} training examples.')
+  epath.Path(workdir).mkdir(parents=True, exist_ok=True)
+  mngr = _prepare_workdir(config, workdir, overwrite)
+
+  root = jax.random.key(config.seed)
+  tx, schedule = training.make_optimizer(config.optim,
+                                         steps * config.train.epochs)
+  variables = training.init_variables(model, jax.random.fold_in(root, 0),
+                                      ds.input_shape)
+  state = sharding.put_replicated(mesh, training.init_state(variables, tx))
+  start = mngr.latest_step()
+  if start is None:
+    start = 0
+    checkpoint.save(mngr, 0, state, config.to_dict())
+  else:
+    state = checkpoint.restore_state(mngr, start, state)
+    logging.info('Resuming from epoch %d of %s.', start, workdir)
+  _truncate_metrics(workdir, start)
+
+  rep, shd = sharding.replicated(mesh), sharding.sharded(mesh)
+  augment = config.data.augment and ds.augmentable
+  train_step = jax.jit(
+      training.make_train_step(model, tx, ds.mean, ds.std, augment),
+      in_shardings=(rep, shd, shd, rep), out_shardings=(rep, rep),
+      donate_argnums=0)
+  eval_step = jax.jit(training.make_eval_step(model, ds.mean, ds.std))
+  train_key = jax.random.fold_in(root, 1)
+  last = stop_after if stop_after is not None else config.train.epochs
+  row = {}
+  for epoch in tqdm.trange(start + 1, last + 1, desc='train', disable=None,
+                           initial=start, total=config.train.epochs):
+    t0 = time.time()
+    ms = []
+    for idx in data.epoch_batches(len(ds.y_train), bs, config.data.seed,
+                                  epoch):
+      state, m = train_step(state, ds.x_train[idx], ds.y_train[idx], train_key)
+      ms.append(m)
+    test = evaluate(eval_step, mesh, state.params, state.batch_stats,
+                    ds.x_test, ds.y_test, config.train.eval_batch_size)
+    row = {'epoch': epoch,
+           'train_loss': float(np.mean([m['loss'] for m in ms])),
+           'train_accuracy': float(np.mean([m['accuracy'] for m in ms])),
+           'test_loss': test['loss'], 'test_accuracy': test['accuracy'],
+           'lr': float(schedule(int(state.step) - 1)),
+           'seconds': round(time.time() - t0, 3)}
+    checkpoint.save(mngr, epoch, state, config.to_dict())
+    _append_metrics(workdir, row)
+  mngr.wait_until_finished()
+  mngr.close()
+  return row
