@@ -12,6 +12,7 @@ from etils import epath
 import jax
 import orbax.checkpoint as ocp
 
+from valley_jax import sharding
 from valley_jax.training import TrainState
 
 CKPT_DIR = 'checkpoints'
@@ -31,7 +32,11 @@ def manager(workdir: str, keep: Iterable[int] = (),
   ])
   options = ocp.CheckpointManagerOptions(
       preservation_policy=policy, create=not read_only, read_only=read_only)
-  return ocp.CheckpointManager(epath.Path(workdir) / CKPT_DIR, options=options)
+  handlers = {'model': ocp.StandardCheckpointHandler(),
+              'opt': ocp.StandardCheckpointHandler(),
+              'config': ocp.JsonCheckpointHandler()}
+  return ocp.CheckpointManager(epath.Path(workdir) / CKPT_DIR, options=options,
+                               item_handlers=handlers)
 
 
 def save(mngr: ocp.CheckpointManager, epoch: int, state: TrainState,
@@ -76,15 +81,16 @@ def epochs(workdir: str) -> list[int]:
 
 
 def restore_model(workdir: str, epoch: int | str = 'last',
-                  target: Any = None) -> tuple[dict[str, Any], dict[str, Any]]:
+                  mesh=None) -> tuple[dict[str, Any], dict[str, Any]]:
   """Restores {'params', 'batch_stats'} and the config of one kept epoch.
 
-  No optimiser state is read: this is what probes need.
+  No optimiser state is read: this is what probes need. Arrays come back
+  replicated over `mesh` whatever devices the run was trained on.
 
   Args:
     workdir: the training workdir.
     epoch: an int (0 = initialisation) or 'last'.
-    target: optional abstract {'params', 'batch_stats'} to restore into.
+    mesh: where to place the arrays (default: a one-device mesh).
   Returns:
     (variables, config dict).
   """
@@ -97,6 +103,10 @@ def restore_model(workdir: str, epoch: int | str = 'last',
     raise FileNotFoundError(f'Epoch {step} is not kept in {workdir}; kept '
                             f'epochs: {kept} (config.train.keep_epochs).')
   mngr = manager(workdir, read_only=True)
+  rep = sharding.replicated(mesh or sharding.make_mesh(1))
+  meta = mngr.item_metadata(step)['model'].tree
+  target = jax.tree.map(
+      lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=rep), meta)
   out = mngr.restore(step, args=ocp.args.Composite(
       model=ocp.args.StandardRestore(target),
       config=ocp.args.JsonRestore()))

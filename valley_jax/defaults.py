@@ -41,14 +41,17 @@ _VARIANTS = {
     'epochs': lambda c, v: setattr(c.train, 'epochs', int(v)),
     'seed': lambda c, v: setattr(c, 'seed', int(v)),
     'half': lambda c, v: setattr(c.data, 'half', int(v)),
+    'nobn': lambda c, v: setattr(c.model, 'bn', False),
 }
 
 
 def apply_variant(c: ml_collections.ConfigDict,
                   arg: str | None) -> ml_collections.ConfigDict:
-  """Applies 'lr0.1', 'bs32', 'wd1e-5', 'bninit_uniform', ... (comma list)."""
+  """Applies 'lr0.1', 'bs32', 'wd1e-5', 'bninit_uniform', 'nobn', 'half0',
+  'seed3', 'epochs50' (a comma-separated list) to a config."""
   for item in filter(None, (arg or '').split(',')):
-    key = next((k for k in _VARIANTS if item.startswith(k)), None)
+    key = next((k for k in sorted(_VARIANTS, key=len, reverse=True)
+                if item.startswith(k)), None)
     if key is None:
       raise ValueError(f'Unknown config variant {item!r}; use one of '
                        f'{sorted(_VARIANTS)} followed by a value, e.g. lr0.1.')

@@ -1,0 +1,15 @@
+"""VGG11 without BN on CIFAR-100 (paper Appendix A).
+
+python train.py --config=configs/cifar100_vgg11.py --workdir=runs/cifar100_vgg11
+Variants (Sect. 4.2): --config=configs/cifar100_vgg11.py:lr0.1 (lr0.003, bs32, bs2048,
+wd1e-3, wd1e-5, bninit_uniform, bninit_gaussian, half0/half1, seedN).
+Needs the TFDS dataset prepared (see README); 200 epochs on one GPU.
+"""
+
+from valley_jax import defaults
+
+
+def get_config(arg: str | None = None):
+  c = defaults.train_config('vgg11', 'cifar100')
+  c.model.bn = False
+  return defaults.apply_variant(c, arg)

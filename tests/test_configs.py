@@ -1,0 +1,38 @@
+"""Every config file loads, and its model builds for its dataset's shape."""
+
+import glob
+import importlib.util
+
+import pytest
+
+from valley_jax import data, models, train_lib
+
+_SHAPES = {'digits': (8, 8, 1), 'mnist1d': (40,), 'cifar10': (32, 32, 3),
+           'cifar100': (32, 32, 3), 'svhn_cropped': (32, 32, 3)}
+
+
+def _load(path):
+  spec = importlib.util.spec_from_file_location('cfg', path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+@pytest.mark.parametrize('path', sorted(glob.glob('configs/*.py')))
+def test_config_builds(path):
+  module = _load(path)
+  config = module.get_config(None)
+  if 'kind' in config:  # Probe configs are tested in test_probe.
+    return
+  train_lib.validate(config)
+  m = config.model
+  shape = _SHAPES.get(config.data.name)
+  if shape is None:  # Images resized by the loader.
+    size = config.data.kwargs.get('image_size', 224)
+    shape = (size, size, 3)
+  num_classes = 10 if config.data.name not in data.TFDS else (
+      data.TFDS[config.data.name].num_classes)
+  model = models.build_model(m.name, num_classes, width=m.width, bn=m.bn,
+                             bn_init=m.bn_init, **m.kwargs)
+  models.check_input_shape(m.name, model, shape)
+  assert models.count_params(model, shape) > 0

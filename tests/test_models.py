@@ -1,0 +1,96 @@
+"""Registry models: forward passes, parameter counts, BN init, naming rule."""
+
+import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from valley_jax import models
+
+_TINY = {'vit': dict(depth=2, dim=16, heads=2)}
+
+
+@pytest.mark.parametrize('name', sorted(models.MODELS))
+def test_forward_tiny(name):
+  shape = (8, 8, 3) if name != 'vit' else (8, 8, 3)
+  model = models.build_model(name, num_classes=7, width=0.0625,
+                             **_TINY.get(name, {}))
+  x = jnp.ones((2, *shape))
+  variables = model.init(jax.random.key(0), x, train=False)
+  logits = model.apply(variables, x, train=False)
+  assert logits.shape == (2, 7)
+  assert np.all(np.isfinite(logits))
+  # The classifier is always the top-level module 'head'.
+  assert variables['params']['head']['kernel'].shape[-1] == 7
+
+
+def test_reference_parameter_counts():
+  vgg16 = models.build_model('vgg16', 10, bn=True)
+  assert models.count_params(vgg16, (32, 32, 3)) == 15_253_578
+  resnet20 = models.build_model('resnet20', 10)
+  assert models.count_params(resnet20, (32, 32, 3)) == 272_474
+
+
+def test_mlp_count_by_hand():
+  model = models.build_model('mlp', 10, hidden=(20,), bn=True)
+  # 64*20 + 20 (dense1) + 2*20 (bn1 scale, bias) + 20*10 + 10 (head).
+  assert models.count_params(model, (8, 8, 1)) == 64 * 20 + 20 + 40 + 210
+
+
+def test_vgg_without_bn_has_no_batch_stats():
+  model = models.build_model('vgg11', 100, bn=False, width=0.0625)
+  v = models.abstract_variables(model, (32, 32, 3))
+  assert 'batch_stats' not in v
+  assert not any('bn' in k for k in v['params'])
+
+
+def _bn_scales(bn_init):
+  model = models.build_model('mlp', 10, hidden=(4000,), bn=True,
+                             bn_init=bn_init)
+  v = model.init(jax.random.key(1), jnp.ones((1, 4)), train=False)
+  return np.asarray(v['params']['bn1']['scale'])
+
+
+def test_bn_init_options():
+  np.testing.assert_array_equal(_bn_scales('ones'), 1.0)
+  u = _bn_scales('uniform')
+  assert u.min() >= 0 and u.max() < 1 and abs(u.mean() - 0.5) < 0.03
+  g = _bn_scales('gaussian')
+  assert abs(g.mean()) < 0.01 and abs(g.std() - 0.1) < 0.01
+  assert (g < 0).any()
+
+
+def test_naming_rule_for_resnet():
+  model = models.build_model('resnet20', 10, width=0.25)
+  params = models.abstract_variables(model, (32, 32, 3))['params']
+  flat = flax.traverse_util.flatten_dict(params)
+  for path, leaf in flat.items():
+    module, name = path[-2], path[-1]
+    if module.startswith('conv'):
+      assert name == 'kernel' and len(leaf.shape) == 4
+    elif module.startswith('bn'):
+      assert name in ('scale', 'bias') and len(leaf.shape) == 1
+    else:
+      assert module == 'head'
+
+
+@pytest.mark.parametrize('kwargs,match', [
+    (dict(name='vgg17', num_classes=10), 'Unknown model'),
+    (dict(name='mlp', num_classes=10, bn_init='zeros'), 'bn_init'),
+    (dict(name='resnet20', num_classes=10, bn=False), 'always has BatchNorm'),
+    (dict(name='mlp', num_classes=1), 'num_classes'),
+])
+def test_bad_model_options(kwargs, match):
+  with pytest.raises(ValueError, match=match):
+    models.build_model(**kwargs)
+
+
+def test_bad_input_shapes():
+  cnn = models.build_model('cnn', 10)
+  with pytest.raises(ValueError, match='needs image inputs'):
+    models.check_input_shape('cnn', cnn, (40,))
+  vit = models.build_model('vit', 10, patch_size=5)
+  with pytest.raises(ValueError, match='patch size'):
+    models.check_input_shape('vit', vit, (32, 32, 3))
+  models.check_input_shape('mlp', models.build_model('mlp', 10), (40,))
