@@ -6,6 +6,7 @@ Epoch 0 is the initialisation θ0. A probe restores `model` and `config` only.
 """
 
 import json
+import os
 from typing import Any, Iterable
 
 from etils import epath
@@ -23,19 +24,31 @@ def _normalise(cfg: dict[str, Any]) -> dict[str, Any]:
   return json.loads(json.dumps(cfg))
 
 
+def _ckpt_dir(workdir: str) -> epath.Path:
+  """Orbax wants absolute paths; local ones are resolved, gs:// kept."""
+  if '://' in str(workdir):
+    return epath.Path(workdir) / CKPT_DIR
+  return epath.Path(os.path.abspath(os.path.expanduser(workdir))) / CKPT_DIR
+
+
 def manager(workdir: str, keep: Iterable[int] = (),
             read_only: bool = False) -> ocp.CheckpointManager:
-  """A manager keeping epoch 0, the epochs in `keep` and the latest one."""
+  """A manager keeping epoch 0, the epochs in `keep` and the latest one.
+
+  read_only: open an existing run for reading (creates no folder).
+  """
   policy = ocp.checkpoint_managers.AnyPreservationPolicy([
       ocp.checkpoint_managers.LatestN(1),
       ocp.checkpoint_managers.CustomSteps(sorted({0, *keep})),
   ])
+  # Readers open the manager without `create` rather than with read_only=True,
+  # which logs two warnings per call; only save() ever deletes checkpoints.
   options = ocp.CheckpointManagerOptions(
-      preservation_policy=policy, create=not read_only, read_only=read_only)
+      preservation_policy=policy, create=not read_only)
   handlers = {'model': ocp.StandardCheckpointHandler(),
               'opt': ocp.StandardCheckpointHandler(),
               'config': ocp.JsonCheckpointHandler()}
-  return ocp.CheckpointManager(epath.Path(workdir) / CKPT_DIR, options=options,
+  return ocp.CheckpointManager(_ckpt_dir(workdir), options=options,
                                item_handlers=handlers)
 
 
@@ -75,7 +88,7 @@ def stored_config(mngr: ocp.CheckpointManager,
 
 def epochs(workdir: str) -> list[int]:
   """The kept epochs of a training workdir (empty if there is none)."""
-  if not (epath.Path(workdir) / CKPT_DIR).exists():
+  if not _ckpt_dir(workdir).exists():
     return []
   return list(manager(workdir, read_only=True).all_steps())
 

@@ -57,3 +57,55 @@ def apply_variant(c: ml_collections.ConfigDict,
                        f'{sorted(_VARIANTS)} followed by a value, e.g. lr0.1.')
     _VARIANTS[key](c, item[len(key):].lstrip('_='))
   return c
+
+
+def digits_cnn(arg: str | None = None) -> ml_collections.ConfigDict:
+  """The embedded default: a small VGG-style CNN with BN on sklearn digits."""
+  c = train_config('cnn', 'digits')
+  c.model.width = 0.5
+  c.data.augment = False
+  c.optim.lr = 0.05
+  c.train.epochs = 30
+  c.train.batch_size = 64
+  c.train.eval_batch_size = 360
+  c.train.keep_epochs = (1, 2, 3, 5, 10, 20)
+  return apply_variant(c, arg)
+
+
+def probe_config(checkpoint_dir: str = 'runs/default') -> ml_collections.ConfigDict:
+  """Base config of probe.py; see valley_jax/probe_lib.py for the kinds."""
+  from valley_jax import directions, groups  # pylint: disable=g-import-not-at-top
+  c = ml_collections.ConfigDict()
+  c.kind = 'noise_types,sign_ratio,special'
+  c.checkpoint = checkpoint_dir  # Workdir of the converged model θf.
+  c.epoch = 'last'
+  c.train_if_missing = False  # Train `c.train` into c.checkpoint if empty.
+  c.train = digits_cnn()
+  c.seed = 0
+  c.seeds = 1  # Draws per random direction (mean ± std when > 1).
+  c.num_devices = 0
+  c.normalization = 'ns'
+  c.sweep = ml_collections.ConfigDict(dict(
+      lam_min=-1.0, lam_max=1.0, num_points=41, chunk=0, dtype='float32',
+      recal='auto', recal_samples=2000, recal_batch_size=500,
+      eval_batch_size=1000, n_test=0))
+  c.noise_types = ml_collections.ConfigDict(dict(
+      noises=tuple(directions.NOISES), scales=(0.2, 1.0, 2.0)))
+  c.sign_ratio = ml_collections.ConfigDict(dict(
+      noise='gaussian', ratios=tuple(i / 10 for i in range(11)), scale=1.0))
+  c.special = ml_collections.ConfigDict(dict(
+      directions=directions.SPECIAL, scale=1.0))
+  c.groups = ml_collections.ConfigDict(dict(
+      groups=groups.GROUPS, noise='gaussian', scale=1.0))
+  c.bn_init = ml_collections.ConfigDict(dict(
+      checkpoints=(), labels=(), noise='binary',
+      normalizations=('ns', 'filter'), layer=''))
+  c.hparams = ml_collections.ConfigDict(dict(
+      checkpoints=(), labels=(), noise='gaussian', scale=1.0))
+  c.interpolate = ml_collections.ConfigDict(dict(
+      checkpoint_a='', checkpoint_b='', epoch_a='last', epoch_b='last',
+      lam_min=-1.0, lam_max=2.0, num_points=31))
+  c.surface = ml_collections.ConfigDict(dict(
+      noise='gaussian', normalization='filter', lam_min=-1.0, lam_max=1.0,
+      num_points=21))
+  return c

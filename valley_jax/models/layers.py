@@ -25,6 +25,9 @@ BN_INITS = {
     'gaussian': nn.initializers.normal(stddev=0.1),  # G(0, 0.1)
 }
 
+# Flax BatchNorm momentum equal to PyTorch's 0.1 (see landscape.recalibrate).
+BN_MOMENTUM = 0.9
+
 # PyTorch's defaults: kaiming-uniform-like fan-in scaling for conv/dense.
 KERNEL_INIT = nn.initializers.variance_scaling(1 / 3, 'fan_in', 'uniform')
 
@@ -33,7 +36,7 @@ def batch_norm(train: bool, bn_init: str, name: str) -> nn.BatchNorm:
   """BatchNorm with PyTorch's momentum (0.1, i.e. flax 0.9) and epsilon."""
   return nn.BatchNorm(
       use_running_average=not train,
-      momentum=0.9,
+      momentum=BN_MOMENTUM,
       epsilon=1e-5,
       scale_init=BN_INITS[bn_init],
       name=name,

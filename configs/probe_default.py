@@ -1,0 +1,21 @@
+"""The main job on the embedded default: python probe.py (no flags).
+
+Trains the digits CNN with BN into runs/default if it holds no checkpoint, then
+runs noise_types (Fig. 3), sign_ratio (Fig. 4) and special (Fig. 5) and writes
+results.json + figures under runs/default/probe/<kind>/.
+About 60-90 s on 2 CPU cores (2026-11-22).
+"""
+
+from valley_jax import defaults
+
+
+def get_config(arg: str | None = None):
+  c = defaults.probe_config('runs/default')
+  c.train_if_missing = True
+  c.sweep.num_points = 21
+  c.sweep.recal_samples = 1000
+  c.sweep.recal_batch_size = 200
+  c.sweep.eval_batch_size = 360
+  if arg:
+    c.kind = arg
+  return c

@@ -1,0 +1,74 @@
+"""Parameter groups from parameter paths (naming rule: models/layers.py).
+
+Groups for perturbation (paper Fig. 6): ALL, CLF (the classifier `head`), FEAT
+(everything but `head`), LAYER1 (stem and first stage), CONV (conv kernels and
+biases), BN (BatchNorm scale and bias). Statistics groups (Fig. 8) partition
+the parameters: BN Weight, CLF Weight, CLF Bias, Other Weight, Other Bias.
+
+>>> import jax.numpy as jnp
+>>> p = {'conv1': {'kernel': jnp.ones((3, 3, 1, 2))},
+...      'head': {'kernel': jnp.ones((2, 3)), 'bias': jnp.ones(3)}}
+>>> jax.tree.leaves(mask(p, 'CLF'))
+[False, True, True]
+"""
+
+import re
+from typing import Any, Callable
+
+import jax
+
+GROUPS = ('ALL', 'CLF', 'FEAT', 'LAYER1', 'CONV', 'BN')
+STATS_GROUPS = ('BN Weight', 'CLF Weight', 'CLF Bias', 'Other Weight',
+                'Other Bias')
+
+_LAYER1 = re.compile(
+    r'^([a-z]+1(_\d+)?|\w*stem|\w*patch|pos_embedding|cls_token)$')
+
+
+def _names(path) -> tuple[str, ...]:
+  return tuple(getattr(k, 'key', getattr(k, 'name', str(k))) for k in path)
+
+
+def _modules(names: tuple[str, ...]) -> tuple[str, ...]:
+  return names[:-1] if len(names) > 1 else names
+
+
+_RULES: dict[str, Callable[[tuple[str, ...]], bool]] = {
+    'ALL': lambda n: True,
+    'CLF': lambda n: n[0] == 'head',
+    'FEAT': lambda n: n[0] != 'head',
+    'LAYER1': lambda n: bool(_LAYER1.match(n[0])),
+    'CONV': lambda n: _modules(n)[-1].startswith('conv'),
+    'BN': lambda n: _modules(n)[-1].startswith('bn'),
+}
+
+
+def check_group(group: str) -> None:
+  if group not in GROUPS:
+    raise ValueError(f'Unknown parameter group {group!r}; choose one of '
+                     f'{GROUPS}.')
+
+
+def mask(params: Any, group: str) -> Any:
+  """A tree of Python bools: which leaves belong to `group`."""
+  check_group(group)
+  rule = _RULES[group]
+  return jax.tree_util.tree_map_with_path(lambda p, _: rule(_names(p)), params)
+
+
+def stats_group(names: tuple[str, ...]) -> str:
+  """The statistics group of one leaf path."""
+  module, leaf = _modules(names)[-1], names[-1]
+  if module.startswith('bn'):
+    return 'BN Weight' if leaf == 'scale' else 'Other Bias'
+  if names[0] == 'head':
+    return 'CLF Weight' if leaf == 'kernel' else 'CLF Bias'
+  return 'Other Bias' if leaf == 'bias' else 'Other Weight'
+
+
+def stats_mask(params: Any, group: str) -> Any:
+  if group not in STATS_GROUPS:
+    raise ValueError(f'Unknown statistics group {group!r}; choose one of '
+                     f'{STATS_GROUPS}.')
+  return jax.tree_util.tree_map_with_path(
+      lambda p, _: stats_group(_names(p)) == group, params)

@@ -1,0 +1,296 @@
+"""The sweep engine: loss and error at θ + Σ_k c_k d_k for many points at once.
+
+One compiled function per model and shape evaluates a [P, K] array of
+coefficients: 1D lines (K = 1, c = λ·s), 2D grids (K = 2) and two-model
+interpolation (base θA, direction θB − θA). Points are batched with
+`jax.lax.map(..., batch_size=chunk)`: `chunk` perturbed copies live in memory
+at once (chunk = 1 is a sequential scan, chunk = P a full vmap). The data are
+sharded over the mesh's 'data' axis, so the same code runs on one CPU, one GPU
+or a TPU slice.
+
+BatchNorm recalibration (paper Appendix A.3): for every point, the running
+statistics are recomputed in train mode on the recalibration batches and the
+point is then evaluated in eval mode. The recomputed statistics are exact
+statistics of the whole recalibration set: mean = average of batch means,
+var = average of batch E[x²] minus mean² (biased), where every BN layer sees
+its input normalised with batch statistics, as in a PyTorch "forward again"
+pass.
+
+>>> import valley_jax.models as models, numpy as np, jax
+>>> m = models.build_model('mlp', 3, hidden=(4,), bn=False)
+>>> v = m.init(jax.random.key(0), np.zeros((1, 2)))
+>>> ev = make_batches(np.ones((5, 2), np.float32), np.zeros(5, np.int32), 2)
+>>> sweep = make_sweep(m)
+>>> out = sweep(v['params'], {}, (v['params'],), np.zeros((1, 1)), ev)
+>>> out['loss'].shape
+(1,)
+"""
+
+import dataclasses
+import functools
+import math
+from typing import Any, Sequence
+
+import flax
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from valley_jax import sharding, tree
+from valley_jax.data import pipeline
+from valley_jax.models.layers import BN_MOMENTUM
+from valley_jax.training import cross_entropy
+
+PyTree = Any
+# Parameter count under which all points of a chunk are vmapped by default.
+_AUTO_ELEMENTS = 8_000_000
+
+
+@flax.struct.dataclass
+class Batches:
+  """Evaluation data as [S, B, ...] arrays with 0/1 weights for padding."""
+
+  x: jax.Array
+  y: jax.Array
+  w: jax.Array
+
+
+def make_batches(x: np.ndarray, y: np.ndarray, batch_size: int,
+                 mesh=None) -> Batches:
+  """All of (x, y) in padded batches, sharded on the batch axis over `mesh`."""
+  if len(y) == 0:
+    raise ValueError('The evaluation set is empty.')
+  idx, w = pipeline.padded_batches(len(y), min(batch_size, len(y)))
+  if mesh is not None:
+    sharding.check_divisible(mesh, idx.shape[1], 'eval batch size')
+  b = Batches(jnp.asarray(x[idx]), jnp.asarray(y[idx]), jnp.asarray(w))
+  return b if mesh is None else sharding.put_sharded(mesh, b, axis=1)
+
+
+def make_recal_batches(x: np.ndarray, n: int, batch_size: int,
+                       mesh=None) -> jax.Array:
+  """The first `n` examples of x as full [S, B, ...] batches (n % B == 0)."""
+  if not 0 < n <= len(x):
+    raise ValueError(f'recal samples must be in [1, {len(x)}], got {n}.')
+  b = min(batch_size, n)
+  if n % b:
+    raise ValueError(f'recal samples {n} must be a multiple of the recal '
+                     f'batch size {b} (all batches equally weighted).')
+  xs = jnp.asarray(x[:n].reshape(n // b, b, *x.shape[1:]))
+  return xs if mesh is None else sharding.put_sharded(mesh, xs, axis=1)
+
+
+def _cast(t: PyTree, dtype) -> PyTree:
+  return jax.tree.map(lambda a: a.astype(dtype), t)
+
+
+def _moments(stats: PyTree) -> tuple[PyTree, PyTree]:
+  """Per-batch (E[x], E[x²]) from BN running stats updated from zero."""
+  flat = flax.traverse_util.flatten_dict(stats)
+  scale = 1.0 / (1.0 - BN_MOMENTUM)
+  m1, m2 = {}, {}
+  for path, v in flat.items():
+    if path[-1] == 'mean':
+      mean = v.astype(jnp.float32) * scale
+      var = flat[path[:-1] + ('var',)].astype(jnp.float32) * scale
+      m1[path[:-1]], m2[path[:-1]] = mean, var + jnp.square(mean)
+  return m1, m2
+
+
+def _stats(m1: dict, m2: dict) -> PyTree:
+  flat = {}
+  for path in m1:
+    flat[path + ('mean',)] = m1[path]
+    flat[path + ('var',)] = jnp.maximum(m2[path] - jnp.square(m1[path]), 0.0)
+  return flax.traverse_util.unflatten_dict(flat)
+
+
+def recalibrate(model: nn.Module, params: PyTree, batch_stats: PyTree,
+                x_SB: jax.Array, mean=(0.0,), std=(1.0,),
+                dtype=jnp.float32) -> PyTree:
+  """BN running statistics recomputed on the batches x_SB (see module doc)."""
+  zeros = jax.tree.map(jnp.zeros_like, batch_stats)
+
+  def batch(carry, x):
+    x = pipeline.normalize(x, mean, std).astype(dtype)
+    _, upd = model.apply({'params': params, 'batch_stats': zeros}, x,
+                         train=True, mutable=['batch_stats'])
+    m1, m2 = _moments(upd['batch_stats'])
+    return jax.tree.map(jnp.add, carry, (m1, m2)), None
+
+  init = _moments(zeros)
+  (s1, s2), _ = jax.lax.scan(batch, init, x_SB)
+  n = x_SB.shape[0]
+  return _stats(*jax.tree.map(lambda a: a / n, (s1, s2)))
+
+
+def evaluate(model: nn.Module, params: PyTree, batch_stats: PyTree,
+             data: Batches, mean=(0.0,), std=(1.0,),
+             dtype=jnp.float32) -> tuple[jax.Array, jax.Array]:
+  """Mean CE loss and error (1 − accuracy) of one parameter point."""
+  variables = {'params': params, 'batch_stats': batch_stats}
+
+  def batch(carry, b):
+    x, y, w = b
+    x = pipeline.normalize(x, mean, std).astype(dtype)
+    logits = model.apply(variables, x, train=False).astype(jnp.float32)
+    loss = jnp.sum(cross_entropy(logits, y) * w)
+    wrong = jnp.sum((jnp.argmax(logits, -1) != y) * w)
+    return (carry[0] + loss, carry[1] + wrong), None
+
+  (loss, wrong), _ = jax.lax.scan(batch, (0.0, 0.0), (data.x, data.y, data.w))
+  count = jnp.sum(data.w)
+  return loss / count, wrong / count
+
+
+def auto_chunk(params: PyTree, num_points: int) -> int:
+  """Points per vmapped chunk, from measurements.
+
+  Vmapping points turns convolutions into grouped convolutions with one
+  weight set per point: on 2 CPU cores a 21-point digits-CNN sweep took 0.12 s
+  one point at a time and 0.65 s fully vmapped (bench/sweep_bench.py), and on
+  an H100 vmapping 8 points of VGG16 was slower than one at a time. Networks
+  with convolutions therefore go one point at a time; dense-only networks
+  (batched matmuls) vmap as many points as fit in ~8M perturbed elements.
+  Override with config.sweep.chunk.
+  """
+  leaves = jax.tree.leaves(params)
+  if any(p.ndim >= 4 for p in leaves):
+    return 1
+  n = sum(int(np.prod(p.shape)) for p in leaves)
+  return int(max(1, min(num_points, _AUTO_ELEMENTS // max(n, 1))))
+
+
+def make_sweep(model: nn.Module, mean=(0.0,), std=(1.0,), *,
+               recal: bool = False, chunk: int | None = None,
+               dtype=jnp.float32, mesh=None):
+  """A jitted fn(params, batch_stats, directions, coeffs_PxK, eval, recal_x).
+
+  Args:
+    model: a flax module called as model.apply(vars, x, train=...).
+    mean, std: input normalisation of uint8 images (ignored for floats).
+    recal: recompute BN statistics per point on recal_x.
+    chunk: points per vmapped chunk (None: auto_chunk).
+    dtype: compute dtype (jnp.bfloat16 for mixed precision; the loss is
+      always accumulated in float32).
+    mesh: the mesh the data are sharded over; parameters, directions and
+      coefficients are replicated on it (None: leave them where they are).
+  Returns:
+    fn returning {'loss': [P], 'error': [P]} (device arrays).
+  """
+
+  @functools.partial(jax.jit, static_argnames=('chunk_size',))
+  def run(params, batch_stats, directions, coeffs_PxK, data, recal_x,
+          chunk_size):
+    def point(c_K):
+      p = _cast(tree.combine(params, list(directions), c_K), dtype)
+      stats = batch_stats
+      if recal:
+        stats = recalibrate(model, p, batch_stats, recal_x, mean, std, dtype)
+      return evaluate(model, p, _cast(stats, dtype), data, mean, std, dtype)
+
+    loss, err = jax.lax.map(point, coeffs_PxK, batch_size=chunk_size)
+    return {'loss': loss, 'error': err}
+
+  def sweep(params, batch_stats, directions: Sequence[PyTree], coeffs_PxK,
+            data: Batches, recal_x=None):
+    coeffs_PxK = jnp.asarray(coeffs_PxK, jnp.float32)
+    if coeffs_PxK.ndim != 2 or coeffs_PxK.shape[1] != len(directions):
+      raise ValueError(f'coeffs must be [points, {len(directions)}], got '
+                       f'{coeffs_PxK.shape}.')
+    if recal and recal_x is None:
+      raise ValueError('recal=True needs recalibration batches (recal_x).')
+    size = chunk or auto_chunk(params, coeffs_PxK.shape[0])
+    args = (params, batch_stats, tuple(directions), coeffs_PxK)
+    if mesh is not None:
+      args = sharding.put_replicated(mesh, args)
+    return run(*args, data, recal_x, min(size, coeffs_PxK.shape[0]))
+
+  return sweep
+
+
+def sweep_reference(model, params, batch_stats, directions, coeffs_PxK,
+                    x, y, batch_size, recal_x=None, recal_batch_size=None,
+                    mean=(0.0,), std=(1.0,)) -> dict[str, np.ndarray]:
+  """The plain path: one point at a time, Python loops, float64 sums.
+
+  Used by tests as the reference of the fast path; also handy for debugging.
+  """
+  fwd = jax.jit(lambda v, x: model.apply(v, x, train=False))
+  fwd_train = jax.jit(lambda v, x: model.apply(v, x, train=True,
+                                               mutable=['batch_stats'])[1])
+  losses, errors = [], []
+  for c in np.asarray(coeffs_PxK):
+    p = jax.tree.map(lambda t, *ds: t + sum(ci * d for ci, d in zip(c, ds)),
+                     params, *directions)
+    stats = batch_stats
+    if recal_x is not None:
+      stats = _reference_recal(fwd_train, p, batch_stats, recal_x,
+                               recal_batch_size, mean, std)
+    loss, wrong = 0.0, 0
+    for i in range(0, len(y), batch_size):
+      xb = pipeline.normalize(jnp.asarray(x[i:i + batch_size]), mean, std)
+      logits = np.asarray(fwd({'params': p, 'batch_stats': stats}, xb),
+                          np.float64)
+      yb = y[i:i + batch_size]
+      logz = np.log(np.sum(np.exp(logits - logits.max(1, keepdims=True)), 1))
+      loss += np.sum(logz + logits.max(1) - logits[np.arange(len(yb)), yb])
+      wrong += int(np.sum(logits.argmax(1) != yb))
+    losses.append(loss / len(y))
+    errors.append(wrong / len(y))
+  return {'loss': np.array(losses), 'error': np.array(errors)}
+
+
+def _reference_recal(fwd_train, p, batch_stats, recal_x, bs, mean, std):
+  zeros = jax.tree.map(jnp.zeros_like, batch_stats)
+  sums1, sums2, n = None, None, 0
+  for i in range(0, len(recal_x), bs):
+    xb = pipeline.normalize(jnp.asarray(recal_x[i:i + bs]), mean, std)
+    upd = flax.traverse_util.flatten_dict(
+        fwd_train({'params': p, 'batch_stats': zeros}, xb)['batch_stats'])
+    m = {k[:-1]: np.asarray(v, np.float64) / (1 - BN_MOMENTUM)
+         for k, v in upd.items() if k[-1] == 'mean'}
+    v2 = {k: np.asarray(upd[k + ('var',)], np.float64) / (1 - BN_MOMENTUM)
+          + m[k] ** 2 for k in m}
+    sums1 = m if sums1 is None else {k: sums1[k] + m[k] for k in m}
+    sums2 = v2 if sums2 is None else {k: sums2[k] + v2[k] for k in m}
+    n += 1
+  flat = {}
+  for k in sums1:
+    flat[k + ('mean',)] = jnp.asarray(sums1[k] / n, jnp.float32)
+    flat[k + ('var',)] = jnp.asarray(sums2[k] / n - (sums1[k] / n) ** 2,
+                                     jnp.float32)
+  return flax.traverse_util.unflatten_dict(flat)
+
+
+def linspace_coeffs(lo: float, hi: float, num: int,
+                    scale: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+  """λ values and their [P, 1] coefficients λ·s."""
+  if num < 1 or not math.isfinite(lo) or not math.isfinite(hi) or hi < lo:
+    raise ValueError(f'Empty or invalid λ range [{lo}, {hi}] with {num} '
+                     'points; need lo <= hi and num >= 1.')
+  lams = np.linspace(lo, hi, num)
+  return lams, (lams * scale)[:, None]
+
+
+def grid_coeffs(lo: float, hi: float, num: int) -> tuple[np.ndarray,
+                                                         np.ndarray]:
+  """A num × num grid of (α, β) as [num², 2] coefficients (row-major)."""
+  axis, _ = linspace_coeffs(lo, hi, num)
+  a, b = np.meshgrid(axis, axis, indexing='ij')
+  return axis, np.stack([a.ravel(), b.ravel()], 1)
+
+
+@dataclasses.dataclass
+class Setting:
+  """A compiled sweep with its data: what probes reuse across curves."""
+
+  sweep: Any
+  eval_data: Batches
+  recal_x: jax.Array | None
+
+  def __call__(self, params, batch_stats, directions, coeffs_PxK):
+    out = self.sweep(params, batch_stats, directions, coeffs_PxK,
+                     self.eval_data, self.recal_x)
+    return {k: np.asarray(v, np.float64) for k, v in out.items()}

@@ -1,0 +1,532 @@
+"""run(config, workdir): the paper's valley studies on trained checkpoints.
+
+Each kind writes `<workdir>/<kind>/results.json` and a figure (PNG + PDF) and
+prints a table: per curve, the mean test error of the positive half
+(λ ∈ [0, 1]), of the negative half (λ ∈ [-1, 0]) and their difference.
+
+Choices the paper leaves open:
+* A direction restricted to a group is NS-normalised against θ restricted to
+  the same group, so the step is relative to that group's own scale.
+* Several seeds of a direction are reported as mean and standard deviation.
+* Models with BN are recalibrated per point by default (config.sweep.recal =
+  'auto'); the sweep then evaluates with the recomputed statistics.
+* Interpolation without recalibration keeps θA's batch statistics.
+"""
+
+import dataclasses
+import functools
+import json
+import math
+from typing import Any, Callable
+
+from absl import logging
+from etils import epath
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from valley_jax import (checkpoint, data, directions, groups, landscape,
+                        models, normalize, plots, sharding, train_lib, tree)
+
+KINDS = ('noise_types', 'sign_ratio', 'special', 'groups', 'bn_init',
+         'hparams', 'interpolate', 'surface')
+DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
+
+
+def kinds_of(config) -> list[str]:
+  kinds = [k.strip() for k in config.kind.split(',') if k.strip()]
+  bad = [k for k in kinds if k not in KINDS]
+  if bad or not kinds:
+    raise ValueError(f'Unknown probe kind(s) {bad or config.kind!r}; choose '
+                     f'from {KINDS} (config.kind, comma-separated).')
+  return kinds
+
+
+# ----------------------------------------------------------------- validation
+
+
+def _check_range(lo, hi, num, where):
+  try:
+    landscape.linspace_coeffs(lo, hi, num)
+  except ValueError as e:
+    raise ValueError(f'{e} ({where})') from None
+
+
+def _check_checkpoint(workdir: str, epoch='last', what='config.checkpoint'):
+  kept = checkpoint.epochs(workdir) if workdir else []
+  if not kept:
+    raise FileNotFoundError(f'{what}={workdir!r} holds no checkpoint; train '
+                            'it first with train.py --workdir=...')
+  if epoch != 'last' and int(epoch) not in kept:
+    raise FileNotFoundError(f'Epoch {epoch} of {workdir} is not kept; kept: '
+                            f'{kept}.')
+
+
+def _model_signature(workdir: str) -> tuple[Any, Any]:
+  cfg = checkpoint.stored_config(checkpoint.manager(workdir, read_only=True))
+  return json.dumps(cfg['model'], sort_keys=True), cfg['data']['name']
+
+
+def validate(config: ml_collections.ConfigDict) -> list[str]:
+  """Every name, range and checkpoint, before anything is compiled."""
+  kinds = kinds_of(config)
+  sw = config.sweep
+  _check_range(sw.lam_min, sw.lam_max, sw.num_points, 'config.sweep')
+  if sw.dtype not in DTYPES:
+    raise ValueError(f'Unknown dtype {sw.dtype!r}; choose one of '
+                     f'{tuple(DTYPES)} (config.sweep.dtype).')
+  if sw.recal not in ('auto', 'on', 'off'):
+    raise ValueError("config.sweep.recal must be 'auto', 'on' or 'off'.")
+  if config.seeds < 1:
+    raise ValueError('config.seeds must be >= 1.')
+  normalize.check_normalization(config.normalization)
+  for n in config.noise_types.noises:
+    directions.check_noise(n)
+  for n in (config.sign_ratio.noise, config.groups.noise, config.bn_init.noise,
+            config.hparams.noise, config.surface.noise):
+    directions.check_noise(n)
+  for g in config.groups.groups:
+    groups.check_group(g)
+  for name in config.special.directions:
+    if name not in directions.SPECIAL:
+      raise ValueError(f'Unknown special direction {name!r}; choose from '
+                       f'{directions.SPECIAL}.')
+  for n in (*config.bn_init.normalizations, config.surface.normalization):
+    normalize.check_normalization(n)
+  if any(r < 0 or r > 1 for r in config.sign_ratio.ratios):
+    raise ValueError('config.sign_ratio.ratios must lie in [0, 1].')
+  if any(k in kinds for k in ('noise_types', 'sign_ratio', 'special',
+                              'groups', 'surface')):
+    if not (config.train_if_missing and not checkpoint.epochs(
+        config.checkpoint)):
+      _check_checkpoint(config.checkpoint, config.epoch)
+  for kind in ('bn_init', 'hparams'):
+    if kind in kinds:
+      _check_list(config[kind], f'config.{kind}')
+  if 'interpolate' in kinds:
+    _check_pair(config.interpolate)
+  if 'surface' in kinds:
+    s = config.surface
+    _check_range(s.lam_min, s.lam_max, s.num_points, 'config.surface')
+  return kinds
+
+
+def _check_list(c, where):
+  if not c.checkpoints:
+    raise ValueError(f'{where}.checkpoints is empty: give the workdirs of the '
+                     'runs to compare.')
+  if c.labels and len(c.labels) != len(c.checkpoints):
+    raise ValueError(f'{where}.labels must match {where}.checkpoints.')
+  for w in c.checkpoints:
+    _check_checkpoint(w, 'last', f'{where}.checkpoints')
+
+
+def _check_pair(c):
+  _check_checkpoint(c.checkpoint_a, c.epoch_a, 'config.interpolate.'
+                    'checkpoint_a')
+  _check_checkpoint(c.checkpoint_b, c.epoch_b, 'config.interpolate.'
+                    'checkpoint_b')
+  _check_range(c.lam_min, c.lam_max, c.num_points, 'config.interpolate')
+  a, b = _model_signature(c.checkpoint_a), _model_signature(c.checkpoint_b)
+  if a != b:
+    raise ValueError('interpolate needs two checkpoints of the same model and '
+                     f'dataset; got {a} and {b}.')
+
+
+# ------------------------------------------------------------------ subjects
+
+
+@dataclasses.dataclass
+class Subject:
+  """One trained checkpoint, ready to sweep."""
+
+  label: str
+  workdir: str
+  epoch: int | str
+  train_config: dict[str, Any]
+  model: Any
+  params: Any
+  batch_stats: Any
+  dataset: data.Dataset
+  sweep: landscape.Setting
+
+  @functools.cached_property
+  def theta0(self):
+    return checkpoint.restore_model(self.workdir, 0,
+                                    self.sweep.mesh)[0]['params']
+
+
+class Prober:
+  """Loads checkpoints and data once and compiles one sweep per model."""
+
+  def __init__(self, config: ml_collections.ConfigDict):
+    self.config = config
+    self.mesh = sharding.make_mesh(config.get('num_devices', 0))
+    self.root = jax.random.key(config.seed)
+    self._datasets: dict[str, data.Dataset] = {}
+
+  def dataset(self, data_cfg: dict[str, Any]) -> data.Dataset:
+    key = json.dumps(data_cfg, sort_keys=True)
+    if key not in self._datasets:
+      self._datasets[key] = data.from_config(
+          ml_collections.ConfigDict(data_cfg))
+    return self._datasets[key]
+
+  def subject(self, workdir: str, epoch='last', label: str = '') -> Subject:
+    variables, cfg = checkpoint.restore_model(workdir, epoch, self.mesh)
+    ds = self.dataset(cfg['data'])
+    model = train_lib.build(ml_collections.ConfigDict(cfg), ds)
+    return Subject(label or workdir, workdir, epoch, cfg, model,
+                   variables['params'], variables['batch_stats'], ds,
+                   self._setting(model, ds, bool(variables['batch_stats'])))
+
+  def _setting(self, model, ds: data.Dataset, has_bn: bool):
+    sw = self.config.sweep
+    recal = sw.recal == 'on' or (sw.recal == 'auto' and has_bn)
+    n_dev = self.mesh.shape[sharding.DATA]
+    x, y = ds.x_test, ds.y_test
+    if sw.n_test:
+      x, y = x[:sw.n_test], y[:sw.n_test]
+    eval_bs = _round_up(min(sw.eval_batch_size, len(y)), n_dev)
+    eval_data = landscape.make_batches(x, y, eval_bs, self.mesh)
+    recal_x = None
+    if recal:
+      rb = _round_up(min(sw.recal_batch_size, len(ds.y_train)), n_dev)
+      n = min(sw.recal_samples, len(ds.y_train)) // rb * rb
+      order = np.random.default_rng(self.config.seed).permutation(
+          len(ds.y_train))
+      recal_x = landscape.make_recal_batches(ds.x_train[order], n, rb,
+                                             self.mesh)
+    fn = landscape.make_sweep(model, ds.mean, ds.std, recal=recal,
+                              chunk=sw.chunk or None,
+                              dtype=DTYPES[sw.dtype], mesh=self.mesh)
+    return Setting(fn, eval_data, recal_x, self.mesh)
+
+
+@dataclasses.dataclass
+class Setting(landscape.Setting):
+  mesh: Any = None
+
+
+def _round_up(n: int, k: int) -> int:
+  return -(-n // k) * k
+
+
+# ---------------------------------------------------------------- directions
+
+
+def make_direction(p: Prober, s: Subject, seed: int, *, noise: str = '',
+                   special: str = '', sign_consistent: bool = False,
+                   ratio: float | None = None, normalization: str = 'ns',
+                   group: str = 'ALL', index: int = 0):
+  """One normalised direction; noise i of seed s is the same in any study."""
+  key = directions.direction_key(
+      p.root, seed, index or list(directions.NOISES).index(noise or 'ones'))
+  theta = s.params
+  if special:
+    eps = directions.special(special, theta,
+                             s.theta0 if special == 'init' else None)
+  else:
+    eps = directions.sample(noise, key, theta)
+  if ratio is not None:
+    eps = directions.partial_sign_consistent(eps, theta, ratio,
+                                             jax.random.fold_in(key, 7919))
+  elif sign_consistent:
+    eps = directions.sign_consistent(eps, theta)
+  mask = groups.mask(theta, group)
+  return normalize.normalize(tree.masked(eps, mask), tree.masked(theta, mask),
+                             normalization)
+
+
+def halves(lams, error) -> tuple[float, float]:
+  """Mean error over λ ∈ [0, 1] and over λ ∈ [-1, 0]."""
+  lams, err = np.asarray(lams), np.asarray(error, np.float64)
+  pos = err[(lams >= 0) & (lams <= 1)]
+  neg = err[(lams <= 0) & (lams >= -1)]
+  return (float(pos.mean()) if pos.size else math.nan,
+          float(neg.mean()) if neg.size else math.nan)
+
+
+def line(p: Prober, s: Subject, label: str, panel: str,
+         make: Callable[[int], Any], *, scale: float = 1.0, seeds: int = 1,
+         lams=None, base=None, **meta) -> dict[str, Any]:
+  """A 1D curve θ + λ·s·d averaged over `seeds` draws of d = make(seed)."""
+  sw = p.config.sweep
+  if lams is None:
+    lams = np.linspace(sw.lam_min, sw.lam_max, sw.num_points)
+  coeffs = (np.asarray(lams) * scale)[:, None]
+  runs = [s.sweep(s.params if base is None else base, s.batch_stats,
+                  [make(seed)], coeffs) for seed in range(seeds)]
+  loss = np.stack([r['loss'] for r in runs])
+  err = np.stack([r['error'] for r in runs])
+  curve = dict(label=label, panel=panel, scale=scale, seeds=seeds,
+               lambdas=np.asarray(lams).tolist(), loss=loss.mean(0).tolist(),
+               error=err.mean(0).tolist(), **meta)
+  if seeds > 1:
+    curve['loss_std'] = loss.std(0).tolist()
+    curve['error_std'] = err.std(0).tolist()
+  curve['positive_error'], curve['negative_error'] = halves(lams,
+                                                            curve['error'])
+  return curve
+
+
+def meta(direction: str, sign_consistent=False, ratio=None,
+         normalization='ns', group='ALL') -> dict[str, Any]:
+  return dict(direction=direction, sign_consistent=sign_consistent,
+              ratio=ratio, normalization=normalization, group=group)
+
+
+def noise_line(p: Prober, s: Subject, noise: str, sc: bool, panel: str, *,
+               scale: float = 1.0, group: str = 'ALL',
+               normalization: str | None = None, label: str = '',
+               seeds: int | None = None) -> dict[str, Any]:
+  norm = normalization or p.config.normalization
+  name = directions.NOISE_LABELS[noise]
+  label = label or (f'|{name}|·sign(θ)' if sc else name)
+  return line(p, s, label, panel,
+              lambda seed: make_direction(p, s, seed, noise=noise,
+                                          sign_consistent=sc,
+                                          normalization=norm, group=group),
+              scale=scale, seeds=seeds or p.config.seeds,
+              **meta(noise, sc, None, norm, group))
+
+
+# --------------------------------------------------------------------- kinds
+
+
+def noise_types(p: Prober, s: Subject) -> dict[str, Any]:
+  """Fig. 3: seven noises, plain and sign-consistent, for every scale s."""
+  c = p.config.noise_types
+  curves = [noise_line(p, s, n, sc, f'{directions.NOISE_LABELS[n]}, s={sc_}',
+                       scale=sc_)
+            for sc_ in c.scales for n in c.noises for sc in (False, True)]
+  return {'curves': curves, 'layout': {'ncols': len(c.noises),
+                                       'metrics': ['error']}}
+
+
+def sign_ratio(p: Prober, s: Subject) -> dict[str, Any]:
+  """Fig. 4: a fraction r of the elements takes θ's sign."""
+  c = p.config.sign_ratio
+  norm = p.config.normalization
+  curves = [
+      line(p, s, f'r={r:.1f}', 'r', functools.partial(
+          lambda seed, r: make_direction(p, s, seed, noise=c.noise, ratio=r,
+                                         normalization=norm), r=r),
+           scale=c.scale, seeds=p.config.seeds,
+           **meta(c.noise, r == 1.0, float(r), norm))
+      for r in c.ratios]
+  summary = {'ratios': [float(r) for r in c.ratios],
+             'positive': [cv['positive_error'] for cv in curves],
+             'negative': [cv['negative_error'] for cv in curves]}
+  return {'curves': curves, 'summary': summary}
+
+
+_SPECIAL_LABELS = {'init': 'ε1 = θ0', 'theta': 'ε2 = θf',
+                   'sign': 'ε3 = sign(θf)', 'sign_centered': 'ε4 = sign(θf−μ)',
+                   'sgp': 'ε5 = sgp(θf)', 'sgp_centered': 'ε6 = sgp(θf−μ)'}
+
+
+def special(p: Prober, s: Subject) -> dict[str, Any]:
+  """Fig. 5: the six special directions (deterministic: one seed)."""
+  c, norm = p.config.special, p.config.normalization
+  sc = {'sign', 'theta', 'sign_centered'}
+  curves = [line(p, s, _SPECIAL_LABELS[d], _SPECIAL_LABELS[d],
+                 functools.partial(lambda seed, d: make_direction(
+                     p, s, seed, special=d, normalization=norm), d=d),
+                 scale=c.scale, **meta(d, d in sc, None, norm))
+            for d in c.directions]
+  return {'curves': curves}
+
+
+def groups_kind(p: Prober, s: Subject) -> dict[str, Any]:
+  """Fig. 6: plain and sign-consistent noise on each parameter group."""
+  c = p.config.groups
+  curves = [noise_line(p, s, c.noise, sc, g, scale=c.scale, group=g)
+            for g in c.groups for sc in (False, True)
+            if tree.size(s.params, groups.mask(s.params, g))]
+  return {'curves': curves}
+
+
+def _bn_layer(params, name: str) -> str:
+  bns = sorted(k for k in flat_modules(params) if k.split('/')[-1]
+               .startswith('bn'))
+  if not bns:
+    raise ValueError('bn_init needs models with BatchNorm.')
+  if name and name not in bns:
+    raise ValueError(f'config.bn_init.layer={name!r} not found; BN layers: '
+                     f'{bns}.')
+  return name or bns[0]
+
+
+def flat_modules(params) -> dict[str, Any]:
+  """'module/path' -> dict of leaves, for modules that hold leaves."""
+  out = {}
+  for path, leaf in jax.tree_util.tree_leaves_with_path(params):
+    names = [getattr(k, 'key', str(k)) for k in path]
+    out.setdefault('/'.join(names[:-1]), {})[names[-1]] = leaf
+  return out
+
+
+def bn_init(p: Prober, _) -> dict[str, Any]:
+  """Fig. 7: runs with different BN inits along ε ∈ {0,1}, NS and filter NS."""
+  c = p.config.bn_init
+  labels = c.labels or c.checkpoints
+  curves, hists = [], []
+  for w, label in zip(c.checkpoints, labels):
+    s = p.subject(w, label=label)
+    for norm in c.normalizations:
+      curves.append(noise_line(p, s, c.noise, False, f'{label}, {norm}',
+                               normalization=norm, label=f'{label} {norm}'))
+    layer = _bn_layer(s.params, c.layer)
+    hists.append({'label': label, 'layer': layer,
+                  'init': _leaf(s.theta0, layer), 'final': _leaf(s.params,
+                                                                 layer)})
+  return {'curves': curves, 'histograms': hists}
+
+
+def _leaf(params, layer: str) -> list[float]:
+  return np.asarray(flat_modules(params)[layer]['scale']).tolist()
+
+
+def hparams(p: Prober, _) -> dict[str, Any]:
+  """Fig. 9: runs with other LR/BS/WD, G(0,1) plain and sign-consistent."""
+  c = p.config.hparams
+  curves = []
+  for w, label in zip(c.checkpoints, c.labels or c.checkpoints):
+    s = p.subject(w, label=label)
+    curves += [noise_line(p, s, c.noise, sc, label, scale=c.scale)
+               for sc in (False, True)]
+  return {'curves': curves}
+
+
+def interpolate(p: Prober, _) -> dict[str, Any]:
+  """Fig. 8: (1−λ)θA + λθB, group statistics and sign consistency."""
+  c = p.config.interpolate
+  a = p.subject(c.checkpoint_a, c.epoch_a, 'θA')
+  b = p.subject(c.checkpoint_b, c.epoch_b, 'θB')
+  if jax.tree.structure(a.params) != jax.tree.structure(b.params):
+    raise ValueError('interpolate needs checkpoints with the same parameters.')
+  eps = directions.difference(a.params, b.params)
+  lams = np.linspace(c.lam_min, c.lam_max, c.num_points)
+  curve = line(p, a, 'θA → θB', 'interpolation', lambda _: eps, lams=lams,
+               **meta('difference', False, None, 'none'))
+  return {'curves': [curve], 'statistics': pair_statistics(a.params, b.params)}
+
+
+def pair_statistics(pa, pb) -> dict[str, Any]:
+  """Per statistics group: mean/std of θA and θB, SSR of each with θB−θA."""
+  eps = directions.difference(pa, pb)
+  out = {}
+  for g in (*groups.STATS_GROUPS, 'ALL'):
+    m = (groups.stats_mask(pa, g) if g != 'ALL' else groups.mask(pa, 'ALL'))
+    if not tree.size(pa, m):
+      continue
+    (ma, sa), (mb, sb) = tree.mean_std(pa, m), tree.mean_std(pb, m)
+    out[g] = {'a': {'mean': ma, 'std': sa}, 'b': {'mean': mb, 'std': sb},
+              'ssr_a': tree.sign_consistency_ratio(pa, eps, m),
+              'ssr_b': tree.sign_consistency_ratio(pb, eps, m)}
+  return {'groups': out,
+          'ssr_ab': tree.sign_consistency_ratio(pa, pb)}
+
+
+def surface(p: Prober, s: Subject) -> dict[str, Any]:
+  """A 2D surface along two independent (filter-normalised) directions."""
+  c = p.config.surface
+  ds = [make_direction(p, s, 0, noise=c.noise, normalization=c.normalization,
+                       index=1000 + i) for i in range(2)]
+  axis, coeffs = landscape.grid_coeffs(c.lam_min, c.lam_max, c.num_points)
+  out = s.sweep(s.params, s.batch_stats, ds, coeffs)
+  n = len(axis)
+  grid = {k: out[k].reshape(n, n) for k in ('loss', 'error')}
+  curves = []
+  if 0.0 in axis:  # The two axis cross-sections as 1D curves.
+    mid = int(np.argmin(np.abs(axis)))
+    for i, (name, sl) in enumerate((('α axis', np.s_[:, mid]),
+                                    ('β axis', np.s_[mid, :]))):
+      err = grid['error'][sl].tolist()
+      pos, neg = halves(axis, err)
+      curves.append(dict(label=name, panel=name, scale=1.0, seeds=1,
+                         lambdas=axis.tolist(), loss=grid['loss'][sl].tolist(),
+                         error=err, positive_error=pos, negative_error=neg,
+                         **meta(c.noise, False, None, c.normalization)))
+  return {'curves': curves,
+          'surface': {'alphas': axis.tolist(), 'betas': axis.tolist(),
+                      'loss': grid['loss'].tolist(),
+                      'error': grid['error'].tolist()}}
+
+
+_RUNNERS = {'noise_types': noise_types, 'sign_ratio': sign_ratio,
+            'special': special, 'groups': groups_kind, 'bn_init': bn_init,
+            'hparams': hparams, 'interpolate': interpolate,
+            'surface': surface}
+_FIGURES = {'sign_ratio': plots.sign_ratio, 'bn_init': plots.histograms,
+            'interpolate': plots.interpolation, 'surface': plots.surface}
+
+
+# ---------------------------------------------------------------------- run
+
+
+def finite_or_none(obj: Any) -> Any:
+  """Non-finite floats become None (JSON null), recursively."""
+  if isinstance(obj, float):
+    return obj if math.isfinite(obj) else None
+  if isinstance(obj, dict):
+    return {k: finite_or_none(v) for k, v in obj.items()}
+  if isinstance(obj, (list, tuple)):
+    return [finite_or_none(v) for v in obj]
+  return obj
+
+
+def table(results: dict[str, Any]) -> str:
+  """Per curve: mean error of the positive half, negative half, difference."""
+  rows = [f"{'curve':<34} {'panel':<22} {'err+':>7} {'err-':>7} {'diff':>7}"]
+  for c in results['curves']:
+    pos, neg = c['positive_error'], c['negative_error']
+    pos, neg = (math.nan if v is None else v for v in (pos, neg))
+    rows.append(f"{c['label'][:34]:<34} {str(c.get('panel', ''))[:22]:<22} "
+                f'{pos:7.3f} {neg:7.3f} {pos - neg:+7.3f}')
+  return '\n'.join(rows)
+
+
+def _ensure_trained(config) -> None:
+  if config.train_if_missing and not checkpoint.epochs(config.checkpoint):
+    logging.warning('No checkpoint in %s: training %s first.',
+                    config.checkpoint, config.train.model.name)
+    train_lib.run(config.train, config.checkpoint)
+
+
+def _header(workdir: str, epoch) -> dict[str, Any]:
+  cfg = checkpoint.stored_config(checkpoint.manager(workdir, read_only=True))
+  return {'model': cfg['model']['name'], 'dataset': cfg['data']['name'],
+          'checkpoint': {'workdir': workdir, 'epoch': epoch}}
+
+
+def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, str]:
+  """Runs every kind of config.kind; returns kind -> results.json path."""
+  kinds = validate(config)
+  _ensure_trained(config)
+  p = Prober(config)
+  main = None
+  if any(_RUNNERS[k] not in (bn_init, hparams, interpolate) for k in kinds):
+    main = p.subject(config.checkpoint, config.epoch)
+  paths = {}
+  for kind in kinds:
+    out = _RUNNERS[kind](p, main)
+    ref = (config.checkpoint, config.epoch) if main else _first_checkpoint(
+        config, kind)
+    results = finite_or_none({'kind': kind, **_header(*ref),
+                              'config': config.to_dict(), **out})
+    folder = epath.Path(workdir) / kind
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / 'results.json').write_text(json.dumps(results, indent=1))
+    _FIGURES.get(kind, plots.curve_panels)(results, str(folder))
+    print(f'\n== {kind} ({folder}) ==\n{table(results)}', flush=True)
+    paths[kind] = str(folder / 'results.json')
+  return paths
+
+
+def _first_checkpoint(config, kind) -> tuple[str, Any]:
+  if kind == 'interpolate':
+    return config.interpolate.checkpoint_a, config.interpolate.epoch_a
+  return config[kind].checkpoints[0], 'last'
