@@ -64,8 +64,10 @@ def _check_checkpoint(workdir: str, epoch='last', what='config.checkpoint'):
 
 
 def _model_signature(workdir: str) -> tuple[Any, Any]:
+  """Architecture and dataset of a run (BN initialisation is not either)."""
   cfg = checkpoint.stored_config(checkpoint.manager(workdir, read_only=True))
-  return json.dumps(cfg['model'], sort_keys=True), cfg['data']['name']
+  arch = {k: v for k, v in cfg['model'].items() if k != 'bn_init'}
+  return json.dumps(arch, sort_keys=True), cfg['data']['name']
 
 
 def validate(config: ml_collections.ConfigDict) -> list[str]:

@@ -1,0 +1,63 @@
+"""Parameter groups partition every registry model's parameters."""
+
+import jax
+import pytest
+
+from valley_jax import groups, models
+
+_KW = {'vit': dict(depth=2, dim=16, heads=2)}
+
+
+def _params(name):
+  model = models.build_model(name, 10, width=0.0625, **_KW.get(name, {}))
+  return models.abstract_variables(model, (32, 32, 3))['params']
+
+
+def _leaves(mask):
+  return jax.tree.leaves(mask)
+
+
+@pytest.mark.parametrize('name', sorted(models.MODELS))
+def test_partitions_cover_each_parameter_once(name):
+  p = _params(name)
+  n = len(jax.tree.leaves(p))
+  clf, feat = _leaves(groups.mask(p, 'CLF')), _leaves(groups.mask(p, 'FEAT'))
+  assert all(a + b == 1 for a, b in zip(clf, feat))
+  assert sum(clf) == 2  # head kernel and bias.
+  stats = [_leaves(groups.stats_mask(p, g)) for g in groups.STATS_GROUPS]
+  assert all(sum(col) == 1 for col in zip(*stats)) and len(stats[0]) == n
+  conv, bn = _leaves(groups.mask(p, 'CONV')), _leaves(groups.mask(p, 'BN'))
+  assert not any(a and b for a, b in zip(conv, bn))
+  layer1 = _leaves(groups.mask(p, 'LAYER1'))
+  assert 0 < sum(layer1) < n
+  assert not any(a and b for a, b in zip(layer1, clf))
+  assert all(_leaves(groups.mask(p, 'ALL')))
+
+
+def test_groups_on_resnet20_by_name():
+  p = _params('resnet20')
+  flat = {'/'.join(k.key for k in path): m for path, m in
+          jax.tree_util.tree_leaves_with_path(groups.mask(p, 'LAYER1'))}
+  assert flat['conv_stem/kernel'] and flat['layer1_2/conv2/kernel']
+  assert not flat['layer2_0/conv1/kernel']
+  bn = dict(zip([jax.tree_util.keystr(k) for k, _ in
+                 jax.tree_util.tree_leaves_with_path(p)],
+                _leaves(groups.mask(p, 'BN'))))
+  assert sum(bn.values()) == 2 * 21  # 19 BN layers + 2 shortcut BNs.
+  sg = groups.stats_group
+  assert sg(('bn_stem', 'scale')) == 'BN Weight'
+  assert sg(('bn_stem', 'bias')) == 'Other Bias'
+  assert sg(('head', 'kernel')) == 'CLF Weight'
+  assert sg(('layer1_0', 'conv1', 'kernel')) == 'Other Weight'
+
+
+def test_no_bn_group_without_bn():
+  p = models.abstract_variables(
+      models.build_model('vgg11', 10, bn=False, width=0.0625),
+      (32, 32, 3))['params']
+  assert not any(_leaves(groups.mask(p, 'BN')))
+
+
+def test_unknown_group():
+  with pytest.raises(ValueError, match='Unknown parameter group'):
+    groups.mask({'head': {'bias': 0}}, 'EMBED')
