@@ -5,7 +5,7 @@ import importlib.util
 
 import pytest
 
-from valley_jax import data, models, train_lib
+from valley_jax import data, models, probe_lib, train_lib
 
 _SHAPES = {'digits': (8, 8, 1), 'mnist1d': (40,), 'cifar10': (32, 32, 3),
            'cifar100': (32, 32, 3), 'svhn_cropped': (32, 32, 3)}
@@ -22,7 +22,8 @@ def _load(path):
 def test_config_builds(path):
   module = _load(path)
   config = module.get_config(None)
-  if 'kind' in config:  # Probe configs are tested in test_probe.
+  if 'kind' in config:  # A probe config: its names and ranges.
+    assert probe_lib.check_names(config)
     return
   train_lib.validate(config)
   m = config.model

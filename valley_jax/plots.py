@@ -139,6 +139,7 @@ def interpolation(results: dict[str, Any], folder: str) -> list[str]:
   ax.set_xticks(x, names, rotation=45, fontsize=7)
   ax.set_title('sign consistency ratio')
   ax.legend(fontsize=7)
+  fig.tight_layout()
   return save(fig, folder, 'figure')
 
 
@@ -155,4 +156,5 @@ def surface(results: dict[str, Any], folder: str) -> list[str]:
     ax.set_xlabel('α (direction 1)')
     ax.set_ylabel('β (direction 2)')
     ax.set_title(metric)
+  fig.tight_layout()
   return save(fig, folder, 'figure')

@@ -25,6 +25,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+import tqdm
 
 from valley_jax import (checkpoint, data, directions, groups, landscape,
                         models, normalize, plots, sharding, train_lib, tree)
@@ -72,6 +73,22 @@ def _model_signature(workdir: str) -> tuple[Any, Any]:
 
 def validate(config: ml_collections.ConfigDict) -> list[str]:
   """Every name, range and checkpoint, before anything is compiled."""
+  kinds = check_names(config)
+  if any(k in kinds for k in ('noise_types', 'sign_ratio', 'special',
+                              'groups', 'surface')):
+    if not (config.train_if_missing and not checkpoint.epochs(
+        config.checkpoint)):
+      _check_checkpoint(config.checkpoint, config.epoch)
+  for kind in ('bn_init', 'hparams'):
+    if kind in kinds:
+      _check_list(config[kind], f'config.{kind}')
+  if 'interpolate' in kinds:
+    _check_pair(config.interpolate)
+  return kinds
+
+
+def check_names(config: ml_collections.ConfigDict) -> list[str]:
+  """Kinds, names and ranges of a probe config (no file is read)."""
   kinds = kinds_of(config)
   sw = config.sweep
   _check_range(sw.lam_min, sw.lam_max, sw.num_points, 'config.sweep')
@@ -98,19 +115,10 @@ def validate(config: ml_collections.ConfigDict) -> list[str]:
     normalize.check_normalization(n)
   if any(r < 0 or r > 1 for r in config.sign_ratio.ratios):
     raise ValueError('config.sign_ratio.ratios must lie in [0, 1].')
-  if any(k in kinds for k in ('noise_types', 'sign_ratio', 'special',
-                              'groups', 'surface')):
-    if not (config.train_if_missing and not checkpoint.epochs(
-        config.checkpoint)):
-      _check_checkpoint(config.checkpoint, config.epoch)
-  for kind in ('bn_init', 'hparams'):
-    if kind in kinds:
-      _check_list(config[kind], f'config.{kind}')
-  if 'interpolate' in kinds:
-    _check_pair(config.interpolate)
-  if 'surface' in kinds:
-    s = config.surface
-    _check_range(s.lam_min, s.lam_max, s.num_points, 'config.surface')
+  s = config.surface
+  _check_range(s.lam_min, s.lam_max, s.num_points, 'config.surface')
+  i = config.interpolate
+  _check_range(i.lam_min, i.lam_max, i.num_points, 'config.interpolate')
   return kinds
 
 
@@ -129,7 +137,6 @@ def _check_pair(c):
                     'checkpoint_a')
   _check_checkpoint(c.checkpoint_b, c.epoch_b, 'config.interpolate.'
                     'checkpoint_b')
-  _check_range(c.lam_min, c.lam_max, c.num_points, 'config.interpolate')
   a, b = _model_signature(c.checkpoint_a), _model_signature(c.checkpoint_b)
   if a != b:
     raise ValueError('interpolate needs two checkpoints of the same model and '
@@ -167,6 +174,7 @@ class Prober:
     self.mesh = sharding.make_mesh(config.get('num_devices', 0))
     self.root = jax.random.key(config.seed)
     self._datasets: dict[str, data.Dataset] = {}
+    self.bar = tqdm.tqdm(desc='probe', unit='curve', disable=None)
 
   def dataset(self, data_cfg: dict[str, Any]) -> data.Dataset:
     key = json.dumps(data_cfg, sort_keys=True)
@@ -252,14 +260,15 @@ def halves(lams, error) -> tuple[float, float]:
 
 def line(p: Prober, s: Subject, label: str, panel: str,
          make: Callable[[int], Any], *, scale: float = 1.0, seeds: int = 1,
-         lams=None, base=None, **meta) -> dict[str, Any]:
+         lams=None, **meta) -> dict[str, Any]:
   """A 1D curve θ + λ·s·d averaged over `seeds` draws of d = make(seed)."""
   sw = p.config.sweep
   if lams is None:
     lams = np.linspace(sw.lam_min, sw.lam_max, sw.num_points)
   coeffs = (np.asarray(lams) * scale)[:, None]
-  runs = [s.sweep(s.params if base is None else base, s.batch_stats,
-                  [make(seed)], coeffs) for seed in range(seeds)]
+  runs = [s.sweep(s.params, s.batch_stats, [make(seed)], coeffs)
+          for seed in range(seeds)]
+  p.bar.update(1)
   loss = np.stack([r['loss'] for r in runs])
   err = np.stack([r['error'] for r in runs])
   curve = dict(label=label, panel=panel, scale=scale, seeds=seeds,
@@ -523,8 +532,9 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, str]:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / 'results.json').write_text(json.dumps(results, indent=1))
     _FIGURES.get(kind, plots.curve_panels)(results, str(folder))
-    print(f'\n== {kind} ({folder}) ==\n{table(results)}', flush=True)
+    p.bar.write(f'\n== {kind} ({folder}) ==\n{table(results)}')
     paths[kind] = str(folder / 'results.json')
+  p.bar.close()
   return paths
 
 
