@@ -1,6 +1,5 @@
 """The sweep engine against plain references and hand computations."""
 
-import flax
 import jax
 import jax.numpy as jnp
 import numpy as np

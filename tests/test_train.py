@@ -91,7 +91,9 @@ def test_exact_resume_after_interruption(tmp_path):
   train_lib.run(c, full)
   train_lib.run(c, cut, stop_after=2)  # "Killed" after epoch 2.
   assert checkpoint.epochs(cut) == [0, 1, 2]
-  train_lib.run(c, cut)  # Same command again.
+  last = train_lib.run(c, cut)  # Same command again.
+  assert last['epoch'] == 4
+  assert train_lib.run(c, cut) == last  # A finished run trains nothing more.
   a, _ = checkpoint.restore_model(full)
   b, _ = checkpoint.restore_model(cut)
   jax.tree.map(np.testing.assert_array_equal, a, b)

@@ -289,6 +289,7 @@ class Setting:
   sweep: Any
   eval_data: Batches
   recal_x: jax.Array | None
+  mesh: Any = None
 
   def __call__(self, params, batch_stats, directions, coeffs_PxK):
     out = self.sweep(params, batch_stats, directions, coeffs_PxK,

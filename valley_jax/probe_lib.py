@@ -28,7 +28,7 @@ import numpy as np
 import tqdm
 
 from valley_jax import (checkpoint, data, directions, groups, landscape,
-                        models, normalize, plots, sharding, train_lib, tree)
+                        normalize, plots, sharding, train_lib, tree)
 
 KINDS = ('noise_types', 'sign_ratio', 'special', 'groups', 'bn_init',
          'hparams', 'interpolate', 'surface')
@@ -64,11 +64,16 @@ def _check_checkpoint(workdir: str, epoch='last', what='config.checkpoint'):
                             f'{kept}.')
 
 
-def _model_signature(workdir: str) -> tuple[Any, Any]:
-  """Architecture and dataset of a run (BN initialisation is not either)."""
+def _architecture(cfg: dict[str, Any]) -> str:
+  """The model config without what only affects initialisation."""
+  return json.dumps({k: v for k, v in cfg['model'].items() if k != 'bn_init'},
+                    sort_keys=True)
+
+
+def _model_signature(workdir: str) -> tuple[str, str]:
+  """Architecture and dataset of a run."""
   cfg = checkpoint.stored_config(checkpoint.manager(workdir, read_only=True))
-  arch = {k: v for k, v in cfg['model'].items() if k != 'bn_init'}
-  return json.dumps(arch, sort_keys=True), cfg['data']['name']
+  return _architecture(cfg), cfg['data']['name']
 
 
 def validate(config: ml_collections.ConfigDict) -> list[str]:
@@ -174,6 +179,7 @@ class Prober:
     self.mesh = sharding.make_mesh(config.get('num_devices', 0))
     self.root = jax.random.key(config.seed)
     self._datasets: dict[str, data.Dataset] = {}
+    self._settings: dict[str, landscape.Setting] = {}
     self.bar = tqdm.tqdm(desc='probe', unit='curve', disable=None)
 
   def dataset(self, data_cfg: dict[str, Any]) -> data.Dataset:
@@ -187,11 +193,17 @@ class Prober:
     variables, cfg = checkpoint.restore_model(workdir, epoch, self.mesh)
     ds = self.dataset(cfg['data'])
     model = train_lib.build(ml_collections.ConfigDict(cfg), ds)
+    # Runs of the same architecture on the same data share one compiled sweep.
+    key = _architecture(cfg) + json.dumps(cfg['data'], sort_keys=True)
+    if key not in self._settings:
+      self._settings[key] = self._setting(model, ds,
+                                          bool(variables['batch_stats']))
     return Subject(label or workdir, workdir, epoch, cfg, model,
                    variables['params'], variables['batch_stats'], ds,
-                   self._setting(model, ds, bool(variables['batch_stats'])))
+                   self._settings[key])
 
-  def _setting(self, model, ds: data.Dataset, has_bn: bool):
+  def _setting(self, model, ds: data.Dataset,
+               has_bn: bool) -> landscape.Setting:
     sw = self.config.sweep
     recal = sw.recal == 'on' or (sw.recal == 'auto' and has_bn)
     n_dev = self.mesh.shape[sharding.DATA]
@@ -202,7 +214,8 @@ class Prober:
     eval_data = landscape.make_batches(x, y, eval_bs, self.mesh)
     recal_x = None
     if recal:
-      rb = _round_up(min(sw.recal_batch_size, len(ds.y_train)), n_dev)
+      rb = _round_up(min(sw.recal_batch_size, sw.recal_samples,
+                         len(ds.y_train)), n_dev)
       n = min(sw.recal_samples, len(ds.y_train)) // rb * rb
       order = np.random.default_rng(self.config.seed).permutation(
           len(ds.y_train))
@@ -211,12 +224,7 @@ class Prober:
     fn = landscape.make_sweep(model, ds.mean, ds.std, recal=recal,
                               chunk=sw.chunk or None,
                               dtype=DTYPES[sw.dtype], mesh=self.mesh)
-    return Setting(fn, eval_data, recal_x, self.mesh)
-
-
-@dataclasses.dataclass
-class Setting(landscape.Setting):
-  mesh: Any = None
+    return landscape.Setting(fn, eval_data, recal_x, self.mesh)
 
 
 def _round_up(n: int, k: int) -> int:

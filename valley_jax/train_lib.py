@@ -184,4 +184,11 @@ def run(config: ml_collections.ConfigDict, workdir: str, *,
     _append_metrics(workdir, row)
   mngr.wait_until_finished()
   mngr.close()
-  return row
+  return row or _last_metrics(workdir)
+
+
+def _last_metrics(workdir: str) -> dict[str, Any]:
+  """The last logged epoch (a finished run started again trains nothing)."""
+  path = _metrics_path(workdir)
+  lines = path.read_text().splitlines() if path.exists() else []
+  return json.loads(lines[-1]) if lines else {}

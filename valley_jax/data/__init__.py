@@ -8,6 +8,12 @@ from valley_jax.data.sources import (DATASETS, TFDS, Dataset, load_cinic10,
                                      load_dataset, load_digits, load_mnist1d,
                                      load_synthetic, load_tfds)
 
+__all__ = ['DATASETS', 'TFDS', 'Dataset', 'augment', 'epoch_batches',
+           'epoch_permutation', 'from_config', 'half', 'load_cinic10',
+           'load_dataset', 'load_digits', 'load_mnist1d', 'load_synthetic',
+           'load_tfds', 'normalize', 'padded_batches', 'split_halves', 'subset',
+           'take_train']
+
 
 def from_config(cfg) -> Dataset:
   """The dataset a `config.data` block describes (with subsets and halves)."""
