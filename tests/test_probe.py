@@ -180,3 +180,18 @@ def test_interpolate_needs_the_same_model(runs, tmp_path, monkeypatch):
 def test_multi_checkpoint_kinds_need_checkpoints(trained_mlp, tmp_path):
   with pytest.raises(ValueError, match='checkpoints is empty'):
     probe_lib.run(_config(trained_mlp, 'hparams'), str(tmp_path))
+
+
+def test_model_without_bn(tmp_path):
+  """No BN: recalibration is off by default and the BN group is skipped."""
+  train_dir = str(tmp_path / 'nobn')
+  train_lib.run(tiny_train_config(epochs=1, bn=False), train_dir)
+  c = _config(train_dir, 'groups')
+  p = probe_lib.Prober(c)
+  assert p.subject(train_dir).sweep.recal_x is None
+  res = _load(probe_lib.run(c, str(tmp_path / 'probe'))['groups'])
+  assert {cv['group'] for cv in res['curves']} == {'ALL', 'CLF'}
+  c.kind = 'bn_init'
+  c.bn_init.checkpoints = (train_dir,)
+  with pytest.raises(ValueError, match='needs models with BatchNorm'):
+    probe_lib.run(c, str(tmp_path / 'probe2'))
