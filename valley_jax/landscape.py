@@ -148,9 +148,10 @@ def auto_chunk(params: PyTree, num_points: int) -> int:
   """Points per vmapped chunk, from measurements.
 
   Vmapping points turns convolutions into grouped convolutions with one
-  weight set per point: on 2 CPU cores a 21-point digits-CNN sweep took 0.12 s
-  one point at a time and 0.65 s fully vmapped (bench/sweep_bench.py), and on
-  an H100 vmapping 8 points of VGG16 was slower than one at a time. Networks
+  weight set per point: on 2 CPU cores an 11-point ResNet20 (x0.25) sweep took
+  2.1 s one point at a time and 13.0 s fully vmapped, VGG16-BN (x0.25) 4.5 s
+  and 18.0 s (bench/results/sweep_cpu_2cores_2026-11-22.jsonl), and on an H100
+  vmapping 8 points of VGG16 was slower than one at a time (DESIGN.md). Networks
   with convolutions therefore go one point at a time; dense-only networks
   (batched matmuls) vmap as many points as fit in ~8M perturbed elements.
   Override with config.sweep.chunk.
