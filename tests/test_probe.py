@@ -195,3 +195,24 @@ def test_model_without_bn(tmp_path):
   c.bn_init.checkpoints = (train_dir,)
   with pytest.raises(ValueError, match='needs models with BatchNorm'):
     probe_lib.run(c, str(tmp_path / 'probe2'))
+
+
+def test_finished_kinds_are_not_recomputed(trained_mlp, tmp_path,
+                                           monkeypatch):
+  c = _config(trained_mlp, 'special,sign_ratio')
+  first = probe_lib.run(c, str(tmp_path))
+  before = _load(first['special'])
+  (tmp_path / 'sign_ratio' / 'results.json').unlink()  # "Interrupted" here.
+  calls = []
+  original = probe_lib._RUNNERS['sign_ratio']
+  monkeypatch.setitem(probe_lib._RUNNERS, 'special', _no_compile)
+  monkeypatch.setitem(probe_lib._RUNNERS, 'sign_ratio',
+                      lambda *a: calls.append(1) or original(*a))
+  second = probe_lib.run(c, str(tmp_path))
+  assert calls == [1]  # Only the unfinished kind ran again.
+  assert _load(second['special']) == before
+  assert _load(second['sign_ratio'])['summary']['ratios'] == [0.0, 0.5, 1.0]
+  c.sweep.num_points = 3  # Another config recomputes.
+  monkeypatch.setitem(probe_lib._RUNNERS, 'special', probe_lib.special)
+  third = _load(probe_lib.run(c, str(tmp_path))['special'])
+  assert len(third['curves'][0]['lambdas']) == 3

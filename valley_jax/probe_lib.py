@@ -521,25 +521,40 @@ def _header(workdir: str, epoch) -> dict[str, Any]:
           'checkpoint': {'workdir': workdir, 'epoch': epoch}}
 
 
+def _finished(path: epath.Path, config) -> dict[str, Any] | None:
+  """results.json of an earlier run of the same config (resume), else None."""
+  if not path.exists():
+    return None
+  old = json.loads(path.read_text())
+  same = old.get('config') == json.loads(json.dumps(config.to_dict()))
+  return old if same else None
+
+
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, str]:
-  """Runs every kind of config.kind; returns kind -> results.json path."""
+  """Runs every kind of config.kind; returns kind -> results.json path.
+
+  A kind whose results.json already holds this config is not recomputed, so
+  an interrupted probe started again resumes after its last finished kind.
+  """
   kinds = validate(config)
   _ensure_trained(config)
   p = Prober(config)
-  main = None
-  if any(_RUNNERS[k] not in (bn_init, hparams, interpolate) for k in kinds):
-    main = p.subject(config.checkpoint, config.epoch)
-  paths = {}
+  main, paths = None, {}
   for kind in kinds:
-    out = _RUNNERS[kind](p, main)
-    ref = (config.checkpoint, config.epoch) if main else _first_checkpoint(
-        config, kind)
-    results = finite_or_none({'kind': kind, **_header(*ref),
-                              'config': config.to_dict(), **out})
     folder = epath.Path(workdir) / kind
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / 'results.json').write_text(json.dumps(results, indent=1))
-    _FIGURES.get(kind, plots.curve_panels)(results, str(folder))
+    results = _finished(folder / 'results.json', config)
+    if results is None:
+      if main is None and kind not in ('bn_init', 'hparams', 'interpolate'):
+        main = p.subject(config.checkpoint, config.epoch)
+      out = _RUNNERS[kind](p, main)
+      ref = ((config.checkpoint, config.epoch)
+             if kind not in ('bn_init', 'hparams', 'interpolate')
+             else _first_checkpoint(config, kind))
+      results = finite_or_none({'kind': kind, **_header(*ref),
+                                'config': config.to_dict(), **out})
+      folder.mkdir(parents=True, exist_ok=True)
+      (folder / 'results.json').write_text(json.dumps(results, indent=1))
+      _FIGURES.get(kind, plots.curve_panels)(results, str(folder))
     p.bar.write(f'\n== {kind} ({folder}) ==\n{table(results)}')
     paths[kind] = str(folder / 'results.json')
   p.bar.close()
