@@ -61,3 +61,22 @@ def test_no_bn_group_without_bn():
 def test_unknown_group():
   with pytest.raises(ValueError, match='Unknown parameter group'):
     groups.mask({'head': {'bias': 0}}, 'EMBED')
+
+
+def _named(p, group):
+  return {'/'.join(k.key for k in path): m for path, m in
+          jax.tree_util.tree_leaves_with_path(groups.mask(p, group))}
+
+
+def test_layer1_is_the_first_stage():
+  vgg = _named(_params('vgg16'), 'LAYER1')
+  assert vgg['conv1_1/kernel'] and vgg['bn1_2/scale']
+  assert not vgg['conv2_1/kernel'] and not vgg['dense1/kernel']
+  mlp = models.abstract_variables(models.build_model('mlp', 10, bn=True),
+                                  (8, 8, 1))['params']
+  named = _named(mlp, 'LAYER1')
+  assert named['dense1/kernel'] and named['bn1/scale']
+  assert not named['dense2/kernel']
+  vit = _named(_params('vit'), 'LAYER1')
+  assert vit['conv_patch/kernel'] and vit['pos_embedding']
+  assert vit['block1/dense_qkv/kernel'] and not vit['block2/dense_qkv/kernel']

@@ -21,6 +21,9 @@ GROUPS = ('ALL', 'CLF', 'FEAT', 'LAYER1', 'CONV', 'BN')
 STATS_GROUPS = ('BN Weight', 'CLF Weight', 'CLF Bias', 'Other Weight',
                 'Other Bias')
 
+# The stem and first stage: conv1_*, bn1_*, layer1_*, block1, *_stem, the ViT
+# patch embedding; dense1/bn1 count only in networks without convolutions
+# (in a CNN, dense1 is the first layer of the head).
 _LAYER1 = re.compile(
     r'^([a-z]+1(_\d+)?|\w*stem|\w*patch|pos_embedding|cls_token)$')
 
@@ -33,13 +36,19 @@ def _modules(names: tuple[str, ...]) -> tuple[str, ...]:
   return names[:-1] if len(names) > 1 else names
 
 
-_RULES: dict[str, Callable[[tuple[str, ...]], bool]] = {
-    'ALL': lambda n: True,
-    'CLF': lambda n: n[0] == 'head',
-    'FEAT': lambda n: n[0] != 'head',
-    'LAYER1': lambda n: bool(_LAYER1.match(n[0])),
-    'CONV': lambda n: _modules(n)[-1].startswith('conv'),
-    'BN': lambda n: _modules(n)[-1].startswith('bn'),
+def _layer1(n: tuple[str, ...], has_conv: bool) -> bool:
+  if has_conv and n[0].startswith('dense'):
+    return False
+  return bool(_LAYER1.match(n[0]))
+
+
+_RULES: dict[str, Callable[[tuple[str, ...], bool], bool]] = {
+    'ALL': lambda n, c: True,
+    'CLF': lambda n, c: n[0] == 'head',
+    'FEAT': lambda n, c: n[0] != 'head',
+    'LAYER1': _layer1,
+    'CONV': lambda n, c: _modules(n)[-1].startswith('conv'),
+    'BN': lambda n, c: _modules(n)[-1].startswith('bn'),
 }
 
 
@@ -53,7 +62,10 @@ def mask(params: Any, group: str) -> Any:
   """A tree of Python bools: which leaves belong to `group`."""
   check_group(group)
   rule = _RULES[group]
-  return jax.tree_util.tree_map_with_path(lambda p, _: rule(_names(p)), params)
+  paths = [_names(p) for p, _ in jax.tree_util.tree_leaves_with_path(params)]
+  has_conv = any(_modules(n)[-1].startswith('conv') for n in paths)
+  return jax.tree_util.tree_map_with_path(
+      lambda p, _: rule(_names(p), has_conv), params)
 
 
 def stats_group(names: tuple[str, ...]) -> str:
