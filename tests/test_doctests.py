@@ -1,0 +1,19 @@
+"""The >>> examples in the docstrings run and give what they show."""
+
+import doctest
+import importlib
+
+import pytest
+
+_MODULES = ['valley_jax.models', 'valley_jax.tree', 'valley_jax.groups',
+            'valley_jax.directions', 'valley_jax.normalize',
+            'valley_jax.landscape', 'valley_jax.sharding',
+            'valley_jax.defaults', 'valley_jax.data.pipeline']
+
+
+@pytest.mark.parametrize('name', _MODULES)
+def test_docstring_examples(name):
+  module = importlib.import_module(name)
+  result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+  assert result.attempted > 0, f'{name} has no examples'
+  assert result.failed == 0
