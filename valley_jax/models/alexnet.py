@@ -30,8 +30,5 @@ class AlexNet(nn.Module):
       x = nn.relu(x)
       if i in _POOL_AFTER and x.shape[1] > 1:
         x = nn.max_pool(x, (2, 2), strides=(2, 2))
-    x = layers.global_avg_pool(x)
-    hidden = layers.scaled(self.head_width, self.width)
-    x = nn.relu(layers.dense(hidden, 'dense1')(x))
-    x = nn.relu(layers.dense(hidden, 'dense2')(x))
-    return layers.dense(self.num_classes, 'head')(x)
+    return layers.classifier_head(
+        x, layers.scaled(self.head_width, self.width), self.num_classes)

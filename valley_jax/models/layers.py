@@ -61,3 +61,15 @@ def dense(features: int, name: str) -> nn.Dense:
 
 def global_avg_pool(x: jnp.ndarray) -> jnp.ndarray:
   return jnp.mean(x, axis=(1, 2))
+
+
+def classifier_head(x: jnp.ndarray, hidden: int,
+                    num_classes: int) -> jnp.ndarray:
+  """Global average pool, dense1-ReLU, dense2-ReLU, head (VGG, AlexNet).
+
+  Call inside a compact module: the layers become its dense1/dense2/head.
+  """
+  x = global_avg_pool(x)
+  x = nn.relu(dense(hidden, 'dense1')(x))
+  x = nn.relu(dense(hidden, 'dense2')(x))
+  return dense(num_classes, 'head')(x)

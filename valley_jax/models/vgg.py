@@ -52,8 +52,5 @@ class VGG(nn.Module):
       if self.bn:
         x = layers.batch_norm(train, self.bn_init, f'bn{name}')(x)
       x = nn.relu(x)
-    x = layers.global_avg_pool(x)
-    hidden = layers.scaled(self.head_width, self.width)
-    x = nn.relu(layers.dense(hidden, 'dense1')(x))
-    x = nn.relu(layers.dense(hidden, 'dense2')(x))
-    return layers.dense(self.num_classes, 'head')(x)
+    return layers.classifier_head(
+        x, layers.scaled(self.head_width, self.width), self.num_classes)
