@@ -76,8 +76,10 @@ def _truncate_metrics(workdir: str, last_epoch: int) -> None:
 
 
 def _append_metrics(workdir: str, row: dict[str, Any]) -> None:
-  with _metrics_path(workdir).open('a') as f:
-    f.write(json.dumps(row) + '\n')
+  # Rewritten whole: object stores (gs://) cannot append, and the file is small.
+  path = _metrics_path(workdir)
+  old = path.read_text() if path.exists() else ''
+  path.write_text(old + json.dumps(row) + '\n')
 
 
 def evaluate(eval_step, mesh, params, batch_stats, x, y,
