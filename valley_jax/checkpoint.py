@@ -20,7 +20,8 @@ CKPT_DIR = 'checkpoints'
 DEFAULT_KEEP = (1, 2, 3, 5, 10, 20, 30, 50)
 
 
-def _normalise(cfg: dict[str, Any]) -> dict[str, Any]:
+def as_json(cfg: dict[str, Any]) -> dict[str, Any]:
+  """A config dict as it reads back from JSON (tuples become lists)."""
   return json.loads(json.dumps(cfg))
 
 
@@ -60,7 +61,7 @@ def save(mngr: ocp.CheckpointManager, epoch: int, state: TrainState,
                                    'batch_stats': state.batch_stats}),
       opt=ocp.args.StandardSave({'opt_state': state.opt_state,
                                  'step': state.step}),
-      config=ocp.args.JsonSave(_normalise(config))))
+      config=ocp.args.JsonSave(as_json(config))))
 
 
 def restore_state(mngr: ocp.CheckpointManager, epoch: int,
@@ -84,6 +85,11 @@ def stored_config(mngr: ocp.CheckpointManager,
     return None
   return mngr.restore(epoch, args=ocp.args.Composite(
       config=ocp.args.JsonRestore())).config
+
+
+def load_config(workdir: str) -> dict[str, Any]:
+  """The config saved with the latest epoch of a training workdir."""
+  return stored_config(manager(workdir, read_only=True))
 
 
 def epochs(workdir: str) -> list[int]:

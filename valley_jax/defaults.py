@@ -74,9 +74,9 @@ def digits_config(model: str, arg: str | None = None,
 
 def digits_cnn(arg: str | None = None) -> ml_collections.ConfigDict:
   """The embedded default: a small VGG-style CNN with BN on sklearn digits."""
-  c = digits_config('cnn')
+  c = digits_config('cnn', arg)
   c.model.width = 0.5
-  return apply_variant(c, arg)
+  return c
 
 
 def probe_config(checkpoint_dir: str = 'runs/default') -> ml_collections.ConfigDict:

@@ -58,6 +58,12 @@ def check_noise(noise: str) -> None:
                      f'{tuple(NOISES)}.')
 
 
+def check_special(name: str) -> None:
+  if name not in SPECIAL:
+    raise ValueError(f'Unknown special direction {name!r}; choose one of '
+                     f'{SPECIAL}.')
+
+
 def sample(noise: str, key: jax.Array, like: PyTree) -> PyTree:
   """Elementwise noise with the shapes (and dtypes) of `like`."""
   check_noise(noise)
@@ -88,9 +94,7 @@ def partial_sign_consistent(eps: PyTree, theta: PyTree, ratio: float,
 def special(name: str, theta: PyTree, theta0: PyTree | None = None) -> PyTree:
   """ε1 = θ0, ε2 = θf, ε3 = sign(θf), ε4 = sign(θf − μ), ε5 = sgp(θf),
   ε6 = sgp(θf − μ), μ the mean of each parameter tensor."""
-  if name not in SPECIAL:
-    raise ValueError(f'Unknown special direction {name!r}; choose one of '
-                     f'{SPECIAL}.')
+  check_special(name)
   if name == 'init':
     if theta0 is None:
       raise ValueError('The init direction needs θ0: keep epoch 0 in the '

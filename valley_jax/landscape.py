@@ -40,7 +40,7 @@ import numpy as np
 from valley_jax import sharding, tree
 from valley_jax.data import pipeline
 from valley_jax.models.layers import BN_MOMENTUM
-from valley_jax.training import cross_entropy
+from valley_jax.training import make_eval_step
 
 PyTree = Any
 # Parameter count under which all points of a chunk are vmapped by default.
@@ -129,19 +129,15 @@ def evaluate(model: nn.Module, params: PyTree, batch_stats: PyTree,
              data: Batches, mean=(0.0,), std=(1.0,),
              dtype=jnp.float32) -> tuple[jax.Array, jax.Array]:
   """Mean CE loss and error (1 − accuracy) of one parameter point."""
-  variables = {'params': params, 'batch_stats': batch_stats}
+  step = make_eval_step(model, mean, std, dtype)
 
   def batch(carry, b):
-    x, y, w = b
-    x = pipeline.normalize(x, mean, std).astype(dtype)
-    logits = model.apply(variables, x, train=False).astype(jnp.float32)
-    loss = jnp.sum(cross_entropy(logits, y) * w)
-    wrong = jnp.sum((jnp.argmax(logits, -1) != y) * w)
-    return (carry[0] + loss, carry[1] + wrong), None
+    return jax.tree.map(jnp.add, carry, step(params, batch_stats, *b)), None
 
-  (loss, wrong), _ = jax.lax.scan(batch, (0.0, 0.0), (data.x, data.y, data.w))
-  count = jnp.sum(data.w)
-  return loss / count, wrong / count
+  zero = jnp.zeros((), jnp.float32)
+  tot, _ = jax.lax.scan(batch, {'loss': zero, 'correct': zero, 'count': zero},
+                        (data.x, data.y, data.w))
+  return tot['loss'] / tot['count'], 1.0 - tot['correct'] / tot['count']
 
 
 def auto_chunk(params: PyTree, num_points: int) -> int:

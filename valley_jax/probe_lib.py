@@ -23,6 +23,7 @@ from absl import logging
 from etils import epath
 import jax
 import jax.numpy as jnp
+import flax
 import ml_collections
 import numpy as np
 import tqdm
@@ -32,6 +33,8 @@ from valley_jax import (checkpoint, data, directions, groups, landscape,
 
 KINDS = ('noise_types', 'sign_ratio', 'special', 'groups', 'bn_init',
          'hparams', 'interpolate', 'surface')
+# Kinds that compare several runs; the others probe config.checkpoint.
+MULTI_RUN = ('bn_init', 'hparams', 'interpolate')
 DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
 
 
@@ -72,15 +75,14 @@ def _architecture(cfg: dict[str, Any]) -> str:
 
 def _model_signature(workdir: str) -> tuple[str, str]:
   """Architecture and dataset of a run."""
-  cfg = checkpoint.stored_config(checkpoint.manager(workdir, read_only=True))
+  cfg = checkpoint.load_config(workdir)
   return _architecture(cfg), cfg['data']['name']
 
 
 def validate(config: ml_collections.ConfigDict) -> list[str]:
   """Every name, range and checkpoint, before anything is compiled."""
   kinds = check_names(config)
-  if any(k in kinds for k in ('noise_types', 'sign_ratio', 'special',
-                              'groups', 'surface')):
+  if any(k not in MULTI_RUN for k in kinds):
     if not (config.train_if_missing and not checkpoint.epochs(
         config.checkpoint)):
       _check_checkpoint(config.checkpoint, config.epoch)
@@ -113,9 +115,7 @@ def check_names(config: ml_collections.ConfigDict) -> list[str]:
   for g in config.groups.groups:
     groups.check_group(g)
   for name in config.special.directions:
-    if name not in directions.SPECIAL:
-      raise ValueError(f'Unknown special direction {name!r}; choose from '
-                       f'{directions.SPECIAL}.')
+    directions.check_special(name)
   for n in (*config.bn_init.normalizations, config.surface.normalization):
     normalize.check_normalization(n)
   if any(r < 0 or r > 1 for r in config.sign_ratio.ratios):
@@ -238,14 +238,17 @@ def make_direction(p: Prober, s: Subject, seed: int, *, noise: str = '',
                    special: str = '', sign_consistent: bool = False,
                    ratio: float | None = None, normalization: str = 'ns',
                    group: str = 'ALL', index: int = 0):
-  """One normalised direction; noise i of seed s is the same in any study."""
-  key = directions.direction_key(
-      p.root, seed, index or list(directions.NOISES).index(noise or 'ones'))
+  """One normalised direction; noise i of seed s is the same in any study.
+
+  `index` overrides the noise's own key index (the surface's two directions).
+  """
   theta = s.params
   if special:
     eps = directions.special(special, theta,
                              s.theta0 if special == 'init' else None)
   else:
+    key = directions.direction_key(
+        p.root, seed, index or list(directions.NOISES).index(noise))
     eps = directions.sample(noise, key, theta)
   if ratio is not None:
     eps = directions.partial_sign_consistent(eps, theta, ratio,
@@ -277,20 +280,27 @@ def line(p: Prober, s: Subject, label: str, panel: str,
   runs = [s.sweep(s.params, s.batch_stats, [make(seed)], coeffs)
           for seed in range(seeds)]
   p.bar.update(1)
-  loss = np.stack([r['loss'] for r in runs])
-  err = np.stack([r['error'] for r in runs])
-  curve = dict(label=label, panel=panel, scale=scale, seeds=seeds,
-               lambdas=np.asarray(lams).tolist(), loss=loss.mean(0).tolist(),
-               error=err.mean(0).tolist(), **meta)
+  return curve(label, panel, lams, np.stack([r['loss'] for r in runs]),
+               np.stack([r['error'] for r in runs]), scale=scale, **meta)
+
+
+def curve(label: str, panel: str, lams, loss_SxP, error_SxP, *,
+          scale: float = 1.0, **meta) -> dict[str, Any]:
+  """A results.json curve from per-seed [seeds, points] loss and error."""
+  loss_SxP, error_SxP = np.atleast_2d(loss_SxP), np.atleast_2d(error_SxP)
+  seeds = len(loss_SxP)
+  out = dict(label=label, panel=panel, scale=scale, seeds=seeds,
+             lambdas=np.asarray(lams).tolist(),
+             loss=loss_SxP.mean(0).tolist(), error=error_SxP.mean(0).tolist(),
+             **meta)
   if seeds > 1:
-    curve['loss_std'] = loss.std(0).tolist()
-    curve['error_std'] = err.std(0).tolist()
-  curve['positive_error'], curve['negative_error'] = halves(lams,
-                                                            curve['error'])
-  return curve
+    out['loss_std'] = loss_SxP.std(0).tolist()
+    out['error_std'] = error_SxP.std(0).tolist()
+  out['positive_error'], out['negative_error'] = halves(lams, out['error'])
+  return out
 
 
-def meta(direction: str, sign_consistent=False, ratio=None,
+def curve_meta(direction: str, sign_consistent=False, ratio=None,
          normalization='ns', group='ALL') -> dict[str, Any]:
   return dict(direction=direction, sign_consistent=sign_consistent,
               ratio=ratio, normalization=normalization, group=group)
@@ -308,7 +318,7 @@ def noise_line(p: Prober, s: Subject, noise: str, sc: bool, panel: str, *,
                                           sign_consistent=sc,
                                           normalization=norm, group=group),
               scale=scale, seeds=seeds or p.config.seeds,
-              **meta(noise, sc, None, norm, group))
+              **curve_meta(noise, sc, None, norm, group))
 
 
 # --------------------------------------------------------------------- kinds
@@ -333,7 +343,7 @@ def sign_ratio(p: Prober, s: Subject) -> dict[str, Any]:
           lambda seed, r: make_direction(p, s, seed, noise=c.noise, ratio=r,
                                          normalization=norm), r=r),
            scale=c.scale, seeds=p.config.seeds,
-           **meta(c.noise, r == 1.0, float(r), norm))
+           **curve_meta(c.noise, r == 1.0, float(r), norm))
       for r in c.ratios]
   summary = {'ratios': [float(r) for r in c.ratios],
              'positive': [cv['positive_error'] for cv in curves],
@@ -353,7 +363,7 @@ def special(p: Prober, s: Subject) -> dict[str, Any]:
   curves = [line(p, s, _SPECIAL_LABELS[d], _SPECIAL_LABELS[d],
                  functools.partial(lambda seed, d: make_direction(
                      p, s, seed, special=d, normalization=norm), d=d),
-                 scale=c.scale, **meta(d, d in sc, None, norm))
+                 scale=c.scale, **curve_meta(d, d in sc, None, norm))
             for d in c.directions]
   return {'curves': curves}
 
@@ -368,8 +378,8 @@ def groups_kind(p: Prober, s: Subject) -> dict[str, Any]:
 
 
 def _bn_layer(params, name: str) -> str:
-  bns = sorted(k for k in flat_modules(params) if k.split('/')[-1]
-               .startswith('bn'))
+  bns = sorted({k.rsplit('/', 1)[0] for k in _flat(params)
+                if k.rsplit('/', 1)[0].split('/')[-1].startswith('bn')})
   if not bns:
     raise ValueError('bn_init needs models with BatchNorm.')
   if name and name not in bns:
@@ -378,13 +388,9 @@ def _bn_layer(params, name: str) -> str:
   return name or bns[0]
 
 
-def flat_modules(params) -> dict[str, Any]:
-  """'module/path' -> dict of leaves, for modules that hold leaves."""
-  out = {}
-  for path, leaf in jax.tree_util.tree_leaves_with_path(params):
-    names = [getattr(k, 'key', str(k)) for k in path]
-    out.setdefault('/'.join(names[:-1]), {})[names[-1]] = leaf
-  return out
+def _flat(params) -> dict[str, Any]:
+  """'module/path/leaf' -> array."""
+  return flax.traverse_util.flatten_dict(params, sep='/')
 
 
 def bn_init(p: Prober, _) -> dict[str, Any]:
@@ -405,7 +411,7 @@ def bn_init(p: Prober, _) -> dict[str, Any]:
 
 
 def _leaf(params, layer: str) -> list[float]:
-  return np.asarray(flat_modules(params)[layer]['scale']).tolist()
+  return np.asarray(_flat(params)[f'{layer}/scale']).tolist()
 
 
 def hparams(p: Prober, _) -> dict[str, Any]:
@@ -429,7 +435,7 @@ def interpolate(p: Prober, _) -> dict[str, Any]:
   eps = directions.difference(a.params, b.params)
   lams = np.linspace(c.lam_min, c.lam_max, c.num_points)
   curve = line(p, a, 'θA → θB', 'interpolation', lambda _: eps, lams=lams,
-               **meta('difference', False, None, 'none'))
+               **curve_meta('difference', False, None, 'none'))
   return {'curves': [curve], 'statistics': pair_statistics(a.params, b.params)}
 
 
@@ -461,14 +467,11 @@ def surface(p: Prober, s: Subject) -> dict[str, Any]:
   curves = []
   if 0.0 in axis:  # The two axis cross-sections as 1D curves.
     mid = int(np.argmin(np.abs(axis)))
-    for i, (name, sl) in enumerate((('α axis', np.s_[:, mid]),
-                                    ('β axis', np.s_[mid, :]))):
-      err = grid['error'][sl].tolist()
-      pos, neg = halves(axis, err)
-      curves.append(dict(label=name, panel=name, scale=1.0, seeds=1,
-                         lambdas=axis.tolist(), loss=grid['loss'][sl].tolist(),
-                         error=err, positive_error=pos, negative_error=neg,
-                         **meta(c.noise, False, None, c.normalization)))
+    for name, sl in (('α axis', np.s_[:, mid]), ('β axis', np.s_[mid, :])):
+      curves.append(curve(name, name, axis, grid['loss'][sl],
+                          grid['error'][sl],
+                          **curve_meta(c.noise, False, None,
+                                       c.normalization)))
   return {'curves': curves,
           'surface': {'alphas': axis.tolist(), 'betas': axis.tolist(),
                       'loss': grid['loss'].tolist(),
@@ -516,7 +519,7 @@ def _ensure_trained(config) -> None:
 
 
 def _header(workdir: str, epoch) -> dict[str, Any]:
-  cfg = checkpoint.stored_config(checkpoint.manager(workdir, read_only=True))
+  cfg = checkpoint.load_config(workdir)
   return {'model': cfg['model']['name'], 'dataset': cfg['data']['name'],
           'checkpoint': {'workdir': workdir, 'epoch': epoch}}
 
@@ -526,7 +529,7 @@ def _finished(path: epath.Path, config) -> dict[str, Any] | None:
   if not path.exists():
     return None
   old = json.loads(path.read_text())
-  same = old.get('config') == json.loads(json.dumps(config.to_dict()))
+  same = old.get('config') == checkpoint.as_json(config.to_dict())
   return old if same else None
 
 
@@ -544,12 +547,11 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, str]:
     folder = epath.Path(workdir) / kind
     results = _finished(folder / 'results.json', config)
     if results is None:
-      if main is None and kind not in ('bn_init', 'hparams', 'interpolate'):
+      if main is None and kind not in MULTI_RUN:
         main = p.subject(config.checkpoint, config.epoch)
       out = _RUNNERS[kind](p, main)
-      ref = ((config.checkpoint, config.epoch)
-             if kind not in ('bn_init', 'hparams', 'interpolate')
-             else _first_checkpoint(config, kind))
+      ref = (_first_checkpoint(config, kind) if kind in MULTI_RUN
+             else (config.checkpoint, config.epoch))
       results = finite_or_none({'kind': kind, **_header(*ref),
                                 'config': config.to_dict(), **out})
       folder.mkdir(parents=True, exist_ok=True)

@@ -56,7 +56,7 @@ def _flat(d: dict[str, Any], prefix: str = '') -> dict[str, Any]:
 
 def config_diff(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
   """Keys whose values differ between two config dicts (resume-safe ignored)."""
-  a, b = _flat(old), _flat(json.loads(json.dumps(new)))
+  a, b = _flat(old), _flat(checkpoint.as_json(new))
   keys = sorted(k for k in set(a) | set(b)
                 if a.get(k) != b.get(k) and k not in _RESUMABLE_KEYS)
   return keys
@@ -66,13 +66,18 @@ def _metrics_path(workdir: str) -> epath.Path:
   return epath.Path(workdir) / METRICS
 
 
+def _read_metrics(workdir: str) -> list[dict[str, Any]]:
+  path = _metrics_path(workdir)
+  text = path.read_text() if path.exists() else ''
+  return [json.loads(line) for line in text.splitlines() if line]
+
+
 def _truncate_metrics(workdir: str, last_epoch: int) -> None:
   """Drops metric lines of epochs after the checkpoint we resume from."""
-  path = _metrics_path(workdir)
-  if path.exists():
-    lines = [l for l in path.read_text().splitlines()
-             if l and json.loads(l)['epoch'] <= last_epoch]
-    path.write_text(''.join(l + '\n' for l in lines))
+  if _metrics_path(workdir).exists():
+    rows = [r for r in _read_metrics(workdir) if r['epoch'] <= last_epoch]
+    _metrics_path(workdir).write_text(''.join(json.dumps(r) + '\n'
+                                              for r in rows))
 
 
 def _append_metrics(workdir: str, row: dict[str, Any]) -> None:
@@ -100,12 +105,12 @@ def _prepare_workdir(config, workdir: str, overwrite: bool):
   keep = {*config.train.keep_epochs, config.train.epochs}
   mngr = checkpoint.manager(workdir, keep)
   old = checkpoint.stored_config(mngr)
-  if old is not None and config_diff(old, config.to_dict()):
+  diff = config_diff(old, config.to_dict()) if old is not None else []
+  if diff:
     if not overwrite:
       raise ValueError(
-          f'{workdir} holds a run with a different config (keys '
-          f'{config_diff(old, config.to_dict())}); use another --workdir or '
-          'pass --overwrite to start again.')
+          f'{workdir} holds a run with a different config (keys {diff}); use '
+          'another --workdir or pass --overwrite to start again.')
     logging.warning('Overwriting the run in %s.', workdir)
     mngr.close()
     (epath.Path(workdir) / checkpoint.CKPT_DIR).rmtree()
@@ -186,11 +191,5 @@ def run(config: ml_collections.ConfigDict, workdir: str, *,
     _append_metrics(workdir, row)
   mngr.wait_until_finished()
   mngr.close()
-  return row or _last_metrics(workdir)
-
-
-def _last_metrics(workdir: str) -> dict[str, Any]:
-  """The last logged epoch (a finished run started again trains nothing)."""
-  path = _metrics_path(workdir)
-  lines = path.read_text().splitlines() if path.exists() else []
-  return json.loads(lines[-1]) if lines else {}
+  # A finished run started again trains nothing: report its last epoch.
+  return row or (_read_metrics(workdir) or [{}])[-1]

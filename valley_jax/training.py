@@ -101,12 +101,16 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation,
   return step
 
 
-def make_eval_step(model: nn.Module, mean, std) -> Callable[..., Any]:
-  """(params, batch_stats, x, y, weight) -> summed loss, correct, count."""
+def make_eval_step(model: nn.Module, mean, std,
+                   dtype=jnp.float32) -> Callable[..., Any]:
+  """(params, batch_stats, x, y, weight) -> summed loss, correct, count.
+
+  `dtype` is the compute dtype of the inputs; the loss is summed in float32.
+  """
 
   def step(params, batch_stats, x, y, w):
-    logits, _ = apply_model(model, params, batch_stats,
-                            pipeline.normalize(x, mean, std), False)
+    x = pipeline.normalize(x, mean, std).astype(dtype)
+    logits, _ = apply_model(model, params, batch_stats, x, False)
     return {'loss': jnp.sum(cross_entropy(logits, y) * w),
             'correct': jnp.sum((logits.argmax(-1) == y) * w),
             'count': jnp.sum(w)}

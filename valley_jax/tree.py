@@ -62,10 +62,10 @@ def masked_leaves(t: PyTree, mask: PyTree) -> list[jax.Array]:
 def sign_consistency_ratio(a: PyTree, b: PyTree,
                            mask: PyTree | None = None) -> float:
   """Fraction of elements (in `mask`) where sign(a) == sign(b)."""
-  sa, sb = jax.tree.leaves(sign(a)), jax.tree.leaves(sign(b))
-  keep = jax.tree.leaves(mask) if mask is not None else [True] * len(sa)
-  same = sum(float(jnp.sum(x == y)) for x, y, m in zip(sa, sb, keep) if m)
-  count = sum(int(x.size) for x, m in zip(sa, keep) if m)
+  keep = mask if mask is not None else jax.tree.map(lambda _: True, a)
+  sa, sb = masked_leaves(sign(a), keep), masked_leaves(sign(b), keep)
+  same = sum(float(jnp.sum(x == y)) for x, y in zip(sa, sb))
+  count = sum(int(x.size) for x in sa)
   return same / count if count else float('nan')
 
 
