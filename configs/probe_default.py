@@ -11,7 +11,7 @@ from valley_jax import defaults
 
 def get_config(arg: str | None = None):
   c = defaults.probe_config('runs/default')
-  c.train_if_missing = True
+  c.train_if_missing = 'runs/default'  # Only this path is trained here.
   c.sweep.num_points = 21
   c.sweep.recal_samples = 1000
   c.sweep.recal_batch_size = 200

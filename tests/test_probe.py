@@ -125,7 +125,7 @@ def test_non_finite_values_become_null(trained_mlp, tmp_path):
 
 def test_main_job_trains_when_missing(tmp_path):
   c = _config(str(tmp_path / 'default'), 'noise_types,sign_ratio,special')
-  c.train_if_missing = True
+  c.train_if_missing = c.checkpoint
   c.train = tiny_train_config(epochs=1)
   paths = probe_lib.run(c, str(tmp_path / 'probe'))
   assert set(paths) == {'noise_types', 'sign_ratio', 'special'}
@@ -138,7 +138,7 @@ def test_main_job_trains_when_missing(tmp_path):
     ('noise_types.noises', ('cauchy',), 'Unknown noise'),
     ('groups.groups', ('EMBED',), 'Unknown parameter group'),
     ('special.directions', ('grad',), 'Unknown special'),
-    ('sweep.num_points', 0, 'Empty or invalid'),
+    ('sweep.num_points', 0, r'sweep\.num_points=0 must be an integer'),
     ('sweep.lam_min', 2.0, 'Empty or invalid'),
     ('epoch', '99', 'not kept'),
     ('sweep.dtype', 'float8', 'Unknown dtype'),

@@ -128,8 +128,8 @@ def test_one_device_equals_eight(tmp_path):
     ('model.name', 'resnet7', 'Unknown model'),
     ('data.name', 'cifar11', 'Unknown dataset'),
     ('optim.name', 'lion', 'Unknown optimizer'),
-    ('train.batch_size', 0, 'batch_size must be positive'),
-    ('optim.lr', -0.1, 'lr must be positive'),
+    ('train.batch_size', 0, r'train\.batch_size=0 must be an integer ≥ 1'),
+    ('optim.lr', -0.1, r'optim\.lr=-0.1 must be a finite number > 0'),
 ])
 def test_bad_config_fails_before_compile(tmp_path, key, value, match):
   c = tiny_train_config()

@@ -1,16 +1,25 @@
 """Orbax CheckpointManager helpers.
 
 Layout of `<workdir>/checkpoints/<epoch>/`: item `model` ({'params',
-'batch_stats'}), item `opt` ({'opt_state', 'step'}) and item `config` (JSON).
-Epoch 0 is the initialisation θ0. A probe restores `model` and `config` only.
+'batch_stats'}), item `opt` ({'opt_state', 'step'}), item `config` (JSON) and
+item `meta` (JSON: a SHA-256 checksum of every saved array, the fingerprint
+of `model`, and the metrics history up to that epoch). Epoch 0 is the
+initialisation θ0. A probe restores `model` and `config` only.
+
+Every restore verifies the arrays against the stored checksums. A damaged
+checkpoint (flipped bytes, a truncated file, an unreadable config) raises
+`CheckpointError`, which names the workdir, the epoch and the kept epochs to
+fall back to.
 """
 
+import hashlib
 import json
 import os
 from typing import Any, Iterable
 
 from etils import epath
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 
 from valley_jax import sharding
@@ -18,6 +27,60 @@ from valley_jax.training import TrainState
 
 CKPT_DIR = 'checkpoints'
 DEFAULT_KEEP = (1, 2, 3, 5, 10, 20, 30, 50)
+
+
+class CheckpointError(RuntimeError):
+  """A checkpoint that cannot be read back as it was written."""
+
+
+def checksums(tree: Any) -> dict[str, str]:
+  """SHA-256 of each leaf's dtype, shape and bytes, keyed by its tree path.
+
+  >>> a = checksums({'w': np.zeros(2, np.float32)})
+  >>> a == checksums({'w': np.zeros(2, np.float32)})
+  True
+  >>> a == checksums({'w': np.zeros(2, np.float64)})  # dtype counts too.
+  False
+  """
+  out = {}
+  for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+    a = np.ascontiguousarray(jax.device_get(leaf))
+    h = hashlib.sha256(f'{a.dtype.str}{a.shape}'.encode())
+    h.update(a.tobytes())
+    out[_path_str(path)] = h.hexdigest()
+  return out
+
+
+def _path_str(path) -> str:
+  return '/'.join(str(getattr(k, 'key', getattr(k, 'name', getattr(
+      k, 'idx', k)))) for k in path)
+
+
+def fingerprint(variables: dict[str, Any]) -> str:
+  """One hash of {'params', 'batch_stats'}: what a probe measured.
+
+  >>> v = {'params': {'w': np.ones(3)}, 'batch_stats': {}}
+  >>> fingerprint(v) == fingerprint({'params': {'w': np.ones(3)}})
+  True
+  >>> fingerprint(v) == fingerprint({'params': {'w': np.zeros(3)}})
+  False
+  """
+  sums = checksums({'params': variables['params'],
+                    'batch_stats': variables.get('batch_stats') or {}})
+  return hashlib.sha256(json.dumps(sums, sort_keys=True).encode()
+                        ).hexdigest()[:16]
+
+
+def verify(tree: Any, expected: dict[str, str], where: str) -> None:
+  """Raises CheckpointError naming the first leaf whose checksum differs."""
+  got = checksums(tree)
+  bad = sorted(k for k in set(got) | set(expected)
+               if got.get(k) != expected.get(k))
+  if bad:
+    raise CheckpointError(
+        f'{where} is damaged: the checksum of {bad[0]!r}'
+        f'{f" and {len(bad) - 1} more arrays" if len(bad) > 1 else ""} '
+        'does not match what was saved.')
 
 
 def as_json(cfg: dict[str, Any]) -> dict[str, Any]:
@@ -48,31 +111,93 @@ def manager(workdir: str, keep: Iterable[int] = (),
       preservation_policy=policy, create=not read_only)
   handlers = {'model': ocp.StandardCheckpointHandler(),
               'opt': ocp.StandardCheckpointHandler(),
-              'config': ocp.JsonCheckpointHandler()}
+              'config': ocp.JsonCheckpointHandler(),
+              'meta': ocp.JsonCheckpointHandler()}
   return ocp.CheckpointManager(_ckpt_dir(workdir), options=options,
                                item_handlers=handlers)
 
 
 def save(mngr: ocp.CheckpointManager, epoch: int, state: TrainState,
-         config: dict[str, Any]) -> None:
-  """Saves one epoch asynchronously (call mngr.wait_until_finished())."""
+         config: dict[str, Any],
+         metrics: list[dict[str, Any]] | None = None) -> None:
+  """Saves one epoch asynchronously (call mngr.wait_until_finished()).
+
+  `metrics` is the history up to this epoch; it is stored with the arrays'
+  checksums so that a resumed run rebuilds metrics.jsonl from it.
+  """
+  model = {'params': state.params, 'batch_stats': state.batch_stats}
+  opt = {'opt_state': state.opt_state, 'step': state.step}
+  meta = {'checksums': {'model': checksums(model), 'opt': checksums(opt)},
+          'fingerprint': fingerprint(model), 'metrics': metrics or []}
   mngr.save(epoch, args=ocp.args.Composite(
-      model=ocp.args.StandardSave({'params': state.params,
-                                   'batch_stats': state.batch_stats}),
-      opt=ocp.args.StandardSave({'opt_state': state.opt_state,
-                                 'step': state.step}),
-      config=ocp.args.JsonSave(as_json(config))))
+      model=ocp.args.StandardSave(model), opt=ocp.args.StandardSave(opt),
+      config=ocp.args.JsonSave(as_json(config)),
+      meta=ocp.args.JsonSave(_strict(meta))))
+
+
+def _strict(obj: Any) -> Any:
+  from valley_jax import outputs  # pylint: disable=g-import-not-at-top
+  return outputs.finite_or_none(obj)
+
+
+def _where(mngr: ocp.CheckpointManager, epoch: int) -> str:
+  return f'Checkpoint epoch {epoch} in {mngr.directory}'
+
+
+def _fallback(mngr: ocp.CheckpointManager, epoch: int) -> str:
+  earlier = [e for e in mngr.all_steps() if e < epoch]
+  if not earlier:
+    return (' No earlier epoch is kept: train again in a new workdir or with '
+            '--overwrite.')
+  return (f' Kept earlier epochs: {earlier}. To fall back, delete '
+          f'{mngr.directory}/{epoch} and run train.py again (it resumes from '
+          f'epoch {max(earlier)}), or probe one of them with '
+          '--config.epoch=N.')
+
+
+def _restore(mngr: ocp.CheckpointManager, epoch: int, **items) -> Any:
+  """mngr.restore with a clear error when the files are damaged."""
+  try:
+    return mngr.restore(epoch, args=ocp.args.Composite(**items))
+  except Exception as e:  # pylint: disable=broad-except
+    raise CheckpointError(
+        f'{_where(mngr, epoch)} cannot be read ({type(e).__name__}: '
+        f'{str(e)[:200]}).{_fallback(mngr, epoch)}') from e
+
+
+def stored_meta(mngr: ocp.CheckpointManager,
+                epoch: int) -> dict[str, Any] | None:
+  """The `meta` item of an epoch; None for checkpoints written without it."""
+  if not (epath.Path(mngr.directory) / str(epoch) / 'meta').exists():
+    return None
+  return _restore(mngr, epoch, meta=ocp.args.JsonRestore()).meta
+
+
+def _verify(mngr, epoch: int, item: str, tree: Any,
+            meta: dict[str, Any] | None) -> None:
+  if meta is not None:
+    try:
+      verify(tree, meta['checksums'][item], _where(mngr, epoch))
+    except CheckpointError as e:
+      raise CheckpointError(f'{e}{_fallback(mngr, epoch)}') from None
 
 
 def restore_state(mngr: ocp.CheckpointManager, epoch: int,
                   target: TrainState) -> TrainState:
-  """Restores a full TrainState with the structure and sharding of `target`."""
+  """Restores a full TrainState with the structure and sharding of `target`.
+
+  The arrays are verified against the checksums saved with them.
+  """
   abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
-  out = mngr.restore(epoch, args=ocp.args.Composite(
+  out = _restore(
+      mngr, epoch,
       model=ocp.args.StandardRestore({'params': abstract.params,
                                       'batch_stats': abstract.batch_stats}),
       opt=ocp.args.StandardRestore({'opt_state': abstract.opt_state,
-                                    'step': abstract.step})))
+                                    'step': abstract.step}))
+  meta = stored_meta(mngr, epoch)
+  _verify(mngr, epoch, 'model', out.model, meta)
+  _verify(mngr, epoch, 'opt', out.opt, meta)
   return TrainState(out.opt['step'], out.model['params'],
                     out.model['batch_stats'], out.opt['opt_state'])
 
@@ -83,13 +208,12 @@ def stored_config(mngr: ocp.CheckpointManager,
   epoch = mngr.latest_step() if epoch is None else epoch
   if epoch is None:
     return None
-  return mngr.restore(epoch, args=ocp.args.Composite(
-      config=ocp.args.JsonRestore())).config
+  return _restore(mngr, epoch, config=ocp.args.JsonRestore()).config
 
 
-def load_config(workdir: str) -> dict[str, Any]:
-  """The config saved with the latest epoch of a training workdir."""
-  return stored_config(manager(workdir, read_only=True))
+def load_config(workdir: str, epoch: int | None = None) -> dict[str, Any]:
+  """The config saved with an epoch (default: latest) of a training run."""
+  return stored_config(manager(workdir, read_only=True), epoch)
 
 
 def epochs(workdir: str) -> list[int]:
@@ -99,20 +223,8 @@ def epochs(workdir: str) -> list[int]:
   return list(manager(workdir, read_only=True).all_steps())
 
 
-def restore_model(workdir: str, epoch: int | str = 'last',
-                  mesh=None) -> tuple[dict[str, Any], dict[str, Any]]:
-  """Restores {'params', 'batch_stats'} and the config of one kept epoch.
-
-  No optimiser state is read: this is what probes need. Arrays come back
-  replicated over `mesh` whatever devices the run was trained on.
-
-  Args:
-    workdir: the training workdir.
-    epoch: an int (0 = initialisation) or 'last'.
-    mesh: where to place the arrays (default: a one-device mesh).
-  Returns:
-    (variables, config dict).
-  """
+def resolve_epoch(workdir: str, epoch: int | str = 'last') -> int:
+  """The kept epoch that `epoch` ('last' or a number) names in `workdir`."""
   kept = epochs(workdir)
   if not kept:
     raise FileNotFoundError(f'No checkpoints in {workdir}/{CKPT_DIR}; train '
@@ -121,14 +233,56 @@ def restore_model(workdir: str, epoch: int | str = 'last',
   if step not in kept:
     raise FileNotFoundError(f'Epoch {step} is not kept in {workdir}; kept '
                             f'epochs: {kept} (config.train.keep_epochs).')
+  return step
+
+
+def restore_model(workdir: str, epoch: int | str = 'last',
+                  mesh=None) -> tuple[dict[str, Any], dict[str, Any]]:
+  """Restores {'params', 'batch_stats'} and the config of one kept epoch.
+
+  No optimiser state is read: this is what probes need. Arrays come back
+  replicated over `mesh` whatever devices the run was trained on, and are
+  verified against the checksums saved with them.
+
+  Args:
+    workdir: the training workdir.
+    epoch: an int (0 = initialisation) or 'last'.
+    mesh: where to place the arrays (default: a one-device mesh).
+  Returns:
+    (variables, config dict).
+  Raises:
+    FileNotFoundError: no run, or the epoch is not kept.
+    CheckpointError: the checkpoint is damaged.
+  """
+  step = resolve_epoch(workdir, epoch)
   mngr = manager(workdir, read_only=True)
   rep = sharding.replicated(mesh or sharding.make_mesh(1))
-  meta = mngr.item_metadata(step)['model'].tree
+  try:
+    meta = mngr.item_metadata(step)['model'].tree
+  except Exception as e:  # pylint: disable=broad-except
+    raise CheckpointError(f'{_where(mngr, step)} cannot be read ('
+                          f'{e!r:.200}).{_fallback(mngr, step)}') from e
   target = jax.tree.map(
       lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=rep), meta)
-  out = mngr.restore(step, args=ocp.args.Composite(
-      model=ocp.args.StandardRestore(target),
-      config=ocp.args.JsonRestore()))
+  out = _restore(mngr, step, model=ocp.args.StandardRestore(target),
+                 config=ocp.args.JsonRestore())
+  _verify(mngr, step, 'model', out.model, stored_meta(mngr, step))
   variables = dict(out.model)
   variables.setdefault('batch_stats', {})
   return variables, out.config
+
+
+def provenance(workdir: str, epoch: int | str = 'last') -> dict[str, Any]:
+  """What a result measured: the resolved epoch, the fingerprint of its
+  parameters and batch statistics, and the training config.
+
+  Cheap: the fingerprint is read from the checkpoint's `meta` item (which
+  restores verify against the arrays); older checkpoints are restored.
+  """
+  step = resolve_epoch(workdir, epoch)
+  mngr = manager(workdir, read_only=True)
+  meta = stored_meta(mngr, step)
+  fp = (meta['fingerprint'] if meta is not None
+        else fingerprint(restore_model(workdir, step)[0]))
+  return {'workdir': str(workdir), 'epoch': step, 'fingerprint': fp,
+          'train_config': stored_config(mngr, step)}

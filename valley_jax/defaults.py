@@ -28,7 +28,9 @@ def train_config(model: str, dataset: str, **model_kwargs) -> ml_collections.Con
       name='sgd', lr=0.03, momentum=0.9, weight_decay=5e-4))
   c.train = ml_collections.ConfigDict(dict(
       epochs=200, batch_size=256, eval_batch_size=1000,
-      keep_epochs=checkpoint.DEFAULT_KEEP))
+      keep_epochs=checkpoint.DEFAULT_KEEP,
+      # 'stop' at the first non-finite training loss, or 'continue'.
+      on_nonfinite='stop'))
   return c
 
 
@@ -86,7 +88,10 @@ def probe_config(checkpoint_dir: str = 'runs/default') -> ml_collections.ConfigD
   c.kind = 'noise_types,sign_ratio,special'
   c.checkpoint = checkpoint_dir  # Workdir of the converged model θf.
   c.epoch = 'last'
-  c.train_if_missing = False  # Train `c.train` into c.checkpoint if empty.
+  # The one workdir probe.py may train (with `c.train`) when it holds no
+  # checkpoint: only when c.checkpoint equals it, so a misspelt
+  # --config.checkpoint is an error rather than a new run. '' = never.
+  c.train_if_missing = ''
   c.train = digits_cnn()
   c.seed = 0
   c.seeds = 1  # Draws per random direction (mean ± std when > 1).

@@ -11,6 +11,15 @@ Choices the paper leaves open:
 * Models with BN are recalibrated per point by default (config.sweep.recal =
   'auto'); the sweep then evaluates with the recomputed statistics.
 * Interpolation without recalibration keeps θA's batch statistics.
+
+Failure behaviour: names and every numeric field (`checks.PROBE_FIELDS`) are
+checked, the workdir is proven writable and the checkpoints are found before
+anything is compiled. results.json and the figures are written atomically;
+results.json records the provenance of every checkpoint it measured (the
+resolved epoch, a fingerprint of the parameters and batch statistics, the
+training config). A rerun skips a kind only when its results.json is readable
+and holds the same probe config and the same provenance; a missing figure
+beside it is redrawn.
 """
 
 import dataclasses
@@ -28,8 +37,9 @@ import ml_collections
 import numpy as np
 import tqdm
 
-from valley_jax import (checkpoint, data, directions, groups, landscape,
-                        normalize, plots, sharding, train_lib, tree)
+from valley_jax import (checkpoint, checks, data, directions, groups,
+                        landscape, normalize, outputs, plots, sharding,
+                        train_lib, tree)
 
 KINDS = ('noise_types', 'sign_ratio', 'special', 'groups', 'bn_init',
          'hparams', 'interpolate', 'surface')
@@ -82,10 +92,13 @@ def _model_signature(workdir: str) -> tuple[str, str]:
 def validate(config: ml_collections.ConfigDict) -> list[str]:
   """Every name, range and checkpoint, before anything is compiled."""
   kinds = check_names(config)
-  if any(k not in MULTI_RUN for k in kinds):
-    if not (config.train_if_missing and not checkpoint.epochs(
-        config.checkpoint)):
-      _check_checkpoint(config.checkpoint, config.epoch)
+  if any(k not in MULTI_RUN for k in kinds) and not _will_train(config):
+    if not checkpoint.epochs(config.checkpoint):
+      raise FileNotFoundError(
+          f'config.checkpoint={config.checkpoint!r} holds no checkpoint. '
+          'Check the path, or train it first: python train.py '
+          f'--config=configs/<config>.py --workdir={config.checkpoint}')
+    _check_checkpoint(config.checkpoint, config.epoch)
   for kind in ('bn_init', 'hparams'):
     if kind in kinds:
       _check_list(config[kind], f'config.{kind}')
@@ -94,8 +107,17 @@ def validate(config: ml_collections.ConfigDict) -> list[str]:
   return kinds
 
 
+def _will_train(config) -> bool:
+  """Whether probe.py trains config.checkpoint itself (the embedded default
+  only: config.train_if_missing names that one workdir)."""
+  return bool(config.train_if_missing) and (
+      config.checkpoint == config.train_if_missing) and not checkpoint.epochs(
+          config.checkpoint)
+
+
 def check_names(config: ml_collections.ConfigDict) -> list[str]:
   """Kinds, names and ranges of a probe config (no file is read)."""
+  checks.check(config, checks.PROBE_FIELDS)
   kinds = kinds_of(config)
   sw = config.sweep
   _check_range(sw.lam_min, sw.lam_max, sw.num_points, 'config.sweep')
@@ -206,6 +228,11 @@ class Prober:
                has_bn: bool) -> landscape.Setting:
     sw = self.config.sweep
     recal = sw.recal == 'on' or (sw.recal == 'auto' and has_bn)
+    if sw.recal == 'on' and not has_bn:
+      logging.warning("config.sweep.recal='on', but %s has no BatchNorm: "
+                      'there is nothing to recalibrate, so every point is '
+                      'evaluated as it is.', type(model).__name__)
+      recal = False
     n_dev = self.mesh.shape[sharding.DATA]
     x, y = ds.x_test, ds.y_test
     if sw.n_test:
@@ -489,15 +516,7 @@ _FIGURES = {'sign_ratio': plots.sign_ratio, 'bn_init': plots.histograms,
 # ---------------------------------------------------------------------- run
 
 
-def finite_or_none(obj: Any) -> Any:
-  """Non-finite floats become None (JSON null), recursively."""
-  if isinstance(obj, float):
-    return obj if math.isfinite(obj) else None
-  if isinstance(obj, dict):
-    return {k: finite_or_none(v) for k, v in obj.items()}
-  if isinstance(obj, (list, tuple)):
-    return [finite_or_none(v) for v in obj]
-  return obj
+finite_or_none = outputs.finite_or_none
 
 
 def table(results: dict[str, Any]) -> str:
@@ -512,7 +531,7 @@ def table(results: dict[str, Any]) -> str:
 
 
 def _ensure_trained(config) -> None:
-  if config.train_if_missing and not checkpoint.epochs(config.checkpoint):
+  if _will_train(config):
     logging.warning('No checkpoint in %s: training %s first.',
                     config.checkpoint, config.train.model.name)
     train_lib.run(config.train, config.checkpoint)
@@ -524,46 +543,67 @@ def _header(workdir: str, epoch) -> dict[str, Any]:
           'checkpoint': {'workdir': workdir, 'epoch': epoch}}
 
 
-def _finished(path: epath.Path, config) -> dict[str, Any] | None:
-  """results.json of an earlier run of the same config (resume), else None."""
-  if not path.exists():
+def _checkpoints_of(config, kind: str) -> list[tuple[str, Any]]:
+  """The (workdir, epoch) pairs a kind measures; the first names the run."""
+  if kind == 'interpolate':
+    c = config.interpolate
+    return [(c.checkpoint_a, c.epoch_a), (c.checkpoint_b, c.epoch_b)]
+  if kind in MULTI_RUN:
+    return [(w, 'last') for w in config[kind].checkpoints]
+  return [(config.checkpoint, config.epoch)]
+
+
+def _finished(folder: epath.Path, config,
+              prov: list[dict[str, Any]]) -> dict[str, Any] | None:
+  """results.json of an earlier run of the same config on the same
+  checkpoints (resume), else None; a damaged file counts as missing."""
+  old = outputs.read_json(folder / 'results.json')
+  if old is None or old.get('config') != checkpoint.as_json(config.to_dict()):
     return None
-  old = json.loads(path.read_text())
-  same = old.get('config') == checkpoint.as_json(config.to_dict())
-  return old if same else None
+  if old.get('provenance') != checkpoint.as_json(prov):
+    logging.warning('%s was measured on other checkpoints than %s now hold '
+                    '(retrained?): recomputing it.', folder / 'results.json',
+                    [p['workdir'] for p in prov])
+    return None
+  return old
+
+
+def _draw(kind: str, results: dict[str, Any], folder: epath.Path) -> list[str]:
+  """Draws a kind's figure files; returns their names."""
+  paths = _FIGURES.get(kind, plots.curve_panels)(results, str(folder))
+  return [epath.Path(f).name for f in paths]
 
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, str]:
   """Runs every kind of config.kind; returns kind -> results.json path.
 
-  A kind whose results.json already holds this config is not recomputed, so
-  an interrupted probe started again resumes after its last finished kind.
+  A kind whose results.json already holds this config and was measured on
+  the same checkpoints (same fingerprints) is not recomputed, so an
+  interrupted probe started again resumes after its last finished kind.
   """
   kinds = validate(config)
+  outputs.check_writable(workdir, '--workdir')
   _ensure_trained(config)
   p = Prober(config)
   main, paths = None, {}
   for kind in kinds:
     folder = epath.Path(workdir) / kind
-    results = _finished(folder / 'results.json', config)
+    prov = [checkpoint.provenance(w, e) for w, e in _checkpoints_of(config,
+                                                                   kind)]
+    results = _finished(folder, config, prov)
     if results is None:
       if main is None and kind not in MULTI_RUN:
         main = p.subject(config.checkpoint, config.epoch)
       out = _RUNNERS[kind](p, main)
-      ref = (_first_checkpoint(config, kind) if kind in MULTI_RUN
-             else (config.checkpoint, config.epoch))
-      results = finite_or_none({'kind': kind, **_header(*ref),
-                                'config': config.to_dict(), **out})
+      results = outputs.finite_or_none({
+          'kind': kind, **_header(*_checkpoints_of(config, kind)[0]),
+          'provenance': prov, 'config': config.to_dict(), **out})
       folder.mkdir(parents=True, exist_ok=True)
-      (folder / 'results.json').write_text(json.dumps(results, indent=1))
-      _FIGURES.get(kind, plots.curve_panels)(results, str(folder))
+      results['figures'] = _draw(kind, results, folder)
+      outputs.write_json(folder / 'results.json', results)
+    elif not all((folder / f).exists() for f in results.get('figures', ())):
+      _draw(kind, results, folder)  # Results kept, a figure lost: redraw.
     p.bar.write(f'\n== {kind} ({folder}) ==\n{table(results)}')
     paths[kind] = str(folder / 'results.json')
   p.bar.close()
   return paths
-
-
-def _first_checkpoint(config, kind) -> tuple[str, Any]:
-  if kind == 'interpolate':
-    return config.interpolate.checkpoint_a, config.interpolate.epoch_a
-  return config[kind].checkpoints[0], 'last'

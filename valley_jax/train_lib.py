@@ -1,6 +1,13 @@
-"""run(config, workdir): data-parallel training with exact resume."""
+"""run(config, workdir): data-parallel training with exact resume.
 
-import json
+Failure behaviour: every numeric config field is range-checked and the
+workdir proven writable before data are loaded; training stops at the first
+non-finite loss (config.train.on_nonfinite = 'stop', the default) without
+saving that epoch; metrics.jsonl is written atomically and rebuilt on resume
+from the history stored in the checkpoint.
+"""
+
+import math
 import time
 from typing import Any
 
@@ -11,15 +18,24 @@ import ml_collections
 import numpy as np
 import tqdm
 
-from valley_jax import checkpoint, data, models, sharding, training
+from valley_jax import (checkpoint, checks, data, models, outputs, sharding,
+                        training)
 
 METRICS = 'metrics.jsonl'
 # Keys that may change between a run and its resumption.
-_RESUMABLE_KEYS = ('data.data_dir', 'num_devices')
+_RESUMABLE_KEYS = ('data.data_dir', 'num_devices', 'train.on_nonfinite')
+NONFINITE_POLICIES = ('stop', 'continue')
+
+
+class NonFiniteLossError(FloatingPointError):
+  """The training loss became NaN or infinite."""
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
-  """Checks names and positive sizes before anything is loaded or compiled."""
+  """Checks names and numeric ranges before anything is loaded or compiled.
+
+  The numeric fields and their ranges are `checks.TRAIN_FIELDS`.
+  """
   if config.model.name not in models.MODELS:
     raise ValueError(f'Unknown model {config.model.name!r}; choose one of '
                      f'{sorted(models.MODELS)} (config.model.name).')
@@ -29,12 +45,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if config.optim.name not in training.OPTIMIZERS:
     raise ValueError(f'Unknown optimizer {config.optim.name!r}; choose one of '
                      f'{training.OPTIMIZERS} (config.optim.name).')
-  for key, value in (('train.batch_size', config.train.batch_size),
-                     ('train.eval_batch_size', config.train.eval_batch_size),
-                     ('train.epochs', config.train.epochs),
-                     ('optim.lr', config.optim.lr)):
-    if value <= 0:
-      raise ValueError(f'config.{key} must be positive, got {value}.')
+  if config.train.get('on_nonfinite', 'stop') not in NONFINITE_POLICIES:
+    raise ValueError(f'config.train.on_nonfinite must be one of '
+                     f'{NONFINITE_POLICIES}.')
+  checks.check(config, checks.TRAIN_FIELDS)
 
 
 def build(config: ml_collections.ConfigDict, ds: data.Dataset):
@@ -66,25 +80,21 @@ def _metrics_path(workdir: str) -> epath.Path:
   return epath.Path(workdir) / METRICS
 
 
-def _read_metrics(workdir: str) -> list[dict[str, Any]]:
-  path = _metrics_path(workdir)
-  text = path.read_text() if path.exists() else ''
-  return [json.loads(line) for line in text.splitlines() if line]
+def _rebuild_metrics(workdir: str, mngr, epoch: int) -> list[dict[str, Any]]:
+  """The metrics history up to `epoch`, rewritten to metrics.jsonl.
 
-
-def _truncate_metrics(workdir: str, last_epoch: int) -> None:
-  """Drops metric lines of epochs after the checkpoint we resume from."""
-  if _metrics_path(workdir).exists():
-    rows = [r for r in _read_metrics(workdir) if r['epoch'] <= last_epoch]
-    _metrics_path(workdir).write_text(''.join(json.dumps(r) + '\n'
-                                              for r in rows))
-
-
-def _append_metrics(workdir: str, row: dict[str, Any]) -> None:
-  # Rewritten whole: object stores (gs://) cannot append, and the file is small.
-  path = _metrics_path(workdir)
-  old = path.read_text() if path.exists() else ''
-  path.write_text(old + json.dumps(row) + '\n')
+  The history saved in the checkpoint is the source; a metrics.jsonl that is
+  torn, emptied or ahead of the checkpoint is replaced by it. Checkpoints
+  written before histories were stored fall back to the readable file.
+  """
+  meta = checkpoint.stored_meta(mngr, epoch)
+  if meta is not None:
+    rows = meta['metrics']
+  else:
+    rows = [r for r in outputs.read_jsonl(_metrics_path(workdir)) or []
+            if r.get('epoch', math.inf) <= epoch]
+  outputs.write_jsonl(_metrics_path(workdir), rows)
+  return rows
 
 
 def evaluate(eval_step, mesh, params, batch_stats, x, y,
@@ -104,8 +114,14 @@ def _prepare_workdir(config, workdir: str, overwrite: bool):
   """Opens the checkpoint manager; refuses a workdir of another config."""
   keep = {*config.train.keep_epochs, config.train.epochs}
   mngr = checkpoint.manager(workdir, keep)
-  old = checkpoint.stored_config(mngr)
-  diff = config_diff(old, config.to_dict()) if old is not None else []
+  try:
+    old = checkpoint.stored_config(mngr)
+    diff = config_diff(old, config.to_dict()) if old is not None else []
+  except checkpoint.CheckpointError as e:
+    if not overwrite:
+      raise checkpoint.CheckpointError(
+          f'{e} Or pass --overwrite to start this run again.') from None
+    diff = ['(damaged checkpoint)']
   if diff:
     if not overwrite:
       raise ValueError(
@@ -113,7 +129,7 @@ def _prepare_workdir(config, workdir: str, overwrite: bool):
           'another --workdir or pass --overwrite to start again.')
     logging.warning('Overwriting the run in %s.', workdir)
     mngr.close()
-    (epath.Path(workdir) / checkpoint.CKPT_DIR).rmtree()
+    (epath.Path(workdir) / checkpoint.CKPT_DIR).rmtree(missing_ok=True)
     _metrics_path(workdir).unlink(missing_ok=True)
     mngr = checkpoint.manager(workdir, keep)
   return mngr
@@ -132,6 +148,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, *,
     The metrics of the last epoch run.
   """
   validate(config)
+  outputs.check_writable(workdir, '--workdir')
   ds = data.from_config(config.data)
   model = build(config, ds)
   mesh = sharding.make_mesh(config.num_devices)
@@ -143,7 +160,6 @@ def run(config: ml_collections.ConfigDict, workdir: str, *,
   if steps == 0:
     raise ValueError(f'config.train.batch_size={bs} exceeds the '
                      f'{len(ds.y_train)} training examples.')
-  epath.Path(workdir).mkdir(parents=True, exist_ok=True)
   mngr = _prepare_workdir(config, workdir, overwrite)
 
   root = jax.random.key(config.seed)
@@ -156,10 +172,11 @@ def run(config: ml_collections.ConfigDict, workdir: str, *,
   if start is None:
     start = 0
     checkpoint.save(mngr, 0, state, config.to_dict())
+    mngr.wait_until_finished()
   else:
     state = checkpoint.restore_state(mngr, start, state)
     logging.info('Resuming from epoch %d of %s.', start, workdir)
-  _truncate_metrics(workdir, start)
+  history = _rebuild_metrics(workdir, mngr, start)
 
   rep, shd = sharding.replicated(mesh), sharding.sharded(mesh)
   augment = config.data.augment and ds.augmentable
@@ -179,17 +196,38 @@ def run(config: ml_collections.ConfigDict, workdir: str, *,
                                   epoch):
       state, m = train_step(state, ds.x_train[idx], ds.y_train[idx], train_key)
       ms.append(m)
+    losses = np.array([m['loss'] for m in ms], np.float64)
+    _check_finite(losses, epoch, config)
     test = evaluate(eval_step, mesh, state.params, state.batch_stats,
                     ds.x_test, ds.y_test, config.train.eval_batch_size)
     row = {'epoch': epoch,
-           'train_loss': float(np.mean([m['loss'] for m in ms])),
+           'train_loss': float(losses.mean()),
            'train_accuracy': float(np.mean([m['accuracy'] for m in ms])),
            'test_loss': test['loss'], 'test_accuracy': test['accuracy'],
            'lr': float(schedule(int(state.step) - 1)),
            'seconds': round(time.time() - t0, 3)}
-    checkpoint.save(mngr, epoch, state, config.to_dict())
-    _append_metrics(workdir, row)
+    history.append(outputs.finite_or_none(row))
+    checkpoint.save(mngr, epoch, state, config.to_dict(), history)
+    outputs.write_jsonl(_metrics_path(workdir), history)
   mngr.wait_until_finished()
   mngr.close()
   # A finished run started again trains nothing: report its last epoch.
-  return row or (_read_metrics(workdir) or [{}])[-1]
+  return row or (history or [{}])[-1]
+
+
+def _check_finite(losses: np.ndarray, epoch: int, config) -> None:
+  """Stops (or warns, by config.train.on_nonfinite) on a non-finite loss."""
+  bad = np.flatnonzero(~np.isfinite(losses))
+  if not bad.size:
+    return
+  msg = (f'The training loss became {losses[bad[0]]} at step {bad[0] + 1} '
+         f'of epoch {epoch}. Likely causes: the learning rate '
+         f'config.optim.lr={config.optim.lr} is too high for this model, or '
+         'the data hold NaN/inf.')
+  if config.train.get('on_nonfinite', 'stop') == 'stop':
+    raise NonFiniteLossError(
+        f'{msg} The checkpoint of the last good epoch ({epoch - 1}) is kept; '
+        'this epoch is not saved. Fix the cause and train into a new '
+        '--workdir (or pass --overwrite), or set '
+        '--config.train.on_nonfinite=continue to go on.')
+  logging.warning('%s Going on (config.train.on_nonfinite=continue).', msg)

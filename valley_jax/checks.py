@@ -1,0 +1,212 @@
+"""Range checks for every numeric config field, run before any work starts.
+
+Each main declares its numeric fields as a list of `Field`s (the tables in
+`TRAIN_FIELDS` and `PROBE_FIELDS`; FedSim adds its own). `check` rejects a
+value of the wrong type, NaN or ±inf, or a value outside its range, with a
+message that names the field. `unchecked` lists the numeric leaves of a
+config that no field covers, so a test can insist that none is left out.
+
+>>> import ml_collections
+>>> c = ml_collections.ConfigDict({'sweep': {'chunk': -1}})
+>>> check(c, [Field('sweep.chunk', int, lo=0)])
+Traceback (most recent call last):
+...
+ValueError: config.sweep.chunk=-1 must be an integer ≥ 0.
+"""
+
+import dataclasses
+import fnmatch
+import math
+from typing import Any, Iterable
+
+import ml_collections
+
+
+@dataclasses.dataclass(frozen=True)
+class Field:
+  """A numeric config field and its allowed range.
+
+  Attributes:
+    path: dotted path below the config root; `*` matches any key (e.g.
+      'model.kwargs.*'), and a tuple/list value is checked element-wise.
+    kind: int or float (an int is accepted where a float is expected;
+      a bool is never a number here).
+    lo, hi: bounds (None: unbounded).
+    lo_open, hi_open: whether the bound itself is excluded.
+    optional: None is allowed (the field is unset).
+    why: a hint appended to the message.
+    also: non-numeric values that are accepted as well (e.g. 'last').
+  """
+
+  path: str
+  kind: type = float
+  lo: float | None = None
+  hi: float | None = None
+  lo_open: bool = False
+  hi_open: bool = False
+  optional: bool = False
+  why: str = ''
+  also: tuple[Any, ...] = ()
+
+  def describe(self) -> str:
+    """'an integer ≥ 1', 'a finite number in (0, 1]', ..."""
+    what = 'an integer' if self.kind is int else 'a finite number'
+    if self.lo is not None and self.hi is not None:
+      rng = (f"{'(' if self.lo_open else '['}{_num(self.lo)}, "
+             f"{_num(self.hi)}{')' if self.hi_open else ']'}")
+      return f'{what} in {rng}'
+    if self.lo is not None:
+      return f"{what} {'>' if self.lo_open else '≥'} {_num(self.lo)}"
+    if self.hi is not None:
+      return f"{what} {'<' if self.hi_open else '≤'} {_num(self.hi)}"
+    return what
+
+  def ok(self, v: Any) -> bool:
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+      return False
+    if self.kind is int and not isinstance(v, int):
+      return False
+    if not math.isfinite(v):
+      return False
+    if self.lo is not None and (v < self.lo or (self.lo_open and v == self.lo)):
+      return False
+    return not (self.hi is not None and (
+        v > self.hi or (self.hi_open and v == self.hi)))
+
+
+def _num(x: float) -> str:
+  return str(int(x)) if float(x).is_integer() else str(x)
+
+
+def positive(path: str, kind: type = float, **kw) -> Field:
+  return Field(path, kind, lo=0, lo_open=True, **kw)
+
+
+def count(path: str, lo: int = 1, **kw) -> Field:
+  return Field(path, int, lo=lo, **kw)
+
+
+def finite(path: str, **kw) -> Field:
+  return Field(path, float, **kw)
+
+
+def _leaves(tree: Any, prefix: str = '') -> Iterable[tuple[str, Any]]:
+  if isinstance(tree, (dict, ml_collections.ConfigDict)):
+    for k, v in tree.items():
+      yield from _leaves(v, f'{prefix}{k}.')
+  else:
+    yield prefix[:-1], tree
+
+
+def _is_numeric(v: Any) -> bool:
+  if isinstance(v, (list, tuple)):
+    return bool(v) and all(_is_numeric(e) for e in v)
+  return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _matches(path: str, field: Field) -> bool:
+  return fnmatch.fnmatchcase(path, field.path)
+
+
+def check(config: ml_collections.ConfigDict | dict, fields: Iterable[Field],
+          root: str = 'config') -> None:
+  """Raises ValueError naming the first field whose value is out of range."""
+  fields = list(fields)
+  for path, value in _leaves(config):
+    for f in fields:
+      if _matches(path, f):
+        _check_value(f'{root}.{path}', value, f)
+
+
+def _check_value(name: str, value: Any, f: Field) -> None:
+  if value is None and f.optional:
+    return
+  values = value if isinstance(value, (list, tuple)) else [value]
+  for v in values:
+    if v is None and f.optional:
+      continue
+    if isinstance(v, str) and f.also:
+      # A field that also takes names arrives from absl as a string, so a
+      # number given on the command line is a digit string.
+      if v in f.also or (f.kind is int and v.isdigit()):
+        continue
+    if not f.ok(v):
+      hint = f' ({f.why})' if f.why else ''
+      raise ValueError(f'{name}={value!r} must be {f.describe()}{hint}.')
+
+
+def unchecked(config: ml_collections.ConfigDict | dict,
+              fields: Iterable[Field]) -> list[str]:
+  """Numeric leaves of `config` that no field covers."""
+  fields = list(fields)
+  return [p for p, v in _leaves(config)
+          if _is_numeric(v) and not any(_matches(p, f) for f in fields)]
+
+
+def markdown(fields: Iterable[Field], root: str = 'config') -> str:
+  """The fields as a markdown table (for the README)."""
+  rows = ['| field | allowed |', '|---|---|']
+  for f in fields:
+    extra = ', or unset' if f.optional else ''
+    extra += ''.join(f', or {a!r}' for a in f.also)
+    rows.append(f'| `{root}.{f.path}` | {f.describe()}{extra} |')
+  return '\n'.join(rows)
+
+
+def nested(prefix: str, fields: Iterable[Field]) -> list[Field]:
+  """The same fields under `prefix.` (a training config inside a probe's)."""
+  return [dataclasses.replace(f, path=f'{prefix}.{f.path}') for f in fields]
+
+
+# The training config (valley_jax.defaults.train_config).
+TRAIN_FIELDS = [
+    count('seed', 0),
+    count('num_devices', 0, why='0 = every local device'),
+    positive('model.width'),
+    count('model.kwargs.*', why='model sizes such as hidden, depth, dim'),
+    count('data.seed', 0),
+    count('data.n_train', optional=True),
+    count('data.n_test', optional=True),
+    Field('data.half', int, lo=0, hi=1, optional=True),
+    positive('data.kwargs.*', why='dataset options such as image_size'),
+    positive('optim.lr'),
+    Field('optim.momentum', float, lo=0, hi=1, hi_open=True),
+    Field('optim.weight_decay', float, lo=0, hi=1),
+    count('train.epochs'),
+    count('train.batch_size'),
+    count('train.eval_batch_size'),
+    count('train.keep_epochs', 0),
+]
+
+# The probe config (valley_jax.defaults.probe_config) without its `train`.
+_SCALE = 'the step is λ·s; a negative s swaps the two halves of the curve'
+PROBE_OWN_FIELDS = [
+    count('seed', 0),
+    count('seeds'),
+    count('num_devices', 0, why='0 = every local device'),
+    count('epoch', 0, also=('last',)),
+    finite('sweep.lam_min'),
+    finite('sweep.lam_max'),
+    count('sweep.num_points'),
+    count('sweep.chunk', 0, why='0 = chosen by the architecture'),
+    count('sweep.recal_samples'),
+    count('sweep.recal_batch_size'),
+    count('sweep.eval_batch_size'),
+    count('sweep.n_test', 0, why='0 = the whole test split'),
+    positive('noise_types.scales', why=_SCALE),
+    Field('sign_ratio.ratios', float, lo=0, hi=1),
+    positive('sign_ratio.scale', why=_SCALE),
+    positive('special.scale', why=_SCALE),
+    positive('groups.scale', why=_SCALE),
+    positive('hparams.scale', why=_SCALE),
+    count('interpolate.epoch_a', 0, also=('last',)),
+    count('interpolate.epoch_b', 0, also=('last',)),
+    finite('interpolate.lam_min'),
+    finite('interpolate.lam_max'),
+    count('interpolate.num_points'),
+    finite('surface.lam_min'),
+    finite('surface.lam_max'),
+    count('surface.num_points'),
+]
+# With the training config of the embedded default (`config.train`).
+PROBE_FIELDS = PROBE_OWN_FIELDS + nested('train', TRAIN_FIELDS)

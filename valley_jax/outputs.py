@@ -1,0 +1,134 @@
+"""Every file a main writes goes through here: atomic, strict JSON, checked.
+
+* Atomic: a file is written to a temporary sibling and renamed over its
+  destination, so a reader sees the old content or the new one, never a torn
+  file (local disks; on gs:// the object is replaced whole).
+* Strict JSON: non-finite floats are written as `null`, never as the bare
+  `NaN`/`Infinity` tokens that other JSON readers reject.
+* Damaged outputs: `read_json`/`read_jsonl` return None for a file that is
+  missing or cannot be parsed, so a rerun rebuilds it instead of crashing.
+
+>>> import tempfile
+>>> d = epath.Path(tempfile.mkdtemp())
+>>> write_json(d / 'r.json', {'a': float('nan'), 'b': [1.0, float('inf')]})
+>>> read_json(d / 'r.json')
+{'a': None, 'b': [1.0, None]}
+>>> (d / 'torn.json').write_text('{"a": 1')
+7
+>>> read_json(d / 'torn.json') is None
+True
+"""
+
+import json
+import math
+import uuid
+from typing import Any, Iterable
+
+from absl import logging
+from etils import epath
+import numpy as np
+
+
+def finite_or_none(obj: Any) -> Any:
+  """Non-finite floats become None (JSON null), recursively.
+
+  NumPy scalars and arrays become Python numbers and lists.
+  """
+  if isinstance(obj, np.ndarray):
+    obj = obj.tolist()
+  elif isinstance(obj, np.generic):
+    obj = obj.item()
+  if isinstance(obj, float):
+    return obj if math.isfinite(obj) else None
+  if isinstance(obj, dict):
+    return {k: finite_or_none(v) for k, v in obj.items()}
+  if isinstance(obj, (list, tuple)):
+    return [finite_or_none(v) for v in obj]
+  return obj
+
+
+def dumps(obj: Any, indent: int | None = None) -> str:
+  """Strict JSON text of `obj` (non-finite numbers as null)."""
+  return json.dumps(finite_or_none(obj), indent=indent, allow_nan=False)
+
+
+def write_bytes(path: epath.PathLike, data: bytes) -> None:
+  """Writes `data` to `path` atomically (temporary sibling + rename)."""
+  path = epath.Path(path)
+  tmp = path.parent / f'.{path.name}.tmp-{uuid.uuid4().hex[:8]}'
+  try:
+    tmp.write_bytes(data)
+    tmp.replace(path)
+  finally:
+    if tmp.exists():
+      tmp.unlink()
+
+
+def write_text(path: epath.PathLike, text: str) -> None:
+  """Writes `text` (UTF-8) to `path` atomically."""
+  write_bytes(path, text.encode('utf-8'))
+
+
+def write_json(path: epath.PathLike, obj: Any, indent: int | None = 1) -> None:
+  """Atomically writes strict JSON."""
+  write_text(path, dumps(obj, indent) + '\n')
+
+
+def write_jsonl(path: epath.PathLike, rows: Iterable[Any]) -> None:
+  """Atomically writes JSON lines (the whole file: gs:// cannot append)."""
+  write_text(path, ''.join(dumps(r) + '\n' for r in rows))
+
+
+def read_json(path: epath.PathLike) -> Any | None:
+  """The parsed file, or None when it is missing or damaged (logged)."""
+  path = epath.Path(path)
+  if not path.exists():
+    return None
+  try:
+    return json.loads(path.read_text(encoding='utf-8'))
+  except (ValueError, UnicodeDecodeError) as e:
+    logging.warning('Ignoring the unreadable %s (%s); it will be rebuilt.',
+                    path, e)
+    return None
+
+
+def read_jsonl(path: epath.PathLike) -> list[Any] | None:
+  """The rows of a JSON-lines file, or None when missing or damaged."""
+  path = epath.Path(path)
+  if not path.exists():
+    return None
+  try:
+    text = path.read_text(encoding='utf-8')
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+  except (ValueError, UnicodeDecodeError) as e:
+    logging.warning('Ignoring the unreadable %s (%s); it will be rebuilt.',
+                    path, e)
+    return None
+
+
+def check_writable(path: epath.PathLike, what: str) -> epath.Path:
+  """Creates folder `path` if needed and proves a file can be written there.
+
+  Call it before any expensive work, so a bad output location fails at once.
+
+  Args:
+    path: an output folder (local or gs://).
+    what: the flag or config field that names it, for the message.
+  Returns:
+    The folder as an epath.Path.
+  Raises:
+    ValueError: the path is a file, or cannot be created or written.
+  """
+  path = epath.Path(path)
+  if path.exists() and not path.is_dir():
+    raise ValueError(f'{what}={str(path)!r} is a file, not a folder; choose '
+                     'another path.')
+  probe = path / f'.write-test-{uuid.uuid4().hex[:8]}'
+  try:
+    path.mkdir(parents=True, exist_ok=True)
+    probe.write_text('')
+    probe.unlink()
+  except OSError as e:
+    raise ValueError(f'{what}={str(path)!r} is not writable ({e}); choose a '
+                     'folder you can write to.') from None
+  return path
