@@ -8,7 +8,9 @@ import pytest
 _MODULES = ['valley_jax.models', 'valley_jax.tree', 'valley_jax.groups',
             'valley_jax.directions', 'valley_jax.normalize',
             'valley_jax.landscape', 'valley_jax.sharding',
-            'valley_jax.defaults', 'valley_jax.data.pipeline']
+            'valley_jax.defaults', 'valley_jax.data.pipeline',
+            'valley_jax.outputs', 'valley_jax.checks', 'valley_jax.checkpoint',
+            'valley_jax.data.partition']
 
 
 @pytest.mark.parametrize('name', _MODULES)

@@ -6,6 +6,7 @@ that are sign-consistent are solid, plain noise dashed. Non-finite values are
 drawn clipped to the panel's largest finite value.
 """
 
+import io
 from typing import Any
 
 from etils import epath
@@ -14,6 +15,8 @@ import matplotlib
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
 import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+from valley_jax import outputs  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
 def clipped(values: list[float | None]) -> np.ndarray:
@@ -28,8 +31,9 @@ def save(fig, folder: str, name: str) -> list[str]:
   paths = []
   for ext in ('png', 'pdf'):
     path = epath.Path(folder) / f'{name}.{ext}'
-    with path.open('wb') as f:
-      fig.savefig(f, format=ext, bbox_inches='tight', dpi=120)
+    buf = io.BytesIO()
+    fig.savefig(buf, format=ext, bbox_inches='tight', dpi=120)
+    outputs.write_bytes(path, buf.getvalue())  # Atomic: no torn figures.
     paths.append(str(path))
   plt.close(fig)
   return paths
@@ -158,3 +162,62 @@ def surface(results: dict[str, Any], folder: str) -> list[str]:
     ax.set_title(metric)
   fig.tight_layout()
   return save(fig, folder, 'figure')
+
+
+def _save_prefix(fig, path_prefix: str) -> list[str]:
+  """save() into the folder of `path_prefix`, named by its last part."""
+  prefix = epath.Path(path_prefix)
+  prefix.parent.mkdir(parents=True, exist_ok=True)
+  return save(fig, str(prefix.parent), prefix.name)
+
+
+def label_heatmap(hist, path_prefix: str, title: str = '') -> list[str]:
+  """Samples of each class on each client (the FL partition), as a heat map.
+
+  Args:
+    hist: [K, C] counts (data.label_histogram, or its JSON list).
+    path_prefix: writes path_prefix.png and path_prefix.pdf.
+    title: the figure's title.
+  Returns:
+    The paths written.
+  """
+  hist_KxC = np.asarray(hist)
+  k, c = hist_KxC.shape
+  fig, ax = plt.subplots(figsize=(min(1.5 + 0.35 * c, 12),
+                                  min(1.5 + 0.12 * k, 12)))
+  im = ax.imshow(hist_KxC, aspect='auto', cmap='viridis',
+                 interpolation='nearest')
+  fig.colorbar(im, ax=ax, label='samples')
+  ax.set_xlabel('class')
+  ax.set_ylabel('client')
+  if c <= 20:
+    ax.set_xticks(range(c))
+  ax.tick_params(labelsize=7)
+  if title:
+    ax.set_title(title, fontsize=9)
+  return _save_prefix(fig, path_prefix)
+
+
+def fed_accuracy(rounds_by_label: dict[str, Any],
+                 path_prefix: str) -> list[str]:
+  """Test accuracy of the global model against rounds, one line per run.
+
+  Args:
+    rounds_by_label: label -> (rounds, accuracy), two equal-length sequences;
+      None (a non-finite value in the JSON) leaves a gap.
+    path_prefix: writes path_prefix.png and path_prefix.pdf.
+  Returns:
+    The paths written.
+  """
+  fig, ax = plt.subplots(figsize=(4.5, 3.2))
+  colors = plt.get_cmap('tab10')
+  for n, (label, (rounds, acc)) in enumerate(rounds_by_label.items()):
+    y = np.array([np.nan if a is None else a for a in acc], np.float64)
+    ax.plot(np.asarray(rounds), y, '-', color=colors(n % 10), label=label,
+            lw=1.5)
+  ax.set_xlabel('round')
+  ax.set_ylabel('test accuracy')
+  ax.grid(alpha=0.3)
+  if len(rounds_by_label) > 1:
+    ax.legend(fontsize=7)
+  return _save_prefix(fig, path_prefix)

@@ -1,5 +1,10 @@
 """Data: sources (offline, TFDS, CINIC-10), batching, augmentation, splits."""
 
+# The dispatcher stays `partition.partition`: exporting it here would hide
+# the submodule `valley_jax.data.partition` behind a function of that name.
+from valley_jax.data.partition import (ClientArrays, dirichlet_partition,
+                                       iid_partition, label_histogram,
+                                       mean_label_entropy, pad_clients)
 from valley_jax.data.pipeline import (augment, epoch_batches,
                                       epoch_permutation, half, normalize,
                                       padded_batches, split_halves, subset,
@@ -8,10 +13,12 @@ from valley_jax.data.sources import (DATASETS, TFDS, Dataset, load_cinic10,
                                      load_dataset, load_digits, load_mnist1d,
                                      load_synthetic, load_tfds)
 
-__all__ = ['DATASETS', 'TFDS', 'Dataset', 'augment', 'epoch_batches',
-           'epoch_permutation', 'from_config', 'half', 'load_cinic10',
-           'load_dataset', 'load_digits', 'load_mnist1d', 'load_synthetic',
-           'load_tfds', 'normalize', 'padded_batches', 'split_halves', 'subset',
+__all__ = ['DATASETS', 'TFDS', 'ClientArrays', 'Dataset', 'augment',
+           'dirichlet_partition', 'epoch_batches', 'epoch_permutation',
+           'from_config', 'half', 'iid_partition', 'label_histogram',
+           'load_cinic10', 'load_dataset', 'load_digits', 'load_mnist1d',
+           'load_synthetic', 'load_tfds', 'mean_label_entropy', 'normalize',
+           'pad_clients', 'padded_batches', 'split_halves', 'subset',
            'take_train']
 
 
