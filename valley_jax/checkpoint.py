@@ -95,11 +95,17 @@ def _ckpt_dir(workdir: str) -> epath.Path:
   return epath.Path(os.path.abspath(os.path.expanduser(workdir))) / CKPT_DIR
 
 
-def manager(workdir: str, keep: Iterable[int] = (),
-            read_only: bool = False) -> ocp.CheckpointManager:
-  """A manager keeping epoch 0, the epochs in `keep` and the latest one.
+def manager(workdir: str, keep: Iterable[int] = (), read_only: bool = False,
+            arrays: Iterable[str] = ('model', 'opt')
+            ) -> ocp.CheckpointManager:
+  """A manager keeping step 0, the steps in `keep` and the latest one.
 
-  read_only: open an existing run for reading (creates no folder).
+  Args:
+    workdir: the run's folder; checkpoints go to `<workdir>/checkpoints`.
+    keep: further steps (epochs, rounds) to keep.
+    read_only: open an existing run for reading (creates no folder).
+    arrays: names of the array items; items `config` and `meta` (JSON) are
+      always there.
   """
   policy = ocp.checkpoint_managers.AnyPreservationPolicy([
       ocp.checkpoint_managers.LatestN(1),
@@ -109,30 +115,53 @@ def manager(workdir: str, keep: Iterable[int] = (),
   # which logs two warnings per call; only save() ever deletes checkpoints.
   options = ocp.CheckpointManagerOptions(
       preservation_policy=policy, create=not read_only)
-  handlers = {'model': ocp.StandardCheckpointHandler(),
-              'opt': ocp.StandardCheckpointHandler(),
-              'config': ocp.JsonCheckpointHandler(),
-              'meta': ocp.JsonCheckpointHandler()}
+  handlers = {name: ocp.StandardCheckpointHandler() for name in arrays}
+  handlers.update(config=ocp.JsonCheckpointHandler(),
+                  meta=ocp.JsonCheckpointHandler())
   return ocp.CheckpointManager(_ckpt_dir(workdir), options=options,
                                item_handlers=handlers)
+
+
+def save_items(mngr: ocp.CheckpointManager, step: int,
+               arrays: dict[str, Any], config: dict[str, Any],
+               metrics: list[dict[str, Any]] | None = None) -> None:
+  """Saves array items, the config and a `meta` item (asynchronously).
+
+  `meta` holds the SHA-256 of every array (verified by `restore_items`),
+  the fingerprint of item `model` if there is one, and `metrics`: the
+  history up to this step, from which a resumed run rebuilds its JSON lines.
+  """
+  meta = {'checksums': {k: checksums(v) for k, v in arrays.items()},
+          'metrics': metrics or []}
+  if 'model' in arrays:
+    meta['fingerprint'] = fingerprint(arrays['model'])
+  mngr.save(step, args=ocp.args.Composite(
+      config=ocp.args.JsonSave(as_json(config)),
+      meta=ocp.args.JsonSave(_strict(meta)),
+      **{k: ocp.args.StandardSave(v) for k, v in arrays.items()}))
+
+
+def restore_items(mngr: ocp.CheckpointManager, step: int,
+                  targets: dict[str, Any]) -> dict[str, Any]:
+  """Restores array items onto the structure and sharding of `targets`,
+  verified against the stored checksums (CheckpointError if damaged)."""
+  abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, targets)
+  out = _restore(mngr, step, **{k: ocp.args.StandardRestore(v)
+                                for k, v in abstract.items()})
+  meta = stored_meta(mngr, step)
+  for k in targets:
+    _verify(mngr, step, k, out[k], meta)
+  return {k: out[k] for k in targets}
 
 
 def save(mngr: ocp.CheckpointManager, epoch: int, state: TrainState,
          config: dict[str, Any],
          metrics: list[dict[str, Any]] | None = None) -> None:
-  """Saves one epoch asynchronously (call mngr.wait_until_finished()).
-
-  `metrics` is the history up to this epoch; it is stored with the arrays'
-  checksums so that a resumed run rebuilds metrics.jsonl from it.
-  """
-  model = {'params': state.params, 'batch_stats': state.batch_stats}
-  opt = {'opt_state': state.opt_state, 'step': state.step}
-  meta = {'checksums': {'model': checksums(model), 'opt': checksums(opt)},
-          'fingerprint': fingerprint(model), 'metrics': metrics or []}
-  mngr.save(epoch, args=ocp.args.Composite(
-      model=ocp.args.StandardSave(model), opt=ocp.args.StandardSave(opt),
-      config=ocp.args.JsonSave(as_json(config)),
-      meta=ocp.args.JsonSave(_strict(meta))))
+  """Saves one training epoch (call mngr.wait_until_finished())."""
+  save_items(mngr, epoch, {
+      'model': {'params': state.params, 'batch_stats': state.batch_stats},
+      'opt': {'opt_state': state.opt_state, 'step': state.step}},
+             config, metrics)
 
 
 def _strict(obj: Any) -> Any:
@@ -188,18 +217,31 @@ def restore_state(mngr: ocp.CheckpointManager, epoch: int,
 
   The arrays are verified against the checksums saved with them.
   """
-  abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
-  out = _restore(
-      mngr, epoch,
-      model=ocp.args.StandardRestore({'params': abstract.params,
-                                      'batch_stats': abstract.batch_stats}),
-      opt=ocp.args.StandardRestore({'opt_state': abstract.opt_state,
-                                    'step': abstract.step}))
-  meta = stored_meta(mngr, epoch)
-  _verify(mngr, epoch, 'model', out.model, meta)
-  _verify(mngr, epoch, 'opt', out.opt, meta)
-  return TrainState(out.opt['step'], out.model['params'],
-                    out.model['batch_stats'], out.opt['opt_state'])
+  out = restore_items(mngr, epoch, {
+      'model': {'params': target.params, 'batch_stats': target.batch_stats},
+      'opt': {'opt_state': target.opt_state, 'step': target.step}})
+  return TrainState(out['opt']['step'], out['model']['params'],
+                    out['model']['batch_stats'], out['opt']['opt_state'])
+
+
+def rebuild_metrics(mngr: ocp.CheckpointManager, step: int,
+                    path: epath.PathLike) -> list[dict[str, Any]]:
+  """The metrics history up to `step`, rewritten (atomically) to `path`.
+
+  The history saved in the checkpoint is the source, so a JSON-lines file
+  that is torn, emptied or ahead of the checkpoint is replaced by it.
+  Checkpoints written before histories were stored keep the readable rows
+  of the file up to `step`.
+  """
+  from valley_jax import outputs  # pylint: disable=g-import-not-at-top
+  meta = stored_meta(mngr, step)
+  if meta is not None:
+    rows = meta['metrics']
+  else:
+    rows = [r for r in outputs.read_jsonl(path) or []
+            if r.get('epoch', r.get('round', step + 1)) <= step]
+  outputs.write_jsonl(path, rows)
+  return rows
 
 
 def stored_config(mngr: ocp.CheckpointManager,

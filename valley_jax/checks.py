@@ -19,7 +19,47 @@ import fnmatch
 import math
 from typing import Any, Iterable
 
+from absl import logging
 import ml_collections
+import numpy as np
+
+NONFINITE_POLICIES = ('stop', 'continue')
+
+
+class NonFiniteLossError(FloatingPointError):
+  """A training loss became NaN or infinite."""
+
+
+def check_policy(policy: str, field: str) -> None:
+  if policy not in NONFINITE_POLICIES:
+    raise ValueError(f'{field}={policy!r} must be one of '
+                     f'{NONFINITE_POLICIES}.')
+
+
+def stop_if_nonfinite(losses, where: str, last_good: int, cause: str,
+                      policy: str, field: str) -> None:
+  """Raises NonFiniteLossError (policy 'stop') or warns ('continue').
+
+  Args:
+    losses: the losses of one epoch or round, in order.
+    where: 'epoch 3', 'round 12', ... (the unit that is not saved).
+    last_good: the last saved epoch or round.
+    cause: the likely cause, for the message.
+    policy: 'stop' or 'continue'.
+    field: the config field that holds the policy.
+  """
+  losses = np.asarray(losses, np.float64).reshape(-1)
+  bad = np.flatnonzero(~np.isfinite(losses))
+  if not bad.size:
+    return
+  msg = (f'The training loss became {losses[bad[0]]} at step {bad[0] + 1} '
+         f'of {where}. Likely cause: {cause}.')
+  if policy == 'stop':
+    raise NonFiniteLossError(
+        f'{msg} The checkpoint of the last good one ({last_good}) is kept; '
+        f'{where} is not saved. Fix the cause and start a new --workdir (or '
+        f'pass --overwrite), or set --{field}=continue to go on.')
+  logging.warning('%s Going on (%s=continue).', msg, field)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -7,7 +7,6 @@ saving that epoch; metrics.jsonl is written atomically and rebuilt on resume
 from the history stored in the checkpoint.
 """
 
-import math
 import time
 from typing import Any
 
@@ -24,11 +23,7 @@ from valley_jax import (checkpoint, checks, data, models, outputs, sharding,
 METRICS = 'metrics.jsonl'
 # Keys that may change between a run and its resumption.
 _RESUMABLE_KEYS = ('data.data_dir', 'num_devices', 'train.on_nonfinite')
-NONFINITE_POLICIES = ('stop', 'continue')
-
-
-class NonFiniteLossError(FloatingPointError):
-  """The training loss became NaN or infinite."""
+NonFiniteLossError = checks.NonFiniteLossError
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
@@ -45,9 +40,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if config.optim.name not in training.OPTIMIZERS:
     raise ValueError(f'Unknown optimizer {config.optim.name!r}; choose one of '
                      f'{training.OPTIMIZERS} (config.optim.name).')
-  if config.train.get('on_nonfinite', 'stop') not in NONFINITE_POLICIES:
-    raise ValueError(f'config.train.on_nonfinite must be one of '
-                     f'{NONFINITE_POLICIES}.')
+  checks.check_policy(config.train.get('on_nonfinite', 'stop'),
+                      'config.train.on_nonfinite')
   checks.check(config, checks.TRAIN_FIELDS)
 
 
@@ -78,23 +72,6 @@ def config_diff(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
 
 def _metrics_path(workdir: str) -> epath.Path:
   return epath.Path(workdir) / METRICS
-
-
-def _rebuild_metrics(workdir: str, mngr, epoch: int) -> list[dict[str, Any]]:
-  """The metrics history up to `epoch`, rewritten to metrics.jsonl.
-
-  The history saved in the checkpoint is the source; a metrics.jsonl that is
-  torn, emptied or ahead of the checkpoint is replaced by it. Checkpoints
-  written before histories were stored fall back to the readable file.
-  """
-  meta = checkpoint.stored_meta(mngr, epoch)
-  if meta is not None:
-    rows = meta['metrics']
-  else:
-    rows = [r for r in outputs.read_jsonl(_metrics_path(workdir)) or []
-            if r.get('epoch', math.inf) <= epoch]
-  outputs.write_jsonl(_metrics_path(workdir), rows)
-  return rows
 
 
 def evaluate(eval_step, mesh, params, batch_stats, x, y,
@@ -176,7 +153,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, *,
   else:
     state = checkpoint.restore_state(mngr, start, state)
     logging.info('Resuming from epoch %d of %s.', start, workdir)
-  history = _rebuild_metrics(workdir, mngr, start)
+  history = checkpoint.rebuild_metrics(mngr, start, _metrics_path(workdir))
 
   rep, shd = sharding.replicated(mesh), sharding.sharded(mesh)
   augment = config.data.augment and ds.augmentable
@@ -217,17 +194,8 @@ def run(config: ml_collections.ConfigDict, workdir: str, *,
 
 def _check_finite(losses: np.ndarray, epoch: int, config) -> None:
   """Stops (or warns, by config.train.on_nonfinite) on a non-finite loss."""
-  bad = np.flatnonzero(~np.isfinite(losses))
-  if not bad.size:
-    return
-  msg = (f'The training loss became {losses[bad[0]]} at step {bad[0] + 1} '
-         f'of epoch {epoch}. Likely causes: the learning rate '
-         f'config.optim.lr={config.optim.lr} is too high for this model, or '
-         'the data hold NaN/inf.')
-  if config.train.get('on_nonfinite', 'stop') == 'stop':
-    raise NonFiniteLossError(
-        f'{msg} The checkpoint of the last good epoch ({epoch - 1}) is kept; '
-        'this epoch is not saved. Fix the cause and train into a new '
-        '--workdir (or pass --overwrite), or set '
-        '--config.train.on_nonfinite=continue to go on.')
-  logging.warning('%s Going on (config.train.on_nonfinite=continue).', msg)
+  checks.stop_if_nonfinite(
+      losses, f'epoch {epoch}', epoch - 1,
+      f'the learning rate config.optim.lr={config.optim.lr} is too high for '
+      'this model, or the data hold NaN/inf',
+      config.train.get('on_nonfinite', 'stop'), 'config.train.on_nonfinite')
