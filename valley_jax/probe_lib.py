@@ -1,16 +1,15 @@
 """run(config, workdir): the paper's valley studies on trained checkpoints.
 
-Each kind writes `<workdir>/<kind>/results.json` and a figure (PNG + PDF) and
-prints a table: per curve, the mean test error of the positive half
-(λ ∈ [0, 1]), of the negative half (λ ∈ [-1, 0]) and their difference.
+The studies themselves (the kinds of config.kind, their config blocks and
+checks) live in valley_jax/studies/, one module per family; this module
+holds what they share: validation, the Prober that loads checkpoints and
+compiles sweeps, and the run loop. Each kind writes
+`<workdir>/<kind>/results.json` and a figure (PNG + PDF) and prints a table:
+per curve, the mean test error of the positive half (λ ∈ [0, 1]), of the
+negative half (λ ∈ [-1, 0]) and their difference.
 
-Choices the paper leaves open:
-* A direction restricted to a group is NS-normalised against θ restricted to
-  the same group, so the step is relative to that group's own scale.
-* Several seeds of a direction are reported as mean and standard deviation.
-* Models with BN are recalibrated per point by default (config.sweep.recal =
-  'auto'); the sweep then evaluates with the recomputed statistics.
-* Interpolation without recalibration keeps θA's batch statistics.
+Models with BN are recalibrated per point by default (config.sweep.recal =
+'auto'); the sweep then evaluates with the recomputed statistics.
 
 Failure behaviour: names and every numeric field (`checks.PROBE_FIELDS`) are
 checked, the workdir is proven writable and the checkpoints are found before
@@ -22,33 +21,44 @@ and holds the same probe config and the same provenance; a missing figure
 beside it is redrawn.
 """
 
-import dataclasses
-import functools
 import json
 import math
-from typing import Any, Callable
+from typing import Any
 
 from absl import logging
 from etils import epath
 import jax
 import jax.numpy as jnp
-import flax
 import ml_collections
 import numpy as np
 import tqdm
 
-from valley_jax import (checkpoint, checks, data, directions, groups,
-                        landscape, normalize, outputs, plots, sharding,
-                        train_lib, tree)
+from valley_jax import (checkpoint, checks, data, landscape, normalize,
+                        outputs, sharding, studies, train_lib)
+from valley_jax.studies import common, valley
 
-KINDS = ('noise_types', 'sign_ratio', 'special', 'groups', 'bn_init',
-         'hparams', 'interpolate', 'surface')
+KINDS = tuple(studies.STUDIES)
 # Kinds that compare several runs; the others probe config.checkpoint.
-MULTI_RUN = ('bn_init', 'hparams', 'interpolate')
+MULTI_RUN = tuple(k for k, s in studies.STUDIES.items() if s.multi_run)
+# kind -> run function; run() looks a kind up here when it runs it.
+_RUNNERS = {k: s.run for k, s in studies.STUDIES.items()}
 DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
+
+# The studies' names that tests reach through probe_lib.
+Subject = common.Subject
+noise_line = common.noise_line
+special = valley.special
 
 
 def kinds_of(config) -> list[str]:
+  """The kinds of config.kind, in order.
+
+  Args:
+    config: the probe config.
+
+  Returns:
+    The kind names; ValueError for an unknown or empty one.
+  """
   kinds = [k.strip() for k in config.kind.split(',') if k.strip()]
   bad = [k for k in kinds if k not in KINDS]
   if bad or not kinds:
@@ -60,51 +70,37 @@ def kinds_of(config) -> list[str]:
 # ----------------------------------------------------------------- validation
 
 
-def _check_range(lo, hi, num, where):
-  try:
-    landscape.linspace_coeffs(lo, hi, num)
-  except ValueError as e:
-    raise ValueError(f'{e} ({where})') from None
-
-
-def _check_checkpoint(workdir: str, epoch='last', what='config.checkpoint'):
-  kept = checkpoint.epochs(workdir) if workdir else []
-  if not kept:
-    raise FileNotFoundError(f'{what}={workdir!r} holds no checkpoint; train '
-                            'it first with train.py --workdir=...')
-  if epoch != 'last' and int(epoch) not in kept:
-    raise FileNotFoundError(f'Epoch {epoch} of {workdir} is not kept; kept: '
-                            f'{kept}.')
-
-
-def _architecture(cfg: dict[str, Any]) -> str:
-  """The model config without what only affects initialisation."""
-  return json.dumps({k: v for k, v in cfg['model'].items() if k != 'bn_init'},
-                    sort_keys=True)
-
-
-def _model_signature(workdir: str) -> tuple[str, str]:
-  """Architecture and dataset of a run."""
-  cfg = checkpoint.load_config(workdir)
-  return _architecture(cfg), cfg['data']['name']
-
-
 def validate(config: ml_collections.ConfigDict) -> list[str]:
-  """Every name, range and checkpoint, before anything is compiled."""
+  """Every name, range and checkpoint, before anything is compiled.
+
+  Args:
+    config: the probe config.
+
+  Returns:
+    The kinds to run.
+  """
   kinds = check_names(config)
-  if any(k not in MULTI_RUN for k in kinds) and not _will_train(config):
+  selected = [studies.STUDIES[k] for k in kinds]
+  if any(not s.multi_run for s in selected) and not _will_train(config):
     if not checkpoint.epochs(config.checkpoint):
       raise FileNotFoundError(
           f'config.checkpoint={config.checkpoint!r} holds no checkpoint. '
           'Check the path, or train it first: python train.py '
           f'--config=configs/<config>.py --workdir={config.checkpoint}')
-    _check_checkpoint(config.checkpoint, config.epoch)
-  for kind in ('bn_init', 'hparams'):
-    if kind in kinds:
-      _check_list(config[kind], f'config.{kind}')
-  if 'interpolate' in kinds:
-    _check_pair(config.interpolate)
+    common.check_checkpoint(config.checkpoint, config.epoch)
+  for s in selected:
+    if s.multi_run:
+      _check_runs(s, config)
   return kinds
+
+
+def _check_runs(study: studies.Study, config) -> None:
+  """The checkpoints of a multi-run study exist (and fit together)."""
+  if study.check_checkpoints is not None:
+    study.check_checkpoints(config)
+    return
+  for w, e in study.checkpoints(config):
+    common.check_checkpoint(w, e, f'config.{study.name}')
 
 
 def _will_train(config) -> bool:
@@ -116,11 +112,21 @@ def _will_train(config) -> bool:
 
 
 def check_names(config: ml_collections.ConfigDict) -> list[str]:
-  """Kinds, names and ranges of a probe config (no file is read)."""
+  """Kinds, names and ranges of a probe config (no file is read).
+
+  The shared fields are checked here, then every registered study checks its
+  own block (selected or not, so a bad default fails early).
+
+  Args:
+    config: the probe config.
+
+  Returns:
+    The kinds to run.
+  """
   checks.check(config, checks.PROBE_FIELDS)
   kinds = kinds_of(config)
   sw = config.sweep
-  _check_range(sw.lam_min, sw.lam_max, sw.num_points, 'config.sweep')
+  common.check_range(sw.lam_min, sw.lam_max, sw.num_points, 'config.sweep')
   if sw.dtype not in DTYPES:
     raise ValueError(f'Unknown dtype {sw.dtype!r}; choose one of '
                      f'{tuple(DTYPES)} (config.sweep.dtype).')
@@ -129,68 +135,12 @@ def check_names(config: ml_collections.ConfigDict) -> list[str]:
   if config.seeds < 1:
     raise ValueError('config.seeds must be >= 1.')
   normalize.check_normalization(config.normalization)
-  for n in config.noise_types.noises:
-    directions.check_noise(n)
-  for n in (config.sign_ratio.noise, config.groups.noise, config.bn_init.noise,
-            config.hparams.noise, config.surface.noise):
-    directions.check_noise(n)
-  for g in config.groups.groups:
-    groups.check_group(g)
-  for name in config.special.directions:
-    directions.check_special(name)
-  for n in (*config.bn_init.normalizations, config.surface.normalization):
-    normalize.check_normalization(n)
-  if any(r < 0 or r > 1 for r in config.sign_ratio.ratios):
-    raise ValueError('config.sign_ratio.ratios must lie in [0, 1].')
-  s = config.surface
-  _check_range(s.lam_min, s.lam_max, s.num_points, 'config.surface')
-  i = config.interpolate
-  _check_range(i.lam_min, i.lam_max, i.num_points, 'config.interpolate')
+  for study in studies.STUDIES.values():
+    study.validate(config)
   return kinds
 
 
-def _check_list(c, where):
-  if not c.checkpoints:
-    raise ValueError(f'{where}.checkpoints is empty: give the workdirs of the '
-                     'runs to compare.')
-  if c.labels and len(c.labels) != len(c.checkpoints):
-    raise ValueError(f'{where}.labels must match {where}.checkpoints.')
-  for w in c.checkpoints:
-    _check_checkpoint(w, 'last', f'{where}.checkpoints')
-
-
-def _check_pair(c):
-  _check_checkpoint(c.checkpoint_a, c.epoch_a, 'config.interpolate.'
-                    'checkpoint_a')
-  _check_checkpoint(c.checkpoint_b, c.epoch_b, 'config.interpolate.'
-                    'checkpoint_b')
-  a, b = _model_signature(c.checkpoint_a), _model_signature(c.checkpoint_b)
-  if a != b:
-    raise ValueError('interpolate needs two checkpoints of the same model and '
-                     f'dataset; got {a} and {b}.')
-
-
-# ------------------------------------------------------------------ subjects
-
-
-@dataclasses.dataclass
-class Subject:
-  """One trained checkpoint, ready to sweep."""
-
-  label: str
-  workdir: str
-  epoch: int | str
-  train_config: dict[str, Any]
-  model: Any
-  params: Any
-  batch_stats: Any
-  dataset: data.Dataset
-  sweep: landscape.Setting
-
-  @functools.cached_property
-  def theta0(self):
-    return checkpoint.restore_model(self.workdir, 0,
-                                    self.sweep.mesh)[0]['params']
+# ------------------------------------------------------------------- prober
 
 
 class Prober:
@@ -216,7 +166,7 @@ class Prober:
     ds = self.dataset(cfg['data'])
     model = train_lib.build(ml_collections.ConfigDict(cfg), ds)
     # Runs of the same architecture on the same data share one compiled sweep.
-    key = _architecture(cfg) + json.dumps(cfg['data'], sort_keys=True)
+    key = common.architecture(cfg) + json.dumps(cfg['data'], sort_keys=True)
     if key not in self._settings:
       self._settings[key] = self._setting(model, ds,
                                           bool(variables['batch_stats']))
@@ -258,261 +208,6 @@ def _round_up(n: int, k: int) -> int:
   return -(-n // k) * k
 
 
-# ---------------------------------------------------------------- directions
-
-
-def make_direction(p: Prober, s: Subject, seed: int, *, noise: str = '',
-                   special: str = '', sign_consistent: bool = False,
-                   ratio: float | None = None, normalization: str = 'ns',
-                   group: str = 'ALL', index: int = 0):
-  """One normalised direction; noise i of seed s is the same in any study.
-
-  `index` overrides the noise's own key index (the surface's two directions).
-  """
-  theta = s.params
-  if special:
-    eps = directions.special(special, theta,
-                             s.theta0 if special == 'init' else None)
-  else:
-    key = directions.direction_key(
-        p.root, seed, index or list(directions.NOISES).index(noise))
-    eps = directions.sample(noise, key, theta)
-  if ratio is not None:
-    eps = directions.partial_sign_consistent(eps, theta, ratio,
-                                             jax.random.fold_in(key, 7919))
-  elif sign_consistent:
-    eps = directions.sign_consistent(eps, theta)
-  mask = groups.mask(theta, group)
-  return normalize.normalize(tree.masked(eps, mask), tree.masked(theta, mask),
-                             normalization)
-
-
-def halves(lams, error) -> tuple[float, float]:
-  """Mean error over λ ∈ [0, 1] and over λ ∈ [-1, 0]."""
-  lams, err = np.asarray(lams), np.asarray(error, np.float64)
-  pos = err[(lams >= 0) & (lams <= 1)]
-  neg = err[(lams <= 0) & (lams >= -1)]
-  return (float(pos.mean()) if pos.size else math.nan,
-          float(neg.mean()) if neg.size else math.nan)
-
-
-def line(p: Prober, s: Subject, label: str, panel: str,
-         make: Callable[[int], Any], *, scale: float = 1.0, seeds: int = 1,
-         lams=None, **meta) -> dict[str, Any]:
-  """A 1D curve θ + λ·s·d averaged over `seeds` draws of d = make(seed)."""
-  sw = p.config.sweep
-  if lams is None:
-    lams = np.linspace(sw.lam_min, sw.lam_max, sw.num_points)
-  coeffs = (np.asarray(lams) * scale)[:, None]
-  runs = [s.sweep(s.params, s.batch_stats, [make(seed)], coeffs)
-          for seed in range(seeds)]
-  p.bar.update(1)
-  return curve(label, panel, lams, np.stack([r['loss'] for r in runs]),
-               np.stack([r['error'] for r in runs]), scale=scale, **meta)
-
-
-def curve(label: str, panel: str, lams, loss_SxP, error_SxP, *,
-          scale: float = 1.0, **meta) -> dict[str, Any]:
-  """A results.json curve from per-seed [seeds, points] loss and error."""
-  loss_SxP, error_SxP = np.atleast_2d(loss_SxP), np.atleast_2d(error_SxP)
-  seeds = len(loss_SxP)
-  out = dict(label=label, panel=panel, scale=scale, seeds=seeds,
-             lambdas=np.asarray(lams).tolist(),
-             loss=loss_SxP.mean(0).tolist(), error=error_SxP.mean(0).tolist(),
-             **meta)
-  if seeds > 1:
-    out['loss_std'] = loss_SxP.std(0).tolist()
-    out['error_std'] = error_SxP.std(0).tolist()
-  out['positive_error'], out['negative_error'] = halves(lams, out['error'])
-  return out
-
-
-def curve_meta(direction: str, sign_consistent=False, ratio=None,
-         normalization='ns', group='ALL') -> dict[str, Any]:
-  return dict(direction=direction, sign_consistent=sign_consistent,
-              ratio=ratio, normalization=normalization, group=group)
-
-
-def noise_line(p: Prober, s: Subject, noise: str, sc: bool, panel: str, *,
-               scale: float = 1.0, group: str = 'ALL',
-               normalization: str | None = None, label: str = '',
-               seeds: int | None = None) -> dict[str, Any]:
-  norm = normalization or p.config.normalization
-  name = directions.NOISE_LABELS[noise]
-  label = label or (f'|{name}|·sign(θ)' if sc else name)
-  return line(p, s, label, panel,
-              lambda seed: make_direction(p, s, seed, noise=noise,
-                                          sign_consistent=sc,
-                                          normalization=norm, group=group),
-              scale=scale, seeds=seeds or p.config.seeds,
-              **curve_meta(noise, sc, None, norm, group))
-
-
-# --------------------------------------------------------------------- kinds
-
-
-def noise_types(p: Prober, s: Subject) -> dict[str, Any]:
-  """Fig. 3: seven noises, plain and sign-consistent, for every scale s."""
-  c = p.config.noise_types
-  curves = [noise_line(p, s, n, sc, f'{directions.NOISE_LABELS[n]}, s={sc_}',
-                       scale=sc_)
-            for sc_ in c.scales for n in c.noises for sc in (False, True)]
-  return {'curves': curves, 'layout': {'ncols': len(c.noises),
-                                       'metrics': ['error']}}
-
-
-def sign_ratio(p: Prober, s: Subject) -> dict[str, Any]:
-  """Fig. 4: a fraction r of the elements takes θ's sign."""
-  c = p.config.sign_ratio
-  norm = p.config.normalization
-  curves = [
-      line(p, s, f'r={r:.1f}', 'r', functools.partial(
-          lambda seed, r: make_direction(p, s, seed, noise=c.noise, ratio=r,
-                                         normalization=norm), r=r),
-           scale=c.scale, seeds=p.config.seeds,
-           **curve_meta(c.noise, r == 1.0, float(r), norm))
-      for r in c.ratios]
-  summary = {'ratios': [float(r) for r in c.ratios],
-             'positive': [cv['positive_error'] for cv in curves],
-             'negative': [cv['negative_error'] for cv in curves]}
-  return {'curves': curves, 'summary': summary}
-
-
-_SPECIAL_LABELS = {'init': 'ε1 = θ0', 'theta': 'ε2 = θf',
-                   'sign': 'ε3 = sign(θf)', 'sign_centered': 'ε4 = sign(θf−μ)',
-                   'sgp': 'ε5 = sgp(θf)', 'sgp_centered': 'ε6 = sgp(θf−μ)'}
-
-
-def special(p: Prober, s: Subject) -> dict[str, Any]:
-  """Fig. 5: the six special directions (deterministic: one seed)."""
-  c, norm = p.config.special, p.config.normalization
-  sc = {'sign', 'theta', 'sign_centered'}
-  curves = [line(p, s, _SPECIAL_LABELS[d], _SPECIAL_LABELS[d],
-                 functools.partial(lambda seed, d: make_direction(
-                     p, s, seed, special=d, normalization=norm), d=d),
-                 scale=c.scale, **curve_meta(d, d in sc, None, norm))
-            for d in c.directions]
-  return {'curves': curves}
-
-
-def groups_kind(p: Prober, s: Subject) -> dict[str, Any]:
-  """Fig. 6: plain and sign-consistent noise on each parameter group."""
-  c = p.config.groups
-  curves = [noise_line(p, s, c.noise, sc, g, scale=c.scale, group=g)
-            for g in c.groups for sc in (False, True)
-            if tree.size(s.params, groups.mask(s.params, g))]
-  return {'curves': curves}
-
-
-def _bn_layer(params, name: str) -> str:
-  bns = sorted({k.rsplit('/', 1)[0] for k in _flat(params)
-                if k.rsplit('/', 1)[0].split('/')[-1].startswith('bn')})
-  if not bns:
-    raise ValueError('bn_init needs models with BatchNorm.')
-  if name and name not in bns:
-    raise ValueError(f'config.bn_init.layer={name!r} not found; BN layers: '
-                     f'{bns}.')
-  return name or bns[0]
-
-
-def _flat(params) -> dict[str, Any]:
-  """'module/path/leaf' -> array."""
-  return flax.traverse_util.flatten_dict(params, sep='/')
-
-
-def bn_init(p: Prober, _) -> dict[str, Any]:
-  """Fig. 7: runs with different BN inits along ε ∈ {0,1}, NS and filter NS."""
-  c = p.config.bn_init
-  labels = c.labels or c.checkpoints
-  curves, hists = [], []
-  for w, label in zip(c.checkpoints, labels):
-    s = p.subject(w, label=label)
-    for norm in c.normalizations:
-      curves.append(noise_line(p, s, c.noise, False, f'{label}, {norm}',
-                               normalization=norm, label=f'{label} {norm}'))
-    layer = _bn_layer(s.params, c.layer)
-    hists.append({'label': label, 'layer': layer,
-                  'init': _leaf(s.theta0, layer), 'final': _leaf(s.params,
-                                                                 layer)})
-  return {'curves': curves, 'histograms': hists}
-
-
-def _leaf(params, layer: str) -> list[float]:
-  return np.asarray(_flat(params)[f'{layer}/scale']).tolist()
-
-
-def hparams(p: Prober, _) -> dict[str, Any]:
-  """Fig. 9: runs with other LR/BS/WD, G(0,1) plain and sign-consistent."""
-  c = p.config.hparams
-  curves = []
-  for w, label in zip(c.checkpoints, c.labels or c.checkpoints):
-    s = p.subject(w, label=label)
-    curves += [noise_line(p, s, c.noise, sc, label, scale=c.scale)
-               for sc in (False, True)]
-  return {'curves': curves}
-
-
-def interpolate(p: Prober, _) -> dict[str, Any]:
-  """Fig. 8: (1−λ)θA + λθB, group statistics and sign consistency."""
-  c = p.config.interpolate
-  a = p.subject(c.checkpoint_a, c.epoch_a, 'θA')
-  b = p.subject(c.checkpoint_b, c.epoch_b, 'θB')
-  if jax.tree.structure(a.params) != jax.tree.structure(b.params):
-    raise ValueError('interpolate needs checkpoints with the same parameters.')
-  eps = directions.difference(a.params, b.params)
-  lams = np.linspace(c.lam_min, c.lam_max, c.num_points)
-  curve = line(p, a, 'θA → θB', 'interpolation', lambda _: eps, lams=lams,
-               **curve_meta('difference', False, None, 'none'))
-  return {'curves': [curve], 'statistics': pair_statistics(a.params, b.params)}
-
-
-def pair_statistics(pa, pb) -> dict[str, Any]:
-  """Per statistics group: mean/std of θA and θB, SSR of each with θB−θA."""
-  eps = directions.difference(pa, pb)
-  out = {}
-  for g in (*groups.STATS_GROUPS, 'ALL'):
-    m = (groups.stats_mask(pa, g) if g != 'ALL' else groups.mask(pa, 'ALL'))
-    if not tree.size(pa, m):
-      continue
-    (ma, sa), (mb, sb) = tree.mean_std(pa, m), tree.mean_std(pb, m)
-    out[g] = {'a': {'mean': ma, 'std': sa}, 'b': {'mean': mb, 'std': sb},
-              'ssr_a': tree.sign_consistency_ratio(pa, eps, m),
-              'ssr_b': tree.sign_consistency_ratio(pb, eps, m)}
-  return {'groups': out,
-          'ssr_ab': tree.sign_consistency_ratio(pa, pb)}
-
-
-def surface(p: Prober, s: Subject) -> dict[str, Any]:
-  """A 2D surface along two independent (filter-normalised) directions."""
-  c = p.config.surface
-  ds = [make_direction(p, s, 0, noise=c.noise, normalization=c.normalization,
-                       index=1000 + i) for i in range(2)]
-  axis, coeffs = landscape.grid_coeffs(c.lam_min, c.lam_max, c.num_points)
-  out = s.sweep(s.params, s.batch_stats, ds, coeffs)
-  n = len(axis)
-  grid = {k: out[k].reshape(n, n) for k in ('loss', 'error')}
-  curves = []
-  if 0.0 in axis:  # The two axis cross-sections as 1D curves.
-    mid = int(np.argmin(np.abs(axis)))
-    for name, sl in (('α axis', np.s_[:, mid]), ('β axis', np.s_[mid, :])):
-      curves.append(curve(name, name, axis, grid['loss'][sl],
-                          grid['error'][sl],
-                          **curve_meta(c.noise, False, None,
-                                       c.normalization)))
-  return {'curves': curves,
-          'surface': {'alphas': axis.tolist(), 'betas': axis.tolist(),
-                      'loss': grid['loss'].tolist(),
-                      'error': grid['error'].tolist()}}
-
-
-_RUNNERS = {'noise_types': noise_types, 'sign_ratio': sign_ratio,
-            'special': special, 'groups': groups_kind, 'bn_init': bn_init,
-            'hparams': hparams, 'interpolate': interpolate,
-            'surface': surface}
-_FIGURES = {'sign_ratio': plots.sign_ratio, 'bn_init': plots.histograms,
-            'interpolate': plots.interpolation, 'surface': plots.surface}
-
-
 # ---------------------------------------------------------------------- run
 
 
@@ -545,12 +240,7 @@ def _header(workdir: str, epoch) -> dict[str, Any]:
 
 def _checkpoints_of(config, kind: str) -> list[tuple[str, Any]]:
   """The (workdir, epoch) pairs a kind measures; the first names the run."""
-  if kind == 'interpolate':
-    c = config.interpolate
-    return [(c.checkpoint_a, c.epoch_a), (c.checkpoint_b, c.epoch_b)]
-  if kind in MULTI_RUN:
-    return [(w, 'last') for w in config[kind].checkpoints]
-  return [(config.checkpoint, config.epoch)]
+  return studies.STUDIES[kind].checkpoints(config)
 
 
 def _finished(folder: epath.Path, config,
@@ -570,7 +260,7 @@ def _finished(folder: epath.Path, config,
 
 def _draw(kind: str, results: dict[str, Any], folder: epath.Path) -> list[str]:
   """Draws a kind's figure files; returns their names."""
-  paths = _FIGURES.get(kind, plots.curve_panels)(results, str(folder))
+  paths = studies.STUDIES[kind].figure(results, str(folder))
   return [epath.Path(f).name for f in paths]
 
 
@@ -592,7 +282,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, str]:
                                                                    kind)]
     results = _finished(folder, config, prov)
     if results is None:
-      if main is None and kind not in MULTI_RUN:
+      if main is None and not studies.STUDIES[kind].multi_run:
         main = p.subject(config.checkpoint, config.epoch)
       out = _RUNNERS[kind](p, main)
       results = outputs.finite_or_none({

@@ -1,0 +1,304 @@
+"""What the studies share: the measured checkpoint, directions and curves.
+
+A study builds its curves from these helpers, so that noise i of seed s is
+the same direction in every study and every curve has the same keys in
+results.json. Choices the paper leaves open:
+
+* A direction restricted to a group is NS-normalised against θ restricted to
+  the same group, so the step is relative to that group's own scale.
+* Several seeds of a direction are reported as mean and standard deviation.
+
+>>> curve('G', 'panel', [-1.0, 0.0, 1.0], [1.0, 0.5, 0.7],
+...       [0.4, 0.1, 0.2])['negative_error']
+0.25
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import math
+from typing import TYPE_CHECKING, Any, Callable
+
+import jax
+import ml_collections
+import numpy as np
+
+from valley_jax import (checkpoint, data, directions, groups, landscape,
+                        normalize, tree)
+
+if TYPE_CHECKING:  # Only for annotations: probe_lib imports the studies.
+  from valley_jax.probe_lib import Prober
+
+# The `why` of every scale field (checks.Field).
+SCALE_WHY = 'the step is λ·s; a negative s swaps the two halves of the curve'
+
+
+# ------------------------------------------------------------------ subjects
+
+
+@dataclasses.dataclass
+class Subject:
+  """One trained checkpoint, ready to sweep."""
+
+  label: str
+  workdir: str
+  epoch: int | str
+  train_config: dict[str, Any]
+  model: Any
+  params: Any
+  batch_stats: Any
+  dataset: data.Dataset
+  sweep: landscape.Setting
+
+  @functools.cached_property
+  def theta0(self):
+    return checkpoint.restore_model(self.workdir, 0,
+                                    self.sweep.mesh)[0]['params']
+
+
+def main_checkpoint(config: ml_collections.ConfigDict
+                    ) -> list[tuple[str, Any]]:
+  """The checkpoint of a single-checkpoint study: config.checkpoint.
+
+  Args:
+    config: the probe config.
+
+  Returns:
+    [(workdir, epoch)].
+  """
+  return [(config.checkpoint, config.epoch)]
+
+
+# ---------------------------------------------------------------- validation
+
+
+def check_range(lo: float, hi: float, num: int, where: str) -> None:
+  """Raises ValueError for an empty or invalid λ range, naming `where`.
+
+  Args:
+    lo, hi, num: the range, as landscape.linspace_coeffs takes it.
+    where: the config block, e.g. 'config.surface'.
+  """
+  try:
+    landscape.linspace_coeffs(lo, hi, num)
+  except ValueError as e:
+    raise ValueError(f'{e} ({where})') from None
+
+
+def check_checkpoint(workdir: str, epoch='last',
+                     what: str = 'config.checkpoint') -> None:
+  """Raises FileNotFoundError unless `workdir` keeps `epoch`.
+
+  Args:
+    workdir: a training workdir.
+    epoch: an epoch number or 'last'.
+    what: the config field that names the workdir, for the message.
+  """
+  kept = checkpoint.epochs(workdir) if workdir else []
+  if not kept:
+    raise FileNotFoundError(f'{what}={workdir!r} holds no checkpoint; train '
+                            'it first with train.py --workdir=...')
+  if epoch != 'last' and int(epoch) not in kept:
+    raise FileNotFoundError(f'Epoch {epoch} of {workdir} is not kept; kept: '
+                            f'{kept}.')
+
+
+def architecture(cfg: dict[str, Any]) -> str:
+  """The model config without what only affects initialisation.
+
+  Args:
+    cfg: a training config as a dict.
+
+  Returns:
+    A JSON string; two runs of one architecture give the same string.
+  """
+  return json.dumps({k: v for k, v in cfg['model'].items() if k != 'bn_init'},
+                    sort_keys=True)
+
+
+def model_signature(workdir: str) -> tuple[str, str]:
+  """Architecture and dataset of a run.
+
+  Args:
+    workdir: a training workdir.
+
+  Returns:
+    (architecture, dataset name).
+  """
+  cfg = checkpoint.load_config(workdir)
+  return architecture(cfg), cfg['data']['name']
+
+
+# ---------------------------------------------------------------- directions
+
+
+def make_direction(p: Prober, s: Subject, seed: int, *, noise: str = '',
+                   special: str = '', sign_consistent: bool = False,
+                   ratio: float | None = None, normalization: str = 'ns',
+                   group: str = 'ALL', index: int = 0):
+  """One normalised direction; noise i of seed s is the same in any study.
+
+  Args:
+    p: the Prober (its root key).
+    s: the subject whose θ the direction is built for.
+    seed: the draw of a random direction.
+    noise: a noise of directions.NOISES (when `special` is not given).
+    special: a special direction of directions.SPECIAL.
+    sign_consistent: give every element θ's sign.
+    ratio: give a fraction `ratio` of the elements θ's sign.
+    normalization: a method of normalize.NORMALIZATIONS.
+    group: restrict the direction to this parameter group.
+    index: overrides the noise's own key index (the surface's two
+      directions).
+
+  Returns:
+    The direction, a pytree like θ.
+  """
+  theta = s.params
+  if special:
+    eps = directions.special(special, theta,
+                             s.theta0 if special == 'init' else None)
+  else:
+    key = directions.direction_key(
+        p.root, seed, index or list(directions.NOISES).index(noise))
+    eps = directions.sample(noise, key, theta)
+  if ratio is not None:
+    eps = directions.partial_sign_consistent(eps, theta, ratio,
+                                             jax.random.fold_in(key, 7919))
+  elif sign_consistent:
+    eps = directions.sign_consistent(eps, theta)
+  mask = groups.mask(theta, group)
+  return normalize.normalize(tree.masked(eps, mask), tree.masked(theta, mask),
+                             normalization)
+
+
+# -------------------------------------------------------------------- curves
+
+
+def halves(lams, error) -> tuple[float, float]:
+  """Mean error over λ ∈ [0, 1] and over λ ∈ [-1, 0].
+
+  Args:
+    lams: the λ of each point.
+    error: the error at each point.
+
+  Returns:
+    (positive half, negative half); NaN where a half has no point.
+
+  >>> halves([-1.0, 0.0, 1.0], [0.5, 0.25, 0.0])
+  (0.125, 0.375)
+  """
+  lams, err = np.asarray(lams), np.asarray(error, np.float64)
+  pos = err[(lams >= 0) & (lams <= 1)]
+  neg = err[(lams <= 0) & (lams >= -1)]
+  return (float(pos.mean()) if pos.size else math.nan,
+          float(neg.mean()) if neg.size else math.nan)
+
+
+def line(p: Prober, s: Subject, label: str, panel: str,
+         make: Callable[[int], Any], *, scale: float = 1.0, seeds: int = 1,
+         lams=None, **meta) -> dict[str, Any]:
+  """A 1D curve θ + λ·s·d averaged over `seeds` draws of d = make(seed).
+
+  Args:
+    p: the Prober (config.sweep gives the default λ and the progress bar).
+    s: the subject to sweep.
+    label, panel: the curve's label and the figure panel it goes in.
+    make: seed -> direction.
+    scale: the step scale s.
+    seeds: how many draws of the direction.
+    lams: the λ values (default: config.sweep's range).
+    **meta: more keys of the curve (see curve_meta).
+
+  Returns:
+    A results.json curve.
+  """
+  sw = p.config.sweep
+  if lams is None:
+    lams = np.linspace(sw.lam_min, sw.lam_max, sw.num_points)
+  coeffs = (np.asarray(lams) * scale)[:, None]
+  runs = [s.sweep(s.params, s.batch_stats, [make(seed)], coeffs)
+          for seed in range(seeds)]
+  p.bar.update(1)
+  return curve(label, panel, lams, np.stack([r['loss'] for r in runs]),
+               np.stack([r['error'] for r in runs]), scale=scale, **meta)
+
+
+def curve(label: str, panel: str, lams, loss_SxP, error_SxP, *,
+          scale: float = 1.0, **meta) -> dict[str, Any]:
+  """A results.json curve from per-seed [seeds, points] loss and error.
+
+  Args:
+    label, panel: the curve's label and the figure panel it goes in.
+    lams: the λ of each point.
+    loss_SxP, error_SxP: loss and error per seed and point (or per point).
+    scale: the step scale s.
+    **meta: more keys of the curve (see curve_meta).
+
+  Returns:
+    The curve: mean (and, for several seeds, std) loss and error, and the
+    mean error of each half.
+  """
+  loss_SxP, error_SxP = np.atleast_2d(loss_SxP), np.atleast_2d(error_SxP)
+  seeds = len(loss_SxP)
+  out = dict(label=label, panel=panel, scale=scale, seeds=seeds,
+             lambdas=np.asarray(lams).tolist(),
+             loss=loss_SxP.mean(0).tolist(), error=error_SxP.mean(0).tolist(),
+             **meta)
+  if seeds > 1:
+    out['loss_std'] = loss_SxP.std(0).tolist()
+    out['error_std'] = error_SxP.std(0).tolist()
+  out['positive_error'], out['negative_error'] = halves(lams, out['error'])
+  return out
+
+
+def curve_meta(direction: str, sign_consistent=False, ratio=None,
+               normalization='ns', group='ALL') -> dict[str, Any]:
+  """The direction keys every results.json curve carries.
+
+  Args:
+    direction: the noise, special direction or 'difference'.
+    sign_consistent: whether every element has θ's sign.
+    ratio: the fraction given θ's sign (None: not a ratio direction).
+    normalization: the normalisation method.
+    group: the parameter group the direction is restricted to.
+
+  Returns:
+    The keys as a dict.
+  """
+  return dict(direction=direction, sign_consistent=sign_consistent,
+              ratio=ratio, normalization=normalization, group=group)
+
+
+def noise_line(p: Prober, s: Subject, noise: str, sc: bool, panel: str, *,
+               scale: float = 1.0, group: str = 'ALL',
+               normalization: str | None = None, label: str = '',
+               seeds: int | None = None) -> dict[str, Any]:
+  """A curve along a random noise, plain or sign-consistent.
+
+  Args:
+    p: the Prober.
+    s: the subject to sweep.
+    noise: a noise of directions.NOISES.
+    sc: sign-consistent (|ε|·sign(θ)) rather than plain.
+    panel: the figure panel.
+    scale: the step scale s.
+    group: restrict the noise to this parameter group.
+    normalization: default config.normalization.
+    label: default the noise's name.
+    seeds: draws of the noise; default config.seeds.
+
+  Returns:
+    A results.json curve.
+  """
+  norm = normalization or p.config.normalization
+  name = directions.NOISE_LABELS[noise]
+  label = label or (f'|{name}|·sign(θ)' if sc else name)
+  return line(p, s, label, panel,
+              lambda seed: make_direction(p, s, seed, noise=noise,
+                                          sign_consistent=sc,
+                                          normalization=norm, group=group),
+              scale=scale, seeds=seeds or p.config.seeds,
+              **curve_meta(noise, sc, None, norm, group))

@@ -1,0 +1,240 @@
+"""Studies that compare training runs (Fig. 7-9 of the paper).
+
+Kinds: bn_init (Fig. 7), hparams (Fig. 9) and interpolate (Fig. 8). Each
+measures the checkpoints named in its own config block rather than
+config.checkpoint. Interpolation without BN recalibration keeps θA's batch
+statistics.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import flax
+import jax
+import ml_collections
+import numpy as np
+
+from valley_jax import checks, directions, groups, normalize, plots, tree
+from valley_jax.studies import Study, common, register
+
+if TYPE_CHECKING:  # Only for annotations: probe_lib imports the studies.
+  from valley_jax.probe_lib import Prober
+
+Config = ml_collections.ConfigDict
+
+
+def _last_of_each(kind: str):
+  """checkpoints(config) of a kind that lists runs: their last epochs."""
+  def checkpoints(config: Config) -> list[tuple[str, Any]]:
+    return [(w, 'last') for w in config[kind].checkpoints]
+  return checkpoints
+
+
+def _check_list(kind: str):
+  """check_checkpoints(config) of a kind that lists runs."""
+  def check(config: Config) -> None:
+    c, where = config[kind], f'config.{kind}'
+    if not c.checkpoints:
+      raise ValueError(f'{where}.checkpoints is empty: give the workdirs of '
+                       'the runs to compare.')
+    if c.labels and len(c.labels) != len(c.checkpoints):
+      raise ValueError(f'{where}.labels must match {where}.checkpoints.')
+    for w in c.checkpoints:
+      common.check_checkpoint(w, 'last', f'{where}.checkpoints')
+  return check
+
+
+def _runs_config(**more) -> Config:
+  return Config(dict(checkpoints=(), labels=(), **more))
+
+
+# ------------------------------------------------------------------- bn_init
+
+
+def bn_init(p: Prober, _) -> dict[str, Any]:
+  """Fig. 7: runs with different BN inits along ε ∈ {0,1}, NS and filter NS.
+
+  Args:
+    p: the Prober.
+
+  Returns:
+    Per run, one curve per normalisation, and the initial and final BN
+    weights of one layer (for the histograms).
+  """
+  c = p.config.bn_init
+  labels = c.labels or c.checkpoints
+  curves, hists = [], []
+  for w, label in zip(c.checkpoints, labels):
+    s = p.subject(w, label=label)
+    for norm in c.normalizations:
+      curves.append(common.noise_line(p, s, c.noise, False, f'{label}, {norm}',
+                                      normalization=norm,
+                                      label=f'{label} {norm}'))
+    layer = _bn_layer(s.params, c.layer)
+    hists.append({'label': label, 'layer': layer,
+                  'init': _leaf(s.theta0, layer), 'final': _leaf(s.params,
+                                                                 layer)})
+  return {'curves': curves, 'histograms': hists}
+
+
+def _bn_layer(params, name: str) -> str:
+  bns = sorted({k.rsplit('/', 1)[0] for k in _flat(params)
+                if k.rsplit('/', 1)[0].split('/')[-1].startswith('bn')})
+  if not bns:
+    raise ValueError('bn_init needs models with BatchNorm.')
+  if name and name not in bns:
+    raise ValueError(f'config.bn_init.layer={name!r} not found; BN layers: '
+                     f'{bns}.')
+  return name or bns[0]
+
+
+def _flat(params) -> dict[str, Any]:
+  """'module/path/leaf' -> array."""
+  return flax.traverse_util.flatten_dict(params, sep='/')
+
+
+def _leaf(params, layer: str) -> list[float]:
+  return np.asarray(_flat(params)[f'{layer}/scale']).tolist()
+
+
+def _bn_init_validate(config: Config) -> None:
+  directions.check_noise(config.bn_init.noise)
+  for n in config.bn_init.normalizations:
+    normalize.check_normalization(n)
+
+
+def _bn_init_config() -> Config:
+  return _runs_config(noise='binary', normalizations=('ns', 'filter'),
+                      layer='')
+
+
+register(Study(
+    'bn_init', bn_init, _bn_init_config,
+    validate=_bn_init_validate, figure=plots.histograms,
+    checkpoints=_last_of_each('bn_init'), multi_run=True,
+    check_checkpoints=_check_list('bn_init')))
+
+
+# ------------------------------------------------------------------- hparams
+
+
+def hparams(p: Prober, _) -> dict[str, Any]:
+  """Fig. 9: runs with other LR/BS/WD, G(0,1) plain and sign-consistent.
+
+  Args:
+    p: the Prober.
+
+  Returns:
+    Two curves per run.
+  """
+  c = p.config.hparams
+  curves = []
+  for w, label in zip(c.checkpoints, c.labels or c.checkpoints):
+    s = p.subject(w, label=label)
+    curves += [common.noise_line(p, s, c.noise, sc, label, scale=c.scale)
+               for sc in (False, True)]
+  return {'curves': curves}
+
+
+def _hparams_config() -> Config:
+  return _runs_config(noise='gaussian', scale=1.0)
+
+
+def _hparams_validate(config: Config) -> None:
+  directions.check_noise(config.hparams.noise)
+
+
+register(Study(
+    'hparams', hparams, _hparams_config, validate=_hparams_validate,
+    fields=(checks.positive('hparams.scale', why=common.SCALE_WHY),),
+    checkpoints=_last_of_each('hparams'), multi_run=True,
+    check_checkpoints=_check_list('hparams')))
+
+
+# --------------------------------------------------------------- interpolate
+
+
+def interpolate(p: Prober, _) -> dict[str, Any]:
+  """Fig. 8: (1−λ)θA + λθB, group statistics and sign consistency.
+
+  Args:
+    p: the Prober.
+
+  Returns:
+    The interpolation curve and pair_statistics of θA and θB.
+  """
+  c = p.config.interpolate
+  a = p.subject(c.checkpoint_a, c.epoch_a, 'θA')
+  b = p.subject(c.checkpoint_b, c.epoch_b, 'θB')
+  if jax.tree.structure(a.params) != jax.tree.structure(b.params):
+    raise ValueError('interpolate needs checkpoints with the same parameters.')
+  eps = directions.difference(a.params, b.params)
+  lams = np.linspace(c.lam_min, c.lam_max, c.num_points)
+  curve = common.line(p, a, 'θA → θB', 'interpolation', lambda _: eps,
+                      lams=lams,
+                      **common.curve_meta('difference', False, None, 'none'))
+  return {'curves': [curve], 'statistics': pair_statistics(a.params, b.params)}
+
+
+def pair_statistics(pa, pb) -> dict[str, Any]:
+  """Per statistics group: mean/std of θA and θB, SSR of each with θB−θA.
+
+  Args:
+    pa, pb: the parameters θA and θB.
+
+  Returns:
+    {'groups': {group: statistics}, 'ssr_ab': SSR of θA with θB}.
+  """
+  eps = directions.difference(pa, pb)
+  out = {}
+  for g in (*groups.STATS_GROUPS, 'ALL'):
+    m = (groups.stats_mask(pa, g) if g != 'ALL' else groups.mask(pa, 'ALL'))
+    if not tree.size(pa, m):
+      continue
+    (ma, sa), (mb, sb) = tree.mean_std(pa, m), tree.mean_std(pb, m)
+    out[g] = {'a': {'mean': ma, 'std': sa}, 'b': {'mean': mb, 'std': sb},
+              'ssr_a': tree.sign_consistency_ratio(pa, eps, m),
+              'ssr_b': tree.sign_consistency_ratio(pb, eps, m)}
+  return {'groups': out,
+          'ssr_ab': tree.sign_consistency_ratio(pa, pb)}
+
+
+def _interpolate_config() -> Config:
+  return Config(dict(checkpoint_a='', checkpoint_b='', epoch_a='last',
+                     epoch_b='last', lam_min=-1.0, lam_max=2.0,
+                     num_points=31))
+
+
+def _interpolate_validate(config: Config) -> None:
+  i = config.interpolate
+  common.check_range(i.lam_min, i.lam_max, i.num_points, 'config.interpolate')
+
+
+def _pair(config: Config) -> list[tuple[str, Any]]:
+  c = config.interpolate
+  return [(c.checkpoint_a, c.epoch_a), (c.checkpoint_b, c.epoch_b)]
+
+
+def _check_pair(config: Config) -> None:
+  c = config.interpolate
+  common.check_checkpoint(c.checkpoint_a, c.epoch_a,
+                          'config.interpolate.checkpoint_a')
+  common.check_checkpoint(c.checkpoint_b, c.epoch_b,
+                          'config.interpolate.checkpoint_b')
+  a = common.model_signature(c.checkpoint_a)
+  b = common.model_signature(c.checkpoint_b)
+  if a != b:
+    raise ValueError('interpolate needs two checkpoints of the same model and '
+                     f'dataset; got {a} and {b}.')
+
+
+register(Study(
+    'interpolate', interpolate, _interpolate_config,
+    validate=_interpolate_validate, figure=plots.interpolation,
+    fields=(checks.count('interpolate.epoch_a', 0, also=('last',)),
+            checks.count('interpolate.epoch_b', 0, also=('last',)),
+            checks.finite('interpolate.lam_min'),
+            checks.finite('interpolate.lam_max'),
+            checks.count('interpolate.num_points')),
+    checkpoints=_pair, multi_run=True, check_checkpoints=_check_pair))

@@ -1,0 +1,184 @@
+"""The asymmetric valley of one checkpoint (Fig. 3-6 of the paper).
+
+Kinds: noise_types (Fig. 3), sign_ratio (Fig. 4), special (Fig. 5) and
+groups (Fig. 6). Each sweeps config.checkpoint along directions built by
+common.make_direction and reports, per curve, the mean error of each half.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import TYPE_CHECKING, Any
+
+import ml_collections
+
+from valley_jax import checks, directions, groups, plots, tree
+from valley_jax.studies import Study, common, register
+
+if TYPE_CHECKING:  # Only for annotations: probe_lib imports the studies.
+  from valley_jax.probe_lib import Prober
+
+Config = ml_collections.ConfigDict
+
+
+# --------------------------------------------------------------- noise_types
+
+
+def noise_types(p: Prober, s: common.Subject) -> dict[str, Any]:
+  """Fig. 3: seven noises, plain and sign-consistent, for every scale s.
+
+  Args:
+    p: the Prober.
+    s: config.checkpoint.
+
+  Returns:
+    The curves and the figure layout (one column per noise).
+  """
+  c = p.config.noise_types
+  curves = [common.noise_line(p, s, n, sc,
+                              f'{directions.NOISE_LABELS[n]}, s={sc_}',
+                              scale=sc_)
+            for sc_ in c.scales for n in c.noises for sc in (False, True)]
+  return {'curves': curves, 'layout': {'ncols': len(c.noises),
+                                       'metrics': ['error']}}
+
+
+def _noise_types_config() -> Config:
+  return Config(dict(noises=tuple(directions.NOISES), scales=(0.2, 1.0, 2.0)))
+
+
+def _noise_types_validate(config: Config) -> None:
+  for n in config.noise_types.noises:
+    directions.check_noise(n)
+
+
+register(Study(
+    'noise_types', noise_types, _noise_types_config,
+    validate=_noise_types_validate,
+    fields=(checks.positive('noise_types.scales', why=common.SCALE_WHY),)))
+
+
+# ---------------------------------------------------------------- sign_ratio
+
+
+def sign_ratio(p: Prober, s: common.Subject) -> dict[str, Any]:
+  """Fig. 4: a fraction r of the elements takes θ's sign.
+
+  Args:
+    p: the Prober.
+    s: config.checkpoint.
+
+  Returns:
+    One curve per ratio, and the mean error of each half against r.
+  """
+  c = p.config.sign_ratio
+  norm = p.config.normalization
+  curves = [
+      common.line(p, s, f'r={r:.1f}', 'r', functools.partial(
+          lambda seed, r: common.make_direction(
+              p, s, seed, noise=c.noise, ratio=r, normalization=norm), r=r),
+                  scale=c.scale, seeds=p.config.seeds,
+                  **common.curve_meta(c.noise, r == 1.0, float(r), norm))
+      for r in c.ratios]
+  summary = {'ratios': [float(r) for r in c.ratios],
+             'positive': [cv['positive_error'] for cv in curves],
+             'negative': [cv['negative_error'] for cv in curves]}
+  return {'curves': curves, 'summary': summary}
+
+
+def _sign_ratio_config() -> Config:
+  return Config(dict(noise='gaussian', ratios=tuple(i / 10 for i in range(11)),
+                     scale=1.0))
+
+
+def _sign_ratio_validate(config: Config) -> None:
+  directions.check_noise(config.sign_ratio.noise)
+  if any(r < 0 or r > 1 for r in config.sign_ratio.ratios):
+    raise ValueError('config.sign_ratio.ratios must lie in [0, 1].')
+
+
+register(Study(
+    'sign_ratio', sign_ratio, _sign_ratio_config,
+    validate=_sign_ratio_validate, figure=plots.sign_ratio,
+    fields=(checks.Field('sign_ratio.ratios', float, lo=0, hi=1),
+            checks.positive('sign_ratio.scale', why=common.SCALE_WHY))))
+
+
+# ------------------------------------------------------------------- special
+
+
+_SPECIAL_LABELS = {'init': 'ε1 = θ0', 'theta': 'ε2 = θf',
+                   'sign': 'ε3 = sign(θf)', 'sign_centered': 'ε4 = sign(θf−μ)',
+                   'sgp': 'ε5 = sgp(θf)', 'sgp_centered': 'ε6 = sgp(θf−μ)'}
+# Special directions whose elements all have θf's sign.
+_SIGN_CONSISTENT = {'sign', 'theta', 'sign_centered'}
+
+
+def special(p: Prober, s: common.Subject) -> dict[str, Any]:
+  """Fig. 5: the six special directions (deterministic: one seed).
+
+  Args:
+    p: the Prober.
+    s: config.checkpoint.
+
+  Returns:
+    One curve per direction, each in its own panel.
+  """
+  c, norm = p.config.special, p.config.normalization
+  curves = [common.line(p, s, _SPECIAL_LABELS[d], _SPECIAL_LABELS[d],
+                        functools.partial(lambda seed, d: common.make_direction(
+                            p, s, seed, special=d, normalization=norm), d=d),
+                        scale=c.scale,
+                        **common.curve_meta(d, d in _SIGN_CONSISTENT, None,
+                                            norm))
+            for d in c.directions]
+  return {'curves': curves}
+
+
+def _special_config() -> Config:
+  return Config(dict(directions=directions.SPECIAL, scale=1.0))
+
+
+def _special_validate(config: Config) -> None:
+  for name in config.special.directions:
+    directions.check_special(name)
+
+
+register(Study(
+    'special', special, _special_config, validate=_special_validate,
+    fields=(checks.positive('special.scale', why=common.SCALE_WHY),)))
+
+
+# -------------------------------------------------------------------- groups
+
+
+def groups_kind(p: Prober, s: common.Subject) -> dict[str, Any]:
+  """Fig. 6: plain and sign-consistent noise on each parameter group.
+
+  Args:
+    p: the Prober.
+    s: config.checkpoint.
+
+  Returns:
+    Two curves per group the model has (an empty group is skipped).
+  """
+  c = p.config.groups
+  curves = [common.noise_line(p, s, c.noise, sc, g, scale=c.scale, group=g)
+            for g in c.groups for sc in (False, True)
+            if tree.size(s.params, groups.mask(s.params, g))]
+  return {'curves': curves}
+
+
+def _groups_config() -> Config:
+  return Config(dict(groups=groups.GROUPS, noise='gaussian', scale=1.0))
+
+
+def _groups_validate(config: Config) -> None:
+  directions.check_noise(config.groups.noise)
+  for g in config.groups.groups:
+    groups.check_group(g)
+
+
+register(Study(
+    'groups', groups_kind, _groups_config, validate=_groups_validate,
+    fields=(checks.positive('groups.scale', why=common.SCALE_WHY),)))
