@@ -5,9 +5,10 @@ import importlib.util
 
 import pytest
 
-from valley_jax import data, models, probe_lib, train_lib
+from valley_jax import data, fedsim_lib, models, probe_lib, train_lib
 
 _SHAPES = {'digits': (8, 8, 1), 'mnist1d': (40,), 'cifar10': (32, 32, 3),
+           'cinic10': (32, 32, 3),
            'cifar100': (32, 32, 3), 'svhn_cropped': (32, 32, 3)}
 
 
@@ -25,7 +26,10 @@ def test_config_builds(path):
   if 'kind' in config:  # A probe config: its names and ranges.
     assert probe_lib.check_names(config)
     return
-  train_lib.validate(config)
+  if 'fed' in config:  # A fed config: names, ranges, the algorithm.
+    fedsim_lib.validate(config)
+  else:
+    train_lib.validate(config)
   m = config.model
   shape = _SHAPES.get(config.data.name)
   if shape is None:  # Images resized by the loader.

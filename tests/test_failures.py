@@ -246,7 +246,8 @@ def _every_config():
 
 def test_every_numeric_field_has_a_range():
   for name, cfg in _every_config().items():
-    fields = (checks.PROBE_FIELDS if 'kind' in cfg else checks.TRAIN_FIELDS)
+    fields = (checks.PROBE_FIELDS if 'kind' in cfg else
+              checks.FED_FIELDS if 'fed' in cfg else checks.TRAIN_FIELDS)
     assert checks.unchecked(cfg, fields) == [], name
     checks.check(cfg, fields)  # The shipped configs pass their checks.
 
@@ -255,6 +256,7 @@ def test_readme_lists_the_checked_fields():
   readme = (_ROOT / 'README.md').read_text()
   assert checks.markdown(checks.TRAIN_FIELDS) in readme
   assert checks.markdown(checks.PROBE_OWN_FIELDS) in readme
+  assert checks.markdown(checks.FED_OWN_FIELDS) in readme
 
 
 _SCALES = ['noise_types.scales', 'sign_ratio.scale', 'special.scale',

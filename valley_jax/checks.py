@@ -150,12 +150,16 @@ def _matches(path: str, field: Field) -> bool:
 
 def check(config: ml_collections.ConfigDict | dict, fields: Iterable[Field],
           root: str = 'config') -> None:
-  """Raises ValueError naming the first field whose value is out of range."""
+  """Raises ValueError naming the first field whose value is out of range.
+
+  A leaf is checked by the first field that matches it, so specific fields
+  go before wildcards.
+  """
   fields = list(fields)
   for path, value in _leaves(config):
-    for f in fields:
-      if _matches(path, f):
-        _check_value(f'{root}.{path}', value, f)
+    f = next((f for f in fields if _matches(path, f)), None)  # First match.
+    if f is not None:
+      _check_value(f'{root}.{path}', value, f)
 
 
 def _check_value(name: str, value: Any, f: Field) -> None:
@@ -203,6 +207,8 @@ TRAIN_FIELDS = [
     count('seed', 0),
     count('num_devices', 0, why='0 = every local device'),
     positive('model.width'),
+    Field('model.kwargs.pan_amplitude', float, lo=0, why='FedPAN'),
+    positive('model.kwargs.pan_periods', why='FedPAN'),
     count('model.kwargs.*', why='model sizes such as hidden, depth, dim'),
     count('data.seed', 0),
     count('data.n_train', optional=True),
@@ -218,9 +224,9 @@ TRAIN_FIELDS = [
     count('train.keep_epochs', 0),
 ]
 
-# The probe config (valley_jax.defaults.probe_config) without its `train`.
-_SCALE = 'the step is λ·s; a negative s swaps the two halves of the curve'
-PROBE_OWN_FIELDS = [
+# The probe config (valley_jax.defaults.probe_config) without its `train` and
+# its studies' blocks; each study declares its own fields (valley_jax.studies).
+PROBE_BASE_FIELDS = [
     count('seed', 0),
     count('seeds'),
     count('num_devices', 0, why='0 = every local device'),
@@ -233,20 +239,53 @@ PROBE_OWN_FIELDS = [
     count('sweep.recal_batch_size'),
     count('sweep.eval_batch_size'),
     count('sweep.n_test', 0, why='0 = the whole test split'),
-    positive('noise_types.scales', why=_SCALE),
-    Field('sign_ratio.ratios', float, lo=0, hi=1),
-    positive('sign_ratio.scale', why=_SCALE),
-    positive('special.scale', why=_SCALE),
-    positive('groups.scale', why=_SCALE),
-    positive('hparams.scale', why=_SCALE),
-    count('interpolate.epoch_a', 0, also=('last',)),
-    count('interpolate.epoch_b', 0, also=('last',)),
-    finite('interpolate.lam_min'),
-    finite('interpolate.lam_max'),
-    count('interpolate.num_points'),
-    finite('surface.lam_min'),
-    finite('surface.lam_max'),
-    count('surface.num_points'),
 ]
-# With the training config of the embedded default (`config.train`).
-PROBE_FIELDS = PROBE_OWN_FIELDS + nested('train', TRAIN_FIELDS)
+
+
+def probe_own_fields() -> list[Field]:
+  """PROBE_BASE_FIELDS, then every registered study's, in study order."""
+  # Imported here: the studies import this module for Field.
+  from valley_jax import studies  # pylint: disable=g-import-not-at-top
+  return PROBE_BASE_FIELDS + studies.study_fields()
+
+
+def probe_fields() -> list[Field]:
+  """probe_own_fields() and those of the embedded training config."""
+  return probe_own_fields() + nested('train', TRAIN_FIELDS)
+
+
+# Module attributes built on each use from the study registry:
+# PROBE_OWN_FIELDS (the probe config without `train`, the README's table) and
+# PROBE_FIELDS (with the training config of the embedded default).
+_BUILT = {'PROBE_OWN_FIELDS': probe_own_fields, 'PROBE_FIELDS': probe_fields}
+
+
+def __getattr__(name: str) -> Any:
+  """checks.PROBE_OWN_FIELDS and checks.PROBE_FIELDS (see _BUILT)."""
+  if name in _BUILT:
+    return _BUILT[name]()
+  raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
+
+# The fedsim config (valley_jax.defaults.fed_config).
+_HP = 'an algorithm hyperparameter (γ, μ, τ, α, ...) is never negative'
+FED_OWN_FIELDS = [
+    count('fed.num_clients'),
+    Field('fed.fraction', float, lo=0, hi=1, lo_open=True),
+    count('fed.local_epochs'),
+    count('fed.batch_size'),
+    count('fed.rounds'),
+    positive('fed.alpha', why='the Dirichlet concentration; smaller is more '
+             'heterogeneous'),
+    count('fed.min_size'),
+    count('fed.chunk', 0, why='0 = chosen by measurement'),
+    Field('fed.hparams.*', float, lo=0, why=_HP),
+    count('eval.every'),
+    count('eval.batch_size'),
+    count('eval.recal_samples'),
+    count('checkpoint_every'),
+    positive('table.alphas'),
+    count('table.seeds', 0),
+    Field('table.hparams.*', float, lo=0, why=_HP),
+]
+FED_FIELDS = [f for f in TRAIN_FIELDS if not f.path.startswith('train.')
+              ] + FED_OWN_FIELDS

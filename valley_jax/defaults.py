@@ -30,7 +30,14 @@ def train_config(model: str, dataset: str, **model_kwargs) -> ml_collections.Con
       epochs=200, batch_size=256, eval_batch_size=1000,
       keep_epochs=checkpoint.DEFAULT_KEEP,
       # 'stop' at the first non-finite training loss, or 'continue'.
-      on_nonfinite='stop'))
+      on_nonfinite='stop',
+      # 'WORKDIR[@EPOCH]' (default the last epoch): start from that run's
+      # params and batch_stats instead of a fresh init (same architecture;
+      # the optimiser starts fresh). '' = a fresh init.
+      init_from='',
+      # A parameter group (e.g. 'CLF') that keeps its fresh init when
+      # starting from init_from: a new classifier head for new classes.
+      init_fresh=''))
   return c
 
 
@@ -81,9 +88,11 @@ def digits_cnn(arg: str | None = None) -> ml_collections.ConfigDict:
   return c
 
 
-def probe_config(checkpoint_dir: str = 'runs/default') -> ml_collections.ConfigDict:
-  """Base config of probe.py; see valley_jax/probe_lib.py for the kinds."""
-  from valley_jax import directions, groups  # pylint: disable=g-import-not-at-top
+def probe_config(
+    checkpoint_dir: str = 'runs/default') -> ml_collections.ConfigDict:
+  """Base config of probe.py: shared fields and one block per study kind
+  (valley_jax/studies/ registers the kinds and their blocks' defaults)."""
+  from valley_jax import studies  # pylint: disable=g-import-not-at-top
   c = ml_collections.ConfigDict()
   c.kind = 'noise_types,sign_ratio,special'
   c.checkpoint = checkpoint_dir  # Workdir of the converged model θf.
@@ -101,23 +110,107 @@ def probe_config(checkpoint_dir: str = 'runs/default') -> ml_collections.ConfigD
       lam_min=-1.0, lam_max=1.0, num_points=41, chunk=0, dtype='float32',
       recal='auto', recal_samples=2000, recal_batch_size=500,
       eval_batch_size=1000, n_test=0))
-  c.noise_types = ml_collections.ConfigDict(dict(
-      noises=tuple(directions.NOISES), scales=(0.2, 1.0, 2.0)))
-  c.sign_ratio = ml_collections.ConfigDict(dict(
-      noise='gaussian', ratios=tuple(i / 10 for i in range(11)), scale=1.0))
-  c.special = ml_collections.ConfigDict(dict(
-      directions=directions.SPECIAL, scale=1.0))
-  c.groups = ml_collections.ConfigDict(dict(
-      groups=groups.GROUPS, noise='gaussian', scale=1.0))
-  c.bn_init = ml_collections.ConfigDict(dict(
-      checkpoints=(), labels=(), noise='binary',
-      normalizations=('ns', 'filter'), layer=''))
-  c.hparams = ml_collections.ConfigDict(dict(
-      checkpoints=(), labels=(), noise='gaussian', scale=1.0))
-  c.interpolate = ml_collections.ConfigDict(dict(
-      checkpoint_a='', checkpoint_b='', epoch_a='last', epoch_b='last',
-      lam_min=-1.0, lam_max=2.0, num_points=31))
-  c.surface = ml_collections.ConfigDict(dict(
-      noise='gaussian', normalization='filter', lam_min=-1.0, lam_max=1.0,
-      num_points=21))
+  for name, study in studies.STUDIES.items():
+    c[name] = study.config()
   return c
+
+
+def fed_config(model: str, dataset: str,
+               **model_kwargs) -> ml_collections.ConfigDict:
+  """Base config of fedsim.py: the paper's Table 1 protocol (Sect. 6.2).
+
+  K = 100 clients, Q = 10% per round, E = 5 local epochs, B = 64, T = 200
+  rounds, Dirichlet(α = 0.5) labels, local SGD (momentum 0.9, LR 0.03, weight
+  decay 5e-4; the paper names no LR, this is the FED-ROUND benchmark's).
+  """
+  c = ml_collections.ConfigDict()
+  c.mode = 'run'  # 'run': one simulation; 'table': algorithms × α × seeds.
+  c.seed = 0
+  c.num_devices = 0  # 0: every local device (the client axis is split).
+  base = train_config(model, dataset, **model_kwargs)
+  c.model, c.data, c.optim = base.model, base.data, base.optim
+  c.fed = ml_collections.ConfigDict(dict(
+      algorithm='fedavg',
+      # The algorithm's hyperparameters (gamma, mu, tau, alpha, ...); unset
+      # ones take the defaults of valley_jax/fed/<algorithm>.py.
+      hparams=ml_collections.ConfigDict(),
+      num_clients=100, fraction=0.1, local_epochs=5, batch_size=64,
+      rounds=200, partition='dirichlet', alpha=0.5, min_size=10,
+      aggregation='uniform', bn_policy='average',
+      chunk=0,  # Clients side by side per device; 0 = by measurement.
+      dtype='float32'))
+  c.eval = ml_collections.ConfigDict(dict(
+      every=1,  # Evaluate the global model every N rounds (and the last).
+      batch_size=1000, recal_samples=2000))  # recal: FedBN only.
+  c.checkpoint_every = 10  # Rounds between Orbax checkpoints.
+  c.on_nonfinite = 'stop'
+  c.table = ml_collections.ConfigDict(dict(
+      algorithms=('fedavg', 'fedprox', 'moon', 'feddyn', 'fedpan', 'fedsign'),
+      alphas=(10.0, 1.0, 0.5), seeds=(0, 1, 2, 3, 4),
+      # Per algorithm hyperparameters for the table, e.g. {'fedsign':
+      # {'gamma': 0.01}}; an algorithm not named takes its defaults.
+      hparams=ml_collections.ConfigDict()))
+  return c
+
+
+def _set_hparam(c, key: str, v: str) -> None:
+  c.fed.hparams[key] = float(v)
+
+
+_FED_VARIANTS = {
+    'alpha': lambda c, v: setattr(c.fed, 'alpha', float(v)),
+    'gamma': lambda c, v: _set_hparam(c, 'gamma', v),
+    'mu': lambda c, v: _set_hparam(c, 'mu', v),
+    'seed': lambda c, v: setattr(c, 'seed', int(v)),
+    'rounds': lambda c, v: setattr(c.fed, 'rounds', int(v)),
+    'clients': lambda c, v: setattr(c.fed, 'num_clients', int(v)),
+    'iid': lambda c, v: setattr(c.fed, 'partition', 'iid'),
+    'fedbn': lambda c, v: setattr(c.fed, 'bn_policy', 'local'),
+    'table': lambda c, v: setattr(c, 'mode', 'table'),
+}
+
+
+def apply_fed_variant(c: ml_collections.ConfigDict,
+                      arg: str | None) -> ml_collections.ConfigDict:
+  """Applies 'alpha0.5', an algorithm name ('fedsign'), 'gamma0.01', 'mu0.01',
+  'seed3', 'rounds50', 'clients20', 'iid', 'fedbn', 'table' or a model name
+  ('vgg11') to a fed config (a comma-separated list).
+
+  >>> c = apply_fed_variant(fed_config('resnet20', 'cifar10'),
+  ...                       'alpha10,fedsign,gamma0.1')
+  >>> c.fed.alpha, c.fed.algorithm, c.fed.hparams.gamma
+  (10.0, 'fedsign', 0.1)
+  """
+  from valley_jax import fed, models  # pylint: disable=g-import-not-at-top
+  for item in filter(None, (arg or '').split(',')):
+    if item in fed.ALGORITHMS:
+      c.fed.algorithm = item
+      continue
+    if item in models.MODELS:
+      c.model.name = item
+      continue
+    key = next((k for k in sorted(_FED_VARIANTS, key=len, reverse=True)
+                if item.startswith(k)), None)
+    if key is None:
+      raise ValueError(
+          f'Unknown fed config variant {item!r}; use an algorithm '
+          f'{sorted(fed.ALGORITHMS)}, a model name, or one of '
+          f'{sorted(_FED_VARIANTS)} followed by a value, e.g. alpha0.5.')
+    _FED_VARIANTS[key](c, item[len(key):].lstrip('_='))
+  return c
+
+
+def fed_offline(dataset: str, arg: str | None = None
+                ) -> ml_collections.ConfigDict:
+  """A fast offline fed run (digits or mnist1d): an MLP with BN, 20
+  clients, 5 per round, 2 local epochs of batch 32, 30 rounds, α = 0.5."""
+  c = fed_config('mlp', dataset)
+  c.model.width = 0.5
+  c.data.augment = False
+  c.optim.lr = 0.05
+  c.fed.update(num_clients=20, fraction=0.25, local_epochs=2, batch_size=32,
+               rounds=30)
+  c.eval.batch_size = 360
+  c.checkpoint_every = 5
+  c.table.update(alphas=(10.0, 0.5), seeds=(0, 1))
+  return apply_fed_variant(c, arg)

@@ -11,6 +11,7 @@ from typing import Any
 
 from etils import epath
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -192,6 +193,7 @@ def label_heatmap(hist, path_prefix: str, title: str = '') -> list[str]:
   ax.set_ylabel('client')
   if c <= 20:
     ax.set_xticks(range(c))
+  ax.yaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
   ax.tick_params(labelsize=7)
   if title:
     ax.set_title(title, fontsize=9)
@@ -221,3 +223,53 @@ def fed_accuracy(rounds_by_label: dict[str, Any],
   if len(rounds_by_label) > 1:
     ax.legend(fontsize=7)
   return _save_prefix(fig, path_prefix)
+
+
+def soups(results: dict[str, Any], folder: str) -> list[str]:
+  """Fig. 11: model soups of two runs from one start θI.
+
+  Left: test accuracy of (1 − λ)θA + λθB, one line per kept epoch (light to
+  dark). Right, per epoch: SSR-IA, SSR-IB and SSR-AB (left axis) and the
+  soup gain Acc(½θA + ½θB) − ½(Acc θA + Acc θB) (right axis, dashed).
+
+  Args:
+    results: a `soups` results.json (its 'curves' and 'soups' rows).
+    folder: where figure.png and figure.pdf go.
+  Returns:
+    The paths written.
+  """
+  rows, curves = results['soups'], results['curves']
+  fig, (ax, ax_ssr) = plt.subplots(1, 2, figsize=(9.5, 3.4))
+  cmap = plt.get_cmap('viridis')
+  for k, c in enumerate(curves):
+    ax.plot(c['lambdas'], 1.0 - clipped(c['error']), '-o', ms=2.5,
+            color=cmap(0.9 * k / max(len(curves) - 1, 1)),
+            label=f"epoch {c.get('epoch', k)}")
+  ax.set_xlabel('λ: (1−λ)θA + λθB')
+  ax.set_ylabel('test accuracy')
+  ax.grid(alpha=0.3)
+  ax.legend(fontsize=6)
+  x = np.arange(len(rows))
+  for key, label, marker in (('ssr_ia', 'SSR-IA', 'o'),
+                             ('ssr_ib', 'SSR-IB', 's'),
+                             ('ssr_ab', 'SSR-AB', '^')):
+    ax_ssr.plot(x, clipped([r[key] for r in rows]), f'{marker}-', ms=4,
+                label=label)
+  ax_ssr.set_xticks(x, [str(r['epoch']) for r in rows])
+  ax_ssr.set_xlabel('epoch')
+  ax_ssr.set_ylabel('sign consistency ratio')
+  ax_ssr.grid(alpha=0.3)
+  ax_gain = ax_ssr.twinx()
+  ax_gain.plot(x, clipped([r['gain'] for r in rows]), 'kd--', ms=4,
+               label='gain')
+  ax_gain.axhline(0.0, color='grey', lw=0.5)
+  ax_gain.set_ylabel('Acc(½θA+½θB) − ½(Acc θA + Acc θB)', fontsize=8)
+  handles = (ax_ssr.get_legend_handles_labels()[0] +
+             ax_gain.get_legend_handles_labels()[0])
+  ax_ssr.legend(handles, [h.get_label() for h in handles], fontsize=6)
+  init = results.get('init', {})
+  fig.suptitle(f"soups: {results['model']} on {results['dataset']}, θI = "
+               f"{init.get('workdir', '?')}@{init.get('epoch', '?')}",
+               fontsize=9)
+  fig.tight_layout()
+  return save(fig, folder, 'figure')

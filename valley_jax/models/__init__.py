@@ -28,30 +28,41 @@ class ModelSpec:
   always_bn: bool = False  # BN cannot be switched off (ResNets).
 
 
-def _vgg(cfg_name, *, num_classes, width, bn, bn_init, head_width=512, **kw):
+def _vgg(cfg_name, *, num_classes, width, bn, bn_init, head_width=512,
+         pan_amplitude=0.0, pan_periods=4.0, **kw):
   del kw
   return vgg.VGG(num_classes, vgg.CFGS[cfg_name], head_width, width, bn,
-                 bn_init)
+                 bn_init, pan_amplitude, pan_periods)
 
 
-def _resnet(sizes, feats, imagenet, *, num_classes, width, bn_init, **kw):
+def _resnet(sizes, feats, imagenet, *, num_classes, width, bn_init,
+            pan_amplitude=0.0, pan_periods=4.0, **kw):
   del kw
-  return resnet.ResNet(num_classes, sizes, feats, imagenet, width, bn_init)
+  return resnet.ResNet(num_classes, sizes, feats, imagenet, width, bn_init,
+                       pan_amplitude, pan_periods)
 
 
-def _mlp(*, num_classes, width, bn, bn_init, hidden=(256, 256), **kw):
+def _mlp(*, num_classes, width, bn, bn_init, hidden=(256, 256),
+         pan_amplitude=0.0, pan_periods=4.0, **kw):
   del kw
-  return mlp.MLP(num_classes, tuple(hidden), width, bn, bn_init)
+  return mlp.MLP(num_classes, tuple(hidden), width, bn, bn_init,
+                 pan_amplitude, pan_periods)
 
 
-def _alexnet(*, num_classes, width, bn, bn_init, **kw):
+def _alexnet(*, num_classes, width, bn, bn_init, pan_amplitude=0.0,
+             pan_periods=4.0, **kw):
   del kw
-  return alexnet.AlexNet(num_classes, width, bn=bn, bn_init=bn_init)
+  return alexnet.AlexNet(num_classes, width, bn=bn, bn_init=bn_init,
+                         pan_amplitude=pan_amplitude, pan_periods=pan_periods)
 
 
 def _vit(*, num_classes, width, patch_size=4, depth=12, heads=8, dim=128,
-         **kw):
+         pan_amplitude=0.0, **kw):
   del kw
+  if pan_amplitude:
+    raise ValueError('FedPAN position encodings are not implemented for the '
+                     'ViT; set config.model.kwargs.pan_amplitude=0 or pick a '
+                     'convolutional or MLP model.')
   return vit.ViT(num_classes, patch_size, depth, heads, dim, width=width)
 
 
@@ -86,7 +97,8 @@ def build_model(name: str, num_classes: int, *, width: float = 1.0,
     width: channel multiplier (tests use tiny widths).
     bn: BatchNorm on/off where the architecture allows both.
     bn_init: one of 'ones', 'uniform' (U(0,1)), 'gaussian' (G(0,0.1)).
-    **kwargs: model-specific options (hidden, patch_size, depth, heads, dim).
+    **kwargs: model-specific options (hidden, patch_size, depth, heads, dim)
+      and FedPAN's pan_amplitude (0 = off) and pan_periods (layers.pan).
   Returns:
     A flax.linen module called as model.apply(variables, x, train=...).
   """
@@ -100,6 +112,11 @@ def build_model(name: str, num_classes: int, *, width: float = 1.0,
     raise ValueError(f'num_classes must be >= 2, got {num_classes}.')
   if width <= 0:
     raise ValueError(f'config.model.width must be positive, got {width}.')
+  amplitude = kwargs.get('pan_amplitude', 0.0)
+  periods = kwargs.get('pan_periods', 4.0)
+  if amplitude < 0 or periods <= 0:
+    raise ValueError('FedPAN needs config.model.kwargs.pan_amplitude >= 0 and '
+                     f'pan_periods > 0, got {amplitude} and {periods}.')
   spec = MODELS[name]
   if not bn and spec.always_bn:
     raise ValueError(f'{name} always has BatchNorm; drop config.model.bn=False.')

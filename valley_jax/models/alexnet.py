@@ -20,6 +20,8 @@ class AlexNet(nn.Module):
   head_width: int = 1024
   bn: bool = False
   bn_init: str = 'ones'
+  pan_amplitude: float = 0.0  # FedPAN encodings (layers.pan); 0 = off.
+  pan_periods: float = 4.0
 
   @nn.compact
   def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
@@ -27,8 +29,9 @@ class AlexNet(nn.Module):
       x = layers.conv(layers.scaled(c, self.width), 3, f'conv{i}')(x)
       if self.bn:
         x = layers.batch_norm(train, self.bn_init, f'bn{i}')(x)
-      x = nn.relu(x)
+      x = nn.relu(layers.pan(x, self.pan_amplitude, self.pan_periods))
       if i in _POOL_AFTER and x.shape[1] > 1:
         x = nn.max_pool(x, (2, 2), strides=(2, 2))
     return layers.classifier_head(
-        x, layers.scaled(self.head_width, self.width), self.num_classes)
+        self, x, layers.scaled(self.head_width, self.width), self.num_classes,
+        self.pan_amplitude, self.pan_periods)

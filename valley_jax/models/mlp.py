@@ -16,6 +16,8 @@ class MLP(nn.Module):
   width: float = 1.0
   bn: bool = False
   bn_init: str = 'ones'
+  pan_amplitude: float = 0.0  # FedPAN encodings (layers.pan); 0 = off.
+  pan_periods: float = 4.0
 
   @nn.compact
   def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
@@ -24,5 +26,6 @@ class MLP(nn.Module):
       x = layers.dense(layers.scaled(h, self.width), f'dense{i}')(x)
       if self.bn:
         x = layers.batch_norm(train, self.bn_init, f'bn{i}')(x)
-      x = nn.relu(x)
+      x = nn.relu(layers.pan(x, self.pan_amplitude, self.pan_periods))
+    x = layers.sow_features(self, x)
     return layers.dense(self.num_classes, 'head')(x)

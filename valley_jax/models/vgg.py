@@ -36,6 +36,8 @@ class VGG(nn.Module):
   width: float = 1.0
   bn: bool = True
   bn_init: str = 'ones'
+  pan_amplitude: float = 0.0  # FedPAN encodings (layers.pan); 0 = off.
+  pan_periods: float = 4.0
 
   @nn.compact
   def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
@@ -51,6 +53,7 @@ class VGG(nn.Module):
       x = layers.conv(layers.scaled(v, self.width), 3, f'conv{name}')(x)
       if self.bn:
         x = layers.batch_norm(train, self.bn_init, f'bn{name}')(x)
-      x = nn.relu(x)
+      x = nn.relu(layers.pan(x, self.pan_amplitude, self.pan_periods))
     return layers.classifier_head(
-        x, layers.scaled(self.head_width, self.width), self.num_classes)
+        self, x, layers.scaled(self.head_width, self.width), self.num_classes,
+        self.pan_amplitude, self.pan_periods)

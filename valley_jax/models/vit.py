@@ -55,4 +55,5 @@ class ViT(nn.Module):
       x = EncoderBlock(dim, self.heads, self.mlp_ratio * dim,
                        name=f'block{i}')(x)
     x = nn.LayerNorm(name='ln_final')(x[:, 0])
+    x = layers.sow_features(self, x)
     return layers.dense(self.num_classes, 'head')(x)

@@ -1,0 +1,29 @@
+"""Federated simulation: python fedsim.py --config=configs/fed_digits.py.
+
+With --config.mode=table (or the config variant `:table`) it runs the grid
+algorithms × α × seeds of config.table and writes Table 1's layout.
+"""
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from valley_jax import fedsim_lib
+
+_CONFIG = config_flags.DEFINE_config_file(
+    'config', 'configs/fed_digits.py', 'Fed config file (get_config).')
+_WORKDIR = flags.DEFINE_string('workdir', 'runs/fed_digits',
+                               'Checkpoints, metrics and results (local or '
+                               'gs://).')
+_OVERWRITE = flags.DEFINE_bool(
+    'overwrite', False, 'Replace a run of a different config in --workdir.')
+
+
+def main(argv):
+  del argv
+  if not flags.FLAGS['verbosity'].present:
+    logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO.
+  fedsim_lib.main(_CONFIG.value, _WORKDIR.value, overwrite=_OVERWRITE.value)
+
+
+if __name__ == '__main__':
+  app.run(main)

@@ -1,0 +1,329 @@
+"""Each algorithm's round against a plain numpy computation on tiny models."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from valley_jax import fed, models
+from valley_jax.fed import fedsign, local
+
+LR, MOM, WD = 0.1, 0.9, 0.01
+OPTIM = fed.SGD(lr=LR, momentum=MOM, weight_decay=WD)
+SEED, B = 3, 4
+COUNTS = np.array([6, 5])
+
+
+class Linear(nn.Module):
+  """logits = x W + b; its representation is its input."""
+
+  @nn.compact
+  def __call__(self, x, train=False):
+    del train
+    self.sow('intermediates', 'features', x)
+    return nn.Dense(3, name='head')(x)
+
+
+def _data(d=3):
+  rng = np.random.default_rng(0)
+  x = rng.normal(size=(2, 6, d)).astype(np.float32)
+  y = rng.integers(0, 3, (2, 6)).astype(np.int32)
+  return fed.ClientData.from_arrays(x, y, COUNTS)
+
+
+def _order(k, n, n_max=6):
+  key = local.order_key(local.client_key(SEED, 0, k), 0)
+  length = local.steps_per_epoch(n_max, B) * B
+  return np.asarray(local.epoch_order(key, n, n_max, length))[:n]
+
+
+def _softmax(z):
+  e = np.exp(z - z.max(-1, keepdims=True))
+  return e / e.sum(-1, keepdims=True)
+
+
+def _ce_grads(p, x, y):
+  """Gradient of the mean CE of the linear model, by hand."""
+  g = (_softmax(x @ p['kernel'] + p['bias']) - np.eye(3)[y]) / len(y)
+  return {'kernel': x.T @ g, 'bias': g.sum(0)}
+
+
+def _hand_client(p0, x, y, order, extra_grad, correction=None):
+  """One epoch of momentum SGD with torch-style weight decay, by hand."""
+  p = {k: v.astype(np.float64) for k, v in p0.items()}
+  m = {k: np.zeros_like(v) for k, v in p.items()}
+  for j in range(0, len(order), B):
+    pos = order[j:j + B]
+    g = _ce_grads(p, x[pos].astype(np.float64), y[pos])
+    eg = extra_grad(p)
+    for k, v in p.items():
+      m[k] = g[k] + eg[k] + WD * v + MOM * m[k]
+      p[k] = v - LR * m[k] - (LR * correction[k] if correction else 0)
+  return p
+
+
+def _np(tree):
+  return jax.tree.map(lambda a: np.asarray(a, np.float64), tree)
+
+
+def _setup(name, hparams, model=None, input_shape=(3,)):
+  model = model or Linear()
+  v = model.init(jax.random.key(1), jnp.zeros((1, *input_shape)))
+  alg = fed.build_algorithm(name, hparams)
+  server, clients = fed.init_states(alg, model, v, 2, input_shape=input_shape,
+                                    key=jax.random.key(2))
+  return model, alg, server, clients
+
+
+def _round(model, alg, server, clients, data, fraction=1.0):
+  round_fn = fed.make_round(model, alg, data, optim=OPTIM, fraction=fraction,
+                            local_epochs=1, batch_size=B, seed=SEED)
+  return round_fn(server, clients, 0)
+
+
+def _random_like(tree, seed):
+  rng = np.random.default_rng(seed)
+  return jax.tree.map(
+      lambda a: jnp.asarray(0.1 * rng.normal(size=a.shape), a.dtype), tree)
+
+
+def _close(a, b, tol=2e-5):
+  jax.tree.map(lambda u, v: np.testing.assert_allclose(u, v, rtol=tol,
+                                                       atol=tol), a, b)
+
+
+def test_fedprox_matches_hand_steps():
+  data = _data()
+  model, alg, server, clients = _setup('fedprox', {'mu': 0.5})
+  new, _, _ = _round(model, alg, server, clients, data)
+  p0 = _np(server.weights.params['head'])
+  locals_ = []
+  def prox(p):
+    return {n: 0.5 * (p[n] - p0[n]) for n in p}
+
+  for k in range(2):
+    locals_.append(_hand_client(p0, np.asarray(data.x[k]),
+                                np.asarray(data.y[k]), _order(k, COUNTS[k]),
+                                prox))
+  want = {n: (locals_[0][n] + locals_[1][n]) / 2 for n in p0}
+  _close(new.weights.params['head'], want)
+
+
+def test_scaffold_matches_hand_steps():
+  data = _data()
+  model, alg, server, clients = _setup('scaffold', None)
+  c = _random_like(server.aux['c'], 1)
+  c_K = _random_like(clients.aux['c'], 2)
+  server = fed.ServerState(server.weights, {'c': c})
+  clients = fed.ClientState({'c': c_K}, clients.local, clients.rounds)
+  new, new_clients, _ = _round(model, alg, server, clients, data)
+
+  p0, c0 = _np(server.weights.params['head']), _np(c['head'])
+  ys, dcs = [], []
+  for k in range(2):
+    ck = _np(c_K['head'])
+    ck = {n: v[k] for n, v in ck.items()}
+    corr = {n: c0[n] - ck[n] for n in p0}
+    y = _hand_client(p0, np.asarray(data.x[k]), np.asarray(data.y[k]),
+                     _order(k, COUNTS[k]), lambda p: dict.fromkeys(p, 0), corr)
+    steps = -(-COUNTS[k] // B)
+    new_ck = {n: ck[n] - c0[n] + (p0[n] - y[n]) / (steps * LR) for n in p0}
+    _close({n: v[k] for n, v in new_clients.aux['c']['head'].items()}, new_ck,
+           1e-4)
+    ys.append(y)
+    dcs.append({n: new_ck[n] - ck[n] for n in p0})
+  _close(new.weights.params['head'], {n: (ys[0][n] + ys[1][n]) / 2 for n in p0})
+  _close(new.aux['c']['head'], {n: c0[n] + (dcs[0][n] + dcs[1][n]) / 2
+                                for n in p0}, 1e-4)
+
+
+def test_feddyn_matches_hand_steps():
+  data = _data()
+  alpha = 0.5
+  model, alg, server, clients = _setup('feddyn', {'alpha': alpha})
+  h = _random_like(server.aux['h'], 3)
+  g_K = _random_like(clients.aux['grad'], 4)
+  server = fed.ServerState(server.weights, {**server.aux, 'h': h})
+  clients = fed.ClientState({'grad': g_K}, clients.local, clients.rounds)
+  # One of the two clients takes part: the other's state must not change.
+  new, new_clients, metrics = _round(model, alg, server, clients, data, 0.5)
+  (k,) = np.asarray(metrics['clients'])
+
+  p0, gk = _np(server.weights.params['head']), _np(g_K['head'])
+  gk = {n: v[k] for n, v in gk.items()}
+  def dyn(p):
+    return {n: -gk[n] + alpha * (p[n] - p0[n]) for n in p}
+
+  theta_k = _hand_client(p0, np.asarray(data.x[k]), np.asarray(data.y[k]),
+                         _order(k, COUNTS[k]), dyn)
+  delta = {n: theta_k[n] - p0[n] for n in p0}
+  h_new = {n: np.asarray(h['head'][n]) - alpha / 2 * delta[n] for n in p0}
+  _close(new.aux['h']['head'], h_new)
+  _close(new.weights.params['head'],
+         {n: theta_k[n] - h_new[n] / alpha for n in p0})
+  _close(fed.global_weights(alg, new).params['head'], theta_k)
+  got_g = _np(new_clients.aux['grad']['head'])
+  _close({n: v[k] for n, v in got_g.items()},
+         {n: gk[n] - alpha * delta[n] for n in p0})
+  _close({n: v[1 - k] for n, v in got_g.items()},
+         {n: np.asarray(g_K['head'][n][1 - k]) for n in p0}, 0)
+
+
+def _mlp_forward(p, x):
+  """Features relu(x V + c) and logits of the registry MLP (hidden=(3,))."""
+  f = np.maximum(x @ p['dense1']['kernel'] + p['dense1']['bias'], 0)
+  return f, f @ p['head']['kernel'] + p['head']['bias']
+
+
+def _project(h, f):
+  z = np.maximum(f @ h['dense1']['kernel'] + h['dense1']['bias'], 0)
+  return z @ h['dense2']['kernel'] + h['dense2']['bias']
+
+
+def _cos(a, b):
+  return (a * b).sum(-1) / (np.linalg.norm(a, axis=-1) *
+                            np.linalg.norm(b, axis=-1))
+
+
+def _moon_loss(theta, x, y, glob, prev, mu, tau):
+  """CE + μ·CE([cos(z, z_glob), cos(z, z_prev)]/τ, 0), in float64 numpy."""
+  f, logits = _mlp_forward(theta['params'], x)
+  ce = -np.log(_softmax(logits)[np.arange(len(y)), y]).mean()
+  z = _project(theta['extra'], f)
+  zs = [_project(w['extra'], _mlp_forward(w['params'], x)[0])
+        for w in (glob, prev)]
+  logits2 = np.stack([_cos(z, zs[0]), _cos(z, zs[1])], -1) / tau
+  con = -np.log(_softmax(logits2)[:, 0]).mean()
+  return ce + mu * con
+
+
+def _numeric_grad(fn, theta, eps=1e-6):
+  leaves, treedef = jax.tree.flatten(theta)
+  grads = []
+  for i, leaf in enumerate(leaves):
+    g = np.zeros_like(leaf)
+    for idx in np.ndindex(leaf.shape):
+      for sign in (1, -1):
+        moved = [a.copy() for a in leaves]
+        moved[i][idx] += sign * eps
+        g[idx] += sign * fn(jax.tree.unflatten(treedef, moved)) / (2 * eps)
+    grads.append(g)
+  return jax.tree.unflatten(treedef, grads)
+
+
+def test_moon_matches_hand_step():
+  rng = np.random.default_rng(5)
+  x = rng.normal(size=(1, 4, 2)).astype(np.float32)
+  y = np.array([[0, 1, 2, 1]], np.int32)
+  data = fed.ClientData.from_arrays(x, y, np.array([4]))
+  model = models.build_model('mlp', 3, hidden=(3,), bn=False)
+  v = model.init(jax.random.key(1), jnp.zeros((1, 2)))
+  alg = fed.build_algorithm('moon', {'mu': 2.0, 'tau': 0.5, 'proj_dim': 2})
+  server, clients = fed.init_states(alg, model, v, 1, input_shape=(2,),
+                                    key=jax.random.key(2))
+  # A client that took part before: its previous model differs from θt.
+  prev = jax.tree.map(lambda a, n: a + n, server.weights,
+                      _random_like(server.weights, 6))
+  clients = fed.ClientState({'prev': jax.tree.map(lambda a: a[None], prev)},
+                            {}, jnp.ones((1,), jnp.int32))
+  round_fn = fed.make_round(model, alg, data, optim=OPTIM, fraction=1.0,
+                            local_epochs=1, batch_size=4, seed=SEED)
+  new, new_clients, _ = round_fn(server, clients, 0)
+
+  glob = _np({'params': server.weights.params, 'extra': server.weights.extra})
+  prv = _np({'params': prev.params, 'extra': prev.extra})
+  xb, yb = x[0].astype(np.float64), y[0]
+  grads = _numeric_grad(
+      lambda t: _moon_loss(t, xb, yb, glob, prv, 2.0, 0.5), glob)
+  # First step of momentum SGD: the buffer is the (decayed) gradient.
+  want = jax.tree.map(lambda p, g: p - LR * (g + WD * p), glob, grads)
+  _close({'params': new.weights.params, 'extra': new.weights.extra}, want,
+         1e-4)
+  stored = new_clients.aux['prev']
+  _close(jax.tree.map(lambda a: a[0], stored.params), want['params'], 1e-4)
+
+
+def test_moon_first_participation_uses_the_global_model():
+  # With previous = θt both logits are the same function of θ, so the
+  # contrastive term has no gradient: MOON's first round is FedAvg's.
+  data = _data(d=2)
+  model = models.build_model('mlp', 3, hidden=(3,), bn=False)
+  _, alg, server, clients = _setup('moon', {'proj_dim': 2}, model, (2,))
+  _, avg, s_avg, c_avg = _setup('fedavg', None, model, (2,))
+  new, _, _ = _round(model, alg, server, clients, data)
+  ref, _, _ = _round(model, avg, s_avg, c_avg, data)
+  _close(new.weights.params, ref.weights.params, 1e-5)
+
+
+def test_fedsign_term_gradient_matches_finite_differences():
+  with jax.enable_x64(True):
+    rng = np.random.default_rng(0)
+    theta = {'a': jnp.asarray(rng.normal(size=(3, 4))),
+             'b': jnp.asarray(rng.normal(size=5))}
+    anchor = {'a': jnp.asarray(rng.normal(size=(3, 4))),
+              'b': jnp.asarray([1.0, -2.0, 0.0, 0.5, -0.1])}
+    gamma = 0.1
+
+    def term(t):
+      return -gamma * fedsign.sign_reward(t, anchor)
+
+    got = jax.grad(term)(theta)
+    num = _numeric_grad(lambda t: float(term(t)), _np(theta))
+    _close(got, num, 1e-7)
+    # By hand: -γ·σ'(θ) where θt > 0, +γ·σ'(θ) where θt < 0, 0 where θt = 0.
+    def sig(u):
+      return 1 / (1 + np.exp(-u))
+
+    hand = {k: -gamma * np.sign(np.asarray(anchor[k])) *
+            sig(np.asarray(theta[k])) * (1 - sig(np.asarray(theta[k])))
+            for k in theta}
+    _close(got, hand, 1e-12)
+    # The term's value is the paper's sum over every element.
+    value = sum(np.sum(np.where(np.asarray(anchor[k]) > 0,
+                                sig(np.asarray(theta[k])), 0) +
+                       np.where(np.asarray(anchor[k]) < 0,
+                                sig(-np.asarray(theta[k])), 0))
+                for k in theta)
+    np.testing.assert_allclose(float(fedsign.sign_reward(theta, anchor)),
+                               value, rtol=1e-12)
+
+
+def test_sampling_is_seeded_without_replacement():
+  s = np.asarray(fed.sample_clients(0, 7, 100, 0.1))
+  assert len(s) == 10 == len(set(s.tolist())) and s.max() < 100
+  np.testing.assert_array_equal(s, np.asarray(fed.sample_clients(0, 7, 100,
+                                                                 0.1)))
+  assert not np.array_equal(s, np.asarray(fed.sample_clients(0, 8, 100, 0.1)))
+  assert len(fed.sample_clients(0, 0, 20, 0.01)) == 1
+  assert fed.num_sampled(25, 0.5) == 12 and fed.num_sampled(5, 1.0) == 5
+
+
+@pytest.mark.parametrize('name,hparams,field', [
+    ('fedbest', None, 'config.fed.algorithm'),
+    ('fedsign', {'gamma': -0.1}, 'config.fed.hparams.gamma'),
+    ('fedprox', {'mu': -1e-3}, 'config.fed.hparams.mu'),
+    ('moon', {'mu': -5}, 'config.fed.hparams.mu'),
+    ('moon', {'tau': 0}, 'config.fed.hparams.tau'),
+    ('feddyn', {'alpha': 0}, 'config.fed.hparams.alpha'),
+    ('scaffold', {'server_lr': -1}, 'config.fed.hparams.server_lr'),
+    ('fedpan', {'amplitude': -0.1}, 'config.fed.hparams.amplitude'),
+    ('fedavg', {'mu': 0.1}, 'config.fed.hparams'),
+])
+def test_bad_algorithm_config_names_the_field(name, hparams, field):
+  with pytest.raises(ValueError, match=field.replace('.', r'\.')):
+    fed.build_algorithm(name, hparams)
+
+
+def test_moon_needs_a_representation():
+  class NoFeatures(nn.Module):
+    @nn.compact
+    def __call__(self, x, train=False):
+      return nn.Dense(3, name='head')(x)
+
+  model = NoFeatures()
+  v = model.init(jax.random.key(0), jnp.zeros((1, 3)))
+  alg = fed.build_algorithm('moon')
+  with pytest.raises(ValueError, match=r'config\.fed\.algorithm=.moon.*'
+                     'representation'):
+    fed.init_states(alg, model, v, 2, input_shape=(3,), key=jax.random.key(0))

@@ -1,0 +1,207 @@
+"""What a federated algorithm is: states, hooks and their defaults.
+
+An `Algorithm` is a bundle of small pure functions over pytrees; the round
+engine (`valley_jax.fed.rounds`) calls them in this order for round t:
+
+  1. every sampled client k starts from the global weights θt (its `anchor`)
+     and takes E epochs of local optimiser steps on
+
+        CE(θ; batch) + local_loss(trainable, features, batch, ctx),
+
+     with `correct_update(ctx, updates)` applied to each optimiser update;
+  2. `client_update(ctx, local, steps)` gives the client's new algorithm state
+     and a message for the server;
+  3. the engine averages the clients' weights (uniformly over participants by
+     default) and `server_update(server, avg, messages_S, active_S, K)` gives
+     the next server state.
+
+Unset hooks are FedAvg's: no extra loss, no correction, no client state, the
+server takes the average. Everything an algorithm keeps (server state, the
+per-client states of all K clients) is a pytree of arrays, so Orbax saves it.
+"""
+
+import dataclasses
+from typing import Any, Callable, Mapping, NamedTuple
+
+import flax
+import jax
+import jax.numpy as jnp
+import optax
+
+PyTree = Any
+
+# The names of the config fields quoted in error messages.
+FIELD = 'config.fed'
+
+
+@flax.struct.dataclass
+class Weights:
+  """What clients train and the server averages.
+
+  Attributes:
+    params: the model's parameters.
+    batch_stats: its BatchNorm running statistics ({} without BN).
+    extra: parameters owned by the algorithm and trained with the model
+      (MOON's projection head); {} for the others.
+  """
+
+  params: PyTree
+  batch_stats: PyTree
+  extra: PyTree
+
+  def trainable(self) -> dict[str, PyTree]:
+    """The tree the local optimiser updates: {'params', 'extra'}."""
+    return {'params': self.params, 'extra': self.extra}
+
+
+@flax.struct.dataclass
+class ServerState:
+  """The global model θt and the algorithm's server state (SCAFFOLD's c...)."""
+
+  weights: Weights
+  aux: PyTree
+
+
+@flax.struct.dataclass
+class ClientState:
+  """One client's state; the engine keeps all K stacked on a leading axis.
+
+  Attributes:
+    aux: the algorithm's per-client state (SCAFFOLD c_k, FedDyn ∇L_k, MOON's
+      previous local model); {} for FedAvg.
+    local: under BN policy 'local' (FedBN), the client's own BN scales, biases
+      and running statistics; {} otherwise.
+    rounds: how many rounds the client took part in (int32).
+  """
+
+  aux: PyTree
+  local: PyTree
+  rounds: jax.Array
+
+
+class Batch(NamedTuple):
+  """One local batch: normalised inputs, labels, 0/1 weights of real rows."""
+
+  x: jax.Array
+  y: jax.Array
+  w: jax.Array
+
+
+@flax.struct.dataclass
+class LocalContext:
+  """What a client's hooks may read; fixed during its local training.
+
+  Attributes:
+    anchor: the weights the client started from (θt; under FedBN with its own
+      BN layers).
+    server_aux: the server's algorithm state.
+    client_aux: this client's algorithm state before the round.
+    first: True in the client's first participation.
+    lr: the local learning rate.
+    features_fn: (weights, x) -> penultimate features of that model on x in
+      eval mode (MOON's global and previous models).
+  """
+
+  anchor: Weights
+  server_aux: PyTree
+  client_aux: PyTree
+  first: jax.Array
+  lr: float = flax.struct.field(pytree_node=False)
+  features_fn: Callable[[Weights, jax.Array], jax.Array] = flax.struct.field(
+      pytree_node=False)
+
+
+def _empty(*_) -> dict[str, Any]:
+  return {}
+
+
+def _keep_client(ctx: LocalContext, local: Weights, steps):
+  del local, steps
+  return ctx.client_aux, {}
+
+
+def _server_weights(server: ServerState) -> Weights:
+  return server.weights
+
+
+def take_average(server: ServerState, avg: Weights, messages_S, active_S,
+                 num_clients: int) -> ServerState:
+  """FedAvg's server step (Algorithm 1): θ_{t+1} = the clients' average."""
+  del messages_S, active_S, num_clients
+  return ServerState(avg, server.aux)
+
+
+@dataclasses.dataclass(frozen=True)
+class Algorithm:
+  """A federated algorithm as pure hooks (see the module docstring).
+
+  Attributes:
+    name: registry name.
+    hparams: its hyperparameters, defaults filled in.
+    init_server: (θ0 weights) -> server aux state.
+    init_client: (θ0 weights) -> one client's aux state.
+    init_extra: (key, feature dim d) -> algorithm-owned trainable parameters,
+      or None.
+    local_loss: (trainable, features, batch, ctx) -> scalar added to the
+      batch's mean CE, or None. `trainable` is {'params', 'extra'};
+      `features` the local model's penultimate features (None unless
+      needs_features).
+    correct_update: (ctx, updates) -> updates, applied after the optimiser,
+      or None.
+    client_update: (ctx, local weights, number of local steps) ->
+      (new client aux, message to the server).
+    server_update: (server, average weights, messages stacked over the
+      round's client slots, active_S mask, K) -> next server state.
+    eval_weights: (server) -> the weights to evaluate as the global model.
+    needs_features: the model must expose its representation (MOON).
+    model_kwargs: options the model must be built with (FedPAN).
+  """
+
+  name: str
+  hparams: Mapping[str, Any]
+  init_server: Callable[[Weights], PyTree] = _empty
+  init_client: Callable[[Weights], PyTree] = _empty
+  init_extra: Callable[[jax.Array, int], PyTree] | None = None
+  local_loss: Callable[..., jax.Array] | None = None
+  correct_update: Callable[[LocalContext, PyTree], PyTree] | None = None
+  client_update: Callable[..., tuple[PyTree, PyTree]] = _keep_client
+  server_update: Callable[..., ServerState] = take_average
+  eval_weights: Callable[[ServerState], Weights] = _server_weights
+  needs_features: bool = False
+  model_kwargs: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+
+def check_hparams(name: str, hparams: Mapping[str, Any] | None,
+                  defaults: Mapping[str, Any]) -> dict[str, Any]:
+  """Defaults overridden by `hparams`; unknown keys raise ValueError."""
+  given = dict(hparams or {})
+  unknown = sorted(set(given) - set(defaults))
+  if unknown:
+    raise ValueError(f'{FIELD}.hparams has {unknown}, which {name} does not '
+                     f'take; it takes {sorted(defaults)}.')
+  return {**defaults, **given}
+
+
+def check_nonnegative(hp: Mapping[str, Any], *keys: str) -> None:
+  for k in keys:
+    if not hp[k] >= 0:
+      raise ValueError(f'{FIELD}.hparams.{k} must be >= 0, got {hp[k]}.')
+
+
+def check_positive(hp: Mapping[str, Any], *keys: str) -> None:
+  for k in keys:
+    if not hp[k] > 0:
+      raise ValueError(f'{FIELD}.hparams.{k} must be > 0, got {hp[k]}.')
+
+
+def masked_sum(messages_S: PyTree, active_S: jax.Array) -> PyTree:
+  """Σ over the round's active client slots of stacked messages."""
+  def total(m):
+    w = active_S.astype(m.dtype).reshape((-1,) + (1,) * (m.ndim - 1))
+    return jnp.sum(m * w, axis=0)
+  return jax.tree.map(total, messages_S)
+
+
+def sq_dist(a: PyTree, b: PyTree) -> jax.Array:
+  """||a − b||² over the whole tree."""
+  return optax.tree.vdot(optax.tree.sub(a, b), optax.tree.sub(a, b))

@@ -1,0 +1,379 @@
+"""The vectorised round engine: sampled clients as an array axis of one jit.
+
+One round (paper Algorithm 1):
+
+  1. sample S = max(round(Q·K), 1) of the K clients without replacement, with
+     a key folded from (seed, round), so a resumed run samples the same ones;
+  2. every sampled client trains locally (`valley_jax.fed.local`): the client
+     axis is split over the mesh's devices (`sharding.map_blocks`), and each
+     device runs its clients `chunk` at a time side by side (`vmap` when chunk
+     covers them all, else `lax.map(..., batch_size=chunk)`); when S does not
+     divide by the devices, idle client slots pad the axis (no steps, weight 0,
+     their state never written back);
+  3. the server averages the clients' weights (parameters, BN statistics and
+     algorithm-owned parameters): uniformly over the participants (Algorithm
+     1, `aggregation='uniform'`) or weighted by their sample counts
+     (`'weighted'`), then applies the algorithm's server step;
+  4. the participants' states are written back into the [K, ...] client
+     states.
+
+BatchNorm policy: 'average' averages the running statistics with the
+parameters (default); 'local' is FedBN (Li et al., ICLR 2021): each client
+keeps its own BN scales, biases and statistics between rounds (it starts from
+the global ones in its first round). The server still averages them, which
+gives the global model's BN scales and biases; evaluate it after
+`recalibrate` has recomputed its statistics on training data.
+
+Per-round metrics, means over the participants: `sign_consistency` of θ^k
+with θt (the fraction of parameter elements whose signs agree), `drift`
+||θ^k − θt||, `train_loss` (each client's mean CE over its local steps),
+`steps`; and `clients`, the sampled client ids.
+"""
+
+import math
+from typing import Any, Callable, Mapping
+
+import flax
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from valley_jax import landscape, sharding
+from valley_jax.fed import local
+from valley_jax.fed.algorithm import (FIELD, Algorithm, ClientState,
+                                      LocalContext, ServerState, Weights)
+
+PyTree = Any
+AGGREGATIONS = ('uniform', 'weighted')
+BN_POLICIES = ('average', 'local')
+_SAMPLE = 1  # Salt of the sampling key (clients use 2: local.client_key).
+
+
+@flax.struct.dataclass
+class ClientData:
+  """All clients' training data on the device, padded to the largest client.
+
+  Attributes:
+    x: [K, M, ...] inputs (uint8 images are normalised on the device).
+    y: [K, M] integer labels.
+    counts: [K] int32, the number of real rows of each client.
+  """
+
+  x: jax.Array
+  y: jax.Array
+  counts: jax.Array
+
+  @classmethod
+  def from_arrays(cls, x, y, counts, mesh=None) -> 'ClientData':
+    """From numpy x [K, M, ...], y [K, M], counts [K], e.g.
+    `ClientData.from_arrays(*data.pad_clients(x, y, parts))`; replicated on
+    `mesh` when one is given."""
+    x, y, counts = np.asarray(x), np.asarray(y), np.asarray(counts)
+    if x.shape[:2] != y.shape or counts.shape != y.shape[:1]:
+      raise ValueError(f'Client arrays disagree: x {x.shape}, y {y.shape}, '
+                       f'counts {counts.shape}; want [K, M, ...], [K, M], '
+                       '[K].')
+    if counts.min() < 1 or counts.max() > x.shape[1]:
+      raise ValueError(f'Client counts must be in [1, {x.shape[1]}], got '
+                       f'[{counts.min()}, {counts.max()}].')
+    data = cls(jnp.asarray(x), jnp.asarray(y, jnp.int32),
+               jnp.asarray(counts, jnp.int32))
+    return data if mesh is None else sharding.put_replicated(mesh, data)
+
+  @property
+  def num_clients(self) -> int:
+    return self.counts.shape[0]
+
+  @property
+  def max_count(self) -> int:
+    return self.x.shape[1]
+
+
+def num_sampled(num_clients: int, fraction: float) -> int:
+  """S = max(round(Q·K), 1) clients per round (Python's round).
+
+  >>> num_sampled(100, 0.1), num_sampled(20, 0.01)
+  (10, 1)
+  """
+  check_fraction(fraction)
+  return max(round(fraction * num_clients), 1)
+
+
+def check_fraction(fraction: float) -> None:
+  if not 0 < fraction <= 1:
+    raise ValueError(f'{FIELD}.fraction={fraction} must be in (0, 1].')
+
+
+def sample_clients(seed: int, round_index, num_clients: int,
+                   fraction: float) -> jax.Array:
+  """The sorted ids of round `round_index`'s clients (jittable).
+
+  Drawn without replacement with a key folded from (seed, round).
+  """
+  s = num_sampled(num_clients, fraction)
+  key = jax.random.fold_in(
+      jax.random.fold_in(jax.random.key(seed), _SAMPLE), round_index)
+  return jnp.sort(jax.random.choice(key, num_clients, (s,), replace=False))
+
+
+def _broadcast(tree: PyTree, n: int) -> PyTree:
+  return jax.tree.map(lambda a: jnp.broadcast_to(a, (n, *jnp.shape(a))), tree)
+
+
+def init_states(algorithm: Algorithm, model: nn.Module,
+                variables: Mapping[str, PyTree], num_clients: int, *,
+                input_shape: tuple[int, ...], key: jax.Array,
+                bn_policy: str = 'average',
+                mesh=None) -> tuple[ServerState, ClientState]:
+  """The server state at θ0 and the initial states of all K clients.
+
+  Args:
+    algorithm: from `build_algorithm`.
+    model: the network (built with algorithm.model_kwargs).
+    variables: its {'params', 'batch_stats'} at θ0.
+    num_clients: K.
+    input_shape: one example's shape (MOON's head needs the feature width).
+    key: initialises algorithm-owned parameters (MOON's head).
+    bn_policy: 'average' or 'local' (FedBN).
+    mesh: replicate the states on this mesh (None: leave them).
+  Returns:
+    (server state, client states stacked on a leading axis of size K).
+  """
+  check_bn_policy(bn_policy)
+  extra = {}
+  if algorithm.init_extra is not None:
+    dim = local.feature_dim(model, input_shape, algorithm.name)
+    extra = algorithm.init_extra(key, dim)
+  elif algorithm.needs_features:
+    local.feature_dim(model, input_shape, algorithm.name)
+  w = Weights(variables['params'], variables.get('batch_stats') or {}, extra)
+  server = ServerState(w, algorithm.init_server(w))
+  own = local.bn_part(w) if bn_policy == 'local' else {}
+  one = ClientState(algorithm.init_client(w), own, jnp.zeros((), jnp.int32))
+  states = (server, _broadcast(one, num_clients))
+  return states if mesh is None else sharding.put_replicated(mesh, states)
+
+
+def check_bn_policy(bn_policy: str) -> None:
+  if bn_policy not in BN_POLICIES:
+    raise ValueError(f'Unknown {FIELD}.bn_policy={bn_policy!r}; choose one '
+                     f'of {BN_POLICIES}.')
+
+
+def check_round_config(*, fraction: float, local_epochs: int,
+                       batch_size: int, aggregation: str, bn_policy: str,
+                       chunk: int | None) -> None:
+  """ValueError naming the config field of a bad round setting."""
+  check_fraction(fraction)
+  check_bn_policy(bn_policy)
+  if aggregation not in AGGREGATIONS:
+    raise ValueError(f'Unknown {FIELD}.aggregation={aggregation!r}; choose '
+                     f'one of {AGGREGATIONS}.')
+  for name, v in (('local_epochs', local_epochs), ('batch_size', batch_size),
+                  ('chunk', 1 if chunk is None else chunk)):
+    if not (isinstance(v, (int, np.integer)) and v > 0):
+      raise ValueError(f'{FIELD}.{name}={v} must be a positive integer.')
+
+
+def aggregation_weights(active_S: jax.Array, counts_S: jax.Array,
+                        aggregation: str) -> jax.Array:
+  """Weights over the round's client slots summing to 1 (idle slots 0)."""
+  w = active_S.astype(jnp.float32)
+  if aggregation == 'weighted':
+    w = w * counts_S.astype(jnp.float32)
+  return w / jnp.sum(w)
+
+
+def weighted_average(tree_S: PyTree, w_S: jax.Array) -> PyTree:
+  """Σ_s w_s · tree_s over the leading axis."""
+  return jax.tree.map(lambda a: jnp.tensordot(w_S, a, axes=1).astype(a.dtype),
+                      tree_S)
+
+
+def recalibrate(model: nn.Module, weights: Weights, x_SB: jax.Array,
+                mean=(0.0,), std=(1.0,)) -> Weights:
+  """The weights with BN statistics recomputed on batches x_SB (FedBN eval).
+
+  Uses `landscape.recalibrate`: exact statistics of the whole set. Weights
+  without BN are returned as they are.
+  """
+  if not jax.tree.leaves(weights.batch_stats):
+    return weights
+  stats = landscape.recalibrate(model, weights.params, weights.batch_stats,
+                                x_SB, mean, std)
+  return Weights(weights.params, stats, weights.extra)
+
+
+def auto_chunk(params: PyTree, num_clients: int) -> int:
+  """Clients side by side per device, by the sweep engine's measurements.
+
+  Vmapping copies of a conv net turns its convolutions into grouped ones,
+  which were several times slower than one copy at a time on CPU
+  (`landscape.auto_chunk`); on a GPU a JAX prototype of FED-ROUND ran 10
+  ResNet20 clients faster vmapped (0.75 s) than one at a time (0.89 s). So:
+  all clients at once on accelerators and for dense-only nets, one at a time
+  for conv nets on CPU. Override with config.fed.chunk.
+  """
+  if jax.default_backend() != 'cpu':
+    return num_clients
+  return landscape.auto_chunk(params, num_clients)
+
+
+def _take(tree: PyTree, idx: jax.Array) -> PyTree:
+  return jax.tree.map(lambda a: jnp.take(a, idx, axis=0, mode='clip'), tree)
+
+
+def _put(tree_K: PyTree, idx: jax.Array, tree_S: PyTree) -> PyTree:
+  """Writes rows idx (out-of-range ids are dropped) of the [K, ...] tree."""
+  return jax.tree.map(lambda a, v: a.at[idx].set(v, mode='drop'), tree_K,
+                      tree_S)
+
+
+def _mean_metrics(metrics_S: dict[str, jax.Array],
+                  active_S: jax.Array) -> dict[str, jax.Array]:
+  w = active_S.astype(jnp.float32)
+  return {k: jnp.sum(v * w) / jnp.sum(w) for k, v in metrics_S.items()}
+
+
+def make_client_fn(model: nn.Module, algorithm: Algorithm, optim, *,
+                   local_epochs: int, batch_size: int, max_count: int,
+                   seed: int, mean=(0.0,), std=(1.0,), augment: bool = False,
+                   bn_policy: str = 'average',
+                   dtype=jnp.float32) -> Callable[..., Any]:
+  """One client's round, pure: what the engine maps over the client axis.
+
+  Returns fn(server, data, round_index, client_id, active, state) ->
+  (local weights, new client state, message, metrics); an idle slot
+  (active False) takes no step.
+  """
+  tx, lr = local.client_optimizer(optim)
+  step = local.make_local_step(model, algorithm, tx, mean, std, augment, dtype)
+  train = local.make_local_train(step, epochs=local_epochs,
+                                 batch_size=batch_size, n_max=max_count)
+  features_fn = local.make_features_fn(model, dtype)
+
+  def client(server: ServerState, data: ClientData, round_index, client_id,
+             active, state: ClientState):
+    count = jnp.where(active, data.counts[client_id], 0)
+    start = local.start_weights(server.weights, state, bn_policy)
+    ctx = LocalContext(start, server.aux, state.aux, state.rounds == 0, lr,
+                       features_fn)
+    key = local.client_key(seed, round_index, client_id)
+    w, steps, loss_sum = train(start, ctx, data.x[client_id],
+                               data.y[client_id], count, key, tx)
+    aux, message = algorithm.client_update(ctx, w, steps)
+    own = local.bn_part(w) if bn_policy == 'local' else state.local
+    new_state = ClientState(aux, own, state.rounds + 1)
+    return w, new_state, message, local.client_metrics(w, start, steps,
+                                                       loss_sum)
+
+  return client
+
+
+def make_round(model: nn.Module, algorithm: Algorithm, data: ClientData, *,
+               optim, fraction: float, local_epochs: int, batch_size: int,
+               seed: int, mean=(0.0,), std=(1.0,), augment: bool = False,
+               aggregation: str = 'uniform', bn_policy: str = 'average',
+               chunk: int | None = None, mesh=None, dtype=jnp.float32,
+               donate: bool = False) -> Callable[..., Any]:
+  """The jitted round: fn(server, clients_K, round_index) -> (server,
+  clients_K, metrics).
+
+  Args:
+    model: the network (built with algorithm.model_kwargs).
+    algorithm: from `build_algorithm`.
+    data: all clients' data (`ClientData`), replicated on `mesh`.
+    optim: config.optim (name, lr, momentum, weight_decay); constant LR.
+    fraction: Q, the fraction of clients per round.
+    local_epochs: E.
+    batch_size: B.
+    seed: the run's seed (sampling and shuffling keys).
+    mean, std: input normalisation of uint8 images.
+    augment: random crop and flip per local step (colour images).
+    aggregation: 'uniform' (Algorithm 1) or 'weighted' by sample counts.
+    bn_policy: 'average' or 'local' (FedBN).
+    chunk: clients side by side per device (None: auto_chunk).
+    mesh: split the client axis over this mesh (None: one device).
+    dtype: compute dtype of the forward pass (parameters stay float32).
+    donate: donate the input states' buffers (saves memory on accelerators).
+  Returns:
+    round_fn; round_index may be a Python int (no recompilation per round).
+  """
+  check_round_config(fraction=fraction, local_epochs=local_epochs,
+                     batch_size=batch_size, aggregation=aggregation,
+                     bn_policy=bn_policy, chunk=chunk)
+  client = make_client_fn(model, algorithm, optim, local_epochs=local_epochs,
+                          batch_size=batch_size, max_count=data.max_count,
+                          seed=seed, mean=mean, std=std, augment=augment,
+                          bn_policy=bn_policy, dtype=dtype)
+  round_impl = _make_round_impl(algorithm, _map_clients(client, chunk, mesh),
+                                num_clients=data.num_clients,
+                                fraction=fraction, seed=seed,
+                                aggregation=aggregation,
+                                devices=sharding.size(mesh))
+  kwargs = {'donate_argnums': (0, 1)} if donate else {}
+  if mesh is not None:
+    kwargs['out_shardings'] = sharding.replicated(mesh)
+  jitted = jax.jit(round_impl, **kwargs)
+
+  def round_fn(server: ServerState, clients_K: ClientState, round_index):
+    return jitted(server, clients_K, jnp.asarray(round_index, jnp.int32),
+                  data)
+
+  round_fn.num_sampled = num_sampled(data.num_clients, fraction)
+  round_fn.jitted = jitted
+  return round_fn
+
+
+def _map_clients(client, chunk: int | None, mesh):
+  """fn(server, data, clients_K, idx_S, active_S, round) over client slots.
+
+  Per device, `chunk` clients side by side: vmap when it covers them all,
+  else lax.map(batch_size=chunk); with a mesh, the slots are split over it.
+  """
+
+  def run_clients(server, data, clients_K, idx_S, active_S, round_index):
+    def one(args):
+      return client(server, data, round_index, *args)
+
+    xs = (idx_S, active_S, _take(clients_K, idx_S))
+    size = chunk or auto_chunk(server.weights.params, idx_S.shape[0])
+    if size >= idx_S.shape[0]:
+      return jax.vmap(one)(xs)
+    return jax.lax.map(one, xs, batch_size=size)
+
+  if mesh is None:
+    return run_clients
+  return sharding.map_blocks(run_clients, mesh,
+                             (False, False, False, True, True, False))
+
+
+def _make_round_impl(algorithm: Algorithm, run_clients, *, num_clients: int,
+                     fraction: float, seed: int, aggregation: str,
+                     devices: int):
+  """The pure round: sample, train the slots, average, server step, write
+  back. Slots are padded to a multiple of the devices with idle ones."""
+  k, s = num_clients, num_sampled(num_clients, fraction)
+  slots = -(-s // devices) * devices
+
+  def round_impl(server, clients_K, round_index, data):
+    idx = sample_clients(seed, round_index, k, fraction)
+    idx_S = jnp.zeros((slots,), jnp.int32).at[:s].set(idx)
+    active_S = jnp.arange(slots) < s
+    w_S, states_S, messages_S, metrics_S = run_clients(
+        server, data, clients_K, idx_S, active_S, round_index)
+    weights_S = aggregation_weights(active_S, jnp.take(data.counts, idx_S),
+                                    aggregation)
+    avg = weighted_average(w_S, weights_S)
+    server = algorithm.server_update(server, avg, messages_S, active_S, k)
+    clients_K = _put(clients_K, jnp.where(active_S, idx_S, k), states_S)
+    return server, clients_K, {**_mean_metrics(metrics_S, active_S),
+                               'clients': idx}
+
+  return round_impl
+
+
+def steps_of(count: int, local_epochs: int, batch_size: int) -> int:
+  """E·⌈n/B⌉: the real local steps of a client with n examples."""
+  return local_epochs * math.ceil(count / batch_size)
