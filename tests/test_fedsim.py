@@ -167,3 +167,16 @@ def test_fed_configs_are_checked_and_complete():
           c.fed.batch_size, c.fed.rounds) == (100, 0.1, 5, 64, 200)
   with pytest.raises(ValueError, match='Unknown fed config variant'):
     defaults.apply_fed_variant(c, 'beta3')
+
+
+def test_other_config_refused_then_overwritten(tmp_path):
+  c = _config(rounds=1)
+  fedsim_lib.run(c, str(tmp_path))
+  c.optim.lr = 0.01
+  with pytest.raises(ValueError, match=r'different config.*optim\.lr'):
+    fedsim_lib.run(c, str(tmp_path))
+  res = fedsim_lib.run(c, str(tmp_path), overwrite=True)
+  assert res['config']['optim']['lr'] == 0.01
+  assert [r['round'] for r in _rows(tmp_path)] == [1]
+  c.fed.chunk = 1  # Resume-safe keys may change.
+  assert fedsim_lib.run(c, str(tmp_path))['finished']

@@ -110,30 +110,6 @@ def _metrics_path(workdir) -> epath.Path:
   return epath.Path(workdir) / METRICS
 
 
-def _prepare_workdir(config, workdir: str, overwrite: bool):
-  """Opens the checkpoint manager; refuses a workdir of another config."""
-  mngr = checkpoint.manager(workdir, arrays=('server', 'clients'))
-  try:
-    old = checkpoint.stored_config(mngr)
-  except checkpoint.CheckpointError as e:
-    if not overwrite:
-      raise checkpoint.CheckpointError(
-          f'{e} Or pass --overwrite to start this run again.') from None
-    old = {'damaged': True}
-  diff = _diff(old, config) if old is not None else []
-  if diff:
-    if not overwrite:
-      raise ValueError(
-          f'{workdir} holds a fed run with a different config (keys {diff}); '
-          'use another --workdir or pass --overwrite to start again.')
-    logging.warning('Overwriting the fed run in %s.', workdir)
-    mngr.close()
-    (epath.Path(workdir) / checkpoint.CKPT_DIR).rmtree(missing_ok=True)
-    _metrics_path(workdir).unlink(missing_ok=True)
-    mngr = checkpoint.manager(workdir, arrays=('server', 'clients'))
-  return mngr
-
-
 def _diff(old: dict[str, Any], config) -> list[str]:
   return [k for k in train_lib.config_diff(old, config.to_dict())
           if not k.startswith(_RESUMABLE_KEYS)]
@@ -224,7 +200,10 @@ def run(config: ml_collections.ConfigDict, workdir: str, *,
       augment=config.data.augment and ds.augmentable,
       aggregation=f.aggregation, bn_policy=f.bn_policy,
       chunk=f.chunk or None, mesh=mesh, dtype=DTYPES[f.dtype])
-  mngr = _prepare_workdir(config, workdir, overwrite)
+  mngr = train_lib.open_run(workdir, config.to_dict(), overwrite=overwrite,
+                            arrays=('server', 'clients'),
+                            ignore=_RESUMABLE_KEYS,
+                            outputs_to_drop=(METRICS, 'results.json'))
   start = mngr.latest_step()
   states = {'server': server, 'clients': clients}
   if start is None:

@@ -5,24 +5,35 @@ workdir proven writable before data are loaded; training stops at the first
 non-finite loss (config.train.on_nonfinite = 'stop', the default) without
 saving that epoch; metrics.jsonl is written atomically and rebuilt on resume
 from the history stored in the checkpoint.
+
+A run may start from another run's checkpoint rather than a fresh init
+(`config.train.init_from = 'WORKDIR[@EPOCH]'`, the model-soups start θI): its
+params and batch_stats become epoch 0, the optimiser starts fresh, and a
+checkpoint of another architecture is refused before training starts.
+`config.train.init_fresh = 'CLF'` keeps a fresh classifier head instead of
+the checkpoint's (fine-tuning on a task with other classes).
 """
 
+import os
 import time
 from typing import Any
 
 from absl import logging
 from etils import epath
+import flax
 import jax
 import ml_collections
 import numpy as np
 import tqdm
 
-from valley_jax import (checkpoint, checks, data, models, outputs, sharding,
-                        training)
+from valley_jax import (checkpoint, checks, data, groups, models, outputs,
+                        sharding, training)
 
 METRICS = 'metrics.jsonl'
 # Keys that may change between a run and its resumption.
 _RESUMABLE_KEYS = ('data.data_dir', 'num_devices', 'train.on_nonfinite')
+# Keys added after runs were stored: a stored config without one holds this.
+_NEW_KEY_DEFAULTS = {'train.init_from': '', 'train.init_fresh': ''}
 NonFiniteLossError = checks.NonFiniteLossError
 
 
@@ -42,6 +53,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
                      f'{training.OPTIMIZERS} (config.optim.name).')
   checks.check_policy(config.train.get('on_nonfinite', 'stop'),
                       'config.train.on_nonfinite')
+  if config.train.get('init_fresh', ''):
+    groups.check_group(config.train.init_fresh)
   checks.check(config, checks.TRAIN_FIELDS)
 
 
@@ -65,9 +78,163 @@ def _flat(d: dict[str, Any], prefix: str = '') -> dict[str, Any]:
 def config_diff(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
   """Keys whose values differ between two config dicts (resume-safe ignored)."""
   a, b = _flat(old), _flat(checkpoint.as_json(new))
+  for k, v in _NEW_KEY_DEFAULTS.items():
+    if k in b:
+      a.setdefault(k, v)
   keys = sorted(k for k in set(a) | set(b)
                 if a.get(k) != b.get(k) and k not in _RESUMABLE_KEYS)
   return keys
+
+
+def split_epoch(spec: str) -> tuple[str, int | str]:
+  """'WORKDIR@EPOCH' -> (WORKDIR, EPOCH); no (numeric) suffix means 'last'.
+
+  Args:
+    spec: a workdir, optionally followed by '@' and an epoch or 'last'.
+
+  Returns:
+    (workdir, epoch as an int or 'last').
+
+  >>> split_epoch('runs/pre@5'), split_epoch('gs://b/run')
+  (('runs/pre', 5), ('gs://b/run', 'last'))
+  """
+  head, sep, tail = spec.rpartition('@')
+  if sep and (tail.isdigit() or tail == 'last'):
+    return head, int(tail) if tail.isdigit() else tail
+  return spec, 'last'
+
+
+def _check_init_from(config, workdir: str) -> None:
+  """Before any data are loaded: config.train.init_from names a kept epoch
+  of another run (only checked while `workdir` holds no run to resume)."""
+  spec = config.train.get('init_from', '')
+  if not spec or checkpoint.epochs(workdir):
+    return
+  if _same_path(split_epoch(spec)[0], workdir):
+    raise ValueError(f'config.train.init_from={spec!r} is this run\'s own '
+                     'workdir; name the run to start from.')
+  _init_source(spec)
+
+
+def _init_source(spec: str) -> tuple[str, int]:
+  """(workdir, resolved epoch) of config.train.init_from, or a clear error."""
+  src, epoch = split_epoch(spec)
+  try:
+    return src, checkpoint.resolve_epoch(src, epoch)
+  except FileNotFoundError as e:
+    raise FileNotFoundError(f'config.train.init_from={spec!r}: {e}') from None
+
+
+def _same_path(a: str, b: str) -> bool:
+  if '://' in a or '://' in b:  # gs:// and the like: compare as written.
+    return a.rstrip('/') == b.rstrip('/')
+  return os.path.realpath(a) == os.path.realpath(b)
+
+
+def _leaf_shapes(variables) -> dict[str, tuple[tuple[int, ...], str]]:
+  """'collection/module/leaf' -> (shape, dtype) of params and batch_stats."""
+  flat = jax.tree_util.tree_flatten_with_path(
+      {'params': variables['params'],
+       'batch_stats': variables.get('batch_stats') or {}})[0]
+  return {'/'.join(str(getattr(k, 'key', k)) for k in path):
+          (tuple(leaf.shape), str(leaf.dtype)) for path, leaf in flat}
+
+
+def check_same_architecture(fresh, source, where: str,
+                            skip: frozenset[str] = frozenset()) -> None:
+  """Raises ValueError naming the first leaf that differs in path, shape
+  or dtype between two {'params', 'batch_stats'} trees.
+
+  Args:
+    fresh: the variables this config builds.
+    source: the variables of the checkpoint to start from.
+    where: names the checkpoint in the message.
+    skip: leaves not compared ('params/head/kernel', ...).
+
+  >>> import numpy as np
+  >>> v = {'params': {'w': np.zeros((2, 3))}}
+  >>> check_same_architecture(v, {'params': {'w': np.zeros((3, 3))}}, 'x')
+  Traceback (most recent call last):
+  ...
+  ValueError: x holds another architecture: params/w has shape (3, 3) ...
+  """
+  a, b = _leaf_shapes(fresh), _leaf_shapes(source)
+  for key in sorted((set(a) | set(b)) - skip):
+    if a.get(key) != b.get(key):
+      there = ('no such array' if key not in b else
+               f'has shape {b[key][0]} {b[key][1]}')
+      here = ('none' if key not in a else f'{a[key][0]} {a[key][1]}')
+      hint = (" (or a new head: config.train.init_fresh='CLF')"
+              if key.startswith('params/head/') else '')
+      raise ValueError(
+          f'{where} holds another architecture: {key} {there} there and '
+          f'{here} in this config; init_from needs the same model (name, '
+          f'width, sizes) and number of classes{hint}.')
+
+
+def _fresh_keys(params, group: str) -> frozenset[str]:
+  """'params/...' paths of the leaves of `group` ('' = none)."""
+  if not group:
+    return frozenset()
+  flat = flax.traverse_util.flatten_dict(groups.mask(params, group), sep='/')
+  return frozenset(f'params/{k}' for k, m in flat.items() if m)
+
+
+def merge_start(fresh, source, fresh_group: str = '') -> dict[str, Any]:
+  """The source's params and batch_stats; the leaves of `fresh_group` keep
+  their fresh init (a new classifier: 'CLF').
+
+  Args:
+    fresh: the variables this config builds.
+    source: the variables of the checkpoint to start from (already checked
+      with check_same_architecture).
+    fresh_group: a parameter group of groups.GROUPS, or ''.
+
+  Returns:
+    {'params', 'batch_stats'}.
+
+  >>> import numpy as np
+  >>> f = {'params': {'conv1': {'kernel': np.zeros(2)},
+  ...                 'head': {'kernel': np.zeros(3)}}, 'batch_stats': {}}
+  >>> s = {'params': {'conv1': {'kernel': np.ones(2)},
+  ...                 'head': {'kernel': np.ones(5)}}, 'batch_stats': {}}
+  >>> out = merge_start(f, s, 'CLF')['params']
+  >>> out['conv1']['kernel'].tolist(), out['head']['kernel'].tolist()
+  ([1.0, 1.0], [0.0, 0.0, 0.0])
+  """
+  keep = _fresh_keys(fresh['params'], fresh_group)
+  new = flax.traverse_util.flatten_dict(fresh['params'], sep='/')
+  old = flax.traverse_util.flatten_dict(source['params'], sep='/')
+  params = {k: v if f'params/{k}' in keep else old[k] for k, v in new.items()}
+  return {'params': flax.traverse_util.unflatten_dict(params, sep='/'),
+          'batch_stats': source.get('batch_stats') or {}}
+
+
+def start_variables(config, variables, mesh) -> dict[str, Any]:
+  """The epoch-0 variables: a fresh init, or config.train.init_from's.
+
+  Args:
+    config: the training config.
+    variables: the fresh {'params', 'batch_stats'} of this config.
+    mesh: where to place restored arrays.
+
+  Returns:
+    `variables`, or the params and batch_stats of the checkpoint named by
+    config.train.init_from (ValueError if its architecture differs), with
+    the group config.train.init_fresh kept fresh.
+  """
+  spec = config.train.get('init_from', '')
+  if not spec:
+    return variables
+  src, epoch = _init_source(spec)
+  restored, _ = checkpoint.restore_model(src, epoch, mesh)
+  group = config.train.get('init_fresh', '')
+  check_same_architecture(variables, restored,
+                          f'config.train.init_from={spec!r}',
+                          _fresh_keys(variables['params'], group))
+  logging.info('Starting from epoch %d of %s (fingerprint %s).', epoch, src,
+               checkpoint.fingerprint(restored))
+  return merge_start(variables, restored, group)
 
 
 def _metrics_path(workdir: str) -> epath.Path:
@@ -87,13 +254,31 @@ def evaluate(eval_step, mesh, params, batch_stats, x, y,
           'accuracy': tot['correct'] / tot['count']}
 
 
-def _prepare_workdir(config, workdir: str, overwrite: bool):
-  """Opens the checkpoint manager; refuses a workdir of another config."""
-  keep = {*config.train.keep_epochs, config.train.epochs}
-  mngr = checkpoint.manager(workdir, keep)
+def open_run(workdir: str, config: dict[str, Any], *, overwrite: bool,
+             keep=(), arrays=('model', 'opt'), ignore=(),
+             outputs_to_drop=(METRICS,)):
+  """Opens a run's checkpoint manager; refuses a workdir of another config.
+
+  Shared by the mains. A workdir whose stored config differs (keys under
+  `ignore` aside) or whose checkpoint is damaged is refused unless
+  `overwrite`, which deletes its checkpoints and `outputs_to_drop`.
+
+  Args:
+    workdir: the run's folder.
+    config: the run's config as a dict.
+    overwrite: replace a run of another config.
+    keep: steps to keep besides step 0 and the latest.
+    arrays: the array items of the checkpoints.
+    ignore: key prefixes that may differ between a run and its resumption.
+    outputs_to_drop: files of the old run deleted on overwrite.
+  Returns:
+    The checkpoint manager.
+  """
+  mngr = checkpoint.manager(workdir, keep, arrays=arrays)
   try:
     old = checkpoint.stored_config(mngr)
-    diff = config_diff(old, config.to_dict()) if old is not None else []
+    diff = [k for k in (config_diff(old, config) if old is not None else [])
+            if not k.startswith(tuple(ignore))]
   except checkpoint.CheckpointError as e:
     if not overwrite:
       raise checkpoint.CheckpointError(
@@ -107,8 +292,9 @@ def _prepare_workdir(config, workdir: str, overwrite: bool):
     logging.warning('Overwriting the run in %s.', workdir)
     mngr.close()
     (epath.Path(workdir) / checkpoint.CKPT_DIR).rmtree(missing_ok=True)
-    _metrics_path(workdir).unlink(missing_ok=True)
-    mngr = checkpoint.manager(workdir, keep)
+    for name in outputs_to_drop:
+      (epath.Path(workdir) / name).unlink(missing_ok=True)
+    mngr = checkpoint.manager(workdir, keep, arrays=arrays)
   return mngr
 
 
@@ -126,6 +312,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, *,
   """
   validate(config)
   outputs.check_writable(workdir, '--workdir')
+  _check_init_from(config, workdir)
   ds = data.from_config(config.data)
   model = build(config, ds)
   mesh = sharding.make_mesh(config.num_devices)
@@ -137,15 +324,18 @@ def run(config: ml_collections.ConfigDict, workdir: str, *,
   if steps == 0:
     raise ValueError(f'config.train.batch_size={bs} exceeds the '
                      f'{len(ds.y_train)} training examples.')
-  mngr = _prepare_workdir(config, workdir, overwrite)
+  mngr = open_run(workdir, config.to_dict(), overwrite=overwrite,
+                  keep={*config.train.keep_epochs, config.train.epochs})
 
   root = jax.random.key(config.seed)
   tx, schedule = training.make_optimizer(config.optim,
                                          steps * config.train.epochs)
   variables = training.init_variables(model, jax.random.fold_in(root, 0),
                                       ds.input_shape)
-  state = sharding.put_replicated(mesh, training.init_state(variables, tx))
   start = mngr.latest_step()
+  if start is None:
+    variables = start_variables(config, variables, mesh)
+  state = sharding.put_replicated(mesh, training.init_state(variables, tx))
   if start is None:
     start = 0
     checkpoint.save(mngr, 0, state, config.to_dict())
