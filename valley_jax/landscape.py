@@ -202,6 +202,13 @@ def make_sweep(model: nn.Module, mean=(0.0,), std=(1.0,), *,
     args = (params, batch_stats, tuple(directions), coeffs_PxK)
     if mesh is not None:
       args = sharding.put_replicated(mesh, args)
+    else:
+      # Place everything as the parameters are: the same arrays with another
+      # sharding object (a one-device NamedSharding or SingleDeviceSharding,
+      # depending on which jit made them) would trace the sweep again.
+      where = getattr(jax.tree.leaves(params)[0], 'sharding', None)
+      if where is not None:
+        args = jax.device_put(args, where)
     return run(*args, data, recal_x, min(size, coeffs_PxK.shape[0]))
 
   return sweep
