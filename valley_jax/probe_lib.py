@@ -81,7 +81,8 @@ def validate(config: ml_collections.ConfigDict) -> list[str]:
   """
   kinds = check_names(config)
   selected = [studies.STUDIES[k] for k in kinds]
-  if any(not s.multi_run for s in selected) and not _will_train(config):
+  if any(_probes_main(s, config) for s in selected) and not _will_train(
+      config):
     if not checkpoint.epochs(config.checkpoint):
       raise FileNotFoundError(
           f'config.checkpoint={config.checkpoint!r} holds no checkpoint. '
@@ -92,6 +93,12 @@ def validate(config: ml_collections.ConfigDict) -> list[str]:
     if s.multi_run:
       _check_runs(s, config)
   return kinds
+
+
+def _probes_main(study: studies.Study, config) -> bool:
+  """Whether a kind measures config.checkpoint (a kind whose checkpoints
+  are [] measures none: a theory demo on its own data)."""
+  return not study.multi_run and bool(study.checkpoints(config))
 
 
 def _check_runs(study: studies.Study, config) -> None:
@@ -225,11 +232,17 @@ def table(results: dict[str, Any]) -> str:
   return '\n'.join(rows)
 
 
-def _ensure_trained(config) -> None:
-  if _will_train(config):
+def _ensure_trained(config, kinds: list[str]) -> None:
+  if _will_train(config) and any(
+      _probes_main(studies.STUDIES[k], config) for k in kinds):
     logging.warning('No checkpoint in %s: training %s first.',
                     config.checkpoint, config.train.model.name)
     train_lib.run(config.train, config.checkpoint)
+
+
+# The header of a kind that measures no checkpoint; its results override
+# model and dataset.
+_NO_CHECKPOINT = {'model': None, 'dataset': None, 'checkpoint': None}
 
 
 def _header(workdir: str, epoch) -> dict[str, Any]:
@@ -273,7 +286,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, str]:
   """
   kinds = validate(config)
   outputs.check_writable(workdir, '--workdir')
-  _ensure_trained(config)
+  _ensure_trained(config, kinds)
   p = Prober(config)
   main, paths = None, {}
   for kind in kinds:
@@ -282,11 +295,13 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, str]:
                                                                    kind)]
     results = _finished(folder, config, prov)
     if results is None:
-      if main is None and not studies.STUDIES[kind].multi_run:
+      probes_main = _probes_main(studies.STUDIES[kind], config)
+      if main is None and probes_main:
         main = p.subject(config.checkpoint, config.epoch)
-      out = _RUNNERS[kind](p, main)
+      out = _RUNNERS[kind](p, main if probes_main else None)
+      cks = _checkpoints_of(config, kind)
       results = outputs.finite_or_none({
-          'kind': kind, **_header(*_checkpoints_of(config, kind)[0]),
+          'kind': kind, **(_header(*cks[0]) if cks else _NO_CHECKPOINT),
           'provenance': prov, 'config': config.to_dict(), **out})
       folder.mkdir(parents=True, exist_ok=True)
       results['figures'] = _draw(kind, results, folder)

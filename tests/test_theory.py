@@ -1,0 +1,264 @@
+"""The theory demos: hand-derivable checks and each figure's finding."""
+
+import doctest
+import functools
+import json
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+
+from conftest import tiny_train_config
+from valley_jax import (checkpoint, defaults, landscape, models, probe_lib,
+                        theory, train_lib)
+from valley_jax.data import pipeline
+from valley_jax.studies import common
+from valley_jax.studies import theory as theory_study
+
+
+def _load(path):
+  with open(path) as f:
+    return json.load(f)
+
+
+def _config(checkpoint_dir, kind):
+  c = defaults.probe_config(checkpoint_dir)
+  c.kind = kind
+  c.sweep.num_points = 5
+  c.sweep.recal_samples = 200
+  c.sweep.recal_batch_size = 200
+  c.sweep.eval_batch_size = 360
+  return c
+
+
+def test_docstring_examples():
+  result = doctest.testmod(theory, optionflags=doctest.ELLIPSIS)
+  assert result.attempted > 0 and result.failed == 0
+
+
+# ------------------------------------------------- softmax regression algebra
+
+
+def _tiny_softmax(seed=0, n=5, c=3, d=4):
+  rng = np.random.default_rng(seed)
+  return (rng.normal(size=(c, d)), rng.normal(size=(n, d)) * 2.0,
+          rng.integers(0, c, n))
+
+
+def _mean_ce(w, x, y):
+  logp = jax.nn.log_softmax(x @ w.T)
+  return -jnp.mean(logp[jnp.arange(len(y)), y])
+
+
+def test_hessian_and_taylor_terms_match_autodiff():
+  w, x, y = _tiny_softmax()
+  v = np.random.default_rng(1).normal(size=w.shape)
+  c, d = w.shape
+  with jax.enable_x64(True):
+    h = np.asarray(jax.jit(jax.hessian(_mean_ce))(w, x, y)).reshape(
+        c * d, c * d)
+    grad = np.asarray(jax.jit(jax.grad(_mean_ce))(w, x, y))
+  # H = mean_i (diag p − ppᵀ) ⊗ xxᵀ, with vec(W) row-major.
+  p = theory.softmax_probs(w, x)
+  kron = np.mean([np.kron(np.diag(pi) - np.outer(pi, pi), np.outer(xi, xi))
+                  for pi, xi in zip(p, x)], axis=0)
+  np.testing.assert_allclose(kron, h, atol=1e-12)
+  assert theory.hessian_trace(w, x) == pytest.approx(np.trace(h), rel=1e-12)
+  first, second = theory.taylor_terms(w, v, x, y)
+  assert first == pytest.approx(np.sum(grad * v), rel=1e-10)
+  assert second == pytest.approx(v.ravel() @ h @ v.ravel(), rel=1e-10)
+  m = theory.softmax_metrics(w, x, y)
+  with jax.enable_x64(True):
+    assert m['loss'] == pytest.approx(float(jax.jit(_mean_ce)(w, x, y)),
+                                      rel=1e-12)
+  assert m['spread'] == pytest.approx(np.mean(1.0 - np.sum(p ** 2, 1)))
+
+
+def test_listing1_mean_is_the_closed_form_and_grows():
+  lams = np.linspace(-1.0, 1.0, 5)
+  values, h = theory.listing1(jax.random.key(3), lams, 512, 0.1, 4000)
+  assert values.shape == (5, 4000)
+  means, se = values.mean(1), values.std(1) / np.sqrt(4000)
+  expected = [theory.listing1_mean(h, 0.1, lam) for lam in lams]
+  assert np.all(np.abs(means - expected) < 5 * se)
+  assert np.all(np.diff(means) > 10.0)  # ≈ 0.1·512·0.8·0.5 ≈ 20 per step.
+  # For small a the shift is ≈ a·||h||²·√(2/π) per unit λ.
+  slope = (expected[-1] - expected[0]) / 2
+  assert slope == pytest.approx(0.1 * h @ h * np.sqrt(2 / np.pi), rel=0.02)
+  counts, edges = theory.histograms(values, 50)
+  assert counts.shape == (5, 50) and len(edges) == 51
+  assert np.all(counts.sum(1) == 4000)
+
+
+# ------------------------------------------------------------- ReLU activity
+
+
+def test_confusion_matches_a_numpy_count():
+  rng = np.random.default_rng(0)
+  a, b = rng.normal(size=(7, 3, 5)), rng.normal(size=(7, 3, 5))
+  got = np.asarray(theory.confusion(jnp.asarray(a), jnp.asarray(b)))
+  on_a, on_b = a > 0, b > 0
+  want = [[np.sum(on_a & on_b), np.sum(on_a & ~on_b)],
+          [np.sum(~on_a & on_b), np.sum(~on_a & ~on_b)]]
+  assert got.tolist() == want
+
+
+@pytest.mark.parametrize('name,shape,kw,layers', [
+    ('cnn', (8, 8, 1), {}, ['bn1_1', 'bn1_2', 'bn2_1', 'bn2_2', 'dense1',
+                            'dense2']),
+    ('mlp', (8, 8, 1), {'bn': True}, ['bn1', 'bn2']),
+    ('mlp', (8, 8, 1), {'bn': False}, ['dense1', 'dense2']),
+    ('resnet20', (8, 8, 3), {}, None),
+])
+def test_relu_layers_of_each_architecture(name, shape, kw, layers):
+  m = models.build_model(name, 10, width=0.25, **kw)
+  x = jax.ShapeDtypeStruct((2, *shape), jnp.float32)
+  v = jax.eval_shape(m.init, jax.random.key(0), x)
+  names = theory.relu_layers(m, v, x)
+  acts = jax.eval_shape(functools.partial(theory.relu_inputs, m), v, x)
+  assert set(acts) == set(names)
+  if layers is None:  # ResNet20: stem, then bn1 and the output of 9 blocks.
+    assert len(names) == 19 and names[:3] == ['bn_stem', 'layer1_0/bn1',
+                                              'layer1_0']
+  else:
+    assert names == layers
+
+
+def test_relu_inputs_are_the_preactivations():
+  """MLP without BN: dense1's capture is x W + b, and outputs are unchanged."""
+  m = models.build_model('mlp', 3, hidden=(4,), bn=False)
+  v = jax.jit(m.init)(jax.random.key(0), jnp.zeros((1, 2)))
+  x = np.random.default_rng(0).normal(size=(6, 2)).astype(np.float32)
+  acts = jax.jit(functools.partial(theory.relu_inputs, m))(v, x)
+  k, b = v['params']['dense1']['kernel'], v['params']['dense1']['bias']
+  np.testing.assert_allclose(acts['dense1'], x @ k + b, rtol=1e-6)
+  # Negated parameters negate the pre-activations: every unit flips.
+  fn = theory.make_confusion(m)
+  counts = np.asarray(fn(v, jax.tree.map(lambda t: -t, v), x)['dense1'])
+  pre = x @ k + b
+  assert counts.tolist() == [[0, np.sum(pre > 0)], [np.sum(pre < 0), 0]]
+
+
+# ----------------------------------------------------------- the gradient
+
+
+def test_dataset_gradient_matches_one_full_batch(trained_mlp):
+  variables, cfg = checkpoint.restore_model(trained_mlp)
+  ds = probe_lib.Prober(_config(trained_mlp, 'gradient')).dataset(cfg['data'])
+  model = train_lib.build(ml_collections.ConfigDict(cfg), ds)
+  x, y = ds.x_train[:50], ds.y_train[:50]
+  data = landscape.make_batches(x, y, 16)  # 4 batches, the last padded.
+  g = jax.jit(functools.partial(theory.dataset_gradient, model))(
+      variables['params'], variables['batch_stats'], data.x, data.y, data.w)
+
+  def full(p):
+    logits = model.apply({'params': p,
+                          'batch_stats': variables['batch_stats']},
+                         pipeline.normalize(jnp.asarray(x), (0.0,), (1.0,)),
+                         train=False)
+    return jnp.mean(jax.vmap(lambda z, t: -jax.nn.log_softmax(z)[t])(
+        logits, y))
+
+  want = jax.jit(jax.grad(full))(variables['params'])
+  for a, b in zip(jax.tree.leaves(g), jax.tree.leaves(want)):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+  assert theory.cosine(want, want) == pytest.approx(1.0, abs=1e-6)
+
+
+# --------------------------------------------------- the kinds, end to end
+
+
+def test_checkpoint_free_kinds_and_their_findings(tmp_path):
+  """Fig. 10, 27, 29: no checkpoint exists, none is checked or trained."""
+  nothing = str(tmp_path / 'nothing')
+  c = _config(nothing, 'softmax_maps,listing1,listing2')
+  c.train_if_missing = nothing  # Would train if a kind needed it.
+  c.train = tiny_train_config(epochs=1)
+  c.seeds = 8
+  c.softmax_maps.classes = (0, 3)
+  c.softmax_maps.lambdas = (-1.0, -0.5, 0.0, 0.5, 1.0)
+  c.listing1.draws = 2000
+  c.listing1.bins = 40
+  c.listing2.num_points = 11
+  paths = probe_lib.run(c, str(tmp_path / 'probe'))
+  assert not (tmp_path / 'nothing').exists()
+  for kind in ('softmax_maps', 'listing1', 'listing2'):
+    res = _load(paths[kind])
+    assert res['provenance'] == [] and res['checkpoint'] is None
+    assert res['model'] and res['dataset'] and 'curves' in res
+    assert (tmp_path / 'probe' / kind / 'figure.png').exists()
+  _check_softmax_maps(_load(paths['softmax_maps']))
+  s = _load(paths['listing1'])['summary']
+  assert s['mean_increases'] and s['mean'][-1] - s['mean'][0] > 60
+  _check_listing2(_load(paths['listing2']))
+
+
+def _check_softmax_maps(res):
+  m = res['maps']
+  lams, corr = np.asarray(m['lambdas']), np.asarray(m['correlation'])
+  for lam in (0.5, 1.0):
+    plus, minus = corr[lams == lam][0], corr[lams == -lam][0]
+    assert np.all(plus > 0.5) and np.all(minus < 0.0)  # Kept vs destroyed.
+  err = dict(zip(res['curves'][0]['lambdas'], res['curves'][0]['error']))
+  assert err[0.0] < 0.01 and err[0.5] + 0.4 < err[-0.5]
+
+
+def _check_listing2(res):
+  r = res['listing2']
+  sc, g = r['favoured']['|G(0,1)|·s(W)'], r['favoured']['G(0,1)']
+  assert sc['error'] == sc['loss'] == 1.0  # Every draw, every λ ≥ 0.5.
+  assert sc['spread'] >= 0.6 and sc['trace'] >= 0.6
+  assert 0.1 <= g['error'] <= 0.9 and 0.1 <= g['loss'] <= 0.9
+  asym_sc, asym_g = r['asymmetry']['|G(0,1)|·s(W)'], r['asymmetry']['G(0,1)']
+  for k in ('error', 'loss'):  # 100 draws: SC 0.41, 0.71; G 0.00, 0.01.
+    assert asym_sc[k] > 0.3 > 4 * abs(asym_g[k])
+  for k in ('spread', 'trace'):  # 100 draws: SC 0.21; G -0.05.
+    assert asym_sc[k] > max(0.05, asym_g[k] + 0.1)
+  assert len(r['metrics']['G(0,1)']['trace']) == 8  # One row per draw.
+  lams = np.asarray(r['lambdas'])
+  assert lams.tolist() == np.linspace(-1, 1, 11).tolist()
+
+
+def test_activations_and_gradient_kinds(trained_mlp, tmp_path):
+  c = _config(trained_mlp, 'activations,gradient')
+  c.activations.amplitudes = (0.5, 1.0)
+  c.activations.n_samples = 100
+  paths = probe_lib.run(c, str(tmp_path))
+  res = _load(paths['activations'])
+  a = res['activations']
+  assert a['lambdas'] == [-1.0, -0.5, 0.5, 1.0] and a['layers'] == ['bn1',
+                                                                   'bn2']
+  counts = np.asarray(a['counts'])
+  assert counts.shape == (4, 2, 2, 2)
+  assert np.all(counts.sum((2, 3)) == 100 * 32)  # 100 images × 32 units.
+  s = res['summary']
+  assert all(p > n for p, n in zip(s['positive'], s['negative']))
+  assert (tmp_path / 'activations' / 'figure.png').exists()
+  g = _load(paths['gradient'])
+  assert [cv['label'] for cv in g['curves']] == ['∇L(θf)', 'sign(θf)']
+  cos = g['gradient']['cosines']
+  assert abs(cos['G(0,1)']) < 5 * g['gradient']['random_scale']
+  assert -1.0 <= cos['sign(θf)'] <= 1.0
+  assert (tmp_path / 'gradient' / 'figure_cosine.png').exists()
+
+
+def test_activation_counts_match_a_direct_count(trained_mlp):
+  """One point by hand: relu_inputs at θf and θf + λd, counted in numpy."""
+  c = _config(trained_mlp, 'activations')
+  c.sweep.recal = 'off'
+  p = probe_lib.Prober(c)
+  s = p.subject(trained_mlp)
+  d = common.make_direction(p, s, 0, noise='gaussian', sign_consistent=True)
+  got = theory_study._confusions(p, s, d, [0.5], 50)[0]
+  x = s.dataset.x_test[:50]
+  base = {'params': s.params, 'batch_stats': s.batch_stats}
+  moved = {'params': jax.tree.map(lambda t, e: t + 0.5 * e, s.params, d),
+           'batch_stats': s.batch_stats}
+  capture = jax.jit(functools.partial(theory.relu_inputs, s.model))
+  a0, a1 = capture(base, x), capture(moved, x)
+  for k in ('bn1', 'bn2'):
+    on0, on1 = np.asarray(a0[k]) > 0, np.asarray(a1[k]) > 0
+    assert got[k].tolist() == [[np.sum(on0 & on1), np.sum(on0 & ~on1)],
+                               [np.sum(~on0 & on1), np.sum(~on0 & ~on1)]]

@@ -1,0 +1,432 @@
+"""The theory demos (paper Sect. 5 and Appendix D) as probe kinds.
+
+Kinds (the functions themselves live in valley_jax/theory.py):
+
+* softmax_maps (Fig. 10) and listing2 (Fig. 29, Listing 2): a multinomial
+  logistic regression without intercept fitted by scikit-learn on all 1,797
+  unstandardised digits (lbfgs, C = 1, fit_intercept=False; Fig. 10 to
+  convergence with max_iter 5000, Listing 2 with its max_iter 500; both
+  converge in about 170 iterations), evaluated on the same data.
+* listing1 (Fig. 27, Listing 1): the ReLU simulation on synthetic vectors.
+* activations (Fig. 28): ReLU confusion matrices of config.checkpoint.
+* gradient (Appendix D.1): sign(θf) against ∇L(θf), and a curve along ∇L.
+
+softmax_maps, listing1 and listing2 measure no checkpoint (Study
+checkpoints = []): they run without any training run and their provenance
+is []. Random draws come from the probe's root key (config.seed), so a run
+is reproducible; Listing 2's n of draw s uses the key of the G(0,1)
+direction of seed s (directions.direction_key). The softmax kinds and
+listing1 use the listings' sign s(w) = 2·[w > 0] − 1; activations and
+gradient the probe's (tree.sign, sign(0) = +1).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from typing import TYPE_CHECKING, Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from valley_jax import (checks, directions, landscape, normalize, plots,
+                        sharding, theory, tree)
+from valley_jax.studies import Study, common, register
+
+if TYPE_CHECKING:  # Only for annotations: probe_lib imports the studies.
+  from valley_jax.probe_lib import Prober
+
+Config = ml_collections.ConfigDict
+# fold_in salt of Listing 1's key, apart from every direction's key.
+_LISTING1_SALT = 271_828
+
+
+def _no_checkpoint(config: Config) -> list[tuple[str, Any]]:
+  """checkpoints(config) of a kind that measures no checkpoint."""
+  del config
+  return []
+
+
+def _sweep_lams(p: Prober) -> np.ndarray:
+  sw = p.config.sweep
+  return np.linspace(sw.lam_min, sw.lam_max, sw.num_points)
+
+
+# -------------------------------------------------------------- softmax_maps
+
+
+def softmax_maps(p: Prober, _) -> dict[str, Any]:
+  """Fig. 10: w_c + λ·s(w_c) of a digits softmax regression, as 8×8 maps.
+
+  Besides the maps, their Pearson correlation with w_c (the pattern is
+  kept where it stays high) and a curve of W + λ·s(W) on the same data
+  (λ over config.sweep's range) put numbers on the figure.
+
+  Args:
+    p: the Prober.
+
+  Returns:
+    The curve, the maps, their correlations and a sample image per class.
+  """
+  c = p.config.softmax_maps
+  x, y = theory.digits()
+  w = theory.fit_softmax(x, y, c.max_iter)
+  lams = np.asarray(c.lambdas, np.float64)
+  maps = theory.sign_maps(w, c.classes, lams)
+  corr_LxK = theory.pattern_correlation(maps, w, c.classes)
+  curve_lams = _sweep_lams(p)
+  m = [theory.softmax_metrics(w + lam * theory.listing_sign(w), x, y)
+       for lam in curve_lams]
+  curve = common.curve('W + λ·s(W)', 'digits', curve_lams,
+                       [r['loss'] for r in m], [r['error'] for r in m],
+                       **common.curve_meta('sign', True, None, 'none'))
+  p.bar.update(1)
+  samples = [x[np.flatnonzero(y == k)[0]].reshape(8, 8) for k in c.classes]
+  return {'model': 'softmax regression', 'dataset': 'digits',
+          'curves': [curve],
+          'maps': {'classes': list(c.classes), 'lambdas': lams.tolist(),
+                   'maps': maps.tolist(), 'samples': np.stack(
+                       samples).tolist(), 'correlation': corr_LxK.tolist(),
+                   'mean_correlation': corr_LxK.mean(1).tolist()}}
+
+
+def _softmax_maps_config() -> Config:
+  return Config(dict(classes=(0, 2, 3, 4, 7), max_iter=5000,
+                     lambdas=(-1.0, -0.5, -0.25, 0.0, 0.25, 0.5, 1.0)))
+
+
+def _softmax_maps_validate(config: Config) -> None:
+  c = config.softmax_maps
+  if not c.classes or not c.lambdas:
+    raise ValueError('config.softmax_maps.classes and .lambdas must not be '
+                     'empty.')
+
+
+register(Study(
+    'softmax_maps', softmax_maps, _softmax_maps_config,
+    validate=_softmax_maps_validate, figure=plots.softmax_maps,
+    checkpoints=_no_checkpoint,
+    fields=(checks.Field('softmax_maps.classes', int, lo=0, hi=9,
+                         why='the digits classes'),
+            checks.count('softmax_maps.max_iter'),
+            checks.finite('softmax_maps.lambdas'))))
+
+
+# ------------------------------------------------------------------ listing1
+
+
+def listing1(p: Prober, _) -> dict[str, Any]:
+  """Fig. 27 (Listing 1): histograms of (w + λ·s(w))ᵀh and their means.
+
+  Args:
+    p: the Prober (its root key draws h and w).
+
+  Returns:
+    The histograms and, per λ, the sample mean, the closed-form mean
+    (theory.listing1_mean), the std and the fraction of positive values
+    (active ReLUs).
+  """
+  c = p.config.listing1
+  lams = np.asarray(c.lambdas, np.float64)
+  key = jax.random.fold_in(p.root, _LISTING1_SALT)
+  values_LxN, h = theory.listing1(key, lams, c.dim, c.a, c.draws)
+  counts, edges = theory.histograms(values_LxN, c.bins)
+  mean = values_LxN.mean(1)
+  p.bar.update(1)
+  return {'model': 'ReLU simulation', 'dataset': 'synthetic', 'curves': [],
+          'histograms': {'lambdas': lams.tolist(), 'counts': counts.tolist(),
+                         'edges': edges.tolist()},
+          'summary': {
+              'lambdas': lams.tolist(), 'mean': mean.tolist(),
+              'expected_mean': [theory.listing1_mean(h, c.a, lam)
+                                for lam in lams],
+              'std': values_LxN.std(1).tolist(),
+              'active': (values_LxN > 0).mean(1).tolist(),
+              'mean_increases': bool(np.all(np.diff(mean[np.argsort(
+                  lams)]) > 0))}}
+
+
+def _listing1_config() -> Config:
+  return Config(dict(dim=512, a=0.1, draws=10_000, bins=500,
+                     lambdas=(-1.0, -0.5, 0.0, 0.5, 1.0)))
+
+
+def _listing1_validate(config: Config) -> None:
+  if not config.listing1.lambdas:
+    raise ValueError('config.listing1.lambdas must not be empty.')
+
+
+register(Study(
+    'listing1', listing1, _listing1_config, validate=_listing1_validate,
+    figure=plots.listing1, checkpoints=_no_checkpoint,
+    fields=(checks.count('listing1.dim'), checks.finite('listing1.a'),
+            checks.count('listing1.draws'), checks.count('listing1.bins'),
+            checks.finite('listing1.lambdas'))))
+
+
+# --------------------------------------------------------------- activations
+
+
+def activations(p: Prober, s: common.Subject) -> dict[str, Any]:
+  """Fig. 28: which ReLUs change state at θf + λ·d, d = NS(|ε|·sign(θf)).
+
+  Choices: ε is config.activations.noise (G(0,1)) of seed 0, made sign-
+  consistent and normalised by config.normalization (NS: ||d|| = ||θf||),
+  the direction the valley studies sweep. The layers are every ReLU of the
+  model (theory.feeds_relu: the BN outputs that feed a ReLU, plus the
+  dense1/dense2 head layers of VGG-style nets; in a ResNet bn_stem, every
+  block's bn1 and every block's output). The units are read on the first
+  n_samples test images; θf and each point are evaluated alike, with BN
+  statistics recalibrated as the sweep does (config.sweep.recal).
+
+  Args:
+    p: the Prober.
+    s: config.checkpoint.
+
+  Returns:
+    Per λ = ±a and layer the 2×2 counts (rows active/inactive at θf,
+    columns at the point), the pooled confusion fractions, the diagonal
+    sums, and the valley curve along the same d.
+  """
+  c, norm = p.config.activations, p.config.normalization
+  layers = theory.relu_layers(
+      s.model, {'params': s.params, 'batch_stats': s.batch_stats},
+      jax.ShapeDtypeStruct((1, *s.dataset.input_shape), jnp.float32))
+  if not layers:
+    name = s.train_config['model']['name']
+    raise ValueError(f'activations needs ReLUs; {name} has none '
+                     '(theory.feeds_relu).')
+  d = common.make_direction(p, s, 0, noise=c.noise, sign_consistent=True,
+                            normalization=norm)
+  amps = sorted(float(a) for a in c.amplitudes)
+  lams = [-a for a in reversed(amps)] + amps
+  counts = _confusions(p, s, d, lams, c.n_samples)
+  out = _confusion_summary(counts, layers, lams, amps)
+  name = directions.NOISE_LABELS[c.noise]
+  curve = common.line(p, s, f'|{name}|·sign(θ)', 'activations', lambda _: d,
+                      lams=sorted({0.0, *lams}),
+                      **common.curve_meta(c.noise, True, None, norm))
+  return {'curves': [curve], **out}
+
+
+def _variables(s: common.Subject, recal, params) -> dict[str, Any]:
+  """params with the BN statistics the sweep would evaluate them with."""
+  stats = s.batch_stats
+  if s.sweep.recal_x is not None:
+    stats = recal(params, s.batch_stats, s.sweep.recal_x)
+  return {'params': params, 'batch_stats': stats}
+
+
+def _confusions(p: Prober, s: common.Subject, d, lams,
+                n_samples: int) -> list[dict[str, np.ndarray]]:
+  """Per λ: layer -> 2×2 counts over the first n_samples test images."""
+  ds = s.dataset
+  fn = theory.make_confusion(s.model, ds.mean, ds.std)
+  recal = jax.jit(functools.partial(landscape.recalibrate, s.model,
+                                    mean=ds.mean, std=ds.std))
+  ref = _variables(s, recal, s.params)
+  x = ds.x_test[:n_samples] if n_samples else ds.x_test
+  bs = p.config.sweep.eval_batch_size
+  out = []
+  for lam in lams:
+    point = _variables(s, recal, tree.combine(s.params, [d], np.asarray(
+        [lam], np.float32)))
+    total = {}
+    for i in range(0, len(x), bs):
+      got = jax.device_get(fn(ref, point, x[i:i + bs]))
+      total = {k: total.get(k, 0) + v.astype(np.int64) for k, v in got.items()}
+    out.append(total)
+    p.bar.update(1)
+  return out
+
+
+def _confusion_summary(counts, layers, lams, amps) -> dict[str, Any]:
+  """The results.json entries of activations from the raw counts."""
+  c_LxKx2x2 = np.asarray([[cnt[k] for k in layers] for cnt in counts])
+  diag_LxK = (np.trace(c_LxKx2x2, axis1=2, axis2=3)
+              / c_LxKx2x2.sum((2, 3)))
+  pooled = c_LxKx2x2.sum(1)
+  frac_Lx2x2 = pooled / pooled.sum((1, 2), keepdims=True)
+  diag_all = np.trace(frac_Lx2x2, axis1=1, axis2=2)
+  by_lam = dict(zip(lams, diag_all.tolist()))
+  return {'activations': {
+      'lambdas': list(lams), 'layers': layers,
+      'counts': c_LxKx2x2.tolist(), 'confusion': frac_Lx2x2.tolist(),
+      'diagonal': diag_LxK.tolist(), 'diagonal_all': diag_all.tolist()},
+          'summary': {'amplitudes': amps,
+                      'positive': [by_lam[a] for a in amps],
+                      'negative': [by_lam[-a] for a in amps]}}
+
+
+def _activations_config() -> Config:
+  return Config(dict(noise='gaussian', amplitudes=(0.2, 0.4, 0.6, 0.8, 1.0),
+                     n_samples=500))
+
+
+def _activations_validate(config: Config) -> None:
+  directions.check_noise(config.activations.noise)
+  if not config.activations.amplitudes:
+    raise ValueError('config.activations.amplitudes must not be empty.')
+
+
+register(Study(
+    'activations', activations, _activations_config,
+    validate=_activations_validate, figure=plots.activations,
+    fields=(checks.positive('activations.amplitudes',
+                            why='λ = ±a for each amplitude a'),
+            checks.count('activations.n_samples', 0,
+                         why='0 = the whole test split'))))
+
+
+# ------------------------------------------------------------------ listing2
+
+
+def listing2(p: Prober, _) -> dict[str, Any]:
+  """Fig. 29 (Listing 2): W + λ·n and W + λ·|n|·s(W) on the digits.
+
+  config.seeds draws of n (the listing makes one); every metric is kept
+  per draw. Per noise and metric, `favoured` is the fraction of (draw,
+  λ ≥ 0.5) pairs where the metric is lower at +λ than at −λ (0.5: no side
+  favoured), and `asymmetry` the mean of theory.asymmetry over draws (> 0:
+  the positive side is lower).
+
+  Args:
+    p: the Prober.
+
+  Returns:
+    One curve (error, CE) per noise and the per-draw metrics.
+  """
+  c = p.config.listing2
+  x, y = theory.digits()
+  w = theory.fit_softmax(x, y, c.max_iter)
+  lams = np.linspace(c.lam_min, c.lam_max, c.num_points)
+  curves, metrics, favoured, asymmetry = [], {}, {}, {}
+  for sc, name in ((False, 'G(0,1)'), (True, '|G(0,1)|·s(W)')):
+    runs = [theory.listing2_curve(w, _listing2_noise(p, w, seed, sc), lams,
+                                  x, y) for seed in range(p.config.seeds)]
+    per = {k: np.asarray([r[k] for r in runs]) for k in
+           theory.LISTING2_METRICS}
+    curves.append(common.curve(name, 'digits', lams, per['loss'],
+                               per['error'],
+                               **common.curve_meta('gaussian', sc, None,
+                                                   'none')))
+    metrics[name] = {k: v.tolist() for k, v in per.items()}
+    favoured[name] = {k: float(np.mean([theory.favoured(lams, r)
+                                        for r in v]))
+                      for k, v in per.items()}
+    asymmetry[name] = {k: float(np.mean([theory.asymmetry(lams, r)
+                                         for r in v]))
+                       for k, v in per.items()}
+    p.bar.update(1)
+  return {'model': 'softmax regression', 'dataset': 'digits',
+          'curves': curves,
+          'listing2': {'lambdas': lams.tolist(), 'metrics': metrics,
+                       'favoured': favoured, 'asymmetry': asymmetry,
+                       'weight_abs_mean': float(np.abs(w).mean())}}
+
+
+def _listing2_noise(p: Prober, w: np.ndarray, seed: int,
+                    sign_consistent: bool) -> np.ndarray:
+  """n ~ G(0,1) shaped like W (draw `seed`), or |n|·s(W)."""
+  key = directions.direction_key(p.root, seed,
+                                 list(directions.NOISES).index('gaussian'))
+  n = np.asarray(jax.random.normal(key, w.shape), np.float64)
+  return np.abs(n) * theory.listing_sign(w) if sign_consistent else n
+
+
+def _listing2_config() -> Config:
+  return Config(dict(max_iter=500, lam_min=-1.0, lam_max=1.0, num_points=21))
+
+
+def _listing2_validate(config: Config) -> None:
+  c = config.listing2
+  common.check_range(c.lam_min, c.lam_max, c.num_points, 'config.listing2')
+
+
+register(Study(
+    'listing2', listing2, _listing2_config, validate=_listing2_validate,
+    figure=plots.listing2, checkpoints=_no_checkpoint,
+    fields=(checks.count('listing2.max_iter'),
+            checks.finite('listing2.lam_min'),
+            checks.finite('listing2.lam_max'),
+            checks.count('listing2.num_points'))))
+
+
+# ------------------------------------------------------------------ gradient
+
+
+def gradient(p: Prober, s: common.Subject) -> dict[str, Any]:
+  """Appendix D.1: cos(sign(θf), ∇L(θf)) and a curve along ∇L(θf).
+
+  ∇L is the gradient of the mean CE over the whole training split in eval
+  mode (θf's running BN statistics; only params are differentiated). The
+  cosines of ∇L with θf, with the sign-consistent and the plain G(0,1)
+  directions of seed 0 (as the valley studies normalise them) are given
+  beside it; a random direction's is of the order 1/√D. The curves sweep
+  ∇L and sign(θf), each normalised by config.normalization, over
+  config.sweep's λ range. slope_sign = ⟨∇L, s·d⟩ for the swept sign
+  direction d: first_order_gap = slope_sign·(λmax − λmin) is what the
+  gradient alone predicts for L(λmax) − L(λmin), loss_gap what the curve
+  measures.
+
+  Args:
+    p: the Prober.
+    s: config.checkpoint.
+
+  Returns:
+    Two curves, the cosines and the first-order comparison.
+  """
+  c, norm, theta = p.config.gradient, p.config.normalization, s.params
+  g = _train_gradient(p, s)
+  sc = common.make_direction(p, s, 0, noise='gaussian', sign_consistent=True,
+                             normalization=norm)
+  plain = common.make_direction(p, s, 0, noise='gaussian',
+                                normalization=norm)
+  cosines = {'sign(θf)': theory.cosine(tree.sign(theta), g),
+             'θf': theory.cosine(theta, g),
+             '|G(0,1)|·sign(θf)': theory.cosine(sc, g),
+             'G(0,1)': theory.cosine(plain, g)}
+  d = normalize.normalize(g, theta, norm)
+  d_sign = common.make_direction(p, s, 0, special='sign', normalization=norm)
+  curves = [
+      common.line(p, s, '∇L(θf)', '∇L(θf)', lambda _: d, scale=c.scale,
+                  **common.curve_meta('gradient', False, None, norm)),
+      common.line(p, s, 'sign(θf)', 'sign(θf)', lambda _: d_sign,
+                  scale=c.scale, **common.curve_meta('sign', True, None,
+                                                      norm))]
+  size = tree.size(theta)
+  slope = float(optax.tree.vdot(g, d_sign)) * c.scale
+  lams = curves[1]['lambdas']
+  return {'curves': curves,
+          'gradient': {'cosines': cosines, 'norm': float(tree.norm(g)),
+                       'num_params': size,
+                       'random_scale': 1.0 / math.sqrt(size),
+                       'slope_sign': slope,
+                       'first_order_gap': slope * (lams[-1] - lams[0]),
+                       'loss_gap': curves[1]['loss'][-1] - curves[1][
+                           'loss'][0]}}
+
+
+def _train_gradient(p: Prober, s: common.Subject):
+  """∇L(θf) over the whole training split, batched and sharded."""
+  ds = s.dataset
+  n_dev = p.mesh.shape[sharding.DATA]
+  bs = -(-min(p.config.sweep.eval_batch_size, len(ds.y_train)) // n_dev)
+  data = landscape.make_batches(ds.x_train, ds.y_train, bs * n_dev, p.mesh)
+  fn = jax.jit(functools.partial(theory.dataset_gradient, s.model,
+                                 mean=ds.mean, std=ds.std))
+  g = fn(s.params, s.batch_stats, data.x, data.y, data.w)
+  p.bar.update(1)
+  return g
+
+
+def _gradient_config() -> Config:
+  return Config(dict(scale=1.0))
+
+
+register(Study(
+    'gradient', gradient, _gradient_config, figure=plots.gradient,
+    fields=(checks.positive('gradient.scale', why=common.SCALE_WHY),)))
