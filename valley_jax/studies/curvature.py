@@ -1,0 +1,213 @@
+"""Curvature along the valley: a valley curve with a curvature track.
+
+Kind: curvature. For one noise, plain and sign-consistent (|ε|·sign(θ)),
+normalised with config.normalization, at every λ of the curve θ + λ·s·d:
+the sweep's test loss and error, the curvature dᵀHd/‖d‖² along the curve's
+own direction d and Hutchinson's estimate of tr(H); at θf, the top eigenvalue
+of H by power iteration. The figure draws them against λ, with the flat side
+of the sign-consistent curve shaded.
+
+Choices the paper leaves open:
+
+* H is the Hessian of the mean CE over `samples` examples of `split` (the
+  training split by default: the loss the model was trained on), in eval
+  mode. For a BN model the statistics are recalibrated at every point, as the
+  sweep does (landscape.recalibrate on the same batches), and then held
+  fixed: their own dependence on θ is not differentiated.
+* The same Rademacher probes serve every λ and both curves of a seed, so
+  differences along λ and between the curves are not differences between
+  probe draws.
+* dᵀHd/‖d‖² is per unit length; the curvature of λ ↦ L(θ + λ·s·d) is
+  s²·‖d‖² times it (‖d‖ = ‖θ‖ under NS normalisation).
+* Curvature is computed in float32 whatever config.sweep.dtype says.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import TYPE_CHECKING, Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from valley_jax import (checks, curvature, directions, landscape, plots,
+                        sharding, tree)
+from valley_jax.studies import Study, common, register
+
+if TYPE_CHECKING:  # Only for annotations: probe_lib imports the studies.
+  from valley_jax.probe_lib import Prober
+
+Config = ml_collections.ConfigDict
+SPLITS = ('train', 'test')
+# Key indices (directions.direction_key) of the probes and the power
+# iteration's start, apart from the noises' (0-6) and the surface's (1000+).
+_PROBE_INDEX, _POWER_INDEX = 2000, 2001
+
+
+@dataclasses.dataclass
+class Track:
+  """The compiled curvature functions of one subject and their data."""
+
+  subject: common.Subject
+  curv: curvature.Curvature
+  data: landscape.Batches
+  recal: Any  # jitted (params, batch_stats, recal_x) -> stats, or None.
+  probes: int
+
+  def stats(self, params):
+    """The BN statistics the point is evaluated with (as the sweep)."""
+    s = self.subject
+    if self.recal is None:
+      return s.batch_stats
+    return self.recal(params, s.batch_stats, s.sweep.recal_x)
+
+  def point(self, d, coeff: float, key) -> tuple[float, float, float]:
+    """dᵀHd/‖d‖², tr(H) and its standard error at θ + coeff·d."""
+    params = tree.combine(self.subject.params, [d], jnp.full((1,), coeff))
+    stats = self.stats(params)
+    dc = self.curv.directional(params, stats, d, self.data)
+    tr, se = self.curv.hutchinson(params, stats, key, self.data, self.probes)
+    return float(dc), float(tr), float(se)
+
+
+def make_track(p: Prober, s: common.Subject) -> Track:
+  """Compiles the curvature functions for s and batches their data.
+
+  Args:
+    p: the Prober (config.curvature, config.sweep, the mesh).
+    s: the subject.
+
+  Returns:
+    The Track.
+  """
+  c, ds = p.config.curvature, s.dataset
+  x, y = (ds.x_train, ds.y_train) if c.split == 'train' else (ds.x_test,
+                                                              ds.y_test)
+  order = np.random.default_rng(p.config.seed).permutation(len(y))
+  order = order[:c.samples or len(y)]
+  n_dev = sharding.size(p.mesh)
+  bs = -(-min(c.batch_size, len(order)) // n_dev) * n_dev
+  data = landscape.make_batches(x[order], y[order], bs, p.mesh)
+  curv = curvature.make_curvature(s.model, ds.mean, ds.std,
+                                  chunk=c.probe_chunk or None, mesh=p.mesh)
+  recal = None
+  if s.sweep.recal_x is not None:
+    recal = jax.jit(functools.partial(landscape.recalibrate, s.model,
+                                      mean=ds.mean, std=ds.std))
+  return Track(s, curv, data, recal, c.probes)
+
+
+def _mean_std(name: str, values_SxP) -> dict[str, Any]:
+  """{name: mean over seeds, name_std: std (several seeds only)}."""
+  v = np.asarray(values_SxP, np.float64)
+  out = {name: v.mean(0).tolist()}
+  if len(v) > 1:
+    out[f'{name}_std'] = v.std(0).tolist()
+  return out
+
+
+def track_curve(p: Prober, t: Track, lams, sc: bool) -> dict[str, Any]:
+  """A valley curve of config.curvature.noise with its curvature track.
+
+  Args:
+    p: the Prober.
+    t: the Track of the subject.
+    lams: the λ of the points.
+    sc: sign-consistent noise rather than plain.
+
+  Returns:
+    A results.json curve with, per λ, 'curvature' (dᵀHd/‖d‖²), 'trace'
+    and 'trace_sem' (Hutchinson's standard error, mean over seeds), and the
+    mean of each half: positive_/negative_curvature and _trace.
+  """
+  c, s, norm = p.config.curvature, t.subject, p.config.normalization
+  seeds = range(p.config.seeds)
+  ds = [common.make_direction(p, s, seed, noise=c.noise, sign_consistent=sc,
+                              normalization=norm) for seed in seeds]
+  name = directions.NOISE_LABELS[c.noise]
+  out = common.line(p, s, f'|{name}|·sign(θ)' if sc else name, name,
+                    lambda seed: ds[seed], scale=c.scale, seeds=len(ds),
+                    lams=lams, **common.curve_meta(c.noise, sc, None, norm))
+  vals_SxPx3 = np.array([[t.point(d, lam * c.scale, directions.direction_key(
+      p.root, seed, _PROBE_INDEX)) for lam in lams]
+                         for seed, d in zip(seeds, ds)])
+  out.update(_mean_std('curvature', vals_SxPx3[..., 0]),
+             **_mean_std('trace', vals_SxPx3[..., 1]),
+             trace_sem=vals_SxPx3[..., 2].mean(0).tolist())
+  for key in ('curvature', 'trace'):
+    out[f'positive_{key}'], out[f'negative_{key}'] = common.halves(lams,
+                                                                   out[key])
+  return out
+
+
+def top_eigenvalue(p: Prober, t: Track) -> dict[str, Any]:
+  """The top eigenvalue of H at θf by config.curvature.power_iters steps.
+
+  Args:
+    p: the Prober.
+    t: the Track of the subject.
+
+  Returns:
+    {'value', 'residual' (‖Hv − value·v‖), 'iters'}.
+  """
+  s, iters = t.subject, p.config.curvature.power_iters
+  key = directions.direction_key(p.root, 0, _POWER_INDEX)
+  e = t.curv.power_iteration(s.params, t.stats(s.params), key, t.data, iters)
+  return {'value': float(e.value), 'residual': float(e.residual),
+          'iters': iters}
+
+
+def curvature_kind(p: Prober, s: common.Subject) -> dict[str, Any]:
+  """Plain and sign-consistent curves of one noise with curvature tracks.
+
+  Args:
+    p: the Prober.
+    s: config.checkpoint.
+
+  Returns:
+    The two curves, the data H is measured on and, when
+    config.curvature.power_iters > 0, the top eigenvalue at θf.
+  """
+  c = p.config.curvature
+  t = make_track(p, s)
+  lams, _ = landscape.linspace_coeffs(c.lam_min, c.lam_max, c.num_points)
+  out = {'curves': [track_curve(p, t, lams, sc) for sc in (False, True)],
+         'hessian_data': {'split': c.split,
+                          'samples': int(np.sum(np.asarray(t.data.w)))}}
+  if c.power_iters:
+    out['top_eigenvalue'] = top_eigenvalue(p, t)
+  return out
+
+
+def _config() -> Config:
+  return Config(dict(noise='gaussian', scale=1.0, lam_min=-1.0, lam_max=1.0,
+                     num_points=11, probes=8, probe_chunk=0, split='train',
+                     samples=1000, batch_size=100, power_iters=20))
+
+
+def _validate(config: Config) -> None:
+  c = config.curvature
+  directions.check_noise(c.noise)
+  if c.split not in SPLITS:
+    raise ValueError(f'config.curvature.split={c.split!r} must be one of '
+                     f'{SPLITS}.')
+  common.check_range(c.lam_min, c.lam_max, c.num_points, 'config.curvature')
+
+
+register(Study(
+    'curvature', curvature_kind, _config, validate=_validate,
+    figure=plots.curvature_track,
+    fields=(checks.positive('curvature.scale', why=common.SCALE_WHY),
+            checks.finite('curvature.lam_min'),
+            checks.finite('curvature.lam_max'),
+            checks.count('curvature.num_points'),
+            checks.count('curvature.probes'),
+            checks.count('curvature.probe_chunk', 0,
+                         why='0 = chosen by the architecture'),
+            checks.count('curvature.samples', 0, why='0 = the whole split'),
+            checks.count('curvature.batch_size'),
+            checks.count('curvature.power_iters', 0,
+                         why='0 = no top eigenvalue'))))
