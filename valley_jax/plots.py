@@ -273,3 +273,218 @@ def soups(results: dict[str, Any], folder: str) -> list[str]:
                fontsize=9)
   fig.tight_layout()
   return save(fig, folder, 'figure')
+
+
+# ------------------------------------------- theory demos (studies/theory.py)
+
+
+def _symmetric_map(ax, image, title: str = '') -> None:
+  """An image on a diverging map centred on zero, without ticks."""
+  v = np.asarray(image, np.float64)
+  lim = float(np.abs(v).max()) or 1.0
+  ax.imshow(v, cmap='RdBu_r', vmin=-lim, vmax=lim, interpolation='nearest')
+  ax.set_xticks([])
+  ax.set_yticks([])
+  if title:
+    ax.set_title(title, fontsize=8)
+
+
+def softmax_maps(results: dict[str, Any], folder: str) -> list[str]:
+  """Fig. 10: a sample per class, then w_c + λ·s(w_c) for each λ."""
+  m = results['maps']
+  maps, lams = np.asarray(m['maps']), m['lambdas']
+  n_k, n_l = len(m['classes']), len(lams)
+  fig, axes = plt.subplots(n_k, n_l + 1, figsize=(1.3 * (n_l + 1),
+                                                  1.4 * n_k), squeeze=False)
+  for k, cls in enumerate(m['classes']):
+    axes[k, 0].imshow(np.asarray(m['samples'][k]), cmap='gray_r')
+    axes[k, 0].set_xticks([])
+    axes[k, 0].set_yticks([])
+    axes[k, 0].set_ylabel(f'class {cls}', fontsize=8)
+    for j, lam in enumerate(lams):
+      corr = m['correlation'][j][k]
+      _symmetric_map(axes[k, j + 1], maps[j, k],
+                     f'λ={lam:+.2f}\nr={corr:+.2f}' if k == 0 else
+                     f'r={corr:+.2f}')
+  axes[0, 0].set_title('sample', fontsize=8)
+  fig.suptitle('w_c + λ·sign(w_c) (r: correlation with w_c)', fontsize=9)
+  fig.tight_layout()
+  return save(fig, folder, 'figure') + curve_panels(results, folder,
+                                                    'figure_curve')
+
+
+def listing1(results: dict[str, Any], folder: str) -> list[str]:
+  """Fig. 27: one histogram of (w + λ·s(w))ᵀh per λ, with its mean."""
+  h, s = results['histograms'], results['summary']
+  edges = np.asarray(h['edges'])
+  centres = 0.5 * (edges[1:] + edges[:-1])
+  n = len(h['lambdas'])
+  fig, axes = plt.subplots(1, n, figsize=(2.6 * n, 2.4), sharex=True,
+                           sharey=True, squeeze=False)
+  for ax, lam, counts, mean in zip(axes[0], h['lambdas'], h['counts'],
+                                   s['mean']):
+    ax.fill_between(centres, counts, step='mid', alpha=0.7)
+    ax.axvline(mean, color='k', ls='--', lw=1)
+    ax.axvline(0.0, color='grey', lw=0.5)
+    ax.set_title(f'λ={lam:+.2f}, mean={mean:.1f}', fontsize=8)
+    ax.set_xlabel('(w + λ·sign(w))ᵀh', fontsize=8)
+    ax.tick_params(labelsize=7)
+  axes[0, 0].set_ylabel('count')
+  fig.tight_layout()
+  return save(fig, folder, 'figure')
+
+
+def _confusion_cell(ax, frac_2x2, title: str) -> None:
+  f = np.asarray(frac_2x2, np.float64)
+  ax.imshow(f, cmap='Blues', vmin=0.0, vmax=1.0)
+  for i in range(2):
+    for j in range(2):
+      ax.text(j, i, f'{f[i, j]:.2f}', ha='center', va='center', fontsize=7,
+              color='white' if f[i, j] > 0.5 else 'black')
+  ax.set_xticks([0, 1], ['on', 'off'], fontsize=6)
+  ax.set_yticks([0, 1], ['on', 'off'], fontsize=6)
+  ax.set_title(title, fontsize=7)
+
+
+def activations(results: dict[str, Any], folder: str) -> list[str]:
+  """Fig. 28: pooled ReLU confusion matrices per λ and the diagonal sums."""
+  a, s = results['activations'], results['summary']
+  lams = a['lambdas']
+  fig = plt.figure(figsize=(max(1.3 * len(lams), 6), 5.2))
+  grid = fig.add_gridspec(2, len(lams), height_ratios=(1, 1.6))
+  for j, lam in enumerate(lams):
+    _confusion_cell(fig.add_subplot(grid[0, j]), a['confusion'][j],
+                    f'λ={lam:+.1f}')
+  ax = fig.add_subplot(grid[1, :])
+  amps = s['amplitudes']
+  diag = np.asarray(a['diagonal'])
+  index = {lam: j for j, lam in enumerate(lams)}
+  for k in range(diag.shape[1]):
+    for sign, style in ((1, '-'), (-1, '--')):
+      ax.plot(amps, [diag[index[sign * x], k] for x in amps], style,
+              color='grey', lw=0.6, alpha=0.6)
+  ax.plot(amps, s['positive'], 'o-', color='C0', lw=2, label='λ = +a')
+  ax.plot(amps, s['negative'], 's--', color='C3', lw=2, label='λ = −a')
+  ax.set_xlabel('a')
+  ax.set_ylabel('diagonal sum (units unchanged)')
+  ax.set_title(f"{len(a['layers'])} ReLU layers (thin: each layer)",
+               fontsize=8)
+  ax.legend(fontsize=7)
+  ax.grid(alpha=0.3)
+  fig.suptitle(f"activations: {results['model']} on {results['dataset']}; "
+               'rows: active (on) / inactive (off) at θf, columns: at the '
+               'point', fontsize=8)
+  fig.tight_layout()
+  return save(fig, folder, 'figure') + curve_panels(results, folder,
+                                                    'figure_curve')
+
+
+_LISTING2_TITLES = {'error': 'error', 'loss': 'CE loss',
+                    'spread': 'mean Σ p(1 − p)', 'trace': 'tr(H)',
+                    'first': 'first-order term', 'second': 'second-order term'}
+
+
+def listing2(results: dict[str, Any], folder: str) -> list[str]:
+  """Fig. 29: the six metrics of Listing 2 against λ, one panel each."""
+  r = results['listing2']
+  lams = np.asarray(r['lambdas'])
+  fig, axes = plt.subplots(2, 3, figsize=(10, 5.4))
+  for ax, (key, title) in zip(axes.ravel(), _LISTING2_TITLES.items()):
+    for n, (name, m) in enumerate(r['metrics'].items()):
+      v = np.asarray([clipped(row) for row in m[key]])
+      style = '-' if n else '--'
+      ax.plot(lams, v.mean(0), style, color=f'C{n}', label=name, lw=1.5)
+      if len(v) > 1:
+        ax.fill_between(lams, v.mean(0) - v.std(0), v.mean(0) + v.std(0),
+                        color=f'C{n}', alpha=0.2)
+    ax.axvline(0.0, color='grey', lw=0.5)
+    ax.set_title(title, fontsize=9)
+    ax.set_xlabel('λ', fontsize=8)
+    ax.tick_params(labelsize=7)
+    ax.grid(alpha=0.3)
+  axes[0, 0].legend(fontsize=7)
+  fig.suptitle('Listing 2: softmax regression on digits, W + λ·noise',
+               fontsize=9)
+  fig.tight_layout()
+  return save(fig, folder, 'figure')
+
+
+def gradient(results: dict[str, Any], folder: str) -> list[str]:
+  """Appendix D.1: cosines with ∇L(θf), then the curves along ∇L, sign."""
+  g = results['gradient']
+  names = list(g['cosines'])
+  fig, ax = plt.subplots(figsize=(4.5, 3))
+  ax.bar(range(len(names)), clipped(list(g['cosines'].values())))
+  band = g['random_scale']
+  ax.axhspan(-band, band, color='grey', alpha=0.3, label='±1/√D')
+  ax.axhline(0.0, color='k', lw=0.5)
+  ax.set_xticks(range(len(names)), names, rotation=20, fontsize=7)
+  ax.set_ylabel('cosine with ∇L(θf)')
+  ax.legend(fontsize=7)
+  fig.tight_layout()
+  return save(fig, folder, 'figure_cosine') + curve_panels(results, folder)
+
+
+# ----------------------------------------------------------------- curvature
+
+
+def _curvature_scale(ax, curves: list[dict[str, Any]], metric: str) -> None:
+  """Log y when every value is positive (curvature spans decades)."""
+  v = np.concatenate([clipped(c[metric]) for c in curves])
+  if v.size and np.all(v > 0):
+    ax.set_yscale('log')
+
+
+def _shade_flat_side(ax, curves: list[dict[str, Any]]) -> None:
+  """Shades the half of λ where the sign-consistent curve errs less."""
+  for c in curves:
+    pos, neg = c.get('positive_error'), c.get('negative_error')
+    if not c.get('sign_consistent') or pos is None or neg is None:
+      continue
+    lams = np.asarray(c['lambdas'])
+    lo, hi = (0.0, lams.max()) if pos <= neg else (lams.min(), 0.0)
+    if hi > lo:
+      ax.axvspan(lo, hi, color='tab:green', alpha=0.08, lw=0)
+    return
+
+
+def curvature_track(results: dict[str, Any], folder: str) -> list[str]:
+  """Test error, CE loss, dᵀHd/‖d‖² and tr(H) against λ (kind curvature).
+
+  Sign-consistent curves solid, plain dashed; the flat side of the
+  sign-consistent curve (its half of lower mean error) is shaded green and
+  the top eigenvalue at θf, when measured, is in the curvature's title.
+
+  Args:
+    results: the kind's results ('curves' with 'curvature' and 'trace').
+    folder: where figure.png and figure.pdf go.
+  Returns:
+    The paths written.
+  """
+  curves = results['curves']
+  rows = (('error', 'test error'), ('loss', 'CE loss'),
+          ('curvature', 'dᵀHd / ‖d‖²'), ('trace', 'tr(H), Hutchinson'))
+  fig, axes = plt.subplots(1, len(rows), figsize=(3.2 * len(rows), 3.0))
+  colors = plt.get_cmap('tab10')
+  for ax, (metric, title) in zip(axes, rows):
+    _shade_flat_side(ax, curves)
+    for n, c in enumerate(curves):
+      _draw(ax, c, metric, colors(n % 10))
+    if metric in ('curvature', 'trace'):
+      _curvature_scale(ax, curves, metric)
+    top = results.get('top_eigenvalue')
+    if metric == 'curvature' and top and top.get('value') is not None:
+      title += f" (top eigenvalue at θf: {top['value']:.3g})"
+    ax.axvline(0.0, color='grey', lw=0.5)
+    ax.set_title(title, fontsize=8)
+    ax.set_xlabel('λ', fontsize=8)
+    ax.tick_params(labelsize=7)
+    ax.grid(alpha=0.3)
+  axes[0].legend(fontsize=6)
+  data = results.get('hessian_data', {})
+  fig.suptitle(f"{results['kind']}: {results['model']} on "
+               f"{results['dataset']} (H on {data.get('samples', '?')} "
+               f"{data.get('split', '')} examples; green: flat side)",
+               fontsize=9)
+  fig.tight_layout()
+  return save(fig, folder, 'figure')

@@ -78,7 +78,8 @@ class Study:
     run: (prober, subject) -> the results.json entries of the kind
       ('curves' and whatever its figure needs). The subject is
       config.checkpoint; a multi_run study gets None and loads its own with
-      `prober.subject(workdir, epoch, label)`.
+      `prober.subject(workdir, epoch, label)`; a study that measures no
+      checkpoint gets None too.
     config: () -> its config block with the defaults.
     validate: (probe config) -> None; raises ValueError for a bad name or
       range in its block, reading no file. Runs for every registered study
@@ -88,7 +89,10 @@ class Study:
     figure: (results, folder) -> the paths of the files it wrote.
     checkpoints: (probe config) -> the (workdir, epoch) pairs it measures;
       the first names the run in results.json, and their provenance decides
-      whether a finished results.json is reused.
+      whether a finished results.json is reused. `lambda config: []`: it
+      measures no checkpoint (a theory demo on its own data), so
+      config.checkpoint is neither checked, trained nor restored for it;
+      its provenance is [] and its results name their own model/dataset.
     multi_run: whether it measures the runs of its own block rather than
       config.checkpoint.
     check_checkpoints: (probe config) -> None; for a selected multi_run
@@ -138,3 +142,6 @@ def study_fields() -> list[checks.Field]:
 from valley_jax.studies import valley  # noqa: E402,F401
 from valley_jax.studies import runs  # noqa: E402,F401
 from valley_jax.studies import surface  # noqa: E402,F401
+from valley_jax.studies import soups  # noqa: E402,F401
+from valley_jax.studies import theory  # noqa: E402,F401
+from valley_jax.studies import curvature  # noqa: E402,F401
