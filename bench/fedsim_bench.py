@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from timing import best as _best, device as _device
 from valley_jax import fed, models, sharding, training
 
 _MODELS = flags.DEFINE_list('models', ['resnet20'], 'resnet20 and/or vgg16.')
@@ -34,23 +35,6 @@ _DTYPES = flags.DEFINE_list('dtypes', ['bfloat16', 'float32'], 'dtypes.')
 _WIDTH = flags.DEFINE_float('width', 1.0, 'Model width multiplier.')
 _REPEATS = flags.DEFINE_integer('repeats', 3, 'Timed rounds (best reported).')
 _ANCHOR = flags.DEFINE_string('anchor', '', 'Path of anchors_torch.py.')
-
-
-def _device() -> str:
-  d = jax.devices()[0]
-  return f'{d.platform}:{d.device_kind}'
-
-
-def _best(fn, repeats: int) -> tuple[float, float]:
-  t = time.perf_counter()
-  jax.block_until_ready(fn())
-  first = time.perf_counter() - t
-  times = []
-  for _ in range(repeats):
-    t = time.perf_counter()
-    jax.block_until_ready(fn())
-    times.append(time.perf_counter() - t)
-  return first, min(times)
 
 
 def bench_model(name: str):

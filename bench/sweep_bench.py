@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from timing import best as _best, device as _device
 from valley_jax import directions, landscape, models, normalize, sharding
 
 _MODELS = flags.DEFINE_list('models', ['resnet20', 'vgg16'], 'Models.')
@@ -40,11 +41,6 @@ _ANCHOR = flags.DEFINE_string('anchor', '', 'Path of anchors_torch.py.')
 _FLOPS = {'vgg16': 627.5e6, 'resnet20': 81.6e6}
 
 
-def _device() -> str:
-  d = jax.devices()[0]
-  return f'{d.platform}:{d.device_kind}'
-
-
 def _forward_flops(model, variables) -> float:
   """XLA's FLOP count of one image's forward pass."""
   x = jnp.zeros((1, 32, 32, 3))
@@ -52,18 +48,6 @@ def _forward_flops(model, variables) -> float:
   cost = fn.lower(variables, x).compile().cost_analysis()
   cost = cost[0] if isinstance(cost, list) else cost
   return float(cost.get('flops', float('nan')))
-
-
-def _best(fn, repeats: int) -> tuple[float, float]:
-  t = time.perf_counter()
-  jax.block_until_ready(fn())
-  first = time.perf_counter() - t
-  times = []
-  for _ in range(repeats):
-    t = time.perf_counter()
-    jax.block_until_ready(fn())
-    times.append(time.perf_counter() - t)
-  return first, min(times)
 
 
 def bench_model(name: str, n: int, r: int, points: int, width: float):

@@ -17,12 +17,13 @@ import json
 import os
 from typing import Any, Iterable
 
+from absl import logging
 from etils import epath
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from valley_jax import sharding
+from valley_jax import outputs, sharding
 from valley_jax.training import TrainState
 
 CKPT_DIR = 'checkpoints'
@@ -137,7 +138,7 @@ def save_items(mngr: ocp.CheckpointManager, step: int,
     meta['fingerprint'] = fingerprint(arrays['model'])
   mngr.save(step, args=ocp.args.Composite(
       config=ocp.args.JsonSave(as_json(config)),
-      meta=ocp.args.JsonSave(_strict(meta)),
+      meta=ocp.args.JsonSave(outputs.finite_or_none(meta)),
       **{k: ocp.args.StandardSave(v) for k, v in arrays.items()}))
 
 
@@ -154,19 +155,47 @@ def restore_items(mngr: ocp.CheckpointManager, step: int,
   return {k: out[k] for k in targets}
 
 
+def state_items(state: TrainState) -> dict[str, Any]:
+  """A TrainState as the checkpoint's array items `model` and `opt`."""
+  return {'model': {'params': state.params, 'batch_stats': state.batch_stats},
+          'opt': {'opt_state': state.opt_state, 'step': state.step}}
+
+
+def state_from_items(items: dict[str, Any]) -> TrainState:
+  return TrainState(items['opt']['step'], items['model']['params'],
+                    items['model']['batch_stats'], items['opt']['opt_state'])
+
+
 def save(mngr: ocp.CheckpointManager, epoch: int, state: TrainState,
          config: dict[str, Any],
          metrics: list[dict[str, Any]] | None = None) -> None:
   """Saves one training epoch (call mngr.wait_until_finished())."""
-  save_items(mngr, epoch, {
-      'model': {'params': state.params, 'batch_stats': state.batch_stats},
-      'opt': {'opt_state': state.opt_state, 'step': state.step}},
-             config, metrics)
+  save_items(mngr, epoch, state_items(state), config, metrics)
 
 
-def _strict(obj: Any) -> Any:
-  from valley_jax import outputs  # pylint: disable=g-import-not-at-top
-  return outputs.finite_or_none(obj)
+def start_or_resume(mngr: ocp.CheckpointManager, arrays: dict[str, Any],
+                    config: dict[str, Any], metrics_path: epath.PathLike
+                    ) -> tuple[int, dict[str, Any], list[dict[str, Any]]]:
+  """What every main does first: save step 0 of a new run, or restore the
+  latest step of an interrupted one (verified), and rebuild its metrics.
+
+  Args:
+    mngr: the run's manager.
+    arrays: the array items at step 0, also the restore target.
+    config: the run's config as a dict.
+    metrics_path: the run's JSON-lines file, rebuilt from the checkpoint.
+  Returns:
+    (step to continue from, the array items, the metrics history).
+  """
+  start = mngr.latest_step()
+  if start is None:
+    start = 0
+    save_items(mngr, 0, arrays, config)
+    mngr.wait_until_finished()
+  else:
+    arrays = restore_items(mngr, start, arrays)
+    logging.info('Resuming from step %d of %s.', start, mngr.directory)
+  return start, arrays, rebuild_metrics(mngr, start, metrics_path)
 
 
 def _where(mngr: ocp.CheckpointManager, epoch: int) -> str:
@@ -217,11 +246,7 @@ def restore_state(mngr: ocp.CheckpointManager, epoch: int,
 
   The arrays are verified against the checksums saved with them.
   """
-  out = restore_items(mngr, epoch, {
-      'model': {'params': target.params, 'batch_stats': target.batch_stats},
-      'opt': {'opt_state': target.opt_state, 'step': target.step}})
-  return TrainState(out['opt']['step'], out['model']['params'],
-                    out['model']['batch_stats'], out['opt']['opt_state'])
+  return state_from_items(restore_items(mngr, epoch, state_items(target)))
 
 
 def rebuild_metrics(mngr: ocp.CheckpointManager, step: int,
@@ -233,7 +258,6 @@ def rebuild_metrics(mngr: ocp.CheckpointManager, step: int,
   Checkpoints written before histories were stored keep the readable rows
   of the file up to `step`.
   """
-  from valley_jax import outputs  # pylint: disable=g-import-not-at-top
   meta = stored_meta(mngr, step)
   if meta is not None:
     rows = meta['metrics']

@@ -27,7 +27,6 @@ import math
 import time
 from typing import Any
 
-from absl import logging
 from etils import epath
 import jax
 import jax.numpy as jnp
@@ -204,16 +203,9 @@ def run(config: ml_collections.ConfigDict, workdir: str, *,
                             arrays=('server', 'clients'),
                             ignore=_RESUMABLE_KEYS,
                             outputs_to_drop=(METRICS, 'results.json'))
-  start = mngr.latest_step()
-  states = {'server': server, 'clients': clients}
-  if start is None:
-    start = 0
-    checkpoint.save_items(mngr, 0, states, config.to_dict())
-    mngr.wait_until_finished()
-  else:
-    states = checkpoint.restore_items(mngr, start, states)
-    logging.info('Resuming from round %d of %s.', start, workdir)
-  history = checkpoint.rebuild_metrics(mngr, start, _metrics_path(workdir))
+  start, states, history = checkpoint.start_or_resume(
+      mngr, {'server': server, 'clients': clients}, config.to_dict(),
+      _metrics_path(workdir))
   evaluate = _Evaluator(config, model, ds, mesh)
   last = min(stop_after or f.rounds, f.rounds)
   for t in tqdm.trange(start, last, desc=f'fedsim {f.algorithm}',

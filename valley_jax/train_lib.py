@@ -332,18 +332,13 @@ def run(config: ml_collections.ConfigDict, workdir: str, *,
                                          steps * config.train.epochs)
   variables = training.init_variables(model, jax.random.fold_in(root, 0),
                                       ds.input_shape)
-  start = mngr.latest_step()
-  if start is None:
+  if mngr.latest_step() is None:
     variables = start_variables(config, variables, mesh)
   state = sharding.put_replicated(mesh, training.init_state(variables, tx))
-  if start is None:
-    start = 0
-    checkpoint.save(mngr, 0, state, config.to_dict())
-    mngr.wait_until_finished()
-  else:
-    state = checkpoint.restore_state(mngr, start, state)
-    logging.info('Resuming from epoch %d of %s.', start, workdir)
-  history = checkpoint.rebuild_metrics(mngr, start, _metrics_path(workdir))
+  start, items, history = checkpoint.start_or_resume(
+      mngr, checkpoint.state_items(state), config.to_dict(),
+      _metrics_path(workdir))
+  state = checkpoint.state_from_items(items)
 
   rep, shd = sharding.replicated(mesh), sharding.sharded(mesh)
   augment = config.data.augment and ds.augmentable
