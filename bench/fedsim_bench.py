@@ -10,6 +10,10 @@ after a warm-up round, compile_seconds the first round minus the best.
       # CPU: one local epoch (80 client-steps per round instead of 400)
   python bench/fedsim_bench.py --anchor=../shared/bench/anchors_torch.py
       # also times anchors_torch.fedavg_round side by side (needs torch)
+
+With --plain (default) it also times the round's client-steps as separate
+calls of a jitted `training.make_train_step` on one batch: the speed the
+engine's steps should match.
 """
 
 import importlib.util
@@ -20,6 +24,7 @@ from absl import app, flags
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 from timing import best as _best, device as _device
 from valley_jax import fed, models, sharding, training
@@ -35,6 +40,9 @@ _DTYPES = flags.DEFINE_list('dtypes', ['bfloat16', 'float32'], 'dtypes.')
 _WIDTH = flags.DEFINE_float('width', 1.0, 'Model width multiplier.')
 _REPEATS = flags.DEFINE_integer('repeats', 3, 'Timed rounds (best reported).')
 _ANCHOR = flags.DEFINE_string('anchor', '', 'Path of anchors_torch.py.')
+_PLAIN = flags.DEFINE_bool(
+    'plain', True, 'Also time the same client-steps as plain jitted '
+    'training.make_train_step calls (the floor the engine should reach).')
 
 
 def bench_model(name: str):
@@ -74,6 +82,33 @@ def bench_model(name: str):
           date=time.strftime('%Y-%m-%d'))), flush=True)
 
 
+def bench_plain(name: str):
+  """The round's client-steps as separate jitted train-step calls."""
+  model = models.build_model(name, 10, width=_WIDTH.value)
+  variables = training.init_variables(model, jax.random.key(0), (32, 32, 3))
+  tx = optax.sgd(0.03, momentum=0.9)
+  step = jax.jit(training.make_train_step(model, tx, (0.0,), (1.0,), False))
+  rng = np.random.default_rng(0)
+  x = jnp.asarray(rng.normal(size=(_BATCH.value, 32, 32, 3)), jnp.float32)
+  y = jnp.asarray(rng.integers(0, 10, _BATCH.value), jnp.int32)
+  steps = _CLIENTS.value * _EPOCHS.value * -(-_N.value // _BATCH.value)
+  state = [training.init_state(variables, tx)]
+
+  def run():
+    for _ in range(steps):
+      state[0], _ = step(state[0], x, y, jax.random.key(0))
+    return state[0].params
+
+  first, best = _best(run, _REPEATS.value)
+  print(json.dumps(dict(
+      bench='fed_round_plain_steps', model=name, width=_WIDTH.value,
+      device=_device(), dtype='float32', batch=_BATCH.value,
+      client_steps=steps, seconds=round(best, 4),
+      seconds_per_step=round(best / steps, 4),
+      compile_seconds=round(first - best, 2),
+      date=time.strftime('%Y-%m-%d'))), flush=True)
+
+
 def bench_anchor(path: str, name: str):
   """anchors_torch.fedavg_round on the same device and sizes."""
   spec = importlib.util.spec_from_file_location('anchors_torch', path)
@@ -96,6 +131,8 @@ def main(argv):
   del argv
   for name in _MODELS.value:
     bench_model(name)
+    if _PLAIN.value:
+      bench_plain(name)
     if _ANCHOR.value and _WIDTH.value == 1.0:
       bench_anchor(_ANCHOR.value, name)
 

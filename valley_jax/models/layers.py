@@ -36,6 +36,8 @@ import flax.linen as nn
 import jax.numpy as jnp
 import numpy as np
 
+from valley_jax.models import conv as conv_lib
+
 # BN weight initialisation of paper Sect. 4.2.1.
 BN_INITS = {
     'ones': nn.initializers.ones,
@@ -68,8 +70,10 @@ def scaled(channels: int, width: float) -> int:
 
 def conv(features: int, kernel: int, name: str, strides: int = 1,
          use_bias: bool = True, padding: Any = 'SAME') -> nn.Conv:
+  """A conv layer with fast gradients in loops on the CPU (models/conv.py)."""
   return nn.Conv(features, (kernel, kernel), strides=(strides, strides),
                  padding=padding, use_bias=use_bias, kernel_init=KERNEL_INIT,
+                 conv_general_dilated=conv_lib.conv_general_dilated,
                  name=name)
 
 
