@@ -1,6 +1,6 @@
 """Model soups on Flowers with ResNet18 (paper Fig. 11, right).
 
-Runs A and B fine-tune one ResNet18 θI on the two halves of Flowers (1,020
+Runs A and B fine-tune one ResNet18 θI on the two halves of Flowers (1,000
 images each at 224x224), 50 epochs with the paper's recipe, keeping epochs
 {1, 2, 3, 5, 10, 20, 30, 50}. The arg picks the run: `ft_a` / `ft_b` (halves
 0 / 1 from the pre-trained start runs/flowers/pre, with a fresh 102-class
@@ -38,7 +38,7 @@ _ROLES = {
 
 def _pretrain():
   c = defaults.train_config('resnet18', 'imagenet2012')
-  c.data.kwargs.limit = 100_000
+  c.data.kwargs.train_count = 100_000
   c.train.epochs = 30
   c.train.eval_batch_size = 256
   return c

@@ -152,10 +152,10 @@ def test_adaptive_matches_plain_numpy():
   parts = []
   for e, t in zip(jax.tree.leaves(eps), jax.tree.leaves(theta)):
     e, t = np.asarray(e, np.float64), np.asarray(t, np.float64)
-    if t.ndim >= 2:  # T_θ: each filter element times the filter norm.
+    if t.ndim == 4:  # T_θ: each conv filter element times the filter norm.
       fn = np.sqrt((t.reshape(-1, t.shape[-1]) ** 2).sum(0))
       parts.append((e * fn).ravel())
-    else:  # |w| for parameters outside filters.
+    else:  # |w| for parameters outside conv filters (dense kernels too).
       parts.append((e * np.abs(t)).ravel())
   te = np.concatenate(parts)
   expected = te / np.linalg.norm(te) * np.linalg.norm(_flat(theta))

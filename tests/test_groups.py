@@ -25,7 +25,11 @@ def test_partitions_cover_each_parameter_once(name):
   assert all(a + b == 1 for a, b in zip(clf, feat))
   assert sum(clf) == 2  # head kernel and bias.
   stats = [_leaves(groups.stats_mask(p, g)) for g in groups.STATS_GROUPS]
-  assert all(sum(col) == 1 for col in zip(*stats)) and len(stats[0]) == n
+  bn_bias = [k[-1].key == 'bias' and k[-2].key.startswith('bn') for k, _ in
+             jax.tree_util.tree_leaves_with_path(p)]
+  # Every leaf in exactly one statistics group, BN biases in none.
+  assert [sum(col) for col in zip(*stats)] == [1 - b for b in bn_bias]
+  assert len(stats[0]) == n
   conv, bn = _leaves(groups.mask(p, 'CONV')), _leaves(groups.mask(p, 'BN'))
   assert not any(a and b for a, b in zip(conv, bn))
   layer1 = _leaves(groups.mask(p, 'LAYER1'))
@@ -43,10 +47,10 @@ def test_groups_on_resnet20_by_name():
   bn = dict(zip([jax.tree_util.keystr(k) for k, _ in
                  jax.tree_util.tree_leaves_with_path(p)],
                 _leaves(groups.mask(p, 'BN'))))
-  assert sum(bn.values()) == 2 * 21  # 19 BN layers + 2 shortcut BNs.
+  assert sum(bn.values()) == 2 * 19  # 19 BN layers (option A: no shortcut BN).
   sg = groups.stats_group
   assert sg(('bn_stem', 'scale')) == 'BN Weight'
-  assert sg(('bn_stem', 'bias')) == 'Other Bias'
+  assert sg(('bn_stem', 'bias')) is None  # In none of the five (Fig. 8).
   assert sg(('head', 'kernel')) == 'CLF Weight'
   assert sg(('layer1_0', 'conv1', 'kernel')) == 'Other Weight'
 

@@ -111,6 +111,7 @@ def test_confusion_matches_a_numpy_count():
     ('mlp', (8, 8, 1), {'bn': True}, ['bn1', 'bn2']),
     ('mlp', (8, 8, 1), {'bn': False}, ['dense1', 'dense2']),
     ('resnet20', (8, 8, 3), {}, None),
+    ('resnet50', (32, 32, 3), {}, 'bottleneck'),
 ])
 def test_relu_layers_of_each_architecture(name, shape, kw, layers):
   m = models.build_model(name, 10, width=0.25, **kw)
@@ -122,6 +123,9 @@ def test_relu_layers_of_each_architecture(name, shape, kw, layers):
   if layers is None:  # ResNet20: stem, then bn1 and the output of 9 blocks.
     assert len(names) == 19 and names[:3] == ['bn_stem', 'layer1_0/bn1',
                                               'layer1_0']
+  elif layers == 'bottleneck':  # Stem, then bn1, bn2, output of 16 blocks.
+    assert len(names) == 1 + 3 * 16 and names[:4] == [
+        'bn_stem', 'layer1_0/bn1', 'layer1_0/bn2', 'layer1_0']
   else:
     assert names == layers
 

@@ -2,8 +2,10 @@
 
 Groups for perturbation (paper Fig. 6): ALL, CLF (the classifier `head`), FEAT
 (everything but `head`), LAYER1 (stem and first stage), CONV (conv kernels and
-biases), BN (BatchNorm scale and bias). Statistics groups (Fig. 8) partition
-the parameters: BN Weight, CLF Weight, CLF Bias, Other Weight, Other Bias.
+biases), BN (BatchNorm scale and bias). Statistics groups (Fig. 8): BN Weight
+(BN scales), CLF Weight and CLF Bias (the classifier `head`), Other Weight
+and Other Bias (every other parameter, BN layers and classifier excluded).
+BN biases belong to none of the five, as in the paper.
 
 >>> import jax.numpy as jnp
 >>> p = {'conv1': {'kernel': jnp.ones((3, 3, 1, 2))},
@@ -68,17 +70,22 @@ def mask(params: Any, group: str) -> Any:
       lambda p, _: rule(_names(p), has_conv), params)
 
 
-def stats_group(names: tuple[str, ...]) -> str:
-  """The statistics group of one leaf path."""
+def stats_group(names: tuple[str, ...]) -> str | None:
+  """The statistics group of one leaf path (None for a BN bias).
+
+  >>> stats_group(('bn_stem', 'scale')), stats_group(('bn_stem', 'bias'))
+  ('BN Weight', None)
+  """
   module, leaf = _modules(names)[-1], names[-1]
   if module.startswith('bn'):
-    return 'BN Weight' if leaf == 'scale' else 'Other Bias'
+    return 'BN Weight' if leaf == 'scale' else None
   if names[0] == 'head':
     return 'CLF Weight' if leaf == 'kernel' else 'CLF Bias'
   return 'Other Bias' if leaf == 'bias' else 'Other Weight'
 
 
 def stats_mask(params: Any, group: str) -> Any:
+  """A tree of Python bools: which leaves belong to statistics `group`."""
   if group not in STATS_GROUPS:
     raise ValueError(f'Unknown statistics group {group!r}; choose one of '
                      f'{STATS_GROUPS}.')

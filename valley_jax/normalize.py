@@ -8,9 +8,13 @@
   · ||θ[..., j]||. One-dimensional tensors (biases, BN scale/bias) are treated
   as a single filter each: rescaled to the norm of the same tensor of θ.
 * ``layer``: every tensor of ε gets the norm of the same tensor of θ.
-* ``adaptive`` (ASAM, Kwon et al. 2021): ε ← T_θ ε, every element of a filter
-  scaled by that filter's norm ||θ[..., j]||, every element of a 1D tensor by
-  |θ|; then NS.
+* ``adaptive`` (ASAM, Kwon et al. 2021): ε ← T_θ ε, then NS. T_θ uses
+  filter norms only for convolution filters: every element of a conv kernel
+  ([H, W, I, O], ndim 4) is scaled by its filter's norm ||θ[..., j]||; every
+  other parameter (dense kernels, biases, BN scale/bias, embeddings) is
+  scaled element-wise by its own |θ|. At θ = 0 (a zero weight, or a whole
+  zero filter) that element of T_θ ε is 0: the coordinate is not perturbed,
+  and NS then spreads the norm ||θ|| over the other coordinates.
 A zero filter/tensor of ε stays zero (no division by zero).
 
 >>> import jax.numpy as jnp
@@ -48,7 +52,7 @@ def _ns(d: Any, t: Any) -> Any:
 
 def _adaptive(d: Any, t: Any) -> Any:
   def scale(x, th):
-    if th.ndim >= 2:
+    if th.ndim == 4:  # A conv kernel [H, W, I, O]: one norm per filter.
       return x * jnp.sqrt(jnp.sum(jnp.square(th), _axes(th), keepdims=True))
     return x * jnp.abs(th)
   return _ns(jax.tree.map(scale, d, t), t)

@@ -352,10 +352,11 @@ def feeds_relu(module: nn.Module, method_name: str = '__call__') -> bool:
   A capture_intermediates filter. In this codebase's networks (read from
   valley_jax/models/) a ReLU takes:
   * a BatchNorm output (conv/dense → BN → ReLU in VGG, AlexNet, the MLP and
-    the ResNet stem), except bn2 and bn_shortcut of a ResNet BasicBlock,
-    which are summed before their ReLU;
-  * the output of a BasicBlock itself, which is relu(x + y): a post-ReLU
-    value, positive exactly where its pre-activation is;
+    the ResNet stem), except bn2 and bn_shortcut of a ResNet BasicBlock
+    and bn3 and bn_shortcut of a Bottleneck, which are summed before their
+    ReLU;
+  * the output of a BasicBlock or Bottleneck itself, which is relu(x + y): a
+    post-ReLU value, positive exactly where its pre-activation is;
   * without BN, the dense1/dense2 (and conv*) outputs of VGG/AlexNet and the
     dense* outputs of the MLP.
   FedPAN's encoding (1 + A·sin(·) > 0 for A < 1) keeps every sign. The ViT
@@ -371,10 +372,12 @@ def feeds_relu(module: nn.Module, method_name: str = '__call__') -> bool:
   if method_name != '__call__':
     return False
   parent = module.parent
-  if isinstance(module, resnet.BasicBlock):
+  if isinstance(module, (resnet.BasicBlock, resnet.Bottleneck)):
     return True
   if isinstance(parent, resnet.BasicBlock):
     return module.name == 'bn1'
+  if isinstance(parent, resnet.Bottleneck):
+    return module.name in ('bn1', 'bn2')
   if isinstance(module, nn.BatchNorm):
     return isinstance(parent, (resnet.ResNet, vgg.VGG, alexnet.AlexNet,
                                mlp.MLP))

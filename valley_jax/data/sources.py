@@ -44,26 +44,43 @@ class Dataset:
 
 @dataclasses.dataclass(frozen=True)
 class TfdsSpec:
+  """How a TFDS dataset is read.
+
+  A split with a count is read as a fixed seeded subset of that many
+  examples (`subset_indices`), so a large split is never read whole.
+  """
+
   train_split: str
   test_split: str
   num_classes: int
   stats: tuple[tuple[float, ...], tuple[float, ...]]
   image_size: int | None = None  # None: images already have a fixed size.
+  train_count: int | None = None  # None: the whole split.
+  test_count: int | None = None
+  # Shorter side before the centre crop, as a multiple of image_size:
+  # 256 / 224 is torchvision's ImageNet evaluation transform.
+  resize_ratio: float = 1.0
 
 
 TFDS = {
     'cifar10': TfdsSpec('train', 'test', 10, _CIFAR10),
     'cifar100': TfdsSpec('train', 'test', 100, _CIFAR100),
     'svhn_cropped': TfdsSpec('train', 'test', 10, _SVHN),
-    # Paper: Flowers 2,000 train / 2,000 test images.
-    'oxford_flowers102': TfdsSpec('train+validation', 'test[:2000]', 102,
-                                  _IMAGENET, 224),
+    # Paper: Flowers 2,000 train images (of the 2,040 of train + validation)
+    # and 2,000 test images (of 6,149).
+    'oxford_flowers102': TfdsSpec('train+validation', 'test', 102, _IMAGENET,
+                                  224, train_count=2000, test_count=2000),
     # 750 train and 250 test images per class.
     'food101': TfdsSpec('train', 'validation', 101, _IMAGENET, 224),
-    # The curves need only 5,000 images of the val split.
-    'imagenet2012': TfdsSpec('train', 'validation[:5000]', 1000, _IMAGENET,
-                             224),
+    # The curves use 5,000 of the 50,000 validation images; 2,000 training
+    # images serve BN recalibration (config.sweep.recal_samples).
+    'imagenet2012': TfdsSpec('train', 'validation', 1000, _IMAGENET, 224,
+                             train_count=2000, test_count=5000,
+                             resize_ratio=256 / 224),
 }
+
+# Images decoded and resized at a time: the memory beyond the output arrays.
+READ_BATCH = 256
 
 
 def _standardise(x_tr, x_te):
@@ -126,39 +143,82 @@ def _prepare_hint(name: str, data_dir: str | None) -> str:
   where = data_dir or '~/tensorflow_datasets'
   return (f'TFDS dataset {name!r} is not prepared in {where}. On a machine '
           f'with internet run `tfds build {name} --file_format=array_record '
-          f'--data_dir=DIR` (imagenet2012 needs its manual tar files), copy DIR '
-          f'here and pass --config.data.data_dir=DIR.')
+          f'--data_dir=DIR` (imagenet2012 needs its manual tar files), copy '
+          f'DIR here and pass --config.data.data_dir=DIR.')
 
 
-def _resize(image: np.ndarray, size: int) -> np.ndarray:
-  """Shorter side to `size`, then a centre crop (uint8 in, uint8 out)."""
+def _resize(image: np.ndarray, size: int, shorter: int | None = None
+            ) -> np.ndarray:
+  """torchvision's Resize(shorter) + CenterCrop(size), bilinear (uint8).
+
+  >>> _resize(np.zeros((40, 60, 3), np.uint8), 16, 20).shape
+  (16, 16, 3)
+  """
   from PIL import Image  # pylint: disable=g-import-not-at-top
   img = Image.fromarray(image)
   w, h = img.size
-  s = size / min(w, h)
-  img = img.resize((max(size, round(w * s)), max(size, round(h * s))),
-                   Image.BILINEAR)
-  w, h = img.size
-  left, top = (w - size) // 2, (h - size) // 2
+  s = shorter or size
+  if w <= h:
+    w, h = s, int(s * h / w)
+  else:
+    w, h = int(s * w / h), s
+  img = img.resize((w, h), Image.BILINEAR)
+  left, top = int(round((w - size) / 2)), int(round((h - size) / 2))
   return np.asarray(img.crop((left, top, left + size, top + size)))
 
 
-def _read_split(source, size: int | None, limit: int | None):
-  n = len(source) if limit is None else min(limit, len(source))
-  xs, ys = [], []
-  for i in range(n):
-    ex = source[i]
+def subset_indices(n: int, count: int | None, seed: int = 0) -> np.ndarray:
+  """A fixed seeded subset of range(n) of `count` indices, sorted.
+
+  Args:
+    n: the split's size.
+    count: how many (None or >= n: all of them, in order).
+    seed: the subset's seed (the same subset on every machine).
+
+  Returns:
+    int64 indices.
+
+  >>> subset_indices(10, 3).tolist(), subset_indices(3, 5).tolist()
+  ([5, 6, 9], [0, 1, 2])
+  """
+  if count is None or count >= n:
+    return np.arange(n)
+  return np.sort(np.random.default_rng(seed).choice(n, count, replace=False))
+
+
+def _read_split(source, idx: np.ndarray, size: int | None,
+                shorter: int | None):
+  """The examples `idx` of a random-access source, READ_BATCH at a time."""
+  from concurrent import futures  # pylint: disable=g-import-not-at-top
+
+  def one(i):
+    ex = source[int(i)]
     img = np.asarray(ex['image'])
-    xs.append(img if size is None else _resize(img, size))
-    ys.append(int(ex['label']))
-  return np.stack(xs).astype(np.uint8), np.asarray(ys, np.int32)
+    return (img if size is None else _resize(img, size, shorter),
+            int(ex['label']))
+
+  xs, ys = None, np.zeros(len(idx), np.int32)
+  with futures.ThreadPoolExecutor(8) as pool:
+    for start in range(0, len(idx), READ_BATCH):
+      batch = list(pool.map(one, idx[start:start + READ_BATCH]))
+      if xs is None:
+        xs = np.zeros((len(idx), *batch[0][0].shape), np.uint8)
+      for j, (img, label) in enumerate(batch):
+        xs[start + j], ys[start + j] = img, label
+  return xs, ys
 
 
 def load_tfds(name: str, data_dir: str | None = None,
               image_size: int | None = None, train_split: str | None = None,
               test_split: str | None = None, limit: int | None = None,
-              **_) -> Dataset:
+              train_count: int | None = None, test_count: int | None = None,
+              subset_seed: int = 0, **_) -> Dataset:
   """A TFDS dataset through `tfds.data_source` (random access, no TF).
+
+  Only the examples of the dataset's subsets (TfdsSpec) are read, decoded
+  and resized, READ_BATCH at a time, so memory stays bounded by the output
+  arrays and one batch, not the split (imagenet2012: 2,000 training and
+  5,000 validation images of 224x224).
 
   Args:
     name: a key of TFDS.
@@ -167,19 +227,27 @@ def load_tfds(name: str, data_dir: str | None = None,
       the dataset's usual size.
     train_split, test_split: TFDS split strings overriding the defaults.
     limit: read at most this many examples per split (quick experiments).
+    train_count, test_count: read a fixed seeded subset of this many
+      examples of the split (default: the dataset's; 0 = the whole split).
+    subset_seed: the seed of those subsets.
   Returns:
     A Dataset with uint8 images.
   """
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   spec = TFDS[name]
   splits = (train_split or spec.train_split, test_split or spec.test_split)
+  counts = (spec.train_count if train_count is None else train_count or None,
+            spec.test_count if test_count is None else test_count or None)
   try:
     sources = [tfds.data_source(name, split=s, data_dir=data_dir,
                                 download=False) for s in splits]
   except Exception as e:  # TFDS raises several types for "not prepared".
     raise FileNotFoundError(_prepare_hint(name, data_dir)) from e
   size = image_size or spec.image_size
-  (x_tr, y_tr), (x_te, y_te) = (_read_split(s, size, limit) for s in sources)
+  shorter = round(size * spec.resize_ratio) if size else None
+  (x_tr, y_tr), (x_te, y_te) = (
+      _read_split(s, subset_indices(len(s), c, subset_seed)[:limit], size,
+                  shorter) for s, c in zip(sources, counts))
   return Dataset(name, x_tr, y_tr, x_te, y_te, spec.num_classes, *spec.stats)
 
 

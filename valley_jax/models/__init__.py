@@ -1,8 +1,7 @@
 """Model registry: every network of the paper as a flax.linen module.
 
->>> model = build_model('resnet20', num_classes=10, width=0.25)
->>> count_params(model, (32, 32, 3)) < 272_474
-True
+>>> count_params(build_model('resnet20', num_classes=10), (32, 32, 3))
+269722
 """
 
 import dataclasses
@@ -36,10 +35,17 @@ def _vgg(cfg_name, *, num_classes, width, bn, bn_init, head_width=512,
 
 
 def _resnet(sizes, feats, imagenet, *, num_classes, width, bn_init,
-            pan_amplitude=0.0, pan_periods=4.0, **kw):
+            pan_amplitude=0.0, pan_periods=4.0, shortcut=None,
+            bottleneck=False, groups=1, width_per_group=64, **kw):
+  """CIFAR ResNets default to option A shortcuts, ImageNet ones to B."""
   del kw
+  shortcut = shortcut or ('B' if imagenet else 'A')
+  if shortcut not in resnet.SHORTCUTS:
+    raise ValueError(f'Unknown ResNet shortcut {shortcut!r}; choose one of '
+                     f'{resnet.SHORTCUTS} (config.model.kwargs.shortcut).')
   return resnet.ResNet(num_classes, sizes, feats, imagenet, width, bn_init,
-                       pan_amplitude, pan_periods)
+                       pan_amplitude, pan_periods, shortcut, bottleneck,
+                       groups, width_per_group)
 
 
 def _mlp(*, num_classes, width, bn, bn_init, hidden=(256, 256),
@@ -67,6 +73,7 @@ def _vit(*, num_classes, width, patch_size=4, depth=12, heads=8, dim=128,
 
 
 _CIFAR = (16, 32, 64)
+_IMAGENET = (64, 128, 256, 512)
 MODELS: dict[str, ModelSpec] = {
     'mlp': ModelSpec(_mlp, images_only=False),
     'cnn': ModelSpec(functools.partial(_vgg, 'cnn', head_width=128), True),
@@ -79,8 +86,15 @@ MODELS: dict[str, ModelSpec] = {
     'resnet56': ModelSpec(functools.partial(_resnet, (9,) * 3, _CIFAR, False),
                           True, always_bn=True),
     'resnet18': ModelSpec(
-        functools.partial(_resnet, (2,) * 4, (64, 128, 256, 512), True), True,
+        functools.partial(_resnet, (2,) * 4, _IMAGENET, True), True,
         always_bn=True),
+    'resnet50': ModelSpec(
+        functools.partial(_resnet, (3, 4, 6, 3), _IMAGENET, True,
+                          bottleneck=True), True, always_bn=True),
+    'resnext101_32x8d': ModelSpec(
+        functools.partial(_resnet, (3, 4, 23, 3), _IMAGENET, True,
+                          bottleneck=True, groups=32, width_per_group=8),
+        True, always_bn=True),
     'alexnet': ModelSpec(_alexnet, True),
     'vit': ModelSpec(_vit, True),
 }
@@ -97,8 +111,9 @@ def build_model(name: str, num_classes: int, *, width: float = 1.0,
     width: channel multiplier (tests use tiny widths).
     bn: BatchNorm on/off where the architecture allows both.
     bn_init: one of 'ones', 'uniform' (U(0,1)), 'gaussian' (G(0,0.1)).
-    **kwargs: model-specific options (hidden, patch_size, depth, heads, dim)
-      and FedPAN's pan_amplitude (0 = off) and pan_periods (layers.pan).
+    **kwargs: model-specific options (hidden, patch_size, depth, heads, dim;
+      ResNet shortcut 'A' or 'B') and FedPAN's pan_amplitude (0 = off)
+      and pan_periods (layers.pan).
   Returns:
     A flax.linen module called as model.apply(variables, x, train=...).
   """
@@ -119,7 +134,8 @@ def build_model(name: str, num_classes: int, *, width: float = 1.0,
                      f'pan_periods > 0, got {amplitude} and {periods}.')
   spec = MODELS[name]
   if not bn and spec.always_bn:
-    raise ValueError(f'{name} always has BatchNorm; drop config.model.bn=False.')
+    raise ValueError(f'{name} always has BatchNorm; drop '
+                     'config.model.bn=False.')
   return spec.make(num_classes=num_classes, width=width, bn=bn,
                    bn_init=bn_init, **kwargs)
 
@@ -136,7 +152,8 @@ def check_input_shape(name: str, model: nn.Module,
   if MODELS[name].images_only and len(shape) != 3:
     raise ValueError(
         f'Model {name!r} needs image inputs [H, W, C] but the dataset gives '
-        f'examples of shape {tuple(shape)}; use model "mlp" or an image dataset.')
+        f'examples of shape {tuple(shape)}; use model "mlp" or an image '
+        'dataset.')
   if isinstance(model, vit.ViT) and (shape[0] % model.patch_size or
                                      shape[1] % model.patch_size):
     raise ValueError(f'ViT patch size {model.patch_size} does not divide the '
@@ -146,7 +163,7 @@ def check_input_shape(name: str, model: nn.Module,
 
 
 def abstract_variables(model: nn.Module, shape: tuple[int, ...]) -> Any:
-  """Variables of `model` as ShapeDtypeStructs, via jax.eval_shape (no compile)."""
+  """Variables of `model` as ShapeDtypeStructs (jax.eval_shape: no compile)."""
   x = jax.ShapeDtypeStruct((1, *shape), jnp.float32)
   return jax.eval_shape(lambda k, x: model.init(k, x, train=False),
                         jax.random.key(0), x)

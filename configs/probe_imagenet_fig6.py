@@ -1,0 +1,42 @@
+"""Fig. 6 on ImageNet: noise on parameter groups of a pre-trained ResNet50.
+
+Save torchvision's weights (IMAGENET1K_V1, as `pretrained=True` gave) once,
+where PyTorch and safetensors are installed:
+  python -c "import torchvision; from safetensors.torch import save_file; \
+    save_file(torchvision.models.resnet50(weights='IMAGENET1K_V1') \
+    .state_dict(), 'weights/resnet50.safetensors')"
+Probing it needs only `pip install 'valley_jax[weights]'` (.npz needs
+nothing, .pth needs PyTorch):
+  python probe.py --config=configs/probe_imagenet_fig6.py \
+    --weights=weights/resnet50.safetensors --workdir=runs/imagenet_fig6 \
+    --config.train.data.data_dir=DIR
+(DIR: `tfds build imagenet2012 --file_format=array_record`). The arg picks
+another converted model, e.g. configs/probe_imagenet_fig6.py:resnext101_32x8d
+with its weights (Fig. 20).
+
+Groups ALL, CLF, FEAT, LAYER1, CONV, BN, each with plain and sign-consistent
+Gaussian noise (12 curves, cross-entropy and error), 41 λ points in [-1, 1],
+on a fixed seeded subset of 5,000 validation images (Resize 256, CenterCrop
+224, ImageNet mean/std; valley_jax/data/sources.py) read through
+tfds.data_source, with BN recalibrated per point on 2,000 training images.
+bfloat16 compute. The 5,000 + 2,000 uint8 images (1.1 GB) are held on the
+device and swept in batches of 250.
+"""
+
+from valley_jax import defaults, groups
+
+
+def get_config(arg: str | None = None):
+  c = defaults.probe_config(checkpoint_dir='')
+  c.kind = 'groups'
+  # The state dict probed instead of a checkpoint (probe.py --weights=...).
+  c.weights = 'weights/resnet50.safetensors'
+  c.train = defaults.train_config(arg or 'resnet50', 'imagenet2012')
+  c.train.data.augment = False
+  c.groups.groups = groups.GROUPS
+  c.groups.noise = 'gaussian'
+  c.sweep.dtype = 'bfloat16'
+  c.sweep.eval_batch_size = 250
+  c.sweep.recal_batch_size = 250
+  c.sweep.recal_samples = 2000
+  return c
