@@ -4,22 +4,33 @@ With --config.mode=table (or the config variant `:table`) it runs the grid
 algorithms × α × seeds of config.table and writes Table 1's layout.
 """
 
+import os
+
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from valley_jax import fedsim_lib
+from valley_jax import distributed, fedsim_lib
 
+# The default config is found beside this file, wherever python is started;
+# --config paths given by hand are relative to the working directory.
+_HERE = os.path.dirname(os.path.abspath(__file__))
 _CONFIG = config_flags.DEFINE_config_file(
-    'config', 'configs/fed_digits.py', 'Fed config file (get_config).')
+    'config', os.path.join(_HERE, 'configs', 'fed_digits.py'),
+    'Fed config file (get_config).')
 _WORKDIR = flags.DEFINE_string('workdir', 'runs/fed_digits',
                                'Checkpoints, metrics and results (local or '
                                'gs://).')
 _OVERWRITE = flags.DEFINE_bool(
     'overwrite', False, 'Replace a run of a different config in --workdir.')
 
+_COORDINATOR, _NUM_PROCESSES, _PROCESS_ID = distributed.define_flags()
+
 
 def main(argv):
   del argv
+  # Before anything touches a device: join the other processes, if any.
+  distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value,
+                         _PROCESS_ID.value)
   if not flags.FLAGS['verbosity'].present:
     logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO.
   fedsim_lib.main(_CONFIG.value, _WORKDIR.value, overwrite=_OVERWRITE.value)

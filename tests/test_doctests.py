@@ -10,7 +10,8 @@ _MODULES = ['valley_jax.models', 'valley_jax.tree', 'valley_jax.groups',
             'valley_jax.landscape', 'valley_jax.sharding',
             'valley_jax.defaults', 'valley_jax.data.pipeline',
             'valley_jax.outputs', 'valley_jax.checks', 'valley_jax.checkpoint',
-            'valley_jax.data.partition']
+            'valley_jax.data.partition', 'valley_jax.distributed',
+            'valley_jax.convert', 'valley_jax.data.sources']
 
 
 @pytest.mark.parametrize('name', _MODULES)

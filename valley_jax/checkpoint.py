@@ -10,6 +10,12 @@ Every restore verifies the arrays against the stored checksums. A damaged
 checkpoint (flipped bytes, a truncated file, an unreadable config) raises
 `CheckpointError`, which names the workdir, the epoch and the kept epochs to
 fall back to.
+
+Multi-process runs (`valley_jax.distributed`): every process calls the same
+save and restore functions in the same order, as Orbax expects; Orbax writes
+each array once (the replicated parameters by process 0) and the JSON items
+from process 0, with barriers between the processes. The checkpoint folder
+must be storage all processes share (gs:// or a shared disk).
 """
 
 import hashlib
@@ -45,7 +51,9 @@ def checksums(tree: Any) -> dict[str, str]:
   """
   out = {}
   for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
-    a = np.ascontiguousarray(jax.device_get(leaf))
+    # Replicated arrays are read from this process's copy; arrays split over
+    # several processes are gathered (all processes checksum together).
+    a = np.ascontiguousarray(sharding.to_host(leaf))
     h = hashlib.sha256(f'{a.dtype.str}{a.shape}'.encode())
     h.update(a.tobytes())
     out[_path_str(path)] = h.hexdigest()

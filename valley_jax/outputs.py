@@ -5,6 +5,9 @@
   file (local disks; on gs:// the object is replaced whole).
 * Strict JSON: non-finite floats are written as `null`, never as the bare
   `NaN`/`Infinity` tokens that other JSON readers reject.
+* Written once: in a multi-process run only process 0 writes (the others
+  compute the same values and skip the write); the files belong on storage
+  every process reads (a shared disk or gs://).
 * Damaged outputs: `read_json`/`read_jsonl` return None for a file that is
   missing or cannot be parsed, so a rerun rebuilds it instead of crashing.
 
@@ -27,6 +30,8 @@ from typing import Any, Iterable
 from absl import logging
 from etils import epath
 import numpy as np
+
+from valley_jax import distributed
 
 
 def finite_or_none(obj: Any) -> Any:
@@ -53,7 +58,12 @@ def dumps(obj: Any, indent: int | None = None) -> str:
 
 
 def write_bytes(path: epath.PathLike, data: bytes) -> None:
-  """Writes `data` to `path` atomically (temporary sibling + rename)."""
+  """Writes `data` to `path` atomically (temporary sibling + rename).
+
+  In a multi-process run only process 0 writes; the others return at once.
+  """
+  if not distributed.is_primary():
+    return  # A multi-process run's files are written once, by process 0.
   path = epath.Path(path)
   tmp = path.parent / f'.{path.name}.tmp-{uuid.uuid4().hex[:8]}'
   try:

@@ -12,6 +12,12 @@ params and batch_stats become epoch 0, the optimiser starts fresh, and a
 checkpoint of another architecture is refused before training starts.
 `config.train.init_fresh = 'CLF'` keeps a fresh classifier head instead of
 the checkpoint's (fine-tuning on a task with other classes).
+
+Several processes (`valley_jax.distributed`): config.train.batch_size is the
+global batch, split over all processes' devices; each process reads only its
+rows of every batch (`sharding.gather`); metrics.jsonl is written by process
+0, checkpoints by all together. The result equals a one-process run on as
+many devices to float tolerance (tests/test_multihost.py).
 """
 
 import os
@@ -26,8 +32,8 @@ import ml_collections
 import numpy as np
 import tqdm
 
-from valley_jax import (checkpoint, checks, data, groups, models, outputs,
-                        sharding, training)
+from valley_jax import (checkpoint, checks, data, distributed, groups, models,
+                        outputs, sharding, training)
 
 METRICS = 'metrics.jsonl'
 # Keys that may change between a run and its resumption.
@@ -247,8 +253,9 @@ def evaluate(eval_step, mesh, params, batch_stats, x, y,
   idx_SB, w_SB = data.padded_batches(len(y), batch_size)
   sums = []
   for idx, w in zip(idx_SB, w_SB):
-    xb, yb, wb = sharding.put_sharded(mesh, (x[idx], y[idx], w))
-    sums.append(eval_step(params, batch_stats, xb, yb, wb))
+    xb, yb = sharding.gather(mesh, (x, y), idx)
+    sums.append(eval_step(params, batch_stats, xb, yb,
+                          sharding.put_sharded(mesh, w)))
   tot = jax.tree.map(lambda *a: float(np.sum(a)), *sums)
   return {'loss': tot['loss'] / tot['count'],
           'accuracy': tot['correct'] / tot['count']}
@@ -350,13 +357,17 @@ def run(config: ml_collections.ConfigDict, workdir: str, *,
   train_key = jax.random.fold_in(root, 1)
   last = stop_after if stop_after is not None else config.train.epochs
   row = {}
-  for epoch in tqdm.trange(start + 1, last + 1, desc='train', disable=None,
+  for epoch in tqdm.trange(start + 1, last + 1, desc='train',
+                           disable=distributed.progress_disabled(),
                            initial=start, total=config.train.epochs):
     t0 = time.time()
     ms = []
     for idx in data.epoch_batches(len(ds.y_train), bs, config.data.seed,
                                   epoch):
-      state, m = train_step(state, ds.x_train[idx], ds.y_train[idx], train_key)
+      # Each process reads its own rows of the batch (the global batch is
+      # config.train.batch_size, split over all processes' devices).
+      xb, yb = sharding.gather(mesh, (ds.x_train, ds.y_train), idx)
+      state, m = train_step(state, xb, yb, train_key)
       ms.append(m)
     losses = np.array([m['loss'] for m in ms], np.float64)
     _check_finite(losses, epoch, config)

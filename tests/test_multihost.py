@@ -1,0 +1,171 @@
+"""Two processes on localhost run as one process with as many devices does.
+
+`python probe.py` with its default config, started from another directory
+as two CPU processes with two fake devices each (coordinator on a free
+port): it trains the digits model for two epochs into runs/default (its
+train_if_missing) and probes it (sign_ratio). A single process with four
+devices does the same. The final parameters, the metrics and the curves
+agree to float tolerance (cross-process sums add in another order).
+"""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+from valley_jax import (checkpoint, defaults, distributed, outputs, probe_lib,
+                        train_lib)
+
+_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_TRAIN = {'model.name': 'mlp', 'model.width': 0.125, 'train.epochs': 2,
+          'data.n_train': 512, 'train.batch_size': 64,
+          'train.eval_batch_size': 120}
+_PROBE = {'kind': 'sign_ratio', 'sweep.num_points': 5,
+          'sweep.recal_samples': 200, 'sweep.recal_batch_size': 200,
+          'sweep.eval_batch_size': 360, 'sign_ratio.ratios': (0.0, 1.0)}
+_TIMEOUT_S = 300
+
+
+def _free_port() -> int:
+  with socket.socket() as s:
+    s.bind(('localhost', 0))
+    return s.getsockname()[1]
+
+
+def _flags(overrides, prefix: str = '') -> list[str]:
+  return [f'--config.{prefix}{k}={v}' for k, v in overrides.items()]
+
+
+def _launch_two(argv_of, cwd) -> None:
+  """Runs argv_of(process_id) as two processes of one run; both must pass."""
+  env = {**os.environ, 'JAX_PLATFORMS': 'cpu',
+         'XLA_FLAGS': '--xla_force_host_platform_device_count=2',
+         'PYTHONPATH': os.pathsep.join(
+             [_REPO, *filter(None, [os.environ.get('PYTHONPATH')])])}
+  # Logs go to files: a full pipe of one process would stall both.
+  logs = [cwd / f'process{i}.log' for i in range(2)]
+  procs = []
+  for i, log in enumerate(logs):
+    with open(log, 'w') as f:
+      procs.append(subprocess.Popen(argv_of(i), cwd=cwd, env=env, stdout=f,
+                                    stderr=subprocess.STDOUT))
+  try:
+    for p in procs:
+      p.wait(timeout=_TIMEOUT_S)
+  finally:
+    for p in procs:
+      if p.poll() is None:
+        p.kill()
+  for p, log in zip(procs, logs):
+    assert p.returncode == 0, log.read_text()[-3000:]
+
+
+def _reference(tmp_path):
+  """The same run and probe in this process on four of its devices."""
+  p = defaults.probe_config(str(tmp_path / 'ref'))
+  p.update_from_flattened_dict(
+      {**_PROBE, **{f'train.{k}': v for k, v in _TRAIN.items()}})
+  p.train.num_devices = p.num_devices = 4
+  p.train_if_missing = p.checkpoint
+  paths = probe_lib.run(p, str(tmp_path / 'ref_probe'))
+  return p.checkpoint, paths['sign_ratio']
+
+
+def _rows(path):
+  with open(path) as f:
+    return [json.loads(line) for line in f]
+
+
+def _assert_close(a, b):
+  np.testing.assert_allclose(np.asarray(a, np.float64),
+                             np.asarray(b, np.float64), rtol=1e-5, atol=1e-6)
+
+
+@pytest.fixture(scope='module')
+def two_process_run(tmp_path_factory):
+  """probe.py's default run as two processes, from another directory."""
+  tmp = tmp_path_factory.mktemp('multihost')
+  dist = [f'--coordinator_address=localhost:{_free_port()}',
+          '--num_processes=2']
+  flags = [*_flags(_PROBE), *_flags(_TRAIN, 'train.')]
+  _launch_two(lambda i: [sys.executable, os.path.join(_REPO, 'probe.py'),
+                         *dist, f'--process_id={i}', *flags], tmp)
+  return tmp
+
+
+def test_two_processes_equal_one_process(two_process_run, tmp_path):
+  ref_work, ref_results = _reference(tmp_path)
+  work = str(two_process_run / 'runs/default')
+  assert checkpoint.epochs(work) == [0, 1, 2]
+  got, cfg = checkpoint.restore_model(work)
+  want, ref_cfg = checkpoint.restore_model(ref_work)
+  assert cfg['model'] == ref_cfg['model'] and cfg['train'] == ref_cfg['train']
+  for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
+    _assert_close(a, b)
+  rows, ref_rows = (_rows(os.path.join(w, train_lib.METRICS))
+                    for w in (work, ref_work))
+  assert [r['epoch'] for r in rows] == [1, 2]
+  for key in ('train_loss', 'train_accuracy', 'test_loss', 'test_accuracy'):
+    _assert_close([r[key] for r in rows], [r[key] for r in ref_rows])
+  with open(two_process_run / 'runs/default/probe/sign_ratio/results.json'
+            ) as f:
+    res = json.load(f)
+  with open(ref_results) as f:
+    ref = json.load(f)
+  assert len(res['curves']) == len(ref['curves']) == 2
+  for c, r in zip(res['curves'], ref['curves']):
+    assert c['label'] == r['label']
+    _assert_close(c['loss'], r['loss'])
+    _assert_close(c['error'], r['error'])
+  assert res['provenance'][0]['epoch'] == 2
+
+
+def test_only_process_zero_writes(tmp_path, monkeypatch):
+  """Outputs of the other processes are skipped: one writer per file."""
+  outputs.write_json(tmp_path / 'a.json', {'x': 1})
+  monkeypatch.setattr(jax, 'process_index', lambda: 1)
+  outputs.write_json(tmp_path / 'b.json', {'x': 1})
+  assert sorted(os.listdir(tmp_path)) == ['a.json']
+
+
+def test_two_process_run_left_no_stray_files(two_process_run):
+  stray = [f for _, _, fs in os.walk(two_process_run) for f in fs
+           if '.tmp-' in f or '.write-test-' in f]
+  assert not stray
+  assert 'results.json' in os.listdir(
+      two_process_run / 'runs/default/probe/sign_ratio')
+
+
+def test_cluster_found_as_jax_finds_it(monkeypatch):
+  """A SLURM step of 4 tasks is 4 processes; one task is nothing to join."""
+  env = {'SLURM_JOB_ID': '7', 'SLURM_STEP_NODELIST': 'node[1-2]',
+         'SLURM_NTASKS': '4', 'SLURM_PROCID': '1', 'SLURM_LOCALID': '1'}
+  for k, v in env.items():
+    monkeypatch.setenv(k, v)
+  assert distributed.cluster_processes() == 4
+  monkeypatch.setenv('SLURM_NTASKS', '1')
+  assert distributed.cluster_processes() == 1
+  assert distributed.initialize() is False  # One task: left alone.
+
+
+@pytest.mark.parametrize('args', [('', 2, 0), ('localhost:1', 2, -1),
+                                  ('localhost:1', 2, 2), ('', 0, 1)])
+def test_partial_flags_refused(args):
+  with pytest.raises(ValueError, match='needs all three'):
+    distributed.initialize(*args)
+
+
+def test_default_config_found_from_any_directory(tmp_path):
+  """The mains' default configs live beside them, not in the cwd."""
+  for main, name in (('train.py', 'digits_cnn.py'),
+                     ('probe.py', 'probe_default.py'),
+                     ('fedsim.py', 'fed_digits.py')):
+    out = subprocess.run([sys.executable, os.path.join(_REPO, main),
+                          '--helpfull'], cwd=tmp_path, capture_output=True,
+                         text=True, check=False)
+    assert os.path.join(_REPO, 'configs', name) in out.stdout, out.stderr[-500:]
