@@ -3,7 +3,8 @@
 Trains the digits CNN with BN into runs/default if it holds no checkpoint, then
 runs noise_types (Fig. 3), sign_ratio (Fig. 4) and special (Fig. 5) and writes
 results.json + figures under runs/default/probe/<kind>/.
-About 60-90 s on 2 CPU cores (2026-11-22).
+About 30 s on 2 loaded CPU cores once trained (2026-12-01,
+bench/results/probe_cpu_2cores_2026-12-01.jsonl).
 """
 
 from valley_jax import defaults

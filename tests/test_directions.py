@@ -74,7 +74,10 @@ def test_ratio_gives_expected_agreement(r):
 def test_special_directions_by_hand():
   theta = {'w': jnp.array([2.0, -1.0, 0.0, 3.0])}  # mean 1.0
   theta0 = {'w': jnp.array([9.0, 9.0, 9.0, 9.0])}
-  sp = lambda n: directions.special(n, theta, theta0)['w'].tolist()
+
+  def sp(n):
+    return directions.special(n, theta, theta0)['w'].tolist()
+
   assert sp('init') == [9.0] * 4
   assert sp('theta') == [2.0, -1.0, 0.0, 3.0]
   assert sp('sign') == [1.0, -1.0, 1.0, 1.0]

@@ -266,8 +266,8 @@ _SCALES = ['noise_types.scales', 'sign_ratio.scale', 'special.scale',
 @pytest.mark.parametrize('key,value', [
     *[(k, v) for k in _SCALES for v in (0.0, -1.0, float('nan'))],
     ('sweep.chunk', -1),
-    ('sweep.eval_batch_size', 0), ('sweep.recal_samples', 0),
-    ('sweep.recal_batch_size', 0), ('sweep.lam_min', float('nan')),
+    ('sweep.eval_batch_size', -1), ('sweep.recal_samples', 0),
+    ('sweep.recal_batch_size', -1), ('sweep.lam_min', float('nan')),
     ('sweep.lam_max', float('inf')), ('seeds', 0),
     ('sign_ratio.ratios', (0.5, 1.5)), ('train.optim.momentum', 1.0),
 ])
@@ -334,6 +334,21 @@ def test_misspelt_checkpoint_is_not_trained(tmp_path, monkeypatch):
                      match=r'defualt.*holds no checkpoint.*python train\.py'):
     probe_lib.run(c, str(tmp_path / 'probe'))
   assert not (tmp_path / 'runs' / 'defualt').exists()
+
+
+def test_preempted_default_training_is_resumed_before_probing(tmp_path):
+  """A plain `python probe.py` killed while it trained its default run
+  finishes that training when started again, then probes the last epoch."""
+  w = str(tmp_path / 'runs' / 'default')
+  train = tiny_train_config(epochs=2)
+  train_lib.run(train, w, stop_after=1)  # Killed after epoch 1.
+  c = _probe_config(w)
+  c.train_if_missing, c.train = w, train
+  probe_lib.run(c, str(tmp_path / 'probe'))
+  assert checkpoint.epochs(w) == [0, 1, 2]
+  res = json.loads((tmp_path / 'probe' / 'special' / 'results.json')
+                   .read_text())
+  assert res['provenance'][0]['epoch'] == 2
 
 
 # ------------------------------------------------------ 9. recal without BN

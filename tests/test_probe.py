@@ -63,7 +63,12 @@ def test_single_checkpoint_kinds(trained_mlp, tmp_path, capsys):
     res = _load(paths[kind])
     _check_schema(res, kind)
     assert (tmp_path / kind / 'figure.png').exists()
-    assert (tmp_path / kind / 'figure.pdf').exists()
+    # PNG by default; config.figure_formats='png,pdf' adds PDF.
+    assert not (tmp_path / kind / 'figure.pdf').exists()
+    assert res['precision'] == {'dtype': 'float32', 'compute_dtype': 'float32',
+                                'matmul_precision': 'highest',
+                                'fold_bn': True}
+    assert res['batch_sizes'] == {'eval': 360, 'recal': 200}
   nt = _load(paths['noise_types'])
   assert len(nt['curves']) == 4  # 2 noises x {plain, sign-consistent}.
   assert nt['curves'][0]['seeds'] == 2 and 'error_std' in nt['curves'][0]

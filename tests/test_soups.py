@@ -180,8 +180,8 @@ def test_soups_end_to_end_and_the_finding(tmp_path, monkeypatch):
       assert 0.0 <= row[k] <= 1.0
   assert res['init'] == {'workdir': runs['ft_a'], 'epoch': 0}
   assert res['halves'] == {'a': 0, 'b': 1}
-  assert res['figures'] == ['figure.png', 'figure.pdf']
-  assert (tmp_path / 'ft' / 'soups' / 'figure.pdf').exists()
+  assert res['figures'] == ['figure.png']  # config.figure_formats='png'.
+  assert (tmp_path / 'ft' / 'soups' / 'figure.png').exists()
   # Provenance: A and B at every epoch, then θI, which is the pre-trained run.
   prov = [(p['workdir'], p['epoch']) for p in res['provenance']]
   assert prov == [(runs['ft_a'], 1), (runs['ft_a'], 2), (runs['ft_b'], 1),

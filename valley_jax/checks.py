@@ -236,8 +236,8 @@ PROBE_BASE_FIELDS = [
     count('sweep.num_points'),
     count('sweep.chunk', 0, why='0 = chosen by the architecture'),
     count('sweep.recal_samples'),
-    count('sweep.recal_batch_size'),
-    count('sweep.eval_batch_size'),
+    count('sweep.recal_batch_size', 0, why='0 = chosen for the device'),
+    count('sweep.eval_batch_size', 0, why='0 = chosen for the device'),
     count('sweep.n_test', 0, why='0 = the whole test split'),
 ]
 

@@ -106,10 +106,18 @@ def probe_config(
   c.seeds = 1  # Draws per random direction (mean ± std when > 1).
   c.num_devices = 0
   c.normalization = 'ns'
+  # dtype: 'float32' (full float32, precision HIGHEST), 'tf32' (XLA's
+  # default precision: reduced on GPUs, faster) or 'bfloat16'. Batch sizes
+  # 0 = chosen for the device (probe_lib.AUTO_BATCH). fold_bn: fold BN into
+  # the convolution before it at evaluation points (same values).
   c.sweep = ml_collections.ConfigDict(dict(
       lam_min=-1.0, lam_max=1.0, num_points=41, chunk=0, dtype='float32',
-      recal='auto', recal_samples=2000, recal_batch_size=500,
-      eval_batch_size=1000, n_test=0))
+      recal='auto', recal_samples=2000, recal_batch_size=0,
+      eval_batch_size=0, n_test=0, fold_bn=True))
+  c.figure_formats = 'png'  # Comma-separated: 'png', 'pdf', 'svg'.
+  # JAX's persistent compilation cache (valley_jax/compile_cache.py), set up
+  # by probe.py: 'default' (~/.cache/valley_jax/jax), a directory, or 'none'.
+  c.compile_cache = 'default'
   for name, study in studies.STUDIES.items():
     c[name] = study.config()
   return c

@@ -81,9 +81,11 @@ def partial_sign_consistent(eps: PyTree, theta: PyTree, ratio: float,
                             key: jax.Array) -> PyTree:
   """A random fraction `ratio` of the elements takes θ's sign (Fig. 4).
 
-  Each element is chosen independently with probability `ratio`.
+  Each element is chosen independently with probability `ratio`, so ratio
+  0 leaves ε as it is and ratio 1 is sign_consistent(ε, θ). `ratio` may be
+  a traced scalar (one compiled builder for every ratio).
   """
-  if not 0.0 <= ratio <= 1.0:
+  if not isinstance(ratio, jax.core.Tracer) and not 0.0 <= ratio <= 1.0:
     raise ValueError(f'ratio must lie in [0, 1], got {ratio}.')
   flat, unravel = flatten_util.ravel_pytree(eps)
   chosen = jax.random.bernoulli(key, ratio, flat.shape)

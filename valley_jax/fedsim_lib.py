@@ -34,8 +34,8 @@ import ml_collections
 import numpy as np
 import tqdm
 
-from valley_jax import (checkpoint, checks, data, fed, models, outputs,
-                        plots, sharding, train_lib, training)
+from valley_jax import (checkpoint, checks, data, distributed, fed, models,
+                        outputs, plots, sharding, train_lib, training)
 from valley_jax.data import partition
 
 METRICS = 'metrics.jsonl'
@@ -209,7 +209,8 @@ def run(config: ml_collections.ConfigDict, workdir: str, *,
   evaluate = _Evaluator(config, model, ds, mesh)
   last = min(stop_after or f.rounds, f.rounds)
   for t in tqdm.trange(start, last, desc=f'fedsim {f.algorithm}',
-                       disable=None, initial=start, total=f.rounds):
+                       disable=distributed.progress_disabled(),
+                       initial=start, total=f.rounds):
     t0 = time.time()
     server, clients, m = round_fn(states['server'], states['clients'], t)
     states = {'server': server, 'clients': clients}

@@ -16,6 +16,19 @@ var = average of batch E[x²] minus mean² (biased), where every BN layer sees
 its input normalised with batch statistics, as in a PyTorch "forward again"
 pass.
 
+BatchNorm folding (`make_sweep(fold=True)`; the probe's config.sweep.fold_bn):
+at every evaluation point (after its recalibration, if any), each BN layer in
+eval mode that directly follows a Conv or Dense layer is folded into it: the
+kernel's output channels (and the bias, if any) are multiplied by
+s = γ/√(σ² + ε) and the BN becomes a bias-add of β − μ·s. The pairs are found
+by tracing the model once (`bn_pairs`). The unfolded path is the reference
+(tests compare the two at float32/HIGHEST).
+
+Precision (`precision=`): 'highest' traces the sweep under
+`jax.default_matmul_precision('highest')`, so float32 matrix products and
+convolutions are full float32 on GPUs/TPUs too (XLA's default there is a
+TF32-like reduced precision); None keeps XLA's default.
+
 >>> import valley_jax.models as models, numpy as np, jax
 >>> m = models.build_model('mlp', 3, hidden=(4,), bn=False)
 >>> v = m.init(jax.random.key(0), np.zeros((1, 2)))
@@ -26,6 +39,7 @@ pass.
 (1,)
 """
 
+import contextlib
 import dataclasses
 import functools
 import math
@@ -64,8 +78,10 @@ def make_batches(x: np.ndarray, y: np.ndarray, batch_size: int,
   idx, w = pipeline.padded_batches(len(y), min(batch_size, len(y)))
   if mesh is not None:
     sharding.check_divisible(mesh, idx.shape[1], 'eval batch size')
-  b = Batches(jnp.asarray(x[idx]), jnp.asarray(y[idx]), jnp.asarray(w))
-  return b if mesh is None else sharding.put_sharded(mesh, b, axis=1)
+    # Each process reads only the columns of the batches its devices hold.
+    return Batches(*sharding.gather(mesh, (x, y), idx, axis=1),
+                   sharding.put_sharded(mesh, w, axis=1))
+  return Batches(jnp.asarray(x[idx]), jnp.asarray(y[idx]), jnp.asarray(w))
 
 
 def make_recal_batches(x: np.ndarray, n: int, batch_size: int,
@@ -77,8 +93,9 @@ def make_recal_batches(x: np.ndarray, n: int, batch_size: int,
   if n % b:
     raise ValueError(f'recal samples {n} must be a multiple of the recal '
                      f'batch size {b} (all batches equally weighted).')
-  xs = jnp.asarray(x[:n].reshape(n // b, b, *x.shape[1:]))
-  return xs if mesh is None else sharding.put_sharded(mesh, xs, axis=1)
+  if mesh is not None:
+    return sharding.gather(mesh, x, np.arange(n).reshape(n // b, b), axis=1)
+  return jnp.asarray(x[:n].reshape(n // b, b, *x.shape[1:]))
 
 
 def _cast(t: PyTree, dtype) -> PyTree:
@@ -140,6 +157,99 @@ def evaluate(model: nn.Module, params: PyTree, batch_stats: PyTree,
   return tot['loss'] / tot['count'], 1.0 - tot['correct'] / tot['count']
 
 
+# BN path -> (path of the Conv/Dense it follows, the BN's epsilon).
+BnPairs = dict[tuple[str, ...], tuple[tuple[str, ...], float]]
+
+
+def bn_pairs(model: nn.Module, variables: PyTree,
+             input_shape: Sequence[int]) -> BnPairs:
+  """The BN layers (eval mode) whose input is a Conv or Dense output.
+
+  Traced abstractly (no FLOPs): a BN is paired with the Conv/Dense whose
+  output array it receives; a layer output that feeds two BNs pairs neither.
+
+  Args:
+    model: the flax module.
+    variables: {'params', 'batch_stats'} (arrays or shapes).
+    input_shape: the shape of one input example (no batch axis).
+
+  Returns:
+    BN module path -> (Conv/Dense module path, BN epsilon).
+  """
+  outs, pairs, seen = {}, {}, {}
+
+  def spy(next_fun, args, kwargs, ctx):
+    out = next_fun(*args, **kwargs)
+    m = ctx.module
+    if ctx.method_name != '__call__':
+      return out
+    if isinstance(m, (nn.Conv, nn.Dense)):
+      outs[id(out)] = (m.scope.path, out)  # Keeps `out` alive: ids stay.
+    elif (isinstance(m, nn.BatchNorm) and m.use_running_average
+          and m.axis == -1 and id(args[0]) in outs):
+      lin = outs[id(args[0])][0]
+      seen[lin] = seen.get(lin, 0) + 1
+      pairs[tuple(m.scope.path)] = (tuple(lin), float(m.epsilon))
+    return out
+
+  x = jax.ShapeDtypeStruct((1, *input_shape), jnp.float32)
+  with nn.intercept_methods(spy):
+    jax.eval_shape(lambda v, x: model.apply(v, x, train=False), variables, x)
+  return {bn: v for bn, v in pairs.items() if seen[v[0]] == 1}
+
+
+def fold_bn(params: PyTree, batch_stats: PyTree,
+            pairs: BnPairs) -> tuple[PyTree, dict]:
+  """Folds each paired BN into its layer (see module doc).
+
+  Args:
+    params: the parameters (float32).
+    batch_stats: the BN running statistics used for evaluation.
+    pairs: from bn_pairs.
+
+  Returns:
+    (params with scaled kernels and biases, BN path -> shift β − μ·s).
+  """
+  fp = flax.traverse_util.flatten_dict(flax.core.unfreeze(params))
+  fs = flax.traverse_util.flatten_dict(flax.core.unfreeze(batch_stats))
+  shifts = {}
+  for bn, (lin, eps) in pairs.items():
+    mean, var = fs[bn + ('mean',)], fs[bn + ('var',)]
+    s = fp.get(bn + ('scale',), 1.0) * jax.lax.rsqrt(var + eps)
+    fp[lin + ('kernel',)] = fp[lin + ('kernel',)] * s
+    if lin + ('bias',) in fp:
+      fp[lin + ('bias',)] = fp[lin + ('bias',)] * s
+    shifts[bn] = fp.get(bn + ('bias',), 0.0) - mean * s
+  return flax.traverse_util.unflatten_dict(fp), shifts
+
+
+def folded(shifts: dict):
+  """A context in which the folded BNs of `shifts` are bias-adds.
+
+  Args:
+    shifts: BN module path -> β − μ·s, from fold_bn.
+
+  Returns:
+    A flax intercept_methods context; apply the folded parameters in it.
+  """
+
+  def intercept(next_fun, args, kwargs, ctx):
+    path = tuple(ctx.module.scope.path)
+    if (ctx.method_name == '__call__'
+        and isinstance(ctx.module, nn.BatchNorm) and path in shifts):
+      x = args[0]
+      return x + shifts[path].astype(x.dtype)
+    return next_fun(*args, **kwargs)
+
+  return nn.intercept_methods(intercept)
+
+
+def _precision(precision: str | None):
+  if precision is None:
+    return contextlib.nullcontext()
+  return jax.default_matmul_precision(precision)
+
+
 def auto_chunk(params: PyTree, num_points: int) -> int:
   """Points per vmapped chunk, from measurements.
 
@@ -161,7 +271,8 @@ def auto_chunk(params: PyTree, num_points: int) -> int:
 
 def make_sweep(model: nn.Module, mean=(0.0,), std=(1.0,), *,
                recal: bool = False, chunk: int | None = None,
-               dtype=jnp.float32, mesh=None):
+               dtype=jnp.float32, mesh=None, precision: str | None = None,
+               fold: bool = False):
   """A jitted fn(params, batch_stats, directions, coeffs_PxK, eval, recal_x).
 
   Args:
@@ -173,19 +284,31 @@ def make_sweep(model: nn.Module, mean=(0.0,), std=(1.0,), *,
       always accumulated in float32).
     mesh: the mesh the data are sharded over; parameters, directions and
       coefficients are replicated on it (None: leave them where they are).
+    precision: None (XLA's default) or a jax.default_matmul_precision value
+      such as 'highest' (full float32 products on GPU/TPU).
+    fold: fold BatchNorm into the preceding Conv/Dense for evaluation (see
+      module doc); a model without such a pair is evaluated as it is.
   Returns:
     fn returning {'loss': [P], 'error': [P]} (device arrays).
   """
+  pairs: list[BnPairs] = []  # Found on the first call (needs a shape).
 
   @functools.partial(jax.jit, static_argnames=('chunk_size',))
   def run(params, batch_stats, directions, coeffs_PxK, data, recal_x,
           chunk_size):
     def point(c_K):
-      p = _cast(tree.combine(params, list(directions), c_K), dtype)
+      p = tree.combine(params, list(directions), c_K)
       stats = batch_stats
       if recal:
-        stats = recalibrate(model, p, batch_stats, recal_x, mean, std, dtype)
-      return evaluate(model, p, _cast(stats, dtype), data, mean, std, dtype)
+        stats = recalibrate(model, _cast(p, dtype), batch_stats, recal_x,
+                            mean, std, dtype)
+      if pairs and pairs[0]:
+        p, shifts = fold_bn(p, stats, pairs[0])
+        with folded(shifts):
+          return evaluate(model, _cast(p, dtype), _cast(stats, dtype), data,
+                          mean, std, dtype)
+      return evaluate(model, _cast(p, dtype), _cast(stats, dtype), data,
+                      mean, std, dtype)
 
     loss, err = jax.lax.map(point, coeffs_PxK, batch_size=chunk_size)
     return {'loss': loss, 'error': err}
@@ -209,7 +332,12 @@ def make_sweep(model: nn.Module, mean=(0.0,), std=(1.0,), *,
       where = getattr(jax.tree.leaves(params)[0], 'sharding', None)
       if where is not None:
         args = jax.device_put(args, where)
-    return run(*args, data, recal_x, min(size, coeffs_PxK.shape[0]))
+    if fold and not pairs:
+      pairs.append(bn_pairs(model, {'params': params,
+                                    'batch_stats': batch_stats},
+                            data.x.shape[2:]))
+    with _precision(precision):
+      return run(*args, data, recal_x, min(size, coeffs_PxK.shape[0]))
 
   return sweep
 

@@ -1,4 +1,7 @@
-"""matplotlib figures in the style of the paper (PNG + PDF).
+"""matplotlib figures in the style of the paper (PNG + PDF by default).
+
+The file formats of `save` are PNG and PDF unless a caller picks others with
+`formats(...)` (the probe writes config.figure_formats, PNG by default).
 
 Every 1D study is drawn as panels of curves: one column per panel key (noise,
 group, checkpoint, ...), test error on the top row and CE loss below. Curves
@@ -6,8 +9,9 @@ that are sign-consistent are solid, plain noise dashed. Non-finite values are
 drawn clipped to the panel's largest finite value.
 """
 
+import contextlib
 import io
-from typing import Any
+from typing import Any, Sequence
 
 from etils import epath
 import matplotlib
@@ -28,9 +32,43 @@ def clipped(values: list[float | None]) -> np.ndarray:
   return np.where(np.isfinite(v), v, cap)
 
 
+# The formats `save` writes; set with `formats`.
+_FORMATS = ['png', 'pdf']
+
+
+@contextlib.contextmanager
+def formats(exts: Sequence[str]):
+  """Within the context, `save` writes these formats (e.g. ('png',)).
+
+  Not thread-local: one thread draws at a time (the probe's figure worker).
+
+  Args:
+    exts: file extensions matplotlib can write: 'png', 'pdf', 'svg'.
+
+  Yields:
+    None.
+  """
+  old = list(_FORMATS)
+  _FORMATS[:] = list(exts)
+  try:
+    yield
+  finally:
+    _FORMATS[:] = old
+
+
 def save(fig, folder: str, name: str) -> list[str]:
+  """Writes fig as <folder>/<name>.<ext> for every current format.
+
+  Args:
+    fig: a matplotlib figure (closed afterwards).
+    folder: the folder (local or gs://).
+    name: the file name without extension.
+
+  Returns:
+    The paths written.
+  """
   paths = []
-  for ext in ('png', 'pdf'):
+  for ext in list(_FORMATS):
     path = epath.Path(folder) / f'{name}.{ext}'
     buf = io.BytesIO()
     fig.savefig(buf, format=ext, bbox_inches='tight', dpi=120)

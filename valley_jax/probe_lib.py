@@ -9,18 +9,29 @@ per curve, the mean test error of the positive half (λ ∈ [0, 1]), of the
 negative half (λ ∈ [-1, 0]) and their difference.
 
 Models with BN are recalibrated per point by default (config.sweep.recal =
-'auto'); the sweep then evaluates with the recomputed statistics.
+'auto'); the sweep then evaluates with the recomputed statistics, with every
+BN folded into the convolution before it (config.sweep.fold_bn).
+
+Speed (issue 10): directions are built by two compiled functions (see
+studies.common.make_direction); figures are drawn by one worker thread while
+the next kind sweeps, in config.figure_formats; config.sweep.dtype says what
+precision means ('float32' is full float32: matmul precision HIGHEST;
+'tf32' is XLA's default, reduced on GPUs; 'bfloat16'), and results.json
+records it under 'precision'; eval/recal batch sizes of 0 are chosen for the
+device (AUTO_BATCH).
 
 Failure behaviour: names and every numeric field (`checks.PROBE_FIELDS`) are
 checked, the workdir is proven writable and the checkpoints are found before
 anything is compiled. results.json and the figures are written atomically;
 results.json records the provenance of every checkpoint it measured (the
 resolved epoch, a fingerprint of the parameters and batch statistics, the
-training config). A rerun skips a kind only when its results.json is readable
+training config; or, with config.weights, the state-dict file's path and
+SHA-256). A rerun skips a kind only when its results.json is readable
 and holds the same probe config and the same provenance; a missing figure
 beside it is redrawn.
 """
 
+import concurrent.futures
 import json
 import math
 from typing import Any
@@ -33,8 +44,9 @@ import ml_collections
 import numpy as np
 import tqdm
 
-from valley_jax import (checkpoint, checks, data, landscape, normalize,
-                        outputs, sharding, studies, train_lib)
+from valley_jax import (checkpoint, checks, compile_cache, convert, data,
+                        distributed, landscape, normalize, outputs, plots,
+                        sharding, studies, train_lib)
 from valley_jax.studies import common, valley
 
 KINDS = tuple(studies.STUDIES)
@@ -42,7 +54,21 @@ KINDS = tuple(studies.STUDIES)
 MULTI_RUN = tuple(k for k, s in studies.STUDIES.items() if s.multi_run)
 # kind -> run function; run() looks a kind up here when it runs it.
 _RUNNERS = {k: s.run for k, s in studies.STUDIES.items()}
-DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
+# config.sweep.dtype -> (compute dtype, matmul precision). 'float32' is full
+# float32 everywhere (on GPUs XLA's default runs float32 products in a
+# TF32-like precision: 6e-3 relative error on a probe's curves, H200); 'tf32'
+# is that faster default, asked for by name.
+DTYPES = {'float32': jnp.float32, 'tf32': jnp.float32,
+          'bfloat16': jnp.bfloat16}
+PRECISIONS = {'float32': 'highest', 'tf32': None, 'bfloat16': None}
+# Images per batch when config.sweep.eval_batch_size / recal_batch_size is 0,
+# by platform: on an H100 the SWEEP benchmark is fastest at 2,000-5,000
+# images per batch (issue 10); on a CPU the earlier defaults 1,000 / 500 are
+# kept (CPU time is per image; configs/probe_default.py sets its own). The
+# recal batch size also sets whose statistics a train-mode BN normalises
+# with (see landscape.recalibrate), so it is recorded in results.json.
+AUTO_BATCH = {'gpu': (2500, 2000), 'tpu': (2500, 2000), 'cpu': (1000, 500)}
+FIGURE_FORMATS = ('png', 'pdf', 'svg')
 
 # The studies' names that tests reach through probe_lib.
 Subject = common.Subject
@@ -81,8 +107,15 @@ def validate(config: ml_collections.ConfigDict) -> list[str]:
   """
   kinds = check_names(config)
   selected = [studies.STUDIES[k] for k in kinds]
-  if any(_probes_main(s, config) for s in selected) and not _will_train(
-      config):
+  probes_main = any(_probes_main(s, config) for s in selected)
+  if probes_main and config.get('weights'):
+    if not epath.Path(config.weights).exists():
+      raise FileNotFoundError(f'config.weights={config.weights!r} does not '
+                              'exist (a .safetensors, .npz or .pth file).')
+    if 'special' in kinds and 'init' in config.special.directions:
+      raise ValueError("config.weights holds no initialisation θ0: drop "
+                       "'init' from config.special.directions.")
+  elif probes_main and not _will_train(config):
     if not checkpoint.epochs(config.checkpoint):
       raise FileNotFoundError(
           f'config.checkpoint={config.checkpoint!r} holds no checkpoint. '
@@ -112,10 +145,14 @@ def _check_runs(study: studies.Study, config) -> None:
 
 def _will_train(config) -> bool:
   """Whether probe.py trains config.checkpoint itself (the embedded default
-  only: config.train_if_missing names that one workdir)."""
-  return bool(config.train_if_missing) and (
-      config.checkpoint == config.train_if_missing) and not checkpoint.epochs(
-          config.checkpoint)
+  only: config.train_if_missing names that one workdir): when it holds no
+  checkpoint, or a run stopped before config.train.train.epochs (pre-empted),
+  which train_lib.run then resumes."""
+  if config.get('weights') or not config.train_if_missing or (
+      config.checkpoint != config.train_if_missing):
+    return False
+  kept = checkpoint.epochs(config.checkpoint)
+  return not kept or max(kept) < config.train.train.epochs
 
 
 def check_names(config: ml_collections.ConfigDict) -> list[str]:
@@ -139,12 +176,69 @@ def check_names(config: ml_collections.ConfigDict) -> list[str]:
                      f'{tuple(DTYPES)} (config.sweep.dtype).')
   if sw.recal not in ('auto', 'on', 'off'):
     raise ValueError("config.sweep.recal must be 'auto', 'on' or 'off'.")
+  if not isinstance(sw.get('fold_bn', True), bool):
+    raise ValueError(f'config.sweep.fold_bn={sw.fold_bn!r} must be True or '
+                     'False.')
+  figure_formats(config)
+  compile_cache.check(config.get('compile_cache', ''))
   if config.seeds < 1:
     raise ValueError('config.seeds must be >= 1.')
   normalize.check_normalization(config.normalization)
   for study in studies.STUDIES.values():
     study.validate(config)
   return kinds
+
+
+def figure_formats(config) -> tuple[str, ...]:
+  """config.figure_formats as a tuple ('png,pdf' or a tuple of names).
+
+  Args:
+    config: the probe config.
+
+  Returns:
+    The formats; ValueError naming the field for an unknown or empty one.
+  """
+  value = config.get('figure_formats', ('png',))
+  names = value.split(',') if isinstance(value, str) else list(value)
+  names = [str(n).strip().lower() for n in names if str(n).strip()]
+  bad = [n for n in names if n not in FIGURE_FORMATS]
+  if bad or not names:
+    raise ValueError(f'config.figure_formats={value!r}: choose one or more '
+                     f"of {FIGURE_FORMATS}, e.g. --config.figure_formats="
+                     "'png,pdf'.")
+  return tuple(names)
+
+
+def precision_of(config) -> dict[str, Any]:
+  """What config.sweep.dtype means, for results.json.
+
+  Args:
+    config: the probe config.
+
+  Returns:
+    {'dtype', 'compute_dtype', 'matmul_precision', 'fold_bn'}.
+  """
+  sw = config.sweep
+  return {'dtype': sw.dtype,
+          'compute_dtype': jnp.dtype(DTYPES[sw.dtype]).name,
+          'matmul_precision': PRECISIONS[sw.dtype] or 'default',
+          'fold_bn': bool(sw.get('fold_bn', True))}
+
+
+def batch_sizes(config, platform: str | None = None) -> tuple[int, int]:
+  """(eval, recal) images per batch: config.sweep's, or AUTO_BATCH's for 0.
+
+  Args:
+    config: the probe config.
+    platform: 'cpu', 'gpu', 'tpu' (default: the first device's).
+
+  Returns:
+    The two batch sizes before they are capped by the data.
+  """
+  platform = platform or jax.devices()[0].platform
+  auto = AUTO_BATCH.get(platform, AUTO_BATCH['gpu'])
+  sw = config.sweep
+  return sw.eval_batch_size or auto[0], sw.recal_batch_size or auto[1]
 
 
 # ------------------------------------------------------------------- prober
@@ -159,7 +253,11 @@ class Prober:
     self.root = jax.random.key(config.seed)
     self._datasets: dict[str, data.Dataset] = {}
     self._settings: dict[str, landscape.Setting] = {}
-    self.bar = tqdm.tqdm(desc='probe', unit='curve', disable=None)
+    # Images per batch of the last compiled sweep, for results.json (None:
+    # no sweep yet, or no recalibration).
+    self.batch_sizes: dict[str, int | None] | None = None
+    self.bar = tqdm.tqdm(desc='probe', unit='curve',
+                         disable=distributed.progress_disabled())
 
   def dataset(self, data_cfg: dict[str, Any]) -> data.Dataset:
     key = json.dumps(data_cfg, sort_keys=True)
@@ -181,6 +279,17 @@ class Prober:
                    variables['params'], variables['batch_stats'], ds,
                    self._settings[key])
 
+  def weights_subject(self) -> Subject:
+    """config.weights (a torchvision state dict, valley_jax.convert) in the
+    model and data of config.train, instead of a checkpoint."""
+    cfg, path = self.config.train, self.config.weights
+    ds = self.dataset(cfg.data.to_dict())
+    model = train_lib.build(cfg, ds)
+    v = jax.device_put(convert.load_variables(path, model, ds.input_shape),
+                       sharding.replicated(self.mesh))
+    return Subject(path, path, 'weights', cfg.to_dict(), model, v['params'],
+                   v['batch_stats'], ds, self._setting(model, ds, True))
+
   def _setting(self, model, ds: data.Dataset,
                has_bn: bool) -> landscape.Setting:
     sw = self.config.sweep
@@ -194,11 +303,12 @@ class Prober:
     x, y = ds.x_test, ds.y_test
     if sw.n_test:
       x, y = x[:sw.n_test], y[:sw.n_test]
-    eval_bs = _round_up(min(sw.eval_batch_size, len(y)), n_dev)
+    eval_size, recal_size = batch_sizes(self.config)
+    eval_bs = _round_up(min(eval_size, len(y)), n_dev)
     eval_data = landscape.make_batches(x, y, eval_bs, self.mesh)
     recal_x = None
     if recal:
-      rb = _round_up(min(sw.recal_batch_size, sw.recal_samples,
+      rb = _round_up(min(recal_size, sw.recal_samples,
                          len(ds.y_train)), n_dev)
       n = min(sw.recal_samples, len(ds.y_train)) // rb * rb
       order = np.random.default_rng(self.config.seed).permutation(
@@ -207,7 +317,11 @@ class Prober:
                                              self.mesh)
     fn = landscape.make_sweep(model, ds.mean, ds.std, recal=recal,
                               chunk=sw.chunk or None,
-                              dtype=DTYPES[sw.dtype], mesh=self.mesh)
+                              dtype=DTYPES[sw.dtype], mesh=self.mesh,
+                              precision=PRECISIONS[sw.dtype],
+                              fold=bool(sw.get('fold_bn', True)))
+    self.batch_sizes = {'eval': eval_bs, 'recal': (
+        None if recal_x is None else int(recal_x.shape[1]))}
     return landscape.Setting(fn, eval_data, recal_x, self.mesh)
 
 
@@ -235,7 +349,7 @@ def table(results: dict[str, Any]) -> str:
 def _ensure_trained(config, kinds: list[str]) -> None:
   if _will_train(config) and any(
       _probes_main(studies.STUDIES[k], config) for k in kinds):
-    logging.warning('No checkpoint in %s: training %s first.',
+    logging.warning('No finished run in %s: training %s first.',
                     config.checkpoint, config.train.model.name)
     train_lib.run(config.train, config.checkpoint)
 
@@ -256,6 +370,29 @@ def _checkpoints_of(config, kind: str) -> list[tuple[str, Any]]:
   return studies.STUDIES[kind].checkpoints(config)
 
 
+def _from_weights(config, kind: str) -> bool:
+  """Whether a kind measures config.weights instead of config.checkpoint."""
+  return bool(config.get('weights')) and _probes_main(studies.STUDIES[kind],
+                                                      config)
+
+
+def _provenance(config, kind: str) -> list[dict[str, Any]]:
+  """What a kind measures: its checkpoints, or the weights file's SHA-256."""
+  if _from_weights(config, kind):
+    return [convert.provenance(config.weights)]
+  return [checkpoint.provenance(w, e) for w, e in _checkpoints_of(config,
+                                                                   kind)]
+
+
+def _kind_header(config, kind: str) -> dict[str, Any]:
+  if _from_weights(config, kind):
+    return {'model': config.train.model.name,
+            'dataset': config.train.data.name,
+            'checkpoint': {'weights': config.weights}}
+  cks = _checkpoints_of(config, kind)
+  return _header(*cks[0]) if cks else _NO_CHECKPOINT
+
+
 def _finished(folder: epath.Path, config,
               prov: list[dict[str, Any]]) -> dict[str, Any] | None:
   """results.json of an earlier run of the same config on the same
@@ -266,15 +403,25 @@ def _finished(folder: epath.Path, config,
   if old.get('provenance') != checkpoint.as_json(prov):
     logging.warning('%s was measured on other checkpoints than %s now hold '
                     '(retrained?): recomputing it.', folder / 'results.json',
-                    [p['workdir'] for p in prov])
+                    [p.get('workdir') or p.get('weights') for p in prov])
     return None
   return old
 
 
-def _draw(kind: str, results: dict[str, Any], folder: epath.Path) -> list[str]:
+def _draw(kind: str, results: dict[str, Any], folder: epath.Path,
+          formats: tuple[str, ...] = ('png',)) -> list[str]:
   """Draws a kind's figure files; returns their names."""
-  paths = studies.STUDIES[kind].figure(results, str(folder))
+  with plots.formats(formats):
+    paths = studies.STUDIES[kind].figure(results, str(folder))
   return [epath.Path(f).name for f in paths]
+
+
+def _finish(kind: str, results: dict[str, Any], folder: epath.Path,
+            formats: tuple[str, ...]) -> None:
+  """Draws the figures, then writes results.json (which names them), so a
+  results.json on disk always has its figures beside it."""
+  results['figures'] = _draw(kind, results, folder, formats)
+  outputs.write_json(folder / 'results.json', results)
 
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, str]:
@@ -283,32 +430,42 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, str]:
   A kind whose results.json already holds this config and was measured on
   the same checkpoints (same fingerprints) is not recomputed, so an
   interrupted probe started again resumes after its last finished kind.
+  Figures are drawn by one worker thread while the next kind sweeps; run
+  returns once every figure and results.json is written.
   """
   kinds = validate(config)
   outputs.check_writable(workdir, '--workdir')
   _ensure_trained(config, kinds)
+  formats = figure_formats(config)
   p = Prober(config)
-  main, paths = None, {}
-  for kind in kinds:
-    folder = epath.Path(workdir) / kind
-    prov = [checkpoint.provenance(w, e) for w, e in _checkpoints_of(config,
-                                                                   kind)]
-    results = _finished(folder, config, prov)
-    if results is None:
-      probes_main = _probes_main(studies.STUDIES[kind], config)
-      if main is None and probes_main:
-        main = p.subject(config.checkpoint, config.epoch)
-      out = _RUNNERS[kind](p, main if probes_main else None)
-      cks = _checkpoints_of(config, kind)
-      results = outputs.finite_or_none({
-          'kind': kind, **(_header(*cks[0]) if cks else _NO_CHECKPOINT),
-          'provenance': prov, 'config': config.to_dict(), **out})
-      folder.mkdir(parents=True, exist_ok=True)
-      results['figures'] = _draw(kind, results, folder)
-      outputs.write_json(folder / 'results.json', results)
-    elif not all((folder / f).exists() for f in results.get('figures', ())):
-      _draw(kind, results, folder)  # Results kept, a figure lost: redraw.
-    p.bar.write(f'\n== {kind} ({folder}) ==\n{table(results)}')
-    paths[kind] = str(folder / 'results.json')
+  main, paths, pending = None, {}, []
+  with concurrent.futures.ThreadPoolExecutor(1, 'figures') as figures:
+    for kind in kinds:
+      folder = epath.Path(workdir) / kind
+      prov = _provenance(config, kind)
+      results = _finished(folder, config, prov)
+      if results is None:
+        probes_main = _probes_main(studies.STUDIES[kind], config)
+        if main is None and probes_main:
+          main = (p.weights_subject() if config.get('weights') else
+                  p.subject(config.checkpoint, config.epoch))
+        out = _RUNNERS[kind](p, main if probes_main else None)
+        eval_bs, recal_bs = batch_sizes(config)
+        used = p.batch_sizes or {'eval': eval_bs, 'recal': recal_bs}
+        results = outputs.finite_or_none({
+            'kind': kind, **_kind_header(config, kind),
+            'provenance': prov, 'config': config.to_dict(),
+            'precision': precision_of(config),
+            'batch_sizes': used, **out})
+        folder.mkdir(parents=True, exist_ok=True)
+        pending.append(figures.submit(_finish, kind, results, folder,
+                                      formats))
+      elif not all((folder / f).exists() for f in results.get('figures', ())):
+        # Results kept, a figure lost: redraw it.
+        pending.append(figures.submit(_draw, kind, results, folder, formats))
+      p.bar.write(f'\n== {kind} ({folder}) ==\n{table(results)}')
+      paths[kind] = str(folder / 'results.json')
+    for f in pending:
+      f.result()  # A failed figure or write fails the run.
   p.bar.close()
   return paths

@@ -22,11 +22,13 @@ import math
 from typing import TYPE_CHECKING, Any, Callable
 
 import jax
+from jax import flatten_util
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
 from valley_jax import (checkpoint, data, directions, groups, landscape,
-                        normalize, tree)
+                        normalize, sharding)
 
 if TYPE_CHECKING:  # Only for annotations: probe_lib imports the studies.
   from valley_jax.probe_lib import Prober
@@ -51,6 +53,9 @@ class Subject:
   batch_stats: Any
   dataset: data.Dataset
   sweep: landscape.Setting
+  # group -> (flat mask, tensor sizes) for the direction builders.
+  layouts: dict[str, Any] = dataclasses.field(default_factory=dict,
+                                              repr=False)
 
   @functools.cached_property
   def theta0(self):
@@ -140,6 +145,13 @@ def make_direction(p: Prober, s: Subject, seed: int, *, noise: str = '',
                    group: str = 'ALL', index: int = 0):
   """One normalised direction; noise i of seed s is the same in any study.
 
+  Built by two compiled functions on θ's flat vector (one for every random
+  noise, seed, key, ratio, sign choice and group; one for every special
+  direction), each compiled once per model and normalisation: names,
+  seeds, ratios and group masks are arguments. Plain noise is ratio 0 and
+  sign-consistent noise ratio 1 (a Bernoulli(0) chooses no element and a
+  Bernoulli(1) every one), so they are the directions they always were.
+
   Args:
     p: the Prober (its root key).
     s: the subject whose θ the direction is built for.
@@ -157,21 +169,96 @@ def make_direction(p: Prober, s: Subject, seed: int, *, noise: str = '',
     The direction, a pytree like θ.
   """
   theta = s.params
+  normalize.check_normalization(normalization)
+  mask, segments = _layout(s, group)
   if special:
-    eps = directions.special(special, theta,
-                             s.theta0 if special == 'init' else None)
-  else:
-    key = directions.direction_key(
-        p.root, seed, index or list(directions.NOISES).index(noise))
-    eps = directions.sample(noise, key, theta)
-  if ratio is not None:
-    eps = directions.partial_sign_consistent(eps, theta, ratio,
-                                             jax.random.fold_in(key, 7919))
-  elif sign_consistent:
-    eps = directions.sign_consistent(eps, theta)
-  mask = groups.mask(theta, group)
-  return normalize.normalize(tree.masked(eps, mask), tree.masked(theta, mask),
-                             normalization)
+    directions.check_special(special)
+    theta0 = s.theta0 if special == 'init' else theta
+    return _special_direction(theta, theta0,
+                              directions.SPECIAL.index(special), mask,
+                              segments, normalization=normalization)
+  directions.check_noise(noise)
+  n = list(directions.NOISES).index(noise)
+  if ratio is None:
+    ratio = 1.0 if sign_consistent else 0.0
+  return _noise_direction(p.root, seed, index or n, n, theta, ratio, mask,
+                          normalization=normalization)
+
+
+def _layout(s: Subject, group: str):
+  """θ's flat group mask and per-tensor segment sizes (cached per group)."""
+  if group not in s.layouts:
+    leaves = jax.tree.leaves(s.params)
+    keep = jax.tree.leaves(groups.mask(s.params, group))
+    mask = np.concatenate([np.full(x.size, k, bool)
+                           for x, k in zip(leaves, keep)])
+    sizes = np.array([x.size for x in leaves], np.int32)
+    # Placed as θ is (replicated over the mesh, also across processes).
+    where = (sharding.replicated(s.sweep.mesh) if s.sweep.mesh is not None
+             else None)
+    s.layouts[group] = jax.device_put((mask, sizes), where)
+  return s.layouts[group]
+
+
+# How many times the direction builders were traced (tests assert that a
+# study compiles each once).
+TRACES = {'noise': 0, 'special': 0}
+
+
+@functools.partial(jax.jit, static_argnames=('normalization',))
+def _noise_direction(root, seed, key_index, noise_index, theta, ratio, mask,
+                     *, normalization: str):
+  """Noise `noise_index` drawn with key (seed, key_index); a fraction
+  `ratio` of its elements given θ's sign (drawn with its own key); then
+  restricted to `mask` and normalised."""
+  TRACES['noise'] += 1
+  t, unravel = flatten_util.ravel_pytree(theta)
+  key = directions.direction_key(root, seed, key_index)
+  eps = jax.lax.switch(
+      noise_index, [lambda k, f=f: f(k, t.shape, t.dtype)
+                    for f in directions.NOISES.values()], key)
+  chosen = jax.random.bernoulli(jax.random.fold_in(key, 7919), ratio,
+                                t.shape)
+  eps = jnp.where(chosen, jnp.abs(eps) * _sign(t), eps)
+  return _restrict_normalize(eps, t, unravel, mask, normalization)
+
+
+@functools.partial(jax.jit, static_argnames=('normalization',))
+def _special_direction(theta, theta0, index, mask, sizes, *,
+                       normalization: str):
+  """Special direction number `index` of directions.SPECIAL, restricted and
+  normalised (see directions.special; μ is the mean of each tensor)."""
+  TRACES['special'] += 1
+  t, unravel = flatten_util.ravel_pytree(theta)
+  t0 = flatten_util.ravel_pytree(theta0)[0]
+  seg = jnp.repeat(jnp.arange(sizes.shape[0]), sizes,
+                   total_repeat_length=t.shape[0])
+  mean = jax.ops.segment_sum(t, seg, sizes.shape[0]) / sizes
+  centered = t - mean[seg]
+  eps = jax.lax.switch(index, [
+      lambda: t0, lambda: t, lambda: _sign(t), lambda: _sign(centered),
+      lambda: _sgp(t), lambda: _sgp(centered)])
+  return _restrict_normalize(eps, t, unravel, mask, normalization)
+
+
+def _sign(x):
+  """tree.sign on a flat vector: 0 counts as +1."""
+  return jnp.where(x >= 0, 1.0, -1.0).astype(x.dtype)
+
+
+def _sgp(x):
+  """tree.sgp on a flat vector."""
+  return (x > 0).astype(x.dtype)
+
+
+def _restrict_normalize(eps, t, unravel, mask, normalization: str):
+  """normalize.normalize of ε and θ restricted to `mask` (flat vectors)."""
+  eps, t = jnp.where(mask, eps, 0.0), jnp.where(mask, t, 0.0)
+  if normalization == 'ns':  # normalize._ns, on the flat vector.
+    dn, tn = jnp.linalg.norm(eps), jnp.linalg.norm(t)
+    return unravel(eps * jnp.where(dn > 0, tn / jnp.where(dn > 0, dn, 1.0),
+                                   0.0))
+  return normalize.normalize(unravel(eps), unravel(t), normalization)
 
 
 # -------------------------------------------------------------------- curves
