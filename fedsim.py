@@ -9,7 +9,7 @@ import os
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from valley_jax import distributed, fedsim_lib
+from valley_jax import compile_cache, distributed, fedsim_lib
 
 # The default config is found beside this file, wherever python is started;
 # --config paths given by hand are relative to the working directory.
@@ -33,6 +33,8 @@ def main(argv):
                          _PROCESS_ID.value)
   if not flags.FLAGS['verbosity'].present:
     logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO.
+  # A rerun loads its executables from disk instead of compiling them.
+  compile_cache.enable(_CONFIG.value.get('compile_cache', 'default'))
   fedsim_lib.main(_CONFIG.value, _WORKDIR.value, overwrite=_OVERWRITE.value)
 
 

@@ -5,7 +5,7 @@ import os
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from valley_jax import distributed, train_lib
+from valley_jax import compile_cache, distributed, train_lib
 
 # The default config is found beside this file, wherever python is started;
 # --config paths given by hand are relative to the working directory.
@@ -28,6 +28,8 @@ def main(argv):
                          _PROCESS_ID.value)
   if not flags.FLAGS['verbosity'].present:
     logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO.
+  # A rerun loads its executables from disk instead of compiling them.
+  compile_cache.enable(_CONFIG.value.get('compile_cache', 'default'))
   train_lib.run(_CONFIG.value, _WORKDIR.value, overwrite=_OVERWRITE.value)
 
 

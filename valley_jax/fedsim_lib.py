@@ -34,8 +34,9 @@ import ml_collections
 import numpy as np
 import tqdm
 
-from valley_jax import (checkpoint, checks, data, distributed, fed, models,
-                        outputs, plots, sharding, train_lib, training)
+from valley_jax import (checkpoint, checks, compile_cache, data, distributed,
+                        fed, models, outputs, plots, sharding, train_lib,
+                        training)
 from valley_jax.data import partition
 
 METRICS = 'metrics.jsonl'
@@ -43,7 +44,8 @@ MODES = ('run', 'table')
 DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
 # Keys that may change between a run and its resumption.
 _RESUMABLE_KEYS = ('data.data_dir', 'num_devices', 'fed.chunk',
-                   'on_nonfinite', 'eval.batch_size', 'mode', 'table')
+                   'on_nonfinite', 'eval.batch_size', 'mode', 'table',
+                   'compile_cache')
 
 
 # ----------------------------------------------------------------- validation
@@ -55,6 +57,7 @@ def validate(config: ml_collections.ConfigDict) -> fed.Algorithm:
   Reads no data and compiles nothing.
   """
   checks.check(config, checks.FED_FIELDS)
+  compile_cache.check(config.get('compile_cache', ''))
   if config.mode not in MODES:
     raise ValueError(f'config.mode={config.mode!r} must be one of {MODES}.')
   if config.model.name not in models.MODELS:

@@ -32,12 +32,13 @@ import ml_collections
 import numpy as np
 import tqdm
 
-from valley_jax import (checkpoint, checks, data, distributed, groups, models,
-                        outputs, sharding, training)
+from valley_jax import (checkpoint, checks, compile_cache, data, distributed,
+                        groups, models, outputs, sharding, training)
 
 METRICS = 'metrics.jsonl'
 # Keys that may change between a run and its resumption.
-_RESUMABLE_KEYS = ('data.data_dir', 'num_devices', 'train.on_nonfinite')
+_RESUMABLE_KEYS = ('data.data_dir', 'num_devices', 'train.on_nonfinite',
+                   'compile_cache')
 # Keys added after runs were stored: a stored config without one holds this.
 _NEW_KEY_DEFAULTS = {'train.init_from': '', 'train.init_fresh': ''}
 NonFiniteLossError = checks.NonFiniteLossError
@@ -61,6 +62,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
                       'config.train.on_nonfinite')
   if config.train.get('init_fresh', ''):
     groups.check_group(config.train.init_fresh)
+  compile_cache.check(config.get('compile_cache', ''))
   checks.check(config, checks.TRAIN_FIELDS)
 
 
