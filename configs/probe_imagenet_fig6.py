@@ -19,8 +19,11 @@ Gaussian noise (12 curves, cross-entropy and error), 41 λ points in [-1, 1],
 on a fixed seeded subset of 5,000 validation images (Resize 256, CenterCrop
 224, ImageNet mean/std; valley_jax/data/sources.py) read through
 tfds.data_source, with BN recalibrated per point on 2,000 training images.
-bfloat16 compute. The 5,000 + 2,000 uint8 images (1.1 GB) are held on the
-device and swept in batches of 250.
+bfloat16 compute. The 2,000 recalibration images are held on the device;
+the 5,000 evaluation images stay in host memory and are streamed to it 4
+batches of 250 at a time (config.sweep.stream_batches), each point
+recalibrated once. On a GPU with room for all of them (0.75 GB as uint8),
+--config.sweep.stream_batches=0 keeps them on the device.
 """
 
 from valley_jax import defaults, groups
@@ -39,4 +42,5 @@ def get_config(arg: str | None = None):
   c.sweep.eval_batch_size = 250
   c.sweep.recal_batch_size = 250
   c.sweep.recal_samples = 2000
+  c.sweep.stream_batches = 4
   return c

@@ -56,6 +56,30 @@ def test_fast_sweep_equals_reference(setup, recal, chunk):
   np.testing.assert_allclose(fast['error'], ref['error'], atol=1e-6)
 
 
+@pytest.mark.parametrize('recal', [False, True])
+def test_streamed_evaluation_equals_reference(setup, recal):
+  """Data left on the host, 4 batches per call (the last group padded)."""
+  model, v, ds, d1, d2 = setup
+  coeffs = np.array([[-1.0, 0.0], [0.0, 0.0], [0.4, -0.2], [1.0, 1.0]])
+  mesh = sharding.make_mesh(2)
+  ev = landscape.make_batches(ds.x_test, ds.y_test, 64, mesh, stream=4)
+  num_groups = -(-len(ds.y_test) // (64 * 4))
+  assert len(ds.y_test) % (64 * 4)  # The last group has padding batches.
+  assert isinstance(ev, landscape.HostBatches)
+  groups = list(ev.groups())
+  assert [g.x.shape[:2] for g, _ in groups] == [(4, 64)] * num_groups
+  assert sum(n for _, n in groups) == len(ds.y_test)
+  rx = (landscape.make_recal_batches(ds.x_train[:300], 300, 100, mesh)
+        if recal else None)
+  got = landscape.make_sweep(model, recal=recal, mesh=mesh, fold=True)(
+      v['params'], v['batch_stats'], [d1, d2], coeffs, ev, rx)
+  ref = landscape.sweep_reference(
+      model, v['params'], v['batch_stats'], [d1, d2], coeffs, ds.x_test,
+      ds.y_test, 50, ds.x_train[:300] if recal else None, 100)
+  np.testing.assert_allclose(got['loss'], ref['loss'], rtol=2e-4)
+  np.testing.assert_allclose(got['error'], ref['error'], atol=1e-6)
+
+
 def test_eight_devices_equal_one(setup):
   model, v, ds, d1, _ = setup
   coeffs = np.linspace(-1, 1, 5)[:, None]

@@ -239,6 +239,8 @@ PROBE_BASE_FIELDS = [
     count('sweep.recal_batch_size', 0, why='0 = chosen for the device'),
     count('sweep.eval_batch_size', 0, why='0 = chosen for the device'),
     count('sweep.n_test', 0, why='0 = the whole test split'),
+    count('sweep.stream_batches', 0,
+          why='0 = the whole evaluation set on the device'),
 ]
 
 

@@ -11,12 +11,16 @@ from ml_collections import config_dict
 from valley_jax import checkpoint
 
 
-def train_config(model: str, dataset: str, **model_kwargs) -> ml_collections.ConfigDict:
+def train_config(model: str, dataset: str,
+                 **model_kwargs) -> ml_collections.ConfigDict:
   """The paper's recipe (Appendix A): SGD 0.9, LR 0.03, BS 256, WD 5e-4,
   cosine decay over 200 epochs, CIFAR augmentation."""
   c = ml_collections.ConfigDict()
   c.seed = 0
   c.num_devices = 0  # 0: every local device (data parallel).
+  # JAX's persistent compilation cache, set up by train.py/fedsim.py
+  # (valley_jax/compile_cache.py): 'default', a directory, or 'none'.
+  c.compile_cache = 'default'
   c.model = ml_collections.ConfigDict(dict(
       name=model, width=1.0, bn=True, bn_init='ones',
       kwargs=ml_collections.ConfigDict(model_kwargs)))
@@ -113,7 +117,11 @@ def probe_config(
   c.sweep = ml_collections.ConfigDict(dict(
       lam_min=-1.0, lam_max=1.0, num_points=41, chunk=0, dtype='float32',
       recal='auto', recal_samples=2000, recal_batch_size=0,
-      eval_batch_size=0, n_test=0, fold_bn=True))
+      eval_batch_size=0, n_test=0, fold_bn=True,
+      # 0: the evaluation set lives on the device; N > 0: it stays in host
+      # memory and N batches at a time are sent (sets larger than the
+      # device memory, e.g. ImageNet).
+      stream_batches=0))
   c.figure_formats = 'png'  # Comma-separated: 'png', 'pdf', 'svg'.
   # JAX's persistent compilation cache (valley_jax/compile_cache.py), set up
   # by probe.py: 'default' (~/.cache/valley_jax/jax), a directory, or 'none'.
@@ -135,6 +143,7 @@ def fed_config(model: str, dataset: str,
   c.mode = 'run'  # 'run': one simulation; 'table': algorithms × α × seeds.
   c.seed = 0
   c.num_devices = 0  # 0: every local device (the client axis is split).
+  c.compile_cache = 'default'  # As in train_config.
   base = train_config(model, dataset, **model_kwargs)
   c.model, c.data, c.optim = base.model, base.data, base.optim
   c.fed = ml_collections.ConfigDict(dict(

@@ -70,18 +70,66 @@ class Batches:
   w: jax.Array
 
 
+@dataclasses.dataclass
+class HostBatches:
+  """Evaluation data left in host memory, sent `per_call` batches at a time.
+
+  For evaluation sets larger than the device memory: the sweep evaluates
+  every point on one group of batches after another and adds up the sums.
+  Holds the examples x, y and the [S, B] example indices and 0/1 weights of
+  the batches, S padded to a multiple of `per_call` with weightless batches
+  so that every group has the same shape (one compilation).
+  """
+
+  x: np.ndarray
+  y: np.ndarray
+  idx: np.ndarray
+  w: np.ndarray
+  per_call: int
+  mesh: Any = None
+
+  def groups(self):
+    """(Batches on the device, number of real examples) per group."""
+    for s in range(0, len(self.idx), self.per_call):
+      part = slice(s, s + self.per_call)
+      yield (_place(self.x, self.y, self.idx[part], self.w[part], self.mesh),
+             float(self.w[part].sum()))
+
+
+def _place(x, y, idx, w, mesh) -> Batches:
+  """The batches idx [S, B] of (x, y) on the device(s), sharded over mesh."""
+  if mesh is not None:
+    # Each process reads only the columns of the batches its devices hold.
+    return Batches(*sharding.gather(mesh, (x, y), idx, axis=1),
+                   sharding.put_sharded(mesh, w, axis=1))
+  return Batches(jnp.asarray(x[idx]), jnp.asarray(y[idx]), jnp.asarray(w))
+
+
 def make_batches(x: np.ndarray, y: np.ndarray, batch_size: int,
-                 mesh=None) -> Batches:
-  """All of (x, y) in padded batches, sharded on the batch axis over `mesh`."""
+                 mesh=None, stream: int = 0) -> Batches | HostBatches:
+  """All of (x, y) in padded batches, sharded on the batch axis over `mesh`.
+
+  Args:
+    x, y: the evaluation examples and labels (host arrays).
+    batch_size: examples per batch (the last batch is padded, weight 0).
+    mesh: the mesh whose 'data' axis splits every batch (None: one device).
+    stream: 0 puts every batch on the device now (Batches); N > 0 keeps the
+      data on the host and sends N batches per call (HostBatches).
+
+  Returns:
+    Batches or HostBatches, both accepted by a `make_sweep` function.
+  """
   if len(y) == 0:
     raise ValueError('The evaluation set is empty.')
   idx, w = pipeline.padded_batches(len(y), min(batch_size, len(y)))
   if mesh is not None:
     sharding.check_divisible(mesh, idx.shape[1], 'eval batch size')
-    # Each process reads only the columns of the batches its devices hold.
-    return Batches(*sharding.gather(mesh, (x, y), idx, axis=1),
-                   sharding.put_sharded(mesh, w, axis=1))
-  return Batches(jnp.asarray(x[idx]), jnp.asarray(y[idx]), jnp.asarray(w))
+  if stream:
+    pad = -len(idx) % stream
+    idx = np.concatenate([idx, np.zeros((pad, idx.shape[1]), idx.dtype)])
+    w = np.concatenate([w, np.zeros((pad, w.shape[1]), w.dtype)])
+    return HostBatches(x, y, idx, w, stream, mesh)
+  return _place(x, y, idx, w, mesh)
 
 
 def make_recal_batches(x: np.ndarray, n: int, batch_size: int,
@@ -289,19 +337,38 @@ def make_sweep(model: nn.Module, mean=(0.0,), std=(1.0,), *,
     fold: fold BatchNorm into the preceding Conv/Dense for evaluation (see
       module doc); a model without such a pair is evaluated as it is.
   Returns:
-    fn returning {'loss': [P], 'error': [P]} (device arrays).
+    fn returning {'loss': [P], 'error': [P]}: device arrays for `eval` data
+    on the device (Batches), float64 numpy arrays for streamed data
+    (HostBatches): then every point is recalibrated once (its statistics
+    kept, [P] × the BN statistics), and evaluated on one group of batches
+    after another.
   """
   pairs: list[BnPairs] = []  # Found on the first call (needs a shape).
 
+  def recalibrated(params, batch_stats, directions, c_K, recal_x):
+    p = tree.combine(params, list(directions), c_K)
+    return recalibrate(model, _cast(p, dtype), batch_stats, recal_x, mean,
+                       std, dtype)
+
+  @functools.partial(jax.jit, static_argnames=('chunk_size',))
+  def recal_points(params, batch_stats, directions, coeffs_PxK, recal_x,
+                   chunk_size):
+    """The recalibrated statistics of every point (for streamed data)."""
+    return jax.lax.map(
+        lambda c: recalibrated(params, batch_stats, directions, c, recal_x),
+        coeffs_PxK, batch_size=chunk_size)
+
   @functools.partial(jax.jit, static_argnames=('chunk_size',))
   def run(params, batch_stats, directions, coeffs_PxK, data, recal_x,
-          chunk_size):
-    def point(c_K):
+          stats_P, chunk_size):
+    def point(args):
+      c_K, given = args
       p = tree.combine(params, list(directions), c_K)
       stats = batch_stats
-      if recal:
-        stats = recalibrate(model, _cast(p, dtype), batch_stats, recal_x,
-                            mean, std, dtype)
+      if given is not None:  # Recalibrated before (streamed data).
+        stats = given
+      elif recal:
+        stats = recalibrated(params, batch_stats, directions, c_K, recal_x)
       if pairs and pairs[0]:
         p, shifts = fold_bn(p, stats, pairs[0])
         with folded(shifts):
@@ -310,8 +377,20 @@ def make_sweep(model: nn.Module, mean=(0.0,), std=(1.0,), *,
       return evaluate(model, _cast(p, dtype), _cast(stats, dtype), data,
                       mean, std, dtype)
 
-    loss, err = jax.lax.map(point, coeffs_PxK, batch_size=chunk_size)
+    loss, err = jax.lax.map(point, (coeffs_PxK, stats_P),
+                            batch_size=chunk_size)
     return {'loss': loss, 'error': err}
+
+  def streamed(args, data: HostBatches, recal_x, size):
+    """Group by group of batches; the means weighted by real examples."""
+    stats_P = recal_points(*args, recal_x, size) if recal else None
+    total, count = None, 0.0
+    for part, n in data.groups():
+      out = run(*args, part, None, stats_P, size)
+      out = {k: np.asarray(v, np.float64) * n for k, v in out.items()}
+      total = out if total is None else {k: total[k] + out[k] for k in out}
+      count += n
+    return {k: v / count for k, v in total.items()}
 
   def sweep(params, batch_stats, directions: Sequence[PyTree], coeffs_PxK,
             data: Batches, recal_x=None):
@@ -333,11 +412,14 @@ def make_sweep(model: nn.Module, mean=(0.0,), std=(1.0,), *,
       if where is not None:
         args = jax.device_put(args, where)
     if fold and not pairs:
+      shape = data.x.shape[1 if isinstance(data, HostBatches) else 2:]
       pairs.append(bn_pairs(model, {'params': params,
-                                    'batch_stats': batch_stats},
-                            data.x.shape[2:]))
+                                    'batch_stats': batch_stats}, shape))
+    size = min(size, coeffs_PxK.shape[0])
     with _precision(precision):
-      return run(*args, data, recal_x, min(size, coeffs_PxK.shape[0]))
+      if isinstance(data, HostBatches):
+        return streamed(args, data, recal_x, size)
+      return run(*args, data, recal_x, None, size)
 
   return sweep
 

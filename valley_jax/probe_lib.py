@@ -305,7 +305,8 @@ class Prober:
       x, y = x[:sw.n_test], y[:sw.n_test]
     eval_size, recal_size = batch_sizes(self.config)
     eval_bs = _round_up(min(eval_size, len(y)), n_dev)
-    eval_data = landscape.make_batches(x, y, eval_bs, self.mesh)
+    eval_data = landscape.make_batches(x, y, eval_bs, self.mesh,
+                                       stream=sw.get('stream_batches', 0))
     recal_x = None
     if recal:
       rb = _round_up(min(recal_size, sw.recal_samples,
