@@ -40,6 +40,7 @@ _CLUSTER_HINTS = ('SLURM_JOB_ID', 'OMPI_MCA_orte_hnp_uri',
                   'TPU_WORKER_HOSTNAMES', 'TPU_PROCESS_ADDRESSES',
                   'MEGASCALE_COORDINATOR_ADDRESS')
 
+
 def define_flags(flag_values=flags.FLAGS) -> tuple[Any, Any, Any]:
   """Defines --coordinator_address, --num_processes and --process_id.
 
