@@ -349,6 +349,12 @@ def test_preempted_default_training_is_resumed_before_probing(tmp_path):
   res = json.loads((tmp_path / 'probe' / 'special' / 'results.json')
                    .read_text())
   assert res['provenance'][0]['epoch'] == 2
+  # A finished run of another config in that folder is probed as it is.
+  other = str(tmp_path / 'runs' / 'other')
+  train_lib.run(tiny_train_config(epochs=1), other)
+  c.checkpoint = c.train_if_missing = other
+  probe_lib.run(c, str(tmp_path / 'probe_other'))
+  assert checkpoint.epochs(other) == [0, 1]
 
 
 # ------------------------------------------------------ 9. recal without BN

@@ -146,13 +146,17 @@ def _check_runs(study: studies.Study, config) -> None:
 def _will_train(config) -> bool:
   """Whether probe.py trains config.checkpoint itself (the embedded default
   only: config.train_if_missing names that one workdir): when it holds no
-  checkpoint, or a run stopped before config.train.train.epochs (pre-empted),
-  which train_lib.run then resumes."""
+  checkpoint, or the run of config.train stopped before its last epoch
+  (pre-empted), which train_lib.run then resumes. A run of another config
+  (say, trained by hand with other flags) is probed as it is."""
   if config.get('weights') or not config.train_if_missing or (
       config.checkpoint != config.train_if_missing):
     return False
   kept = checkpoint.epochs(config.checkpoint)
-  return not kept or max(kept) < config.train.train.epochs
+  if not kept:
+    return True
+  return max(kept) < config.train.train.epochs and not train_lib.config_diff(
+      checkpoint.load_config(config.checkpoint), config.train.to_dict())
 
 
 def check_names(config: ml_collections.ConfigDict) -> list[str]:
