@@ -35,6 +35,7 @@ import optax
 from valley_jax.data import pipeline
 from valley_jax.fed import algorithm as alg_lib
 from valley_jax.fed.algorithm import Batch, LocalContext, Weights
+from valley_jax.models import conv as conv_lib
 from valley_jax.training import OPTIMIZERS, cross_entropy
 
 PyTree = Any
@@ -204,7 +205,9 @@ def make_local_step(model: nn.Module, algorithm: alg_lib.Algorithm,
              if algorithm.local_loss else 0.0)
       return ce + reg, (ce, new_stats)
 
-    grads, (ce, new_stats) = jax.grad(loss_fn, has_aux=True)(trainable)
+    # Conv gradients in a form XLA:CPU runs fast inside the scan (conv.py).
+    with conv_lib.fast_cpu_gradients():
+      grads, (ce, new_stats) = jax.grad(loss_fn, has_aux=True)(trainable)
     updates, opt_state = tx.update(grads, opt_state, trainable)
     if algorithm.correct_update:
       updates = algorithm.correct_update(ctx, updates)

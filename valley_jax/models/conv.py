@@ -10,16 +10,22 @@ they are and run as a naive element loop. Measured on 2 CPU cores (jax
 ResNet20 train step was 7× slower in a scan. The FedSim engine runs every
 client's local steps in a scan, so it met this on every step.
 
-`conv_general_dilated` here is a drop-in for `lax.conv_general_dilated` (pass
-it to `flax.linen.Conv`) with the same forward pass and a custom VJP that
-writes both gradients as convolutions in the canonical NHWC/HWIO->NHWC form,
-with explicit transposes, which XLA:CPU runs through its fast path anywhere.
-It is used on the CPU backend for plain 2D NHWC convolutions (no dilation, one
-feature group); everything else, and every other backend, calls
-`lax.conv_general_dilated` unchanged. The gradients are the same sums in a
-different order (equal to float rounding; tests/test_fed_engine.py).
+`conv_general_dilated` here is a drop-in for `lax.conv_general_dilated` (the
+registry's convolutions pass it to `flax.linen.Conv`). Inside a
+`fast_cpu_gradients()` context it has the same forward pass and a custom VJP
+that writes both gradients as convolutions in the canonical NHWC/HWIO->NHWC
+form, with explicit transposes, which XLA:CPU runs through its fast path
+anywhere; the FedSim local step traces its gradient in that context. The
+custom VJP applies on the CPU backend to plain 2D NHWC convolutions (no
+dilation, one feature group). Everywhere else, and outside the context, it
+calls `lax.conv_general_dilated` unchanged: a custom VJP rules out
+forward-mode differentiation, which the Hessian-vector products of
+`valley_jax.curvature` use. The gradients are the same sums in a different
+order (equal to float rounding; tests/test_conv.py).
 """
 
+import contextlib
+import contextvars
 from typing import Any, Sequence
 
 import jax
@@ -27,6 +33,24 @@ from jax import lax
 import jax.numpy as jnp
 
 _DN = ('NHWC', 'HWIO', 'NHWC')
+_FAST = contextvars.ContextVar('valley_jax_fast_cpu_gradients', default=False)
+
+
+@contextlib.contextmanager
+def fast_cpu_gradients():
+  """Convolutions traced in this context get the canonical-form VJP.
+
+  Only reverse-mode differentiation (jax.grad, jax.vjp) of them works inside
+  it; trace forward-mode code (jax.jvp, Hessian-vector products) outside.
+
+  Yields:
+    None.
+  """
+  token = _FAST.set(True)
+  try:
+    yield
+  finally:
+    _FAST.reset(token)
 
 
 def _conv(x, w, strides, pads, precision=None, lhs_dilation=(1, 1),
@@ -94,9 +118,10 @@ def conv_general_dilated(lhs, rhs, window_strides: Sequence[int],
                          dimension_numbers=None, feature_group_count: int = 1,
                          batch_group_count: int = 1, precision=None,
                          preferred_element_type=None) -> jax.Array:
-  """`lax.conv_general_dilated`, with CPU-friendly gradients (module doc)."""
-  plain = (jax.default_backend() != 'cpu' or lhs.ndim != 4
-           or not _is_nhwc(dimension_numbers, lhs.shape, rhs.shape)
+  """`lax.conv_general_dilated`; CPU-friendly gradients in
+  `fast_cpu_gradients()` (module doc)."""
+  plain = (not _FAST.get() or jax.default_backend() != 'cpu'
+           or lhs.ndim != 4 or not _is_nhwc(dimension_numbers, lhs.shape, rhs.shape)
            or any(d != 1 for d in (lhs_dilation or (1, 1)))
            or any(d != 1 for d in (rhs_dilation or (1, 1)))
            or feature_group_count != 1 or batch_group_count != 1
