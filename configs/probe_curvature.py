@@ -4,14 +4,15 @@ python probe.py --config=configs/probe_curvature.py --workdir=runs/default/probe
 
 Trains the digits CNN with BN into runs/default if it holds no checkpoint
 (as configs/probe_default.py), then writes runs/default/probe/curvature/
-results.json and figure.png/.pdf: for G(0,1) noise, plain and sign-consistent
+results.json and figure.png: for G(0,1) noise, plain and sign-consistent
 (NS-normalised), at 21 λ in [-1, 1] the test error and loss, dᵀHd/‖d‖² along
 the curve's direction and Hutchinson's tr(H) (16 probes) of the training loss
 on 1,000 training examples (BN recalibrated at every point), and the top
 eigenvalue at θf (20 power iterations).
 About 2.5 min on 2 CPU cores shared with other jobs (131 s CPU time: 42
 points of 17 forward-over-forward passes, 20 HVPs), plus about 1 min of
-training when runs/default is missing (2026-11-23).
+training when runs/default is missing (2026-11-23); 81 s on 2 quieter cores
+on 2026-12-01, with the same numbers as below.
 
 Finding (epoch 30, test error 1.1% at θf): sign-consistent noise is flat on
 its positive side in curvature too. Mean over λ ∈ [0, 1] vs λ ∈ [-1, 0]:

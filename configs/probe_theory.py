@@ -3,7 +3,7 @@
 All five (trains the embedded digits CNN into runs/default first if it holds
 no checkpoint; about 50 s on 2 CPU cores with the CNN trained):
   python probe.py --config=configs/probe_theory.py --workdir=runs/theory
-One figure each (results.json + figure.png/pdf under <workdir>/<kind>/):
+One figure each (results.json + figure.png under <workdir>/<kind>/):
   Fig. 10  python probe.py --config=configs/probe_theory.py:softmax_maps \
              --workdir=runs/theory                                  (~8 s)
   Fig. 27  python probe.py --config=configs/probe_theory.py:listing1 \
