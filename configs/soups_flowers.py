@@ -10,9 +10,10 @@ prepared (README, "Real datasets"); add --config.data.data_dir=DIR.
 
 The paper starts from ImageNet weights. Any ResNet18 checkpoint of this
 project can be the start (--config.train.init_from=DIR[@EPOCH]); `pretrain`
-trains one here on the first 100,000 ImageNet training images (the loader
-holds a split in memory: ~15 GB at 224x224), 30 epochs. Not run here (no
-TFDS data, no GPU): runtimes untimed; the config loads and validates.
+trains one here on a fixed seeded subset of 100,000 ImageNet training
+images (the loader holds a split in memory: ~15 GB at 224x224), 30 epochs.
+Not run here (no TFDS data, no GPU): runtimes untimed; the config loads and
+validates.
 python train.py --config=configs/soups_flowers.py:pretrain \
   --workdir=runs/flowers/pre
 python train.py --config=configs/soups_flowers.py:ft_a \

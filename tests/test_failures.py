@@ -368,3 +368,20 @@ def test_recal_on_without_bn_warns(tmp_path, caplog):
   with caplog.at_level(logging.WARNING):
     probe_lib.run(c, str(tmp_path / 'probe'))
   assert "recal='on'" in caplog.text and 'no BatchNorm' in caplog.text
+
+
+# ------------------------------------------ checkpoints of earlier versions
+
+
+def test_checkpoint_of_another_architecture_is_refused():
+  """An option-B CIFAR ResNet20 (earlier versions' default) restored into
+  today's option-A model: Flax would ignore the extra shortcut arrays."""
+  from valley_jax import models  # pylint: disable=g-import-not-at-top
+  old = models.abstract_variables(
+      models.build_model('resnet20', 10, width=0.125, shortcut='B'),
+      (16, 16, 3))
+  new = models.build_model('resnet20', 10, width=0.125)
+  with pytest.raises(ValueError, match='shortcut.*train it again'):
+    probe_lib.check_fits(new, old, (16, 16, 3), 'runs/old')
+  probe_lib.check_fits(new, models.abstract_variables(new, (16, 16, 3)),
+                       (16, 16, 3), 'runs/new')

@@ -148,6 +148,9 @@ def test_cluster_found_as_jax_finds_it(monkeypatch):
   for k, v in env.items():
     monkeypatch.setenv(k, v)
   assert distributed.cluster_processes() == 4
+  # --num_processes=1: one process whatever the environment says (a batch
+  # script of an --ntasks=4 allocation that runs python without srun).
+  assert distributed.initialize(num_processes=1) is False
   monkeypatch.setenv('SLURM_NTASKS', '1')
   assert distributed.cluster_processes() == 1
   assert distributed.initialize() is False  # One task: left alone.

@@ -227,6 +227,7 @@ def _check_listing2(res):
 
 def test_activations_and_gradient_kinds(trained_mlp, tmp_path):
   c = _config(trained_mlp, 'activations,gradient')
+  c.sweep.eval_batch_size = 0  # The default: chosen for the device.
   c.activations.amplitudes = (0.5, 1.0)
   c.activations.n_samples = 100
   paths = probe_lib.run(c, str(tmp_path))

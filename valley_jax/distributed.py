@@ -113,7 +113,8 @@ def initialize(coordinator_address: str = '', num_processes: int = 0,
   Args:
     coordinator_address: 'host:port' of process 0 ('' = from the
       environment).
-    num_processes: the number of processes (0 = from the environment).
+    num_processes: the number of processes (0 = from the environment; 1 =
+      a single process even inside a cluster allocation).
     process_id: this process (-1 = from the environment).
   Returns:
     Whether jax.distributed was initialised (False for a single process).
@@ -122,6 +123,8 @@ def initialize(coordinator_address: str = '', num_processes: int = 0,
   """
   if jax.distributed.is_initialized():
     return True
+  if num_processes == 1:  # Said by hand: one process, whatever the cluster.
+    return False
   if coordinator_address or num_processes > 1 or process_id >= 0:
     _check_explicit(coordinator_address, num_processes, process_id)
     if num_processes == 1:

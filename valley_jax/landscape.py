@@ -501,9 +501,10 @@ class Setting:
   """A compiled sweep with its data: what probes reuse across curves."""
 
   sweep: Any
-  eval_data: Batches
+  eval_data: Batches | HostBatches
   recal_x: jax.Array | None
   mesh: Any = None
+  batch_sizes: dict[str, int | None] | None = None  # For results.json.
 
   def __call__(self, params, batch_stats, directions, coeffs_PxK):
     out = self.sweep(params, batch_stats, directions, coeffs_PxK,

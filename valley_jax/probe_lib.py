@@ -32,6 +32,7 @@ beside it is redrawn.
 """
 
 import concurrent.futures
+import contextlib
 import json
 import math
 from typing import Any
@@ -45,8 +46,8 @@ import numpy as np
 import tqdm
 
 from valley_jax import (checkpoint, checks, compile_cache, convert, data,
-                        distributed, landscape, normalize, outputs, plots,
-                        sharding, studies, train_lib)
+                        distributed, landscape, models, normalize, outputs,
+                        plots, sharding, studies, train_lib)
 from valley_jax.studies import common, valley
 
 KINDS = tuple(studies.STUDIES)
@@ -69,6 +70,16 @@ PRECISIONS = {'float32': 'highest', 'tf32': None, 'bfloat16': None}
 # with (see landscape.recalibrate), so it is recorded in results.json.
 AUTO_BATCH = {'gpu': (2500, 2000), 'tpu': (2500, 2000), 'cpu': (1000, 500)}
 FIGURE_FORMATS = ('png', 'pdf', 'svg')
+# results.json files of another version are recomputed, not reused: version 2
+# (2026-12-01) changed what some results mean (option-A CIFAR ResNets,
+# seeded ImageNet/Flowers subsets, adaptive normalisation of dense kernels,
+# BN biases outside the Fig. 8 groups, precision HIGHEST for 'float32').
+RESULTS_VERSION = 2
+
+
+def _matmul_precision(precision: str | None):
+  return (contextlib.nullcontext() if precision is None else
+          jax.default_matmul_precision(precision))
 
 # The studies' names that tests reach through probe_lib.
 Subject = common.Subject
@@ -274,11 +285,13 @@ class Prober:
     variables, cfg = checkpoint.restore_model(workdir, epoch, self.mesh)
     ds = self.dataset(cfg['data'])
     model = train_lib.build(ml_collections.ConfigDict(cfg), ds)
+    check_fits(model, variables, ds.input_shape, workdir)
     # Runs of the same architecture on the same data share one compiled sweep.
     key = common.architecture(cfg) + json.dumps(cfg['data'], sort_keys=True)
     if key not in self._settings:
       self._settings[key] = self._setting(model, ds,
                                           bool(variables['batch_stats']))
+    self.batch_sizes = self._settings[key].batch_sizes
     return Subject(label or workdir, workdir, epoch, cfg, model,
                    variables['params'], variables['batch_stats'], ds,
                    self._settings[key])
@@ -291,8 +304,14 @@ class Prober:
     model = train_lib.build(cfg, ds)
     v = jax.device_put(convert.load_variables(path, model, ds.input_shape),
                        sharding.replicated(self.mesh))
+    setting = self._setting(model, ds, True)
+    self.batch_sizes = setting.batch_sizes
     return Subject(path, path, 'weights', cfg.to_dict(), model, v['params'],
-                   v['batch_stats'], ds, self._setting(model, ds, True))
+                   v['batch_stats'], ds, setting)
+
+  def eval_batch_size(self) -> int:
+    """config.sweep.eval_batch_size, or the device's choice when it is 0."""
+    return batch_sizes(self.config)[0]
 
   def _setting(self, model, ds: data.Dataset,
                has_bn: bool) -> landscape.Setting:
@@ -325,9 +344,32 @@ class Prober:
                               dtype=DTYPES[sw.dtype], mesh=self.mesh,
                               precision=PRECISIONS[sw.dtype],
                               fold=bool(sw.get('fold_bn', True)))
-    self.batch_sizes = {'eval': eval_bs, 'recal': (
-        None if recal_x is None else int(recal_x.shape[1]))}
-    return landscape.Setting(fn, eval_data, recal_x, self.mesh)
+    sizes = {'eval': eval_bs,
+             'recal': None if recal_x is None else int(recal_x.shape[1])}
+    return landscape.Setting(fn, eval_data, recal_x, self.mesh, sizes)
+
+
+def check_fits(model, variables, input_shape, workdir: str) -> None:
+  """Raises ValueError unless a checkpoint's arrays are exactly those of the
+  model its stored config builds now (a checkpoint of an older valley_jax
+  may not fit: CIFAR ResNets trained before 2026-12-01 had 1×1-conv
+  shortcuts, and Flax would silently ignore the extra arrays)."""
+  fresh = models.abstract_variables(model, tuple(input_shape))
+
+  def shapes(v):
+    tree = {'params': v['params'], 'batch_stats': v.get('batch_stats') or {}}
+    return {'/'.join(str(getattr(k, 'key', k)) for k in path): tuple(a.shape)
+            for path, a in jax.tree_util.tree_leaves_with_path(tree)}
+
+  want, have = shapes(fresh), shapes(variables)
+  diff = sorted(k for k in set(want) | set(have) if want.get(k) != have.get(k))
+  if diff:
+    raise ValueError(
+        f'The checkpoint in {workdir} does not fit the model its config '
+        f'builds with this version of valley_jax: {len(diff)} arrays differ '
+        f'({", ".join(diff[:3])}{", ..." if len(diff) > 3 else ""}). It was '
+        'probably trained by an earlier version (CIFAR ResNets trained '
+        'before 2026-12-01 used 1×1-conv shortcuts): train it again.')
 
 
 def _round_up(n: int, k: int) -> int:
@@ -405,6 +447,11 @@ def _finished(folder: epath.Path, config,
   old = outputs.read_json(folder / 'results.json')
   if old is None or old.get('config') != checkpoint.as_json(config.to_dict()):
     return None
+  if old.get('version') != RESULTS_VERSION:
+    logging.warning('%s was written by an earlier version of valley_jax, '
+                    'whose results meant something else: recomputing it.',
+                    folder / 'results.json')
+    return None
   if old.get('provenance') != checkpoint.as_json(prov):
     logging.warning('%s was measured on other checkpoints than %s now hold '
                     '(retrained?): recomputing it.', folder / 'results.json',
@@ -454,11 +501,16 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, str]:
         if main is None and probes_main:
           main = (p.weights_subject() if config.get('weights') else
                   p.subject(config.checkpoint, config.epoch))
-        out = _RUNNERS[kind](p, main if probes_main else None)
+        # 'float32' is full float32 in every kind (curvature, theory), not
+        # only in the sweeps.
+        p.batch_sizes = main.sweep.batch_sizes if probes_main else None
+        with _matmul_precision(PRECISIONS[config.sweep.dtype]):
+          out = _RUNNERS[kind](p, main if probes_main else None)
         eval_bs, recal_bs = batch_sizes(config)
         used = p.batch_sizes or {'eval': eval_bs, 'recal': recal_bs}
         results = outputs.finite_or_none({
-            'kind': kind, **_kind_header(config, kind),
+            'kind': kind, 'version': RESULTS_VERSION,
+            **_kind_header(config, kind),
             'provenance': prov, 'config': config.to_dict(),
             'precision': precision_of(config),
             'batch_sizes': used, **out})

@@ -229,7 +229,7 @@ def _confusions(p: Prober, s: common.Subject, d, lams,
                                     mean=ds.mean, std=ds.std))
   ref = _variables(s, recal, s.params)
   x = ds.x_test[:n_samples] if n_samples else ds.x_test
-  bs = p.config.sweep.eval_batch_size
+  bs = p.eval_batch_size()
   out = []
   for lam in lams:
     point = _variables(s, recal, tree.combine(s.params, [d], np.asarray(
@@ -414,7 +414,7 @@ def _train_gradient(p: Prober, s: common.Subject):
   """∇L(θf) over the whole training split, batched and sharded."""
   ds = s.dataset
   n_dev = p.mesh.shape[sharding.DATA]
-  bs = -(-min(p.config.sweep.eval_batch_size, len(ds.y_train)) // n_dev)
+  bs = -(-min(p.eval_batch_size(), len(ds.y_train)) // n_dev)
   data = landscape.make_batches(ds.x_train, ds.y_train, bs * n_dev, p.mesh)
   fn = jax.jit(functools.partial(theory.dataset_gradient, s.model,
                                  mean=ds.mean, std=ds.std))
