@@ -292,7 +292,8 @@ def folded(shifts: dict):
   return nn.intercept_methods(intercept)
 
 
-def _precision(precision: str | None):
+def matmul_precision(precision: str | None):
+  """jax.default_matmul_precision(precision); None: XLA's default."""
   if precision is None:
     return contextlib.nullcontext()
   return jax.default_matmul_precision(precision)
@@ -369,13 +370,13 @@ def make_sweep(model: nn.Module, mean=(0.0,), std=(1.0,), *,
         stats = given
       elif recal:
         stats = recalibrated(params, batch_stats, directions, c_K, recal_x)
+      ctx = contextlib.nullcontext()
       if pairs and pairs[0]:
         p, shifts = fold_bn(p, stats, pairs[0])
-        with folded(shifts):
-          return evaluate(model, _cast(p, dtype), _cast(stats, dtype), data,
-                          mean, std, dtype)
-      return evaluate(model, _cast(p, dtype), _cast(stats, dtype), data,
-                      mean, std, dtype)
+        ctx = folded(shifts)
+      with ctx:
+        return evaluate(model, _cast(p, dtype), _cast(stats, dtype), data,
+                        mean, std, dtype)
 
     loss, err = jax.lax.map(point, (coeffs_PxK, stats_P),
                             batch_size=chunk_size)
@@ -416,7 +417,7 @@ def make_sweep(model: nn.Module, mean=(0.0,), std=(1.0,), *,
       pairs.append(bn_pairs(model, {'params': params,
                                     'batch_stats': batch_stats}, shape))
     size = min(size, coeffs_PxK.shape[0])
-    with _precision(precision):
+    with matmul_precision(precision):
       if isinstance(data, HostBatches):
         return streamed(args, data, recal_x, size)
       return run(*args, data, recal_x, None, size)

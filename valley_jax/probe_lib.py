@@ -32,7 +32,6 @@ beside it is redrawn.
 """
 
 import concurrent.futures
-import contextlib
 import json
 import math
 from typing import Any
@@ -75,11 +74,6 @@ FIGURE_FORMATS = ('png', 'pdf', 'svg')
 # seeded ImageNet/Flowers subsets, adaptive normalisation of dense kernels,
 # BN biases outside the Fig. 8 groups, precision HIGHEST for 'float32').
 RESULTS_VERSION = 2
-
-
-def _matmul_precision(precision: str | None):
-  return (contextlib.nullcontext() if precision is None else
-          jax.default_matmul_precision(precision))
 
 # The studies' names that tests reach through probe_lib.
 Subject = common.Subject
@@ -501,10 +495,10 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, str]:
         if main is None and probes_main:
           main = (p.weights_subject() if config.get('weights') else
                   p.subject(config.checkpoint, config.epoch))
+        p.batch_sizes = main.sweep.batch_sizes if probes_main else None
         # 'float32' is full float32 in every kind (curvature, theory), not
         # only in the sweeps.
-        p.batch_sizes = main.sweep.batch_sizes if probes_main else None
-        with _matmul_precision(PRECISIONS[config.sweep.dtype]):
+        with landscape.matmul_precision(PRECISIONS[config.sweep.dtype]):
           out = _RUNNERS[kind](p, main if probes_main else None)
         eval_bs, recal_bs = batch_sizes(config)
         used = p.batch_sizes or {'eval': eval_bs, 'recal': recal_bs}

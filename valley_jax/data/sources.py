@@ -5,6 +5,7 @@ datasets stay uint8 and are normalised on the device (`pipeline.normalize`);
 offline sources are already float32 and standardised (mean 0, std 1).
 """
 
+from concurrent import futures
 import dataclasses
 from typing import Any, Callable
 
@@ -189,8 +190,6 @@ def subset_indices(n: int, count: int | None, seed: int = 0) -> np.ndarray:
 def _read_split(source, idx: np.ndarray, size: int | None,
                 shorter: int | None):
   """The examples `idx` of a random-access source, READ_BATCH at a time."""
-  from concurrent import futures  # pylint: disable=g-import-not-at-top
-
   def one(i):
     ex = source[int(i)]
     img = np.asarray(ex['image'])

@@ -120,14 +120,13 @@ def conv_general_dilated(lhs, rhs, window_strides: Sequence[int],
                          preferred_element_type=None) -> jax.Array:
   """`lax.conv_general_dilated`; CPU-friendly gradients in
   `fast_cpu_gradients()` (module doc)."""
-  plain = (not _FAST.get() or jax.default_backend() != 'cpu'
-           or lhs.ndim != 4 or not _is_nhwc(dimension_numbers, lhs.shape, rhs.shape)
-           or any(d != 1 for d in (lhs_dilation or (1, 1)))
-           or any(d != 1 for d in (rhs_dilation or (1, 1)))
-           or feature_group_count != 1 or batch_group_count != 1
-           or preferred_element_type is not None
-           or lhs.dtype != rhs.dtype)
-  if plain:
+  custom = (_FAST.get() and jax.default_backend() == 'cpu'
+            and lhs.ndim == 4 and lhs.dtype == rhs.dtype
+            and _is_nhwc(dimension_numbers, lhs.shape, rhs.shape)
+            and set(lhs_dilation or (1,)) == set(rhs_dilation or (1,)) == {1}
+            and feature_group_count == batch_group_count == 1
+            and preferred_element_type is None)
+  if not custom:
     return lax.conv_general_dilated(
         lhs, rhs, window_strides, padding, lhs_dilation=lhs_dilation,
         rhs_dilation=rhs_dilation, dimension_numbers=dimension_numbers,

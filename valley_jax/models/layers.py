@@ -69,10 +69,12 @@ def scaled(channels: int, width: float) -> int:
 
 
 def conv(features: int, kernel: int, name: str, strides: int = 1,
-         use_bias: bool = True, padding: Any = 'SAME') -> nn.Conv:
+         use_bias: bool = True, padding: Any = 'SAME',
+         groups: int = 1) -> nn.Conv:
   """A conv layer with fast gradients in loops on the CPU (models/conv.py)."""
   return nn.Conv(features, (kernel, kernel), strides=(strides, strides),
-                 padding=padding, use_bias=use_bias, kernel_init=KERNEL_INIT,
+                 padding=padding, use_bias=use_bias,
+                 feature_group_count=groups, kernel_init=KERNEL_INIT,
                  conv_general_dilated=conv_lib.conv_general_dilated,
                  name=name)
 

@@ -28,13 +28,8 @@ SHORTCUTS = ('A', 'B')
 def _conv(features: int, kernel: int, name: str, strides: int = 1,
           groups: int = 1) -> nn.Conv:
   """A bias-free conv with PyTorch's padding k // 2 on every side."""
-  if groups == 1:
-    return layers.conv(features, kernel, name, strides, use_bias=False,
-                       padding=kernel // 2)
-  return nn.Conv(features, (kernel, kernel), strides=(strides, strides),
-                 padding=kernel // 2, use_bias=False,
-                 feature_group_count=groups, kernel_init=layers.KERNEL_INIT,
-                 name=name)
+  return layers.conv(features, kernel, name, strides, use_bias=False,
+                     padding=kernel // 2, groups=groups)
 
 
 def _shortcut(module: nn.Module, x: jnp.ndarray, features: int, train: bool):

@@ -28,7 +28,7 @@ import ml_collections
 import numpy as np
 
 from valley_jax import (checkpoint, data, directions, groups, landscape,
-                        normalize, sharding)
+                        normalize, sharding, tree)
 
 if TYPE_CHECKING:  # Only for annotations: probe_lib imports the studies.
   from valley_jax.probe_lib import Prober
@@ -53,7 +53,7 @@ class Subject:
   batch_stats: Any
   dataset: data.Dataset
   sweep: landscape.Setting
-  # group -> (flat mask, tensor sizes) for the direction builders.
+  # group -> flat mask of θ's elements, for the direction builders.
   layouts: dict[str, Any] = dataclasses.field(default_factory=dict,
                                               repr=False)
 
@@ -170,13 +170,13 @@ def make_direction(p: Prober, s: Subject, seed: int, *, noise: str = '',
   """
   theta = s.params
   normalize.check_normalization(normalization)
-  mask, segments = _layout(s, group)
+  mask = _group_mask(s, group)
   if special:
     directions.check_special(special)
     theta0 = s.theta0 if special == 'init' else theta
     return _special_direction(theta, theta0,
                               directions.SPECIAL.index(special), mask,
-                              segments, normalization=normalization)
+                              normalization=normalization)
   directions.check_noise(noise)
   n = list(directions.NOISES).index(noise)
   if ratio is None:
@@ -185,18 +185,17 @@ def make_direction(p: Prober, s: Subject, seed: int, *, noise: str = '',
                           normalization=normalization)
 
 
-def _layout(s: Subject, group: str):
-  """θ's flat group mask and per-tensor segment sizes (cached per group)."""
+def _group_mask(s: Subject, group: str):
+  """θ's flat group mask, an array argument of the builders (cached)."""
   if group not in s.layouts:
     leaves = jax.tree.leaves(s.params)
     keep = jax.tree.leaves(groups.mask(s.params, group))
     mask = np.concatenate([np.full(x.size, k, bool)
                            for x, k in zip(leaves, keep)])
-    sizes = np.array([x.size for x in leaves], np.int32)
     # Placed as θ is (replicated over the mesh, also across processes).
     where = (sharding.replicated(s.sweep.mesh) if s.sweep.mesh is not None
              else None)
-    s.layouts[group] = jax.device_put((mask, sizes), where)
+    s.layouts[group] = jax.device_put(mask, where)
   return s.layouts[group]
 
 
@@ -214,50 +213,34 @@ def _noise_direction(root, seed, key_index, noise_index, theta, ratio, mask,
   TRACES['noise'] += 1
   t, unravel = flatten_util.ravel_pytree(theta)
   key = directions.direction_key(root, seed, key_index)
-  eps = jax.lax.switch(
-      noise_index, [lambda k, f=f: f(k, t.shape, t.dtype)
-                    for f in directions.NOISES.values()], key)
-  chosen = jax.random.bernoulli(jax.random.fold_in(key, 7919), ratio,
-                                t.shape)
-  eps = jnp.where(chosen, jnp.abs(eps) * _sign(t), eps)
+  eps = jax.lax.switch(noise_index, [functools.partial(directions.sample, n)
+                                     for n in directions.NOISES], key, t)
+  eps = directions.partial_sign_consistent(eps, t, ratio,
+                                           jax.random.fold_in(key, 7919))
   return _restrict_normalize(eps, t, unravel, mask, normalization)
 
 
 @functools.partial(jax.jit, static_argnames=('normalization',))
-def _special_direction(theta, theta0, index, mask, sizes, *,
-                       normalization: str):
-  """Special direction number `index` of directions.SPECIAL, restricted and
-  normalised (see directions.special; μ is the mean of each tensor)."""
+def _special_direction(theta, theta0, index, mask, *, normalization: str):
+  """Special direction number `index` of directions.SPECIAL (see
+  directions.special; μ is the mean of each tensor), restricted and
+  normalised."""
   TRACES['special'] += 1
   t, unravel = flatten_util.ravel_pytree(theta)
   t0 = flatten_util.ravel_pytree(theta0)[0]
-  seg = jnp.repeat(jnp.arange(sizes.shape[0]), sizes,
-                   total_repeat_length=t.shape[0])
-  mean = jax.ops.segment_sum(t, seg, sizes.shape[0]) / sizes
-  centered = t - mean[seg]
+  c = flatten_util.ravel_pytree(tree.centered(theta))[0]
+  # In the order of directions.SPECIAL.
   eps = jax.lax.switch(index, [
-      lambda: t0, lambda: t, lambda: _sign(t), lambda: _sign(centered),
-      lambda: _sgp(t), lambda: _sgp(centered)])
+      lambda: t0, lambda: t, lambda: tree.sign(t), lambda: tree.sign(c),
+      lambda: tree.sgp(t), lambda: tree.sgp(c)])
   return _restrict_normalize(eps, t, unravel, mask, normalization)
-
-
-def _sign(x):
-  """tree.sign on a flat vector: 0 counts as +1."""
-  return jnp.where(x >= 0, 1.0, -1.0).astype(x.dtype)
-
-
-def _sgp(x):
-  """tree.sgp on a flat vector."""
-  return (x > 0).astype(x.dtype)
 
 
 def _restrict_normalize(eps, t, unravel, mask, normalization: str):
   """normalize.normalize of ε and θ restricted to `mask` (flat vectors)."""
   eps, t = jnp.where(mask, eps, 0.0), jnp.where(mask, t, 0.0)
-  if normalization == 'ns':  # normalize._ns, on the flat vector.
-    dn, tn = jnp.linalg.norm(eps), jnp.linalg.norm(t)
-    return unravel(eps * jnp.where(dn > 0, tn / jnp.where(dn > 0, dn, 1.0),
-                                   0.0))
+  if normalization == 'ns':  # One norm over the whole vector.
+    return unravel(normalize.normalize(eps, t, 'ns'))
   return normalize.normalize(unravel(eps), unravel(t), normalization)
 
 
