@@ -12,7 +12,7 @@ after a warm-up round, compile_seconds the first round minus the best.
       # also times anchors_torch.fedavg_round side by side (needs torch)
 
 With --plain (default) it also times the round's client-steps as separate
-calls of a jitted `training.make_train_step` on one batch: the speed the
+calls of a jitted `steps.make_train_step` on one batch: the speed the
 engine's steps should match.
 """
 
@@ -20,14 +20,16 @@ import importlib.util
 import json
 import time
 
-from absl import app, flags
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from absl import app, flags
+from timing import best as _best
+from timing import device as _device
 
-from timing import best as _best, device as _device
-from valley_jax import fed, models, sharding, training
+from valley_jax import fed, models, sharding
+from valley_jax.core import steps
 
 _MODELS = flags.DEFINE_list('models', ['resnet20'], 'resnet20 and/or vgg16.')
 _CLIENTS = flags.DEFINE_integer('clients', 10, 'Clients per round.')
@@ -42,13 +44,13 @@ _REPEATS = flags.DEFINE_integer('repeats', 3, 'Timed rounds (best reported).')
 _ANCHOR = flags.DEFINE_string('anchor', '', 'Path of anchors_torch.py.')
 _PLAIN = flags.DEFINE_bool(
     'plain', True, 'Also time the same client-steps as plain jitted '
-    'training.make_train_step calls (the floor the engine should reach).')
+    'steps.make_train_step calls (the floor the engine should reach).')
 
 
 def bench_model(name: str):
   k, n = _CLIENTS.value, _N.value
   model = models.build_model(name, 10, width=_WIDTH.value)
-  variables = training.init_variables(model, jax.random.key(0), (32, 32, 3))
+  variables = steps.init_variables(model, jax.random.key(0), (32, 32, 3))
   rng = np.random.default_rng(0)
   x = rng.normal(size=(k, n, 32, 32, 3)).astype(np.float32)
   y = rng.integers(0, 10, (k, n)).astype(np.int32)
@@ -85,17 +87,17 @@ def bench_model(name: str):
 def bench_plain(name: str):
   """The round's client-steps as separate jitted train-step calls."""
   model = models.build_model(name, 10, width=_WIDTH.value)
-  variables = training.init_variables(model, jax.random.key(0), (32, 32, 3))
+  variables = steps.init_variables(model, jax.random.key(0), (32, 32, 3))
   tx = optax.sgd(0.03, momentum=0.9)
-  step = jax.jit(training.make_train_step(model, tx, (0.0,), (1.0,), False))
+  step = jax.jit(steps.make_train_step(model, tx, (0.0,), (1.0,), False))
   rng = np.random.default_rng(0)
   x = jnp.asarray(rng.normal(size=(_BATCH.value, 32, 32, 3)), jnp.float32)
   y = jnp.asarray(rng.integers(0, 10, _BATCH.value), jnp.int32)
-  steps = _CLIENTS.value * _EPOCHS.value * -(-_N.value // _BATCH.value)
-  state = [training.init_state(variables, tx)]
+  n_steps = _CLIENTS.value * _EPOCHS.value * -(-_N.value // _BATCH.value)
+  state = [steps.init_state(variables, tx)]
 
   def run():
-    for _ in range(steps):
+    for _ in range(n_steps):
       state[0], _ = step(state[0], x, y, jax.random.key(0))
     return state[0].params
 
@@ -103,8 +105,8 @@ def bench_plain(name: str):
   print(json.dumps(dict(
       bench='fed_round_plain_steps', model=name, width=_WIDTH.value,
       device=_device(), dtype='float32', batch=_BATCH.value,
-      client_steps=steps, seconds=round(best, 4),
-      seconds_per_step=round(best / steps, 4),
+      client_steps=n_steps, seconds=round(best, 4),
+      seconds_per_step=round(best / n_steps, 4),
       compile_seconds=round(first - best, 2),
       date=time.strftime('%Y-%m-%d'))), flush=True)
 

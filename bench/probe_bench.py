@@ -108,9 +108,10 @@ def probe_config(setting: str, small: bool, root: str):
 
 
 def _ensure_checkpoint(ckpt: str, train_cfg) -> None:
-  from valley_jax import checkpoint, train_lib
+  from valley_jax import checkpoint
+  from valley_jax.train import runner
   if not checkpoint.epochs(ckpt):
-    train_lib.run(train_cfg, ckpt)
+    runner.run(train_cfg, ckpt)
 
 
 def _overrides(c) -> list[str]:
@@ -172,8 +173,11 @@ def _instrument(clock: _Clock):
   """Wraps the probe's phases (the code itself is unchanged)."""
   import jax
   import numpy as np
-  from valley_jax import checkpoint, data, landscape, probe_lib
-  from valley_jax.studies import common
+
+  from valley_jax import checkpoint, data
+  from valley_jax.core import sweep as landscape
+  from valley_jax.probe import runner as probe_runner
+  from valley_jax.probe.studies import common
 
   def on_event(name, secs, **_):
     if name in _COMPILE_EVENTS:
@@ -190,7 +194,7 @@ def _instrument(clock: _Clock):
       'directions', common._noise_direction, True)  # pylint: disable=protected-access
   common._special_direction = clock.timed(  # pylint: disable=protected-access
       'directions', common._special_direction, True)  # pylint: disable=protected-access
-  probe_lib._finish = clock.timed('figures', probe_lib._finish)  # pylint: disable=protected-access
+  probe_runner._finish = clock.timed('figures', probe_runner._finish)  # pylint: disable=protected-access
 
   def call(self, params, batch_stats, directions, coeffs_PxK):
     out = clock.timed('sweeps', self.sweep, True)(
@@ -204,14 +208,15 @@ def _instrument(clock: _Clock):
 def split_child(setting: str, small: bool, root: str, spawned: float):
   clock = _Clock()
   _instrument(clock)
-  from valley_jax import compile_cache, probe_lib
+  from valley_jax import compile_cache
+  from valley_jax.probe import runner as probe_runner
   c, _, _ = probe_config(setting, small, root)
   c.compile_cache = 'none'
   compile_cache.enable(c.compile_cache)
   startup = time.time() - spawned  # Interpreter, imports, instrumenting.
   workdir = os.path.join(root, f'{setting}_split_{os.getpid()}')
   t = time.perf_counter()
-  clock.timed('run', probe_lib.run)(c, workdir)
+  clock.timed('run', probe_runner.run)(c, workdir)
   run_s = time.perf_counter() - t
   wall = time.time() - spawned
   phases = dict(clock.t)
@@ -239,20 +244,24 @@ def split_child(setting: str, small: bool, root: str, spawned: float):
 def bare_child(setting: str, small: bool, root: str, spawned: float):
   """Restore, one sweep compiled, the same curves × λ, one jitted builder."""
   import jax
-  from jax import flatten_util
   import jax.numpy as jnp
   import ml_collections
   import numpy as np
-  from valley_jax import (checkpoint, data, directions, landscape, probe_lib,
-                          train_lib)
+  from jax import flatten_util
+
+  from valley_jax import checkpoint, data, models
+  from valley_jax.core import directions
+  from valley_jax.core import sweep as landscape
+  from valley_jax.probe import prober
   c, ckpt, _ = probe_config(setting, small, root)
   sw = c.sweep
   variables, cfg = checkpoint.restore_model(ckpt)
   theta, stats = variables['params'], variables['batch_stats']
   theta0 = checkpoint.restore_model(ckpt, 0)[0]['params']
   ds = data.from_config(ml_collections.ConfigDict(cfg['data']))
-  model = train_lib.build(ml_collections.ConfigDict(cfg), ds)
-  eval_bs, recal_bs = probe_lib.batch_sizes(c)
+  model = models.from_config(ml_collections.ConfigDict(cfg['model']),
+                             ds.num_classes, ds.input_shape)
+  eval_bs, recal_bs = prober.batch_sizes(c)
   ev = landscape.make_batches(ds.x_test, ds.y_test, eval_bs)
   n = min(sw.recal_samples, len(ds.y_train))
   rb = min(recal_bs, n)
@@ -260,8 +269,8 @@ def bare_child(setting: str, small: bool, root: str, spawned: float):
   rx = landscape.make_recal_batches(ds.x_train[order], n // rb * rb, rb)
   sweep = landscape.make_sweep(
       model, ds.mean, ds.std, recal=bool(stats),
-      dtype=probe_lib.DTYPES[sw.dtype],
-      precision=probe_lib.PRECISIONS[sw.dtype])
+      dtype=prober.DTYPES[sw.dtype],
+      precision=prober.PRECISIONS[sw.dtype])
   noises = list(directions.NOISES)
   sizes = jnp.array([x.size for x in jax.tree.leaves(theta)], jnp.int32)
 
@@ -322,14 +331,15 @@ def micro_child(setting: str, small: bool, root: str, spawned: float):
   del spawned
   import numpy as np
   from timing import best
-  from valley_jax import probe_lib
-  from valley_jax.studies import common
+
+  from valley_jax.probe import prober
+  from valley_jax.probe.studies import common
   c, _, _ = probe_config(setting, small, root)
   lams = np.linspace(c.sweep.lam_min, c.sweep.lam_max, c.sweep.num_points)
   out = {'run': 'micro', 'points': len(lams)}
   for fold in (False, True):
     c.sweep.fold_bn = fold
-    p = probe_lib.Prober(c)
+    p = prober.Prober(c)
     s = p.subject(c.checkpoint)
     d = [common.make_direction(p, s, i, noise='gaussian', sign_consistent=True)
          for i in range(4)]

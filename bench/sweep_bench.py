@@ -15,13 +15,15 @@ import importlib.util
 import json
 import time
 
-from absl import app, flags
 import jax
 import jax.numpy as jnp
 import numpy as np
+from absl import app, flags
+from timing import best as _best
+from timing import device as _device
 
-from timing import best as _best, device as _device
-from valley_jax import directions, landscape, models, normalize, sharding
+from valley_jax import models, sharding
+from valley_jax.core import directions, normalize, sweep
 
 _MODELS = flags.DEFINE_list('models', ['resnet20', 'vgg16'], 'Models.')
 _N = flags.DEFINE_integer('n_eval', 10_000, 'Evaluation images.')
@@ -61,21 +63,21 @@ def bench_model(name: str, n: int, r: int, points: int, width: float):
   xr = rng.normal(size=(max(r, 1), 32, 32, 3)).astype(np.float32)
   mesh = sharding.make_mesh(0)
   bs = min(_BATCH.value, n)
-  ev = landscape.make_batches(x, y, bs, mesh)
+  ev = sweep.make_batches(x, y, bs, mesh)
   eps = directions.sign_consistent(
       directions.sample('gaussian', jax.random.key(1), params), params)
   d = normalize.normalize(eps, params, 'ns')
   coeffs = np.linspace(-1, 1, points)[:, None]
   n_params = sum(p.size for p in jax.tree.leaves(params))
   for recal in (0, r):
-    rx = (landscape.make_recal_batches(xr, r, min(_BATCH.value, r), mesh)
+    rx = (sweep.make_recal_batches(xr, r, min(_BATCH.value, r), mesh)
           if recal else None)
     for dtype in _DTYPES.value:
       for chunk in map(int, _CHUNKS.value):
-        sweep = landscape.make_sweep(model, recal=bool(recal), chunk=chunk,
-                                     dtype=getattr(jnp, dtype), mesh=mesh)
+        fn = sweep.make_sweep(model, recal=bool(recal), chunk=chunk,
+                              dtype=getattr(jnp, dtype), mesh=mesh)
         first, best = _best(
-            lambda: sweep(params, stats, [d], coeffs, ev, rx)['loss'],
+            lambda: fn(params, stats, [d], coeffs, ev, rx)['loss'],
             _REPEATS.value)
         work = points * (n + recal) * fpi
         print(json.dumps(dict(

@@ -26,7 +26,8 @@ recalibrated once. On a GPU with room for all of them (0.75 GB as uint8),
 --config.sweep.stream_batches=0 keeps them on the device.
 """
 
-from valley_jax import defaults, groups
+from valley_jax import defaults
+from valley_jax.core import groups
 
 
 def get_config(arg: str | None = None):

@@ -12,7 +12,7 @@ os.environ.setdefault('VALLEY_JAX_COMPILE_CACHE', 'none')
 import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
 import pytest  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-from valley_jax import defaults  # pylint: disable=g-import-not-at-top,wrong-import-position
+from valley_jax import defaults
 
 
 @pytest.fixture(scope='session', autouse=True)
@@ -38,7 +38,16 @@ def tiny_train_config(model: str = 'mlp', epochs: int = 3, bn: bool = True):
 @pytest.fixture(scope='session')
 def trained_mlp(tmp_path_factory):
   """A tiny digits MLP with BN, trained once for the whole session."""
-  from valley_jax import train_lib  # pylint: disable=g-import-not-at-top
+  from valley_jax.train import runner  # pylint: disable=g-import-not-at-top
   workdir = str(tmp_path_factory.mktemp('mlp_run'))
-  train_lib.run(tiny_train_config(epochs=3), workdir)
+  runner.run(tiny_train_config(epochs=3), workdir)
   return workdir
+
+
+def patch_study_run(monkeypatch, kind: str, run) -> None:
+  """Replaces the `run` of one registered probe study for one test."""
+  import dataclasses  # pylint: disable=g-import-not-at-top
+
+  from valley_jax.probe import registry  # pylint: disable=g-import-not-at-top
+  monkeypatch.setitem(registry.STUDIES, kind, dataclasses.replace(
+      registry.STUDIES[kind], run=run))

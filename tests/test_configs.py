@@ -5,7 +5,10 @@ import importlib.util
 
 import pytest
 
-from valley_jax import data, fedsim_lib, models, probe_lib, train_lib
+from valley_jax import data, models
+from valley_jax.fed import runner as fed_runner
+from valley_jax.probe import runner as probe_runner
+from valley_jax.train import runner as train_runner
 
 _SHAPES = {'digits': (8, 8, 1), 'mnist1d': (40,), 'cifar10': (32, 32, 3),
            'cinic10': (32, 32, 3),
@@ -24,12 +27,12 @@ def test_config_builds(path):
   module = _load(path)
   config = module.get_config(None)
   if 'kind' in config:  # A probe config: its names and ranges.
-    assert probe_lib.check_names(config)
+    assert probe_runner.check_names(config)
     return
   if 'fed' in config:  # A fed config: names, ranges, the algorithm.
-    fedsim_lib.validate(config)
+    fed_runner.validate(config)
   else:
-    train_lib.validate(config)
+    train_runner.validate(config)
   m = config.model
   shape = _SHAPES.get(config.data.name)
   if shape is None:  # Images resized by the loader.

@@ -2,13 +2,14 @@
 
 import json
 
-from etils import epath
 import jax
 import numpy as np
 import pytest
+from etils import epath
 
-from valley_jax import convert, data, defaults, models, probe_lib, train_lib
+from valley_jax import convert, data, defaults, models
 from valley_jax.models import resnet
+from valley_jax.probe import runner as probe_runner
 
 
 def _tiny_resnext():
@@ -127,12 +128,12 @@ def test_probe_measures_a_weights_file(tmp_path):
   c.train.data.kwargs.update(shape=(16, 16, 3), n_train=32, n_test=32)
   c.sweep.update(num_points=3, recal='off', eval_batch_size=32)
   ds = data.from_config(c.train.data)
-  model = train_lib.build(c.train, ds)
+  model = models.from_config(c.train.model, ds.num_classes, ds.input_shape)
   v = _random_variables(model)
   c.weights = str(tmp_path / 'w.npz')
   np.savez(c.weights, **convert.to_state_dict(v))
   res = json.loads(epath.Path(
-      probe_lib.run(c, str(tmp_path / 'probe'))['groups']).read_text())
+      probe_runner.run(c, str(tmp_path / 'probe'))['groups']).read_text())
   assert res['provenance'] == [{'weights': c.weights,
                                 'sha256': convert.sha256(c.weights)}]
   assert res['checkpoint'] == {'weights': c.weights}

@@ -4,16 +4,17 @@ import doctest
 import json
 
 import jax
-from jax import flatten_util
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from jax import flatten_util
 
-from valley_jax import (curvature, landscape, models, probe_lib, sharding,
-                        training)
-from valley_jax import defaults
-from valley_jax.studies import common
-from valley_jax.studies import curvature as curvature_study
+from valley_jax import defaults, models, sharding
+from valley_jax.core import hessian, steps, sweep
+from valley_jax.probe import prober
+from valley_jax.probe import runner as probe_runner
+from valley_jax.probe.studies import common
+from valley_jax.probe.studies import curvature as curvature_study
 
 _N, _B = 13, 5  # 13 examples in batches of 5: the last one is padded.
 
@@ -50,7 +51,7 @@ def _problem(bn: bool, dtype=np.float64):
   if bn:  # Statistics that are not those of this data: they are given.
     stats = {'bn1': {'mean': jnp.asarray(rng.normal(size=5), dtype),
                      'var': jnp.asarray(rng.uniform(0.5, 2.0, 5), dtype)}}
-  return model, params, stats, x, y, landscape.make_batches(x, y, _B)
+  return model, params, stats, x, y, sweep.make_batches(x, y, _B)
 
 
 def _hessian(loss_fn, params, stats, x, y):
@@ -72,7 +73,7 @@ def test_hvp_quadratic_form_and_directional_match_hessian(x64, bn):
   hess, flat, unravel = _hessian(f, params, stats, x, y)
   v = unravel(jnp.asarray(np.random.default_rng(1).normal(size=flat.size)))
   vf = _flat(v)
-  c = curvature.make_curvature(model, loss_fn=f)  # The functions, jitted.
+  c = hessian.make_curvature(model, loss_fn=f)  # The functions, jitted.
   np.testing.assert_allclose(_flat(c.hvp(params, stats, v, data)),
                              hess @ vf, rtol=1e-10, atol=1e-12)
   np.testing.assert_allclose(c.quadratic_form(params, stats, v, data),
@@ -89,21 +90,21 @@ def test_hvp_quadratic_form_and_directional_match_hessian(x64, bn):
 def test_model_loss_in_float32_matches_hessian():
   """The sweep's own loss (float32, BN with given statistics)."""
   model, params, stats, x, y, data = _problem(True, np.float32)
-  f = curvature.batch_loss(model)
+  f = hessian.batch_loss(model)
   hess, flat, unravel = _hessian(f, params, stats, x, y)
   v = unravel(jnp.asarray(np.random.default_rng(1).normal(size=flat.size),
                           jnp.float32))
   vf = _flat(v)
   scale = np.abs(hess).max() * np.linalg.norm(vf)
-  c = curvature.make_curvature(model)
+  c = hessian.make_curvature(model)
   np.testing.assert_allclose(_flat(c.hvp(params, stats, v, data)),
                              hess @ vf, atol=1e-5 * scale)
   np.testing.assert_allclose(c.quadratic_form(params, stats, v, data),
                              vf @ hess @ vf, rtol=1e-4)
   # Its mean loss is the sweep's loss at λ = 0.
-  sweep = landscape.make_sweep(model)(params, stats, [params],
-                                      np.zeros((1, 1)), data)
-  np.testing.assert_allclose(c.loss(params, stats, data), sweep['loss'][0],
+  out = sweep.make_sweep(model)(params, stats, [params], np.zeros((1, 1)),
+                                data)
+  np.testing.assert_allclose(c.loss(params, stats, data), out['loss'][0],
                              rtol=1e-6)
 
 
@@ -113,10 +114,10 @@ def test_hutchinson_is_the_mean_of_its_probes(x64):
   hess, _, _ = _hessian(f, params, stats, x, y)
   key = jax.random.key(3)
   v_KxN = np.asarray(jax.vmap(lambda t: flatten_util.ravel_pytree(t)[0])(
-      curvature.rademacher(key, params, 6)))
+      hessian.rademacher(key, params, 6)))
   q_K = np.einsum('kn,nm,km->k', v_KxN, hess, v_KxN)
   for chunk in (1, 4):  # One at a time, or vmapped 4 + 2: same probes.
-    c = curvature.make_curvature(model, chunk=chunk, loss_fn=f)
+    c = hessian.make_curvature(model, chunk=chunk, loss_fn=f)
     est, se = c.hutchinson(params, stats, key, data, 6)
     np.testing.assert_allclose(est, q_K.mean(), rtol=1e-10)
     np.testing.assert_allclose(se, q_K.std(ddof=1) / np.sqrt(6), rtol=1e-8)
@@ -127,7 +128,7 @@ def test_hutchinson_converges_to_the_exact_trace(x64):
   f = _ce64(model)
   hess, _, _ = _hessian(f, params, stats, x, y)
   k = 2000
-  c = curvature.make_curvature(model, loss_fn=f)
+  c = hessian.make_curvature(model, loss_fn=f)
   est, se = c.hutchinson(params, stats, jax.random.key(0), data, k)
   # A Rademacher probe's variance: 2 Σ_{i≠j} H_ij² (Hutchinson 1989).
   sigma = np.sqrt(2 * (np.sum(hess ** 2) - np.sum(np.diag(hess) ** 2)) / k)
@@ -145,10 +146,10 @@ def test_hutchinson_is_exact_for_a_diagonal_hessian(x64):
 
   params = {'a': jnp.array([0.3, -1.2, 2.0]), 'b': jnp.array([[0.5], [1.5]])}
   x = np.array([[1.0], [2.0], [-0.5]])
-  data = landscape.make_batches(x, np.zeros(3, np.int32), 2)
+  data = sweep.make_batches(x, np.zeros(3, np.int32), 2)
   hess, _, _ = _hessian(loss_fn, params, {}, x, np.zeros(3, np.int32))
   assert np.allclose(hess, np.diag(np.diag(hess)))
-  c = curvature.make_curvature(None, loss_fn=loss_fn)
+  c = hessian.make_curvature(None, loss_fn=loss_fn)
   for seed in range(3):
     est, _ = c.hutchinson(params, {}, jax.random.key(seed), data, 1)
     np.testing.assert_allclose(est, np.trace(hess), rtol=1e-12)
@@ -163,7 +164,7 @@ def test_power_iteration_and_lanczos_match_eigvalsh(x64):
   top, gap = by_size[-1], abs(by_size[-2] / by_size[-1])
   assert gap < 0.9  # The convergence rate of the power iteration.
   iters = int(np.ceil(np.log(1e-12) / np.log(gap) / 2)) + 5
-  c = curvature.make_curvature(model, loss_fn=f)
+  c = hessian.make_curvature(model, loss_fn=f)
   c.power_iteration(params, stats, jax.random.key(1), data, 3)
   e = c.power_iteration(params, stats, jax.random.key(0), data, iters)
   assert c.power_iteration.jitted._cache_size() == 1  # iters is traced.
@@ -181,10 +182,10 @@ def test_power_iteration_and_lanczos_match_eigvalsh(x64):
 def test_compiled_once_for_new_points_directions_and_keys(monkeypatch):
   model, params, stats, _, _, data = _problem(True, np.float32)
   traces = []
-  original = curvature.quadratic_form
-  monkeypatch.setattr(curvature, 'quadratic_form',
+  original = hessian.quadratic_form
+  monkeypatch.setattr(hessian, 'quadratic_form',
                       lambda *a: traces.append(1) or original(*a))
-  c = curvature.make_curvature(model)
+  c = hessian.make_curvature(model)
   out = []
   for i in range(3):
     p = jax.tree.map(lambda a: a * (1.0 + 0.1 * i), params)
@@ -204,8 +205,8 @@ def test_eight_devices_equal_one():
   outs = []
   for n in (1, 8):
     mesh = sharding.make_mesh(n)
-    data = landscape.make_batches(np.tile(x, (4, 1)), np.tile(y, 4), 16, mesh)
-    c = curvature.make_curvature(model, mesh=mesh)
+    data = sweep.make_batches(np.tile(x, (4, 1)), np.tile(y, 4), 16, mesh)
+    c = hessian.make_curvature(model, mesh=mesh)
     trace, se = c.hutchinson(params, stats, jax.random.key(0), data, 4)
     outs.append(np.hstack([trace, se,
                            _flat(c.hvp(params, stats, params, data))]))
@@ -213,7 +214,7 @@ def test_eight_devices_equal_one():
 
 
 def test_docstring_examples():
-  result = doctest.testmod(curvature, optionflags=doctest.ELLIPSIS)
+  result = doctest.testmod(hessian, optionflags=doctest.ELLIPSIS)
   assert result.attempted > 5 and result.failed == 0
 
 
@@ -233,7 +234,7 @@ def _kind_config(checkpoint_dir):
 
 def test_kind_end_to_end(trained_mlp, tmp_path):
   c = _kind_config(trained_mlp)
-  path = probe_lib.run(c, str(tmp_path))['curvature']
+  path = probe_runner.run(c, str(tmp_path))['curvature']
   with open(path) as f:
     res = json.load(f)
   assert res['kind'] == 'curvature'
@@ -256,12 +257,12 @@ def test_kind_end_to_end(trained_mlp, tmp_path):
 
 def _check_recalibrated_point(c, trained_mlp, curve):
   """The point λ = 1 equals curvature at θ + s·d with statistics
-  recalibrated there (landscape.recalibrate), computed here directly."""
-  p = probe_lib.Prober(c)
+  recalibrated there (sweep.recalibrate), computed here directly."""
+  p = prober.Prober(c)
   s = p.subject(trained_mlp)
   d = common.make_direction(p, s, 0, noise='gaussian', sign_consistent=True)
   theta = jax.tree.map(lambda a, b: a + b, s.params, d)
-  stats = jax.jit(landscape.recalibrate, static_argnums=0)(
+  stats = jax.jit(sweep.recalibrate, static_argnums=0)(
       s.model, theta, s.batch_stats, s.sweep.recal_x)
   assert not np.allclose(stats['bn1']['mean'], s.batch_stats['bn1']['mean'])
   track = curvature_study.make_track(p, s)
@@ -278,11 +279,11 @@ def _check_recalibrated_point(c, trained_mlp, curve):
 ])
 def test_kind_bad_input_fails_first(tmp_path, monkeypatch, key, value,
                                     match):
-  monkeypatch.setattr(curvature, 'make_curvature', _no_compile)
+  monkeypatch.setattr(hessian, 'make_curvature', _no_compile)
   c = _kind_config(str(tmp_path / 'no_run'))  # Names are checked first.
   c.curvature[key] = value
   with pytest.raises(ValueError, match=match):
-    probe_lib.run(c, str(tmp_path))
+    probe_runner.run(c, str(tmp_path))
   assert not list(tmp_path.iterdir())
 
 
@@ -293,6 +294,6 @@ def _no_compile(*a, **k):
 def test_batch_loss_is_the_eval_step_loss():
   model, params, stats, x, y, _ = _problem(True, np.float32)
   w = np.ones(len(y), np.float32)
-  step = training.make_eval_step(model, (0.0,), (1.0,))
-  assert float(curvature.batch_loss(model)(params, stats, x, y, w)) == (
+  step = steps.make_eval_step(model, (0.0,), (1.0,))
+  assert float(hessian.batch_loss(model)(params, stats, x, y, w)) == (
       pytest.approx(float(step(params, stats, x, y, w)['loss'])))

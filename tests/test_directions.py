@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from valley_jax import directions, normalize, tree
+from valley_jax.core import directions, normalize, tree
 
 
 def _theta():

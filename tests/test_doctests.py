@@ -5,9 +5,10 @@ import importlib
 
 import pytest
 
-_MODULES = ['valley_jax.models', 'valley_jax.tree', 'valley_jax.groups',
-            'valley_jax.directions', 'valley_jax.normalize',
-            'valley_jax.landscape', 'valley_jax.sharding',
+_MODULES = ['valley_jax.models', 'valley_jax.core.tree',
+            'valley_jax.core.groups', 'valley_jax.core.directions',
+            'valley_jax.core.normalize',
+            'valley_jax.core.sweep', 'valley_jax.sharding',
             'valley_jax.defaults', 'valley_jax.data.pipeline',
             'valley_jax.outputs', 'valley_jax.checks', 'valley_jax.checkpoint',
             'valley_jax.data.partition', 'valley_jax.distributed',

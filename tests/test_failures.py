@@ -14,10 +14,13 @@ import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
+from conftest import patch_study_run, tiny_train_config
 
-from conftest import tiny_train_config
-from valley_jax import (checkpoint, checks, defaults, landscape, outputs,
-                        probe_lib, train_lib)
+from valley_jax import checkpoint, checks, defaults, outputs
+from valley_jax.core import sweep
+from valley_jax.probe import prober, registry
+from valley_jax.probe import runner as probe_runner
+from valley_jax.train import runner as train_runner
 
 _ROOT = pathlib.Path(__file__).resolve().parent.parent
 
@@ -47,7 +50,7 @@ def _probe_config(ckpt, kind='special'):
 def run2(tmp_path_factory):
   """A 2-epoch digits MLP; tests copy it before damaging it."""
   w = str(tmp_path_factory.mktemp('run2'))
-  train_lib.run(tiny_train_config(epochs=2), w)
+  train_runner.run(tiny_train_config(epochs=2), w)
   return w
 
 
@@ -85,12 +88,12 @@ def test_torn_or_emptied_metrics_are_rebuilt_on_resume(tmp_path):
   c = tiny_train_config(epochs=3)
   c.data.n_train = 256
   full, cut = str(tmp_path / 'full'), str(tmp_path / 'cut')
-  train_lib.run(c, full)
+  train_runner.run(c, full)
   for damage in ('{"epoch": 1, "train_lo', ''):
     shutil.rmtree(cut, ignore_errors=True)
-    train_lib.run(c, cut, stop_after=2)
+    train_runner.run(c, cut, stop_after=2)
     pathlib.Path(cut, 'metrics.jsonl').write_text(damage)
-    train_lib.run(c, cut)
+    train_runner.run(c, cut)
     rows = [_strict_json(line) for line in
             pathlib.Path(cut, 'metrics.jsonl').read_text().splitlines()]
     assert [r['epoch'] for r in rows] == [1, 2, 3]
@@ -105,16 +108,16 @@ def test_torn_or_emptied_metrics_are_rebuilt_on_resume(tmp_path):
 def test_torn_results_recomputed_and_lost_figure_redrawn(run2, tmp_path,
                                                          monkeypatch):
   c = _probe_config(run2)
-  path = probe_lib.run(c, str(tmp_path))['special']
+  path = probe_runner.run(c, str(tmp_path))['special']
   good = outputs.read_json(path)
   pathlib.Path(path).write_text(pathlib.Path(path).read_text()[:100])
-  assert outputs.read_json(probe_lib.run(c, str(tmp_path))['special']
+  assert outputs.read_json(probe_runner.run(c, str(tmp_path))['special']
                            )['curves'] == good['curves']
   # Finished results, figure deleted: redrawn without any sweep.
   (tmp_path / 'special' / 'figure.png').unlink()
-  monkeypatch.setattr(landscape, 'make_sweep', _no_compile)
-  monkeypatch.setitem(probe_lib._RUNNERS, 'special', _no_compile)
-  probe_lib.run(c, str(tmp_path))
+  monkeypatch.setattr(sweep, 'make_sweep', _no_compile)
+  patch_study_run(monkeypatch, 'special', _no_compile)
+  probe_runner.run(c, str(tmp_path))
   assert (tmp_path / 'special' / 'figure.png').stat().st_size > 0
 
 
@@ -123,9 +126,9 @@ def test_torn_results_recomputed_and_lost_figure_redrawn(run2, tmp_path,
 
 def test_retrained_checkpoint_is_probed_again(tmp_path, monkeypatch):
   w = str(tmp_path / 'run')
-  train_lib.run(tiny_train_config(epochs=1), w)
+  train_runner.run(tiny_train_config(epochs=1), w)
   c = _probe_config(w)
-  first = outputs.read_json(probe_lib.run(c, str(tmp_path / 'p'))['special'])
+  first = outputs.read_json(probe_runner.run(c, str(tmp_path / 'p'))['special'])
   prov = first['provenance'][0]
   assert prov['epoch'] == 1 and prov['workdir'] == w
   assert prov['fingerprint'] == checkpoint.fingerprint(
@@ -133,16 +136,16 @@ def test_retrained_checkpoint_is_probed_again(tmp_path, monkeypatch):
   assert prov['train_config']['optim']['lr'] == 0.05
   c2 = tiny_train_config(epochs=1)
   c2.optim.lr = 0.01
-  train_lib.run(c2, w, overwrite=True)
+  train_runner.run(c2, w, overwrite=True)
   calls = []
-  original = probe_lib._RUNNERS['special']
-  monkeypatch.setitem(probe_lib._RUNNERS, 'special',
-                      lambda *a: calls.append(1) or original(*a))
-  again = outputs.read_json(probe_lib.run(c, str(tmp_path / 'p'))['special'])
+  original = registry.STUDIES['special'].run
+  patch_study_run(monkeypatch, 'special',
+                  lambda *a: calls.append(1) or original(*a))
+  again = outputs.read_json(probe_runner.run(c, str(tmp_path / 'p'))['special'])
   assert calls == [1]
   assert again['provenance'][0]['fingerprint'] != prov['fingerprint']
   assert again['provenance'][0]['train_config']['optim']['lr'] == 0.01
-  probe_lib.run(c, str(tmp_path / 'p'))  # Unchanged now: skipped.
+  probe_runner.run(c, str(tmp_path / 'p'))  # Unchanged now: skipped.
   assert calls == [1]
 
 
@@ -153,9 +156,9 @@ def test_nonfinite_loss_stops_training(tmp_path):
   c = tiny_train_config(epochs=2)
   c.optim.lr = 1e38
   w = str(tmp_path / 'w')
-  with pytest.raises(train_lib.NonFiniteLossError,
+  with pytest.raises(train_runner.NonFiniteLossError,
                      match=r'epoch 1\b.*config\.optim\.lr=1e\+38'):
-    train_lib.run(c, w)
+    train_runner.run(c, w)
   assert checkpoint.epochs(w) == [0]  # The bad epoch is not saved.
 
 
@@ -164,7 +167,7 @@ def test_nonfinite_policy_continue_writes_null(tmp_path):
   c.optim.lr = 1e38
   c.train.on_nonfinite = 'continue'
   w = tmp_path / 'w'
-  train_lib.run(c, str(w))
+  train_runner.run(c, str(w))
   text = (w / 'metrics.jsonl').read_text()
   rows = [_strict_json(line) for line in text.splitlines()]
   assert [r['epoch'] for r in rows] == [1, 2]
@@ -176,7 +179,7 @@ def test_nan_learning_rate_rejected_before_work(tmp_path):
   c.optim.lr = float('nan')
   with pytest.raises(ValueError, match=r'config\.optim\.lr=nan must be a '
                      'finite number'):
-    train_lib.run(c, str(tmp_path / 'w'))
+    train_runner.run(c, str(tmp_path / 'w'))
   assert not (tmp_path / 'w').exists()
 
 
@@ -195,7 +198,7 @@ def test_checksum_detects_silently_changed_arrays(run2, tmp_path):
                      r'\[0, 1\]'):
     checkpoint.restore_model(w)
   with pytest.raises(checkpoint.CheckpointError, match='epoch 2'):
-    train_lib.run(tiny_train_config(epochs=2), w)
+    train_runner.run(tiny_train_config(epochs=2), w)
   np.testing.assert_array_equal(  # Epoch 1 still restores.
       checkpoint.restore_model(w, 1)[0]['params']['head']['kernel'],
       checkpoint.restore_model(run2, 1)[0]['params']['head']['kernel'])
@@ -246,17 +249,17 @@ def _every_config():
 
 def test_every_numeric_field_has_a_range():
   for name, cfg in _every_config().items():
-    fields = (checks.PROBE_FIELDS if 'kind' in cfg else
+    fields = (registry.fields() if 'kind' in cfg else
               checks.FED_FIELDS if 'fed' in cfg else checks.TRAIN_FIELDS)
     assert checks.unchecked(cfg, fields) == [], name
     checks.check(cfg, fields)  # The shipped configs pass their checks.
 
 
-def test_readme_lists_the_checked_fields():
-  readme = (_ROOT / 'README.md').read_text()
-  assert checks.markdown(checks.TRAIN_FIELDS) in readme
-  assert checks.markdown(checks.PROBE_OWN_FIELDS) in readme
-  assert checks.markdown(checks.FED_OWN_FIELDS) in readme
+def test_docs_list_the_checked_fields():
+  doc = (_ROOT / 'docs' / 'config-fields.md').read_text()
+  assert checks.markdown(checks.TRAIN_FIELDS) in doc
+  assert checks.markdown(registry.own_fields()) in doc
+  assert checks.markdown(checks.FED_OWN_FIELDS) in doc
 
 
 _SCALES = ['noise_types.scales', 'sign_ratio.scale', 'special.scale',
@@ -273,7 +276,7 @@ _SCALES = ['noise_types.scales', 'sign_ratio.scale', 'special.scale',
 ])
 def test_bad_number_names_field_before_loading(tmp_path, monkeypatch, key,
                                                value):
-  monkeypatch.setattr(landscape, 'make_sweep', _no_compile)
+  monkeypatch.setattr(sweep, 'make_sweep', _no_compile)
   # No checkpoint exists: a range error must come before any file is read.
   c = _probe_config(str(tmp_path / 'no_run'), 'noise_types,sign_ratio')
   if key in ('noise_types.scales',):
@@ -284,7 +287,7 @@ def test_bad_number_names_field_before_loading(tmp_path, monkeypatch, key,
     target = target[p]
   target[leaf] = value
   with pytest.raises(ValueError, match=rf'config\.{key}=.* must be'):
-    probe_lib.run(c, str(tmp_path / 'probe'))
+    probe_runner.run(c, str(tmp_path / 'probe'))
   assert not (tmp_path / 'probe').exists()
 
 
@@ -307,32 +310,32 @@ def test_check_field_kinds():
 
 def test_probe_workdir_that_is_a_file_fails_first(run2, tmp_path,
                                                   monkeypatch):
-  monkeypatch.setattr(landscape, 'make_sweep', _no_compile)
+  monkeypatch.setattr(sweep, 'make_sweep', _no_compile)
   (tmp_path / 'file').write_text('x')
   for bad in (tmp_path / 'file', tmp_path / 'file' / 'sub'):
     with pytest.raises(ValueError, match=r'--workdir=.*(is a file|not '
                        'writable)'):
-      probe_lib.run(_probe_config(run2), str(bad))
+      probe_runner.run(_probe_config(run2), str(bad))
 
 
 def test_train_workdir_that_is_a_file_is_a_clear_error(tmp_path):
   (tmp_path / 'file').write_text('x')
   for bad in (tmp_path / 'file', tmp_path / 'file' / 'sub'):
     with pytest.raises(ValueError, match='--workdir='):
-      train_lib.run(tiny_train_config(epochs=1), str(bad))
+      train_runner.run(tiny_train_config(epochs=1), str(bad))
 
 
 # ------------------------------------------------ 7. only the default trains
 
 
 def test_misspelt_checkpoint_is_not_trained(tmp_path, monkeypatch):
-  monkeypatch.setattr(landscape, 'make_sweep', _no_compile)
+  monkeypatch.setattr(sweep, 'make_sweep', _no_compile)
   c = _probe_config(str(tmp_path / 'runs' / 'defualt'))
   c.train_if_missing = str(tmp_path / 'runs' / 'default')
   c.train = tiny_train_config(epochs=1)
   with pytest.raises(FileNotFoundError,
                      match=r'defualt.*holds no checkpoint.*python train\.py'):
-    probe_lib.run(c, str(tmp_path / 'probe'))
+    probe_runner.run(c, str(tmp_path / 'probe'))
   assert not (tmp_path / 'runs' / 'defualt').exists()
 
 
@@ -341,19 +344,19 @@ def test_preempted_default_training_is_resumed_before_probing(tmp_path):
   finishes that training when started again, then probes the last epoch."""
   w = str(tmp_path / 'runs' / 'default')
   train = tiny_train_config(epochs=2)
-  train_lib.run(train, w, stop_after=1)  # Killed after epoch 1.
+  train_runner.run(train, w, stop_after=1)  # Killed after epoch 1.
   c = _probe_config(w)
   c.train_if_missing, c.train = w, train
-  probe_lib.run(c, str(tmp_path / 'probe'))
+  probe_runner.run(c, str(tmp_path / 'probe'))
   assert checkpoint.epochs(w) == [0, 1, 2]
   res = json.loads((tmp_path / 'probe' / 'special' / 'results.json')
                    .read_text())
   assert res['provenance'][0]['epoch'] == 2
   # A finished run of another config in that folder is probed as it is.
   other = str(tmp_path / 'runs' / 'other')
-  train_lib.run(tiny_train_config(epochs=1), other)
+  train_runner.run(tiny_train_config(epochs=1), other)
   c.checkpoint = c.train_if_missing = other
-  probe_lib.run(c, str(tmp_path / 'probe_other'))
+  probe_runner.run(c, str(tmp_path / 'probe_other'))
   assert checkpoint.epochs(other) == [0, 1]
 
 
@@ -362,11 +365,11 @@ def test_preempted_default_training_is_resumed_before_probing(tmp_path):
 
 def test_recal_on_without_bn_warns(tmp_path, caplog):
   w = str(tmp_path / 'nobn')
-  train_lib.run(tiny_train_config(epochs=1, bn=False), w)
+  train_runner.run(tiny_train_config(epochs=1, bn=False), w)
   c = _probe_config(w)
   c.sweep.recal = 'on'
   with caplog.at_level(logging.WARNING):
-    probe_lib.run(c, str(tmp_path / 'probe'))
+    probe_runner.run(c, str(tmp_path / 'probe'))
   assert "recal='on'" in caplog.text and 'no BatchNorm' in caplog.text
 
 
@@ -382,6 +385,6 @@ def test_checkpoint_of_another_architecture_is_refused():
       (16, 16, 3))
   new = models.build_model('resnet20', 10, width=0.125)
   with pytest.raises(ValueError, match='shortcut.*train it again'):
-    probe_lib.check_fits(new, old, (16, 16, 3), 'runs/old')
-  probe_lib.check_fits(new, models.abstract_variables(new, (16, 16, 3)),
-                       (16, 16, 3), 'runs/new')
+    prober.check_fits(new, old, (16, 16, 3), 'runs/old')
+  prober.check_fits(new, models.abstract_variables(new, (16, 16, 3)),
+                    (16, 16, 3), 'runs/new')

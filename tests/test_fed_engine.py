@@ -1,4 +1,4 @@
-"""The vectorised round engine against the plain reference and training."""
+"""The vectorised round engine against the plain reference and steps."""
 
 import jax
 import jax.numpy as jnp
@@ -7,7 +7,8 @@ import optax
 import orbax.checkpoint as ocp
 import pytest
 
-from valley_jax import fed, models, sharding, training
+from valley_jax import fed, models, sharding
+from valley_jax.core import steps
 from valley_jax.fed import local
 
 OPTIM = fed.SGD(lr=0.05, momentum=0.9, weight_decay=5e-4)
@@ -137,9 +138,9 @@ def test_one_client_equals_plain_training():
                                  fraction=1.0)
 
   tx, _ = fed.client_optimizer(OPTIM)
-  step = jax.jit(training.make_train_step(model, tx, (0.0,), (1.0,), False))
-  state = training.init_state({'params': server.weights.params,
-                               'batch_stats': server.weights.batch_stats}, tx)
+  step = jax.jit(steps.make_train_step(model, tx, (0.0,), (1.0,), False))
+  state = steps.init_state({'params': server.weights.params,
+                            'batch_stats': server.weights.batch_stats}, tx)
   key = local.client_key(SETTING['seed'], 0, 0)
   x, y = np.asarray(data.x[0]), np.asarray(data.y[0])
   for e in range(SETTING['local_epochs']):

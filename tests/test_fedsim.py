@@ -1,4 +1,5 @@
-"""fedsim_lib: a run end to end, exact resume, the table mode, bad input."""
+"""valley_jax.fed.runner: a run end to end, exact resume, the table mode,
+bad input."""
 
 import json
 import pathlib
@@ -6,7 +7,8 @@ import pathlib
 import numpy as np
 import pytest
 
-from valley_jax import checkpoint, checks, defaults, fed, fedsim_lib, outputs
+from valley_jax import checkpoint, checks, defaults, fed, outputs
+from valley_jax.fed import runner as fed_runner
 
 
 def _config(arg='', rounds=4):
@@ -24,7 +26,7 @@ def _rows(workdir):
 
 def test_run_writes_metrics_partition_results(tmp_path):
   c = _config()
-  res = fedsim_lib.run(c, str(tmp_path))
+  res = fed_runner.run(c, str(tmp_path))
   rows = _rows(tmp_path)
   assert [r['round'] for r in rows] == [1, 2, 3, 4]
   for r in rows:
@@ -45,7 +47,7 @@ def test_run_writes_metrics_partition_results(tmp_path):
 def test_fedavg_on_digits_rises_well_above_chance(tmp_path):
   c = defaults.fed_offline('digits', 'alpha0.5,rounds5')
   assert c.fed.num_clients == 20 and c.fed.algorithm == 'fedavg'
-  fedsim_lib.run(c, str(tmp_path))
+  fed_runner.run(c, str(tmp_path))
   acc = [r['test_accuracy'] for r in _rows(tmp_path)]
   assert acc[-1] > 0.6, acc  # Chance is 0.1.
 
@@ -54,12 +56,12 @@ def test_fedavg_on_digits_rises_well_above_chance(tmp_path):
 def test_killed_run_resumes_to_the_same_global_model(tmp_path, algorithm):
   """Per-client states (SCAFFOLD's c_k, MOON's previous model) included."""
   c = _config(algorithm, rounds=5)
-  full = fedsim_lib.run(c, str(tmp_path / 'full'))
+  full = fed_runner.run(c, str(tmp_path / 'full'))
   cut = str(tmp_path / 'cut')
-  fedsim_lib.run(c, cut, stop_after=3)  # Killed after round 3 (saved: 2).
+  fed_runner.run(c, cut, stop_after=3)  # Killed after round 3 (saved: 2).
   assert checkpoint.epochs(cut) == [0, 2]
   (pathlib.Path(cut) / 'metrics.jsonl').write_text('{"round": 1, "te')
-  again = fedsim_lib.run(c, cut)
+  again = fed_runner.run(c, cut)
   assert again['global_fingerprint'] == full['global_fingerprint']
   a, b = _rows(tmp_path / 'full'), _rows(cut)
   assert [r['round'] for r in b] == [1, 2, 3, 4, 5]
@@ -72,14 +74,14 @@ def test_table_mode_layout_and_resume(tmp_path, monkeypatch):
   c.table.update(algorithms=('fedavg', 'fedsign'), alphas=(10.0, 0.5),
                  seeds=(0, 1))
   c.table.hparams = {'fedsign': {'gamma': 0.01}}
-  out = fedsim_lib.main(c, str(tmp_path))
+  out = fed_runner.main(c, str(tmp_path))
   assert [r['alpha'] for r in out['rows']] == [10.0, 0.5]
   cell = outputs.read_json(
-      pathlib.Path(fedsim_lib.cell_dir(str(tmp_path), 'fedsign', 0.5, 1)) /
+      pathlib.Path(fed_runner.cell_dir(str(tmp_path), 'fedsign', 0.5, 1)) /
       'results.json')
   assert cell['hparams'] == {'gamma': 0.01}
   assert cell['config']['seed'] == 1 and cell['config']['fed']['alpha'] == 0.5
-  accs = [outputs.read_json(pathlib.Path(fedsim_lib.cell_dir(
+  accs = [outputs.read_json(pathlib.Path(fed_runner.cell_dir(
       str(tmp_path), 'fedavg', 10.0, s)) / 'results.json')['final'][
           'test_accuracy'] for s in (0, 1)]
   got = out['rows'][0]['fedavg']
@@ -91,24 +93,24 @@ def test_table_mode_layout_and_resume(tmp_path, monkeypatch):
   # Finished cells are not trained again.
   monkeypatch.setattr(fed, 'make_round', lambda *a, **k: (
       lambda s, cl, t: pytest.fail('a finished cell trained again')))
-  assert fedsim_lib.main(c, str(tmp_path)) == out
+  assert fed_runner.main(c, str(tmp_path)) == out
 
 
 def test_table_cell_with_other_config_is_refused(tmp_path, monkeypatch):
   c = _config('table', rounds=1)
   c.table.update(algorithms=('fedavg',), alphas=(0.5,), seeds=(0,))
-  fedsim_lib.main(c, str(tmp_path))
+  fed_runner.main(c, str(tmp_path))
   c.optim.lr = 0.01
   monkeypatch.setattr(fed, 'make_round', _no_compile)
   with pytest.raises(ValueError, match=r'Table cell .*fedavg.*optim\.lr'):
-    fedsim_lib.main(c, str(tmp_path))
+    fed_runner.main(c, str(tmp_path))
 
 
 def test_nonfinite_round_stops(tmp_path):
   c = _config(rounds=2)
   c.optim.lr = 1e30
   with pytest.raises(checks.NonFiniteLossError, match=r'round 1\b'):
-    fedsim_lib.run(c, str(tmp_path))
+    fed_runner.run(c, str(tmp_path))
   assert checkpoint.epochs(str(tmp_path)) == [0]
 
 
@@ -142,7 +144,7 @@ def test_bad_input_named_before_compiling(tmp_path, monkeypatch, key, value,
   else:
     c[section][name] = value
   with pytest.raises(ValueError, match=match):
-    fedsim_lib.run(c, str(tmp_path))
+    fed_runner.run(c, str(tmp_path))
 
 
 def test_unsatisfiable_partition_names_alpha_k_min_size(tmp_path,
@@ -151,14 +153,14 @@ def test_unsatisfiable_partition_names_alpha_k_min_size(tmp_path,
   c = _config()
   c.fed.update(alpha=0.01, num_clients=100, min_size=10)
   with pytest.raises(ValueError, match=r'(?s)alpha.*num_clients.*min_size'):
-    fedsim_lib.run(c, str(tmp_path))
+    fed_runner.run(c, str(tmp_path))
 
 
 def test_fed_configs_are_checked_and_complete():
   for arg in ('', 'fedsign,gamma0.1,alpha10', 'moon', 'table'):
     c = defaults.fed_offline('digits', arg)
     assert checks.unchecked(c, checks.FED_FIELDS) == []
-    fedsim_lib.validate(c)
+    fed_runner.validate(c)
   c = defaults.apply_fed_variant(defaults.fed_config('resnet20', 'cifar10'),
                                  'alpha0.5,fedprox,mu0.01,vgg11')
   assert (c.fed.alpha, c.fed.algorithm, c.fed.hparams.mu, c.model.name) == (
@@ -171,12 +173,12 @@ def test_fed_configs_are_checked_and_complete():
 
 def test_other_config_refused_then_overwritten(tmp_path):
   c = _config(rounds=1)
-  fedsim_lib.run(c, str(tmp_path))
+  fed_runner.run(c, str(tmp_path))
   c.optim.lr = 0.01
   with pytest.raises(ValueError, match=r'different config.*optim\.lr'):
-    fedsim_lib.run(c, str(tmp_path))
-  res = fedsim_lib.run(c, str(tmp_path), overwrite=True)
+    fed_runner.run(c, str(tmp_path))
+  res = fed_runner.run(c, str(tmp_path), overwrite=True)
   assert res['config']['optim']['lr'] == 0.01
   assert [r['round'] for r in _rows(tmp_path)] == [1]
   c.fed.chunk = 1  # Resume-safe keys may change.
-  assert fedsim_lib.run(c, str(tmp_path))['finished']
+  assert fed_runner.run(c, str(tmp_path))['finished']

@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from valley_jax import groups, normalize
+from valley_jax.core import groups, normalize
 
 
 def test_adaptive_uses_filter_norms_for_conv_kernels_only():

@@ -3,7 +3,8 @@
 import jax
 import pytest
 
-from valley_jax import groups, models
+from valley_jax import models
+from valley_jax.core import groups
 
 _KW = {'vit': dict(depth=2, dim=16, heads=2)}
 

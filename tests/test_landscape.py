@@ -4,18 +4,20 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-
 from conftest import tiny_train_config
-from valley_jax import (checkpoint, data, defaults, directions, landscape,
-                        models, normalize, probe_lib, sharding, train_lib,
-                        training)
+
+from valley_jax import checkpoint, data, defaults, models, sharding
+from valley_jax.core import directions, normalize, steps, sweep
+from valley_jax.probe import prober
+from valley_jax.probe.studies import common
 
 
 @pytest.fixture(scope='module')
 def setup(trained_mlp):
   v, _ = checkpoint.restore_model(trained_mlp)
   ds = data.load_digits()
-  model = train_lib.build(tiny_train_config(), ds)
+  model = models.from_config(tiny_train_config().model, ds.num_classes,
+                             ds.input_shape)
   p = v['params']
   d1 = normalize.normalize(directions.sign_consistent(
       directions.sample('gaussian', jax.random.key(0), p), p), p)
@@ -27,11 +29,11 @@ def setup(trained_mlp):
 def test_lambda_zero_equals_plain_evaluation(setup):
   model, v, ds, d1, _ = setup
   mesh = sharding.make_mesh(1)
-  ev = landscape.make_batches(ds.x_test, ds.y_test, 100, mesh)
-  out = landscape.make_sweep(model, mesh=mesh)(
+  ev = sweep.make_batches(ds.x_test, ds.y_test, 100, mesh)
+  out = sweep.make_sweep(model, mesh=mesh)(
       v['params'], v['batch_stats'], [d1], np.zeros((1, 1)), ev)
-  plain = train_lib.evaluate(jax.jit(training.make_eval_step(model, (0.,),
-                                                             (1.,))),
+  plain = steps.evaluate(jax.jit(steps.make_eval_step(model, (0.,),
+                                                      (1.,))),
                              mesh, v['params'], v['batch_stats'], ds.x_test,
                              ds.y_test, 120)
   assert float(out['error'][0]) == pytest.approx(1 - plain['accuracy'])
@@ -45,11 +47,11 @@ def test_fast_sweep_equals_reference(setup, recal, chunk):
   coeffs = np.array([[-1.0, 0.0], [-0.3, 0.5], [0.0, 0.0], [0.4, -0.2],
                      [1.0, 1.0], [2.0, 0.1], [0.7, -1.0]])
   x_recal = ds.x_train[:300]
-  ev = landscape.make_batches(ds.x_test, ds.y_test, 128)  # Padded last batch.
-  rx = landscape.make_recal_batches(x_recal, 300, 100) if recal else None
-  fast = landscape.make_sweep(model, recal=recal, chunk=chunk)(
+  ev = sweep.make_batches(ds.x_test, ds.y_test, 128)  # Padded last batch.
+  rx = sweep.make_recal_batches(x_recal, 300, 100) if recal else None
+  fast = sweep.make_sweep(model, recal=recal, chunk=chunk)(
       v['params'], v['batch_stats'], [d1, d2], coeffs, ev, rx)
-  ref = landscape.sweep_reference(
+  ref = sweep.sweep_reference(
       model, v['params'], v['batch_stats'], [d1, d2], coeffs, ds.x_test,
       ds.y_test, 50, x_recal if recal else None, 100)
   np.testing.assert_allclose(fast['loss'], ref['loss'], rtol=2e-4)
@@ -62,18 +64,18 @@ def test_streamed_evaluation_equals_reference(setup, recal):
   model, v, ds, d1, d2 = setup
   coeffs = np.array([[-1.0, 0.0], [0.0, 0.0], [0.4, -0.2], [1.0, 1.0]])
   mesh = sharding.make_mesh(2)
-  ev = landscape.make_batches(ds.x_test, ds.y_test, 64, mesh, stream=4)
+  ev = sweep.make_batches(ds.x_test, ds.y_test, 64, mesh, stream=4)
   num_groups = -(-len(ds.y_test) // (64 * 4))
   assert len(ds.y_test) % (64 * 4)  # The last group has padding batches.
-  assert isinstance(ev, landscape.HostBatches)
+  assert isinstance(ev, sweep.HostBatches)
   groups = list(ev.groups())
   assert [g.x.shape[:2] for g, _ in groups] == [(4, 64)] * num_groups
   assert sum(n for _, n in groups) == len(ds.y_test)
-  rx = (landscape.make_recal_batches(ds.x_train[:300], 300, 100, mesh)
+  rx = (sweep.make_recal_batches(ds.x_train[:300], 300, 100, mesh)
         if recal else None)
-  got = landscape.make_sweep(model, recal=recal, mesh=mesh, fold=True)(
+  got = sweep.make_sweep(model, recal=recal, mesh=mesh, fold=True)(
       v['params'], v['batch_stats'], [d1, d2], coeffs, ev, rx)
-  ref = landscape.sweep_reference(
+  ref = sweep.sweep_reference(
       model, v['params'], v['batch_stats'], [d1, d2], coeffs, ds.x_test,
       ds.y_test, 50, ds.x_train[:300] if recal else None, 100)
   np.testing.assert_allclose(got['loss'], ref['loss'], rtol=2e-4)
@@ -86,10 +88,10 @@ def test_eight_devices_equal_one(setup):
   outs = []
   for n in (1, 8):
     mesh = sharding.make_mesh(n)
-    ev = landscape.make_batches(ds.x_test, ds.y_test, 120, mesh)
-    rx = landscape.make_recal_batches(ds.x_train, 400, 200, mesh)
-    sweep = landscape.make_sweep(model, recal=True, mesh=mesh)
-    outs.append(sweep(v['params'], v['batch_stats'], [d1], coeffs, ev, rx))
+    ev = sweep.make_batches(ds.x_test, ds.y_test, 120, mesh)
+    rx = sweep.make_recal_batches(ds.x_train, 400, 200, mesh)
+    fn = sweep.make_sweep(model, recal=True, mesh=mesh)
+    outs.append(fn(v['params'], v['batch_stats'], [d1], coeffs, ev, rx))
   np.testing.assert_allclose(outs[0]['loss'], outs[1]['loss'], rtol=1e-4)
   np.testing.assert_allclose(outs[0]['error'], outs[1]['error'], atol=1e-6)
 
@@ -105,8 +107,8 @@ def test_recalibration_matches_direct_statistics():
   x = np.random.default_rng(0).normal(size=(40, 4)).astype(np.float32)
   v = model.init(jax.random.key(3), x[:1])
   p = jax.tree.map(np.asarray, v['params'])
-  stats = landscape.recalibrate(model, v['params'], v['batch_stats'],
-                                jnp.asarray(x.reshape(2, 20, 4)))
+  stats = sweep.recalibrate(model, v['params'], v['batch_stats'],
+                            jnp.asarray(x.reshape(2, 20, 4)))
   # Layer 1 sees raw inputs: whole-set statistics of x @ W1 + b1.
   h1 = x @ p['dense1']['kernel'] + p['dense1']['bias']
   m1, v1 = _bn_numpy(h1)
@@ -128,8 +130,8 @@ def test_recal_at_lambda_zero_reproduces_training_statistics(setup):
   """On one batch, recalibration equals the batch statistics flax computes."""
   model, v, ds, d1, _ = setup
   x = jnp.asarray(ds.x_train[:256])
-  stats = landscape.recalibrate(model, v['params'], v['batch_stats'],
-                                x[None])
+  stats = sweep.recalibrate(model, v['params'], v['batch_stats'],
+                            x[None])
   zero = jax.tree.map(jnp.zeros_like, v['batch_stats'])
   _, upd = model.apply({'params': v['params'], 'batch_stats': zero}, x,
                        train=True, mutable=['batch_stats'])
@@ -142,11 +144,11 @@ def test_recal_at_lambda_zero_reproduces_training_statistics(setup):
 
 def test_bf16_close_to_fp32(setup):
   model, v, ds, d1, _ = setup
-  ev = landscape.make_batches(ds.x_test, ds.y_test, 120)
+  ev = sweep.make_batches(ds.x_test, ds.y_test, 120)
   coeffs = np.linspace(-0.5, 0.5, 3)[:, None]
-  f32 = landscape.make_sweep(model)(v['params'], v['batch_stats'], [d1],
-                                    coeffs, ev)
-  b16 = landscape.make_sweep(model, dtype=jnp.bfloat16)(
+  f32 = sweep.make_sweep(model)(v['params'], v['batch_stats'], [d1],
+                                coeffs, ev)
+  b16 = sweep.make_sweep(model, dtype=jnp.bfloat16)(
       v['params'], v['batch_stats'], [d1], coeffs, ev)
   np.testing.assert_allclose(b16['loss'], f32['loss'], rtol=0.05)
   np.testing.assert_allclose(b16['error'], f32['error'], atol=0.03)
@@ -156,16 +158,16 @@ def test_sweep_compiles_once_for_many_calls(setup, monkeypatch):
   """New directions and λ values of the same shape reuse the executable."""
   model, v, ds, d1, d2 = setup
   traces = []
-  original = landscape.evaluate
-  monkeypatch.setattr(landscape, 'evaluate',
+  original = sweep.evaluate
+  monkeypatch.setattr(sweep, 'evaluate',
                       lambda *a, **k: traces.append(1) or original(*a, **k))
-  ev = landscape.make_batches(ds.x_test, ds.y_test, 120)
-  sweep = landscape.make_sweep(model, chunk=2)
+  ev = sweep.make_batches(ds.x_test, ds.y_test, 120)
+  fn = sweep.make_sweep(model, chunk=2)
   coeffs = np.linspace(-1, 1, 4)[:, None]
-  first = sweep(v['params'], v['batch_stats'], [d1], coeffs, ev)
+  first = fn(v['params'], v['batch_stats'], [d1], coeffs, ev)
   n = len(traces)
   assert n >= 1
-  second = sweep(v['params'], v['batch_stats'], [d2], coeffs * 0.5, ev)
+  second = fn(v['params'], v['batch_stats'], [d2], coeffs * 0.5, ev)
   assert len(traces) == n
   assert not np.allclose(first['loss'], second['loss'])
 
@@ -173,17 +175,17 @@ def test_sweep_compiles_once_for_many_calls(setup, monkeypatch):
 def test_auto_chunk():
   conv = {'k': jnp.zeros((3, 3, 4, 8))}
   dense = {'k': jnp.zeros((100, 100))}
-  assert landscape.auto_chunk(conv, 41) == 1
-  assert landscape.auto_chunk(dense, 41) == 41
+  assert sweep.auto_chunk(conv, 41) == 1
+  assert sweep.auto_chunk(dense, 41) == 41
 
 
 def test_bad_ranges_and_shapes():
   with pytest.raises(ValueError, match='Empty or invalid'):
-    landscape.linspace_coeffs(1.0, -1.0, 5)
+    sweep.linspace_coeffs(1.0, -1.0, 5)
   with pytest.raises(ValueError, match='Empty or invalid'):
-    landscape.linspace_coeffs(-1.0, 1.0, 0)
+    sweep.linspace_coeffs(-1.0, 1.0, 0)
   with pytest.raises(ValueError, match='multiple'):
-    landscape.make_recal_batches(np.zeros((10, 2)), 10, 4)
+    sweep.make_recal_batches(np.zeros((10, 2)), 10, 4)
 
 
 def test_finding_on_digits(trained_mlp):
@@ -192,9 +194,9 @@ def test_finding_on_digits(trained_mlp):
   c.sweep.num_points = 11
   c.sweep.recal_samples = 480
   c.sweep.recal_batch_size = 240
-  p = probe_lib.Prober(c)
+  p = prober.Prober(c)
   s = p.subject(trained_mlp)
-  plain = probe_lib.noise_line(p, s, 'gaussian', False, 'G')
-  sc = probe_lib.noise_line(p, s, 'gaussian', True, 'G')
+  plain = common.noise_line(p, s, 'gaussian', False, 'G')
+  sc = common.noise_line(p, s, 'gaussian', True, 'G')
   assert sc['negative_error'] - sc['positive_error'] > 0.2
   assert abs(plain['negative_error'] - plain['positive_error']) < 0.1

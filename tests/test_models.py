@@ -8,7 +8,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from valley_jax import groups, models
+from valley_jax import models
+from valley_jax.core import groups
 from valley_jax.models import resnet
 
 _TINY = {'vit': dict(depth=2, dim=16, heads=2)}

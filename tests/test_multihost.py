@@ -18,8 +18,8 @@ import jax
 import numpy as np
 import pytest
 
-from valley_jax import (checkpoint, defaults, distributed, outputs, probe_lib,
-                        train_lib)
+from valley_jax import checkpoint, defaults, distributed, outputs, rundir
+from valley_jax.probe import runner as probe_runner
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _TRAIN = {'model.name': 'mlp', 'model.width': 0.125, 'train.epochs': 2,
@@ -72,7 +72,7 @@ def _reference(tmp_path):
       {**_PROBE, **{f'train.{k}': v for k, v in _TRAIN.items()}})
   p.train.num_devices = p.num_devices = 4
   p.train_if_missing = p.checkpoint
-  paths = probe_lib.run(p, str(tmp_path / 'ref_probe'))
+  paths = probe_runner.run(p, str(tmp_path / 'ref_probe'))
   return p.checkpoint, paths['sign_ratio']
 
 
@@ -107,7 +107,7 @@ def test_two_processes_equal_one_process(two_process_run, tmp_path):
   assert cfg['model'] == ref_cfg['model'] and cfg['train'] == ref_cfg['train']
   for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
     _assert_close(a, b)
-  rows, ref_rows = (_rows(os.path.join(w, train_lib.METRICS))
+  rows, ref_rows = (_rows(os.path.join(w, rundir.METRICS))
                     for w in (work, ref_work))
   assert [r['epoch'] for r in rows] == [1, 2]
   for key in ('train_loss', 'train_accuracy', 'test_loss', 'test_accuracy'):

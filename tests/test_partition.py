@@ -6,8 +6,8 @@ import time
 import numpy as np
 import pytest
 
-from valley_jax import plots
 from valley_jax.data import partition as part
+from valley_jax.fed import figures
 
 # 10 classes of 100 samples: N = 1000.
 LABELS = np.repeat(np.arange(10), 100)
@@ -187,9 +187,9 @@ def test_pad_clients_round_trip():
 
 def test_figures_write_png_and_pdf(tmp_path):
   hist = part.label_histogram(LABELS, _dirichlet(0.5), 10)
-  paths = plots.label_heatmap(hist.tolist(), str(tmp_path / 'fig' / 'labels'),
-                              title='α = 0.5')
-  paths += plots.fed_accuracy(
+  paths = figures.label_heatmap(hist.tolist(), str(tmp_path / 'fig' / 'labels'),
+                                title='α = 0.5')
+  paths += figures.accuracy(
       {'fedavg': ([1, 2, 3], [0.2, 0.5, 0.7]),
        'fedsign': ([1, 2, 3], [0.3, None, 0.8])},
       str(tmp_path / 'accuracy'))

@@ -1,11 +1,15 @@
-"""probe_lib.run: every kind end to end, the schema, and bad input."""
+"""probe_runner.run: every kind end to end, the schema, and bad input."""
 
 import json
 
 import pytest
+from conftest import patch_study_run, tiny_train_config
 
-from conftest import tiny_train_config
-from valley_jax import defaults, landscape, probe_lib, train_lib
+from valley_jax import defaults
+from valley_jax.core import sweep
+from valley_jax.probe import prober, registry
+from valley_jax.probe import runner as probe_runner
+from valley_jax.train import runner as train_runner
 
 _CURVE_KEYS = {'label', 'direction', 'sign_consistent', 'ratio', 'scale',
                'normalization', 'group', 'seeds', 'lambdas', 'loss', 'error'}
@@ -22,7 +26,7 @@ def runs(tmp_path_factory):
     if name == 'wide':
       c.model.width = 0.25
     out[name] = str(tmp_path_factory.mktemp(name))
-    train_lib.run(c, out[name])
+    train_runner.run(c, out[name])
   return out
 
 
@@ -58,7 +62,7 @@ def test_single_checkpoint_kinds(trained_mlp, tmp_path, capsys):
   kinds = 'noise_types,sign_ratio,special,groups,surface'
   c = _config(trained_mlp, kinds)
   c.seeds = 2
-  paths = probe_lib.run(c, str(tmp_path))
+  paths = probe_runner.run(c, str(tmp_path))
   for kind in kinds.split(','):
     res = _load(paths[kind])
     _check_schema(res, kind)
@@ -95,7 +99,7 @@ def test_multi_checkpoint_kinds(runs, trained_mlp, tmp_path):
   c.interpolate.checkpoint_a = runs['ones']
   c.interpolate.checkpoint_b = trained_mlp
   c.interpolate.num_points = 7
-  paths = probe_lib.run(c, str(tmp_path))
+  paths = probe_runner.run(c, str(tmp_path))
   bn = _load(paths['bn_init'])
   _check_schema(bn, 'bn_init')
   assert len(bn['curves']) == 6  # 3 runs x {NS, filter NS}.
@@ -121,7 +125,7 @@ def test_non_finite_values_become_null(trained_mlp, tmp_path):
   c.noise_types.noises = ('ones',)
   c.noise_types.scales = (1e38,)
   c.sweep.recal = 'off'
-  path = probe_lib.run(c, str(tmp_path))['noise_types']
+  path = probe_runner.run(c, str(tmp_path))['noise_types']
   res = _load(path)
   losses = res['curves'][0]['loss']
   assert None in losses and losses[2] is not None  # λ = 0 stays finite.
@@ -132,7 +136,7 @@ def test_main_job_trains_when_missing(tmp_path):
   c = _config(str(tmp_path / 'default'), 'noise_types,sign_ratio,special')
   c.train_if_missing = c.checkpoint
   c.train = tiny_train_config(epochs=1)
-  paths = probe_lib.run(c, str(tmp_path / 'probe'))
+  paths = probe_runner.run(c, str(tmp_path / 'probe'))
   assert set(paths) == {'noise_types', 'sign_ratio', 'special'}
   assert (tmp_path / 'default' / 'metrics.jsonl').exists()
 
@@ -150,7 +154,7 @@ def test_main_job_trains_when_missing(tmp_path):
 ])
 def test_bad_input_fails_before_compiling(trained_mlp, tmp_path, monkeypatch,
                                           key, value, match):
-  monkeypatch.setattr(landscape, 'make_sweep', _no_compile)
+  monkeypatch.setattr(sweep, 'make_sweep', _no_compile)
   c = _config(trained_mlp, 'noise_types,groups,special')
   parts = key.split('.')
   target = c
@@ -158,7 +162,7 @@ def test_bad_input_fails_before_compiling(trained_mlp, tmp_path, monkeypatch,
     target = target[p]
   target[parts[-1]] = value
   with pytest.raises((ValueError, FileNotFoundError), match=match):
-    probe_lib.run(c, str(tmp_path))
+    probe_runner.run(c, str(tmp_path))
   assert not list(tmp_path.iterdir())
 
 
@@ -167,57 +171,58 @@ def _no_compile(*a, **k):
 
 
 def test_missing_checkpoint(tmp_path, monkeypatch):
-  monkeypatch.setattr(landscape, 'make_sweep', _no_compile)
+  monkeypatch.setattr(sweep, 'make_sweep', _no_compile)
   with pytest.raises(FileNotFoundError, match='holds no checkpoint'):
-    probe_lib.run(_config(str(tmp_path / 'nothing'), 'special'),
-                  str(tmp_path / 'out'))
+    probe_runner.run(_config(str(tmp_path / 'nothing'), 'special'),
+                     str(tmp_path / 'out'))
 
 
 def test_interpolate_needs_the_same_model(runs, tmp_path, monkeypatch):
-  monkeypatch.setattr(landscape, 'make_sweep', _no_compile)
+  monkeypatch.setattr(sweep, 'make_sweep', _no_compile)
   c = _config(runs['ones'], 'interpolate')
   c.interpolate.checkpoint_a = runs['ones']
   c.interpolate.checkpoint_b = runs['wide']
   with pytest.raises(ValueError, match='same model'):
-    probe_lib.run(c, str(tmp_path))
+    probe_runner.run(c, str(tmp_path))
 
 
 def test_multi_checkpoint_kinds_need_checkpoints(trained_mlp, tmp_path):
   with pytest.raises(ValueError, match='checkpoints is empty'):
-    probe_lib.run(_config(trained_mlp, 'hparams'), str(tmp_path))
+    probe_runner.run(_config(trained_mlp, 'hparams'), str(tmp_path))
 
 
 def test_model_without_bn(tmp_path):
   """No BN: recalibration is off by default and the BN group is skipped."""
   train_dir = str(tmp_path / 'nobn')
-  train_lib.run(tiny_train_config(epochs=1, bn=False), train_dir)
+  train_runner.run(tiny_train_config(epochs=1, bn=False), train_dir)
   c = _config(train_dir, 'groups')
-  p = probe_lib.Prober(c)
+  p = prober.Prober(c)
   assert p.subject(train_dir).sweep.recal_x is None
-  res = _load(probe_lib.run(c, str(tmp_path / 'probe'))['groups'])
+  res = _load(probe_runner.run(c, str(tmp_path / 'probe'))['groups'])
   assert {cv['group'] for cv in res['curves']} == {'ALL', 'CLF'}
   c.kind = 'bn_init'
   c.bn_init.checkpoints = (train_dir,)
   with pytest.raises(ValueError, match='needs models with BatchNorm'):
-    probe_lib.run(c, str(tmp_path / 'probe2'))
+    probe_runner.run(c, str(tmp_path / 'probe2'))
 
 
 def test_finished_kinds_are_not_recomputed(trained_mlp, tmp_path,
                                            monkeypatch):
   c = _config(trained_mlp, 'special,sign_ratio')
-  first = probe_lib.run(c, str(tmp_path))
+  first = probe_runner.run(c, str(tmp_path))
   before = _load(first['special'])
   (tmp_path / 'sign_ratio' / 'results.json').unlink()  # "Interrupted" here.
   calls = []
-  original = probe_lib._RUNNERS['sign_ratio']
-  monkeypatch.setitem(probe_lib._RUNNERS, 'special', _no_compile)
-  monkeypatch.setitem(probe_lib._RUNNERS, 'sign_ratio',
-                      lambda *a: calls.append(1) or original(*a))
-  second = probe_lib.run(c, str(tmp_path))
+  original = registry.STUDIES['sign_ratio'].run
+  special = registry.STUDIES['special'].run
+  patch_study_run(monkeypatch, 'special', _no_compile)
+  patch_study_run(monkeypatch, 'sign_ratio',
+                  lambda *a: calls.append(1) or original(*a))
+  second = probe_runner.run(c, str(tmp_path))
   assert calls == [1]  # Only the unfinished kind ran again.
   assert _load(second['special']) == before
   assert _load(second['sign_ratio'])['summary']['ratios'] == [0.0, 0.5, 1.0]
   c.sweep.num_points = 3  # Another config recomputes.
-  monkeypatch.setitem(probe_lib._RUNNERS, 'special', probe_lib.special)
-  third = _load(probe_lib.run(c, str(tmp_path))['special'])
+  patch_study_run(monkeypatch, 'special', special)
+  third = _load(probe_runner.run(c, str(tmp_path))['special'])
   assert len(third['curves'][0]['lambdas']) == 3

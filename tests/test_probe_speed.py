@@ -7,9 +7,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from valley_jax import (compile_cache, defaults, directions, groups,
-                        landscape, models, normalize, plots, probe_lib, tree)
-from valley_jax.studies import common
+from valley_jax import compile_cache, defaults, models, plots
+from valley_jax.core import directions, groups, normalize, sweep, tree
+from valley_jax.probe import prober
+from valley_jax.probe import runner as probe_runner
+from valley_jax.probe.studies import common
 
 
 def _prober_and_subject(workdir):
@@ -17,7 +19,7 @@ def _prober_and_subject(workdir):
   c.sweep.num_points = 3
   c.sweep.recal_samples = 200
   c.sweep.recal_batch_size = 200
-  p = probe_lib.Prober(c)
+  p = prober.Prober(c)
   return p, p.subject(workdir)
 
 
@@ -109,7 +111,7 @@ def _bn_model_and_data(name, **kw):
 def test_bn_pairs_of_an_mlp():
   m = models.build_model('mlp', 10, hidden=(16, 8))
   v = jax.eval_shape(m.init, jax.random.key(0), jnp.zeros((1, 12)))
-  assert landscape.bn_pairs(m, v, (12,)) == {
+  assert sweep.bn_pairs(m, v, (12,)) == {
       ('bn1',): (('dense1',), 1e-5), ('bn2',): (('dense2',), 1e-5)}
 
 
@@ -121,8 +123,8 @@ def test_fold_of_one_layer_by_hand():
                     'bias': jnp.array([0.5, 0.0])}}
   stats = {'bn1': {'mean': jnp.array([1.0, 3.0]),
                    'var': jnp.array([1.0 - 1e-5, 4.0 - 1e-5])}}
-  out, shifts = landscape.fold_bn(params, stats,
-                                  {('bn1',): (('dense1',), 1e-5)})
+  out, shifts = sweep.fold_bn(params, stats,
+                              {('bn1',): (('dense1',), 1e-5)})
   # s = γ/√(σ² + ε) = (2/1, 1/2).
   np.testing.assert_allclose(out['dense1']['kernel'], [[2.0, 1.0]], rtol=1e-6)
   np.testing.assert_allclose(out['dense1']['bias'], [2.0, -0.5], rtol=1e-6)
@@ -135,7 +137,7 @@ def test_every_bn_of_a_resnet_is_paired(name, size):
   """Stem, both convs of each block and the projection shortcuts."""
   m = models.build_model(name, 10, width=0.125)
   v = jax.eval_shape(m.init, jax.random.key(0), jnp.zeros((1, size, size, 3)))
-  pairs = landscape.bn_pairs(m, v, (size, size, 3))
+  pairs = sweep.bn_pairs(m, v, (size, size, 3))
   assert set(pairs) == {k[:-1] for k in flax.traverse_util.flatten_dict(
       v['batch_stats'])}
   assert pairs[('layer2_0', 'bn2')][0] == ('layer2_0', 'conv2')
@@ -149,13 +151,13 @@ def test_every_bn_of_a_resnet_is_paired(name, size):
 def test_folded_sweep_equals_unfolded(name, kw, recal):
   """The folded path against the reference (unfolded), float32/HIGHEST."""
   m, v, x, y, _ = _bn_model_and_data(name, **kw)
-  ev = landscape.make_batches(x, y, 16)
-  rx = landscape.make_recal_batches(x, 48, 24) if recal else None
+  ev = sweep.make_batches(x, y, 16)
+  rx = sweep.make_recal_batches(x, 48, 24) if recal else None
   d = normalize.normalize(
       directions.sample('gaussian', jax.random.key(1), v['params']),
       v['params'])
   coeffs = np.linspace(-0.5, 0.5, 3)[:, None]
-  out = [landscape.make_sweep(m, recal=recal, precision='highest', fold=f)(
+  out = [sweep.make_sweep(m, recal=recal, precision='highest', fold=f)(
       v['params'], v['batch_stats'], [d], coeffs, ev, rx) for f in (0, 1)]
   np.testing.assert_allclose(out[1]['loss'], out[0]['loss'], rtol=2e-6)
   np.testing.assert_allclose(out[1]['error'], out[0]['error'], atol=1e-6)
@@ -163,37 +165,37 @@ def test_folded_sweep_equals_unfolded(name, kw, recal):
 
 def test_float32_sweeps_trace_at_highest_precision(monkeypatch):
   seen = []
-  original = landscape.evaluate
-  monkeypatch.setattr(landscape, 'evaluate', lambda *a, **k: seen.append(
+  original = sweep.evaluate
+  monkeypatch.setattr(sweep, 'evaluate', lambda *a, **k: seen.append(
       jax.config.jax_default_matmul_precision) or original(*a, **k))
   m, v, x, y, _ = _bn_model_and_data('mlp', hidden=(4,))
-  ev = landscape.make_batches(x, y, 16)
+  ev = sweep.make_batches(x, y, 16)
   for dtype in ('float32', 'tf32'):
-    landscape.make_sweep(m, precision=probe_lib.PRECISIONS[dtype])(
+    sweep.make_sweep(m, precision=prober.PRECISIONS[dtype])(
         v['params'], v['batch_stats'], [v['params']], np.zeros((1, 1)), ev)
   assert seen == ['highest', None]
 
 
 def test_batch_sizes_for_the_device():
   c = defaults.probe_config()
-  assert probe_lib.batch_sizes(c, 'gpu') == (2500, 2000)
-  assert probe_lib.batch_sizes(c, 'cpu') == (1000, 500)
+  assert prober.batch_sizes(c, 'gpu') == (2500, 2000)
+  assert prober.batch_sizes(c, 'cpu') == (1000, 500)
   c.sweep.eval_batch_size, c.sweep.recal_batch_size = 300, 100
-  assert probe_lib.batch_sizes(c, 'gpu') == (300, 100)
+  assert prober.batch_sizes(c, 'gpu') == (300, 100)
 
 
 def test_string_fields_fail_early():
   c = defaults.probe_config()
   c.figure_formats = 'png,jpeg'
   with pytest.raises(ValueError, match='config.figure_formats'):
-    probe_lib.check_names(c)
+    probe_runner.check_names(c)
   c.figure_formats = 'PNG, pdf'
-  assert probe_lib.figure_formats(c) == ('png', 'pdf')
+  assert probe_runner.figure_formats(c) == ('png', 'pdf')
   c.sweep.dtype = 'tf32'
-  probe_lib.check_names(c)
+  probe_runner.check_names(c)
   c.sweep.dtype = 'fp32'
   with pytest.raises(ValueError, match='config.sweep.dtype'):
-    probe_lib.check_names(c)
+    probe_runner.check_names(c)
 
 
 def test_figure_formats(tmp_path):
@@ -203,7 +205,7 @@ def test_figure_formats(tmp_path):
   with plots.formats(('pdf',)):
     assert [p.rsplit('.', 1)[1] for p in plots.curve_panels(
         res, str(tmp_path))] == ['pdf']
-  assert plots._FORMATS == ['png', 'pdf']  # pylint: disable=protected-access
+  assert plots.current_formats() == ('png', 'pdf')
 
 
 def test_compile_cache_dir(tmp_path, monkeypatch):
@@ -231,5 +233,5 @@ def test_kinds_use_the_compiled_builders(trained_mlp, tmp_path):
   c.seeds = 2
   common._noise_direction.clear_cache()  # pylint: disable=protected-access
   before = common.TRACES['noise']
-  probe_lib.run(c, str(tmp_path))
+  probe_runner.run(c, str(tmp_path))
   assert common.TRACES['noise'] - before == 1  # 56 directions, 1 trace.

@@ -6,10 +6,12 @@ import json
 import jax
 import numpy as np
 import pytest
-
 from conftest import tiny_train_config
-from valley_jax import checkpoint, defaults, probe_lib, train_lib
-from valley_jax.studies import soups
+
+from valley_jax import checkpoint, defaults, rundir
+from valley_jax.probe import runner as probe_runner
+from valley_jax.probe.studies import soups
+from valley_jax.train import runner as train_runner
 
 
 def _tiny(half=None, seed=0, init_from='', epochs=2):
@@ -41,13 +43,13 @@ def _load(path):
 
 def test_init_from_is_epoch_0_and_resumes_exactly(tmp_path):
   src, full, cut = (str(tmp_path / k) for k in ('src', 'full', 'cut'))
-  train_lib.run(_tiny(1, seed=1), src)
+  train_runner.run(_tiny(1, seed=1), src)
   c = _tiny(0, init_from=f'{src}@1')  # A kept epoch other than the last.
-  train_lib.run(c, full)
+  train_runner.run(c, full)
   _equal(checkpoint.restore_model(full, 0)[0],
          checkpoint.restore_model(src, 1)[0])
-  train_lib.run(c, cut, stop_after=1)  # Killed after epoch 1, then again.
-  assert train_lib.run(c, cut)['epoch'] == 2
+  train_runner.run(c, cut, stop_after=1)  # Killed after epoch 1, then again.
+  assert train_runner.run(c, cut)['epoch'] == 2
   _equal(checkpoint.restore_model(cut)[0], checkpoint.restore_model(full)[0])
 
 
@@ -56,21 +58,21 @@ def test_init_from_refusals_and_a_fresh_head(tmp_path):
   src.data.name, src.data.n_train, src.data.n_test = 'synthetic', None, None
   src.data.kwargs.update(shape=(8, 8, 1), num_classes=5, n_train=128,
                          n_test=64)
-  train_lib.run(src, str(tmp_path / 'src'))
+  train_runner.run(src, str(tmp_path / 'src'))
   c = _tiny(0, init_from=str(tmp_path / 'src'), epochs=1)
   with pytest.raises(ValueError, match="params/head.*init_fresh='CLF'"):
-    train_lib.run(c, str(tmp_path / 'no'))
+    train_runner.run(c, str(tmp_path / 'no'))
   assert checkpoint.epochs(str(tmp_path / 'no')) == []  # Refused: no save.
   with pytest.raises(FileNotFoundError, match='init_from.*Epoch 3'):
-    train_lib.run(_tiny(0, init_from=f"{tmp_path / 'src'}@3"),
-                  str(tmp_path / 'x'))
+    train_runner.run(_tiny(0, init_from=f"{tmp_path / 'src'}@3"),
+                     str(tmp_path / 'x'))
   c.train.init_fresh = 'CLF'
   c.model.width = 0.25
   with pytest.raises(ValueError, match=r'architecture: \S+ has shape \(32,\)'
                      r' float32 there and \(64,\) float32 in this config'):
-    train_lib.run(c, str(tmp_path / 'wide'))
+    train_runner.run(c, str(tmp_path / 'wide'))
   c.model.width = 0.125
-  train_lib.run(c, str(tmp_path / 'ft'))
+  train_runner.run(c, str(tmp_path / 'ft'))
   got = checkpoint.restore_model(str(tmp_path / 'ft'), 0)[0]
   old = checkpoint.restore_model(str(tmp_path / 'src'), 1)[0]
   _equal(got['batch_stats'], old['batch_stats'])
@@ -84,9 +86,9 @@ def test_stored_config_without_init_from_still_resumes():
   new = _tiny().to_dict()
   old = json.loads(json.dumps(new))
   del old['train']['init_from'], old['train']['init_fresh']
-  assert train_lib.config_diff(old, new) == []
+  assert rundir.config_diff(old, new) == []
   new['train']['init_from'] = 'runs/pre'
-  assert train_lib.config_diff(old, new) == ['train.init_from']
+  assert rundir.config_diff(old, new) == ['train.init_from']
 
 
 # -------------------------------------------------------------- the measures
@@ -141,7 +143,7 @@ def test_gain_formula_and_lambdas():
 
 
 def test_docstring_examples():
-  for module in (soups, train_lib):
+  for module in (soups, rundir):
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0
 
@@ -153,10 +155,10 @@ def _train_pairs(tmp_path):
   """θI pre-trained on half 1 (seed 1); A and B fine-tuned from it on halves
   0 and 1; and A from a fresh init (seed 0), independent of θI."""
   d = {k: str(tmp_path / k) for k in ('pre', 'ft_a', 'ft_b', 'rand_a')}
-  train_lib.run(_tiny(1, seed=1), d['pre'])
-  train_lib.run(_tiny(0, init_from=d['pre']), d['ft_a'])
-  train_lib.run(_tiny(1, init_from=f"{d['pre']}@2"), d['ft_b'])
-  train_lib.run(_tiny(0), d['rand_a'])
+  train_runner.run(_tiny(1, seed=1), d['pre'])
+  train_runner.run(_tiny(0, init_from=d['pre']), d['ft_a'])
+  train_runner.run(_tiny(1, init_from=f"{d['pre']}@2"), d['ft_b'])
+  train_runner.run(_tiny(0), d['rand_a'])
   return d
 
 
@@ -166,8 +168,8 @@ def test_soups_end_to_end_and_the_finding(tmp_path, monkeypatch):
   independent random starts (θA seed 0, θB = the seed-1 run) SSR-AB is near
   chance and the average loses accuracy."""
   runs = _train_pairs(tmp_path)
-  res = _load(probe_lib.run(_probe(runs['ft_a'], runs['ft_b']),
-                            str(tmp_path / 'ft'))['soups'])
+  res = _load(probe_runner.run(_probe(runs['ft_a'], runs['ft_b']),
+                               str(tmp_path / 'ft'))['soups'])
   assert res['kind'] == 'soups' and res['model'] == 'mlp'
   assert [r['epoch'] for r in res['soups']] == [1, 2]
   assert [cv['epoch'] for cv in res['curves']] == [1, 2]
@@ -191,11 +193,11 @@ def test_soups_end_to_end_and_the_finding(tmp_path, monkeypatch):
           runs['ft_b'], 0)['fingerprint']
   # Bad input stops before anything is built.
   with monkeypatch.context() as m:
-    m.setattr(probe_lib, 'Prober', None)
+    m.setattr(probe_runner, 'Prober', None)
     _bad_input_fails(runs, tmp_path / 'bad')
   ind = _probe(runs['rand_a'], runs['pre'])
   ind.soups.epochs = (2,)
-  r_ind = _load(probe_lib.run(ind, str(tmp_path / 'ind'))['soups'])
+  r_ind = _load(probe_runner.run(ind, str(tmp_path / 'ind'))['soups'])
   r_ft, r_ind = res['soups'][1], r_ind['soups'][0]
   assert r_ft['ssr_ab'] > 0.9 and r_ind['ssr_ab'] < 0.7
   assert r_ft['ssr_ab'] > r_ind['ssr_ab'] + 0.25
@@ -216,4 +218,4 @@ def _bad_input_fails(runs, out):
   cases.append((bad, ValueError, 'config.soups'))
   for config, error, match in cases:
     with pytest.raises(error, match=match):
-      probe_lib.run(config, str(out))
+      probe_runner.run(config, str(out))

@@ -9,13 +9,15 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import pytest
-
 from conftest import tiny_train_config
-from valley_jax import (checkpoint, defaults, landscape, models, probe_lib,
-                        theory, train_lib)
+
+from valley_jax import checkpoint, defaults, models
+from valley_jax.core import sweep, theory
 from valley_jax.data import pipeline
-from valley_jax.studies import common
-from valley_jax.studies import theory as theory_study
+from valley_jax.probe import prober
+from valley_jax.probe import runner as probe_runner
+from valley_jax.probe.studies import common
+from valley_jax.probe.studies import demos as theory_study
 
 
 def _load(path):
@@ -150,10 +152,11 @@ def test_relu_inputs_are_the_preactivations():
 
 def test_dataset_gradient_matches_one_full_batch(trained_mlp):
   variables, cfg = checkpoint.restore_model(trained_mlp)
-  ds = probe_lib.Prober(_config(trained_mlp, 'gradient')).dataset(cfg['data'])
-  model = train_lib.build(ml_collections.ConfigDict(cfg), ds)
+  ds = prober.Prober(_config(trained_mlp, 'gradient')).dataset(cfg['data'])
+  model = models.from_config(ml_collections.ConfigDict(cfg['model']),
+                             ds.num_classes, ds.input_shape)
   x, y = ds.x_train[:50], ds.y_train[:50]
-  data = landscape.make_batches(x, y, 16)  # 4 batches, the last padded.
+  data = sweep.make_batches(x, y, 16)  # 4 batches, the last padded.
   g = jax.jit(functools.partial(theory.dataset_gradient, model))(
       variables['params'], variables['batch_stats'], data.x, data.y, data.w)
 
@@ -186,7 +189,7 @@ def test_checkpoint_free_kinds_and_their_findings(tmp_path):
   c.listing1.draws = 2000
   c.listing1.bins = 40
   c.listing2.num_points = 11
-  paths = probe_lib.run(c, str(tmp_path / 'probe'))
+  paths = probe_runner.run(c, str(tmp_path / 'probe'))
   assert not (tmp_path / 'nothing').exists()
   for kind in ('softmax_maps', 'listing1', 'listing2'):
     res = _load(paths[kind])
@@ -230,7 +233,7 @@ def test_activations_and_gradient_kinds(trained_mlp, tmp_path):
   c.sweep.eval_batch_size = 0  # The default: chosen for the device.
   c.activations.amplitudes = (0.5, 1.0)
   c.activations.n_samples = 100
-  paths = probe_lib.run(c, str(tmp_path))
+  paths = probe_runner.run(c, str(tmp_path))
   res = _load(paths['activations'])
   a = res['activations']
   assert a['lambdas'] == [-1.0, -0.5, 0.5, 1.0] and a['layers'] == ['bn1',
@@ -253,7 +256,7 @@ def test_activation_counts_match_a_direct_count(trained_mlp):
   """One point by hand: relu_inputs at θf and θf + λd, counted in numpy."""
   c = _config(trained_mlp, 'activations')
   c.sweep.recal = 'off'
-  p = probe_lib.Prober(c)
+  p = prober.Prober(c)
   s = p.subject(trained_mlp)
   d = common.make_direction(p, s, 0, noise='gaussian', sign_consistent=True)
   got = theory_study._confusions(p, s, d, [0.5], 50)[0]

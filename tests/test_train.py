@@ -8,9 +8,11 @@ import ml_collections
 import numpy as np
 import optax
 import pytest
-
 from conftest import tiny_train_config
-from valley_jax import checkpoint, defaults, train_lib, training
+
+from valley_jax import checkpoint, defaults, models
+from valley_jax.core import steps
+from valley_jax.train import runner as train_runner
 
 
 def _close(a, b, **kw):
@@ -21,7 +23,7 @@ def test_sgd_matches_torch_semantics():
   """Two steps of torch.optim.SGD(lr, momentum=.9, weight_decay) by hand."""
   cfg = ml_collections.ConfigDict(dict(name='sgd', lr=0.1, momentum=0.9,
                                        weight_decay=0.01))
-  tx, _ = training.make_optimizer(cfg, total_steps=10 ** 9)  # ~constant LR.
+  tx, _ = steps.make_optimizer(cfg, total_steps=10 ** 9)  # ~constant LR.
   p = jnp.array([1.0, -2.0])
   g = jnp.array([0.5, 0.5])
   state = tx.init(p)
@@ -38,7 +40,7 @@ def test_sgd_matches_torch_semantics():
 def test_cosine_schedule_ends_at_zero():
   cfg = ml_collections.ConfigDict(dict(name='sgd', lr=0.03, momentum=0.9,
                                        weight_decay=0.0))
-  _, sched = training.make_optimizer(cfg, total_steps=100)
+  _, sched = steps.make_optimizer(cfg, total_steps=100)
   assert float(sched(0)) == pytest.approx(0.03)
   assert float(sched(50)) == pytest.approx(0.015)
   assert float(sched(100)) == pytest.approx(0.0, abs=1e-9)
@@ -68,9 +70,9 @@ def test_restore_model_round_trip(trained_mlp):
   from valley_jax import data, sharding  # pylint: disable=g-import-not-at-top
   c = tiny_train_config()
   ds = data.from_config(c.data)
-  model = train_lib.build(c, ds)
-  acc = train_lib.evaluate(
-      jax.jit(training.make_eval_step(model, ds.mean, ds.std)),
+  model = models.from_config(c.model, ds.num_classes, ds.input_shape)
+  acc = steps.evaluate(
+      jax.jit(steps.make_eval_step(model, ds.mean, ds.std)),
       sharding.make_mesh(1), v3['params'], v3['batch_stats'], ds.x_test,
       ds.y_test, 120)['accuracy']
   assert acc == pytest.approx(rows[-1]['test_accuracy'])
@@ -88,12 +90,12 @@ def test_exact_resume_after_interruption(tmp_path):
   c.data.n_train = 256
   c.train.keep_epochs = (1,)
   full, cut = str(tmp_path / 'full'), str(tmp_path / 'cut')
-  train_lib.run(c, full)
-  train_lib.run(c, cut, stop_after=2)  # "Killed" after epoch 2.
+  train_runner.run(c, full)
+  train_runner.run(c, cut, stop_after=2)  # "Killed" after epoch 2.
   assert checkpoint.epochs(cut) == [0, 1, 2]
-  last = train_lib.run(c, cut)  # Same command again.
+  last = train_runner.run(c, cut)  # Same command again.
   assert last['epoch'] == 4
-  assert train_lib.run(c, cut) == last  # A finished run trains nothing more.
+  assert train_runner.run(c, cut) == last  # A finished run trains nothing more.
   a, _ = checkpoint.restore_model(full)
   b, _ = checkpoint.restore_model(cut)
   jax.tree.map(np.testing.assert_array_equal, a, b)
@@ -104,12 +106,12 @@ def test_exact_resume_after_interruption(tmp_path):
 def test_other_config_refused_then_overwritten(trained_mlp, tmp_path):
   c = tiny_train_config(epochs=1)
   workdir = str(tmp_path / 'w')
-  train_lib.run(c, workdir)
+  train_runner.run(c, workdir)
   c2 = tiny_train_config(epochs=1)
   c2.optim.lr = 0.01
   with pytest.raises(ValueError, match=r"different config.*optim\.lr"):
-    train_lib.run(c2, workdir)
-  train_lib.run(c2, workdir, overwrite=True)
+    train_runner.run(c2, workdir)
+  train_runner.run(c2, workdir, overwrite=True)
   _, stored = checkpoint.restore_model(workdir)
   assert stored['optim']['lr'] == 0.01
 
@@ -119,7 +121,7 @@ def test_one_device_equals_eight(tmp_path):
   for n in (1, 8):
     c = tiny_train_config(epochs=2)
     c.num_devices = n
-    train_lib.run(c, str(tmp_path / str(n)))
+    train_runner.run(c, str(tmp_path / str(n)))
     runs.append(checkpoint.restore_model(str(tmp_path / str(n)))[0])
   _close(runs[0], runs[1], rtol=2e-4, atol=2e-5)
 
@@ -136,7 +138,7 @@ def test_bad_config_fails_before_compile(tmp_path, key, value, match):
   section, name = key.split('.')
   c[section][name] = value
   with pytest.raises(ValueError, match=match):
-    train_lib.run(c, str(tmp_path))
+    train_runner.run(c, str(tmp_path))
   assert not (tmp_path / 'checkpoints').exists()
 
 
@@ -144,14 +146,14 @@ def test_model_cannot_take_input_shape(tmp_path):
   c = defaults.train_config('cnn', 'mnist1d')
   c.data.data_dir = str(tmp_path)
   with pytest.raises(ValueError, match='needs image inputs'):
-    train_lib.run(c, str(tmp_path / 'w'))
+    train_runner.run(c, str(tmp_path / 'w'))
 
 
 def test_batch_not_divisible_by_devices(tmp_path):
   c = tiny_train_config()
   c.train.batch_size = 60
   with pytest.raises(ValueError, match='divisible by the 8 devices'):
-    train_lib.run(c, str(tmp_path))
+    train_runner.run(c, str(tmp_path))
 
 
 def test_variants():

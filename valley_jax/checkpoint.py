@@ -23,14 +23,14 @@ import json
 import os
 from typing import Any, Iterable
 
-from absl import logging
-from etils import epath
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+from absl import logging
+from etils import epath
 
 from valley_jax import outputs, sharding
-from valley_jax.training import TrainState
+from valley_jax.core.steps import TrainState
 
 CKPT_DIR = 'checkpoints'
 DEFAULT_KEEP = (1, 2, 3, 5, 10, 20, 30, 50)

@@ -1,7 +1,8 @@
 """Range checks for every numeric config field, run before any work starts.
 
 Each main declares its numeric fields as a list of `Field`s (the tables in
-`TRAIN_FIELDS` and `PROBE_FIELDS`; FedSim adds its own). `check` rejects a
+`TRAIN_FIELDS`, `PROBE_BASE_FIELDS` and `FED_FIELDS`; the probe's studies
+add theirs, see valley_jax.probe.registry). `check` rejects a
 value of the wrong type, NaN or ±inf, or a value outside its range, with a
 message that names the field. `unchecked` lists the numeric leaves of a
 config that no field covers, so a test can insist that none is left out.
@@ -19,9 +20,9 @@ import fnmatch
 import math
 from typing import Any, Iterable
 
-from absl import logging
 import ml_collections
 import numpy as np
+from absl import logging
 
 NONFINITE_POLICIES = ('stop', 'continue')
 
@@ -225,7 +226,8 @@ TRAIN_FIELDS = [
 ]
 
 # The probe config (valley_jax.defaults.probe_config) without its `train` and
-# its studies' blocks; each study declares its own fields (valley_jax.studies).
+# its studies' blocks; each study declares its own fields, and
+# valley_jax.probe.registry.fields() joins them.
 PROBE_BASE_FIELDS = [
     count('seed', 0),
     count('seeds'),
@@ -243,30 +245,6 @@ PROBE_BASE_FIELDS = [
           why='0 = the whole evaluation set on the device'),
 ]
 
-
-def probe_own_fields() -> list[Field]:
-  """PROBE_BASE_FIELDS, then every registered study's, in study order."""
-  # Imported here: the studies import this module for Field.
-  from valley_jax import studies  # pylint: disable=g-import-not-at-top
-  return PROBE_BASE_FIELDS + studies.study_fields()
-
-
-def probe_fields() -> list[Field]:
-  """probe_own_fields() and those of the embedded training config."""
-  return probe_own_fields() + nested('train', TRAIN_FIELDS)
-
-
-# Module attributes built on each use from the study registry:
-# PROBE_OWN_FIELDS (the probe config without `train`, the README's table) and
-# PROBE_FIELDS (with the training config of the embedded default).
-_BUILT = {'PROBE_OWN_FIELDS': probe_own_fields, 'PROBE_FIELDS': probe_fields}
-
-
-def __getattr__(name: str) -> Any:
-  """checks.PROBE_OWN_FIELDS and checks.PROBE_FIELDS (see _BUILT)."""
-  if name in _BUILT:
-    return _BUILT[name]()
-  raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
 
 # The fedsim config (valley_jax.defaults.fed_config).
 _HP = 'an algorithm hyperparameter (γ, μ, τ, α, ...) is never negative'

@@ -9,6 +9,7 @@ import ml_collections
 from ml_collections import config_dict
 
 from valley_jax import checkpoint
+from valley_jax.probe import registry
 
 
 def train_config(model: str, dataset: str,
@@ -95,8 +96,8 @@ def digits_cnn(arg: str | None = None) -> ml_collections.ConfigDict:
 def probe_config(
     checkpoint_dir: str = 'runs/default') -> ml_collections.ConfigDict:
   """Base config of probe.py: shared fields and one block per study kind
-  (valley_jax/studies/ registers the kinds and their blocks' defaults)."""
-  from valley_jax import studies  # pylint: disable=g-import-not-at-top
+  (valley_jax/probe/registry.py lists the kinds; each study's own module
+  holds its block's defaults)."""
   c = ml_collections.ConfigDict()
   c.kind = 'noise_types,sign_ratio,special'
   c.checkpoint = checkpoint_dir  # Workdir of the converged model θf.
@@ -112,7 +113,7 @@ def probe_config(
   c.normalization = 'ns'
   # dtype: 'float32' (full float32, precision HIGHEST), 'tf32' (XLA's
   # default precision: reduced on GPUs, faster) or 'bfloat16'. Batch sizes
-  # 0 = chosen for the device (probe_lib.AUTO_BATCH). fold_bn: fold BN into
+  # 0 = chosen for the device (probe.prober.AUTO_BATCH). fold_bn: fold BN into
   # the convolution before it at evaluation points (same values).
   c.sweep = ml_collections.ConfigDict(dict(
       lam_min=-1.0, lam_max=1.0, num_points=41, chunk=0, dtype='float32',
@@ -126,7 +127,7 @@ def probe_config(
   # JAX's persistent compilation cache (valley_jax/compile_cache.py), set up
   # by probe.py: 'default' (~/.cache/valley_jax/jax), a directory, or 'none'.
   c.compile_cache = 'default'
-  for name, study in studies.STUDIES.items():
+  for name, study in registry.STUDIES.items():
     c[name] = study.config()
   return c
 

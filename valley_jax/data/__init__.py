@@ -14,12 +14,19 @@ from valley_jax.data.sources import (DATASETS, TFDS, Dataset, load_cinic10,
                                      load_synthetic, load_tfds)
 
 __all__ = ['DATASETS', 'TFDS', 'ClientArrays', 'Dataset', 'augment',
-           'dirichlet_partition', 'epoch_batches', 'epoch_permutation',
-           'from_config', 'half', 'iid_partition', 'label_histogram',
-           'load_cinic10', 'load_dataset', 'load_digits', 'load_mnist1d',
-           'load_synthetic', 'load_tfds', 'mean_label_entropy', 'normalize',
-           'pad_clients', 'padded_batches', 'split_halves', 'subset',
-           'take_train']
+           'check_name', 'dirichlet_partition', 'epoch_batches',
+           'epoch_permutation', 'from_config', 'half', 'iid_partition',
+           'label_histogram', 'load_cinic10', 'load_dataset', 'load_digits',
+           'load_mnist1d', 'load_synthetic', 'load_tfds', 'mean_label_entropy',
+           'normalize', 'pad_clients', 'padded_batches', 'split_halves',
+           'subset', 'take_train']
+
+
+def check_name(name: str, field: str = 'config.data.name') -> None:
+  """Raises ValueError unless `name` is a dataset of the registry."""
+  if name not in DATASETS:
+    raise ValueError(f'Unknown dataset {name!r}; choose one of '
+                     f'{sorted(DATASETS)} ({field}).')
 
 
 def from_config(cfg) -> Dataset:

@@ -4,7 +4,7 @@ The paper's second application (Sect. 6.2, Algorithm 1, Table 1): FedAvg,
 FedProx, MOON, FedDyn, SCAFFOLD, FedPAN and FedSign, where every round's
 sampled clients train at once as an array axis of one compiled computation.
 
-Driving a run (what `fedsim_lib.run` does):
+Driving a run (what `valley_jax.fed.runner.run` does):
 
   1. `alg = build_algorithm(name, hparams)` (config.fed.algorithm,
      config.fed.hparams); build the model with `**alg.model_kwargs` (FedPAN's

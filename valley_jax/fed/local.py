@@ -32,11 +32,11 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from valley_jax.core.steps import OPTIMIZERS, cross_entropy
 from valley_jax.data import pipeline
 from valley_jax.fed import algorithm as alg_lib
 from valley_jax.fed.algorithm import Batch, LocalContext, Weights
 from valley_jax.models import conv as conv_lib
-from valley_jax.training import OPTIMIZERS, cross_entropy
 
 PyTree = Any
 # Salts of the per-client key: one stream orders epochs, one augments steps.
@@ -44,7 +44,7 @@ _ORDER, _AUGMENT = 0, 1
 
 
 def client_optimizer(optim) -> tuple[optax.GradientTransformation, float]:
-  """The local optimiser of `training.make_optimizer` at a constant LR.
+  """The local optimiser of `steps.make_optimizer` at a constant LR.
 
   'sgd': L2 weight decay added to the gradient before the momentum, as
   torch.optim.SGD(weight_decay=...); 'adamw': decoupled decay.

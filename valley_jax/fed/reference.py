@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from valley_jax import tree
+from valley_jax.core import tree
 from valley_jax.fed import local
 from valley_jax.fed.algorithm import (Algorithm, ClientState, LocalContext,
                                       ServerState, Weights)

@@ -39,7 +39,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from valley_jax import landscape, sharding
+from valley_jax import sharding
+from valley_jax.core import sweep
 from valley_jax.fed import local
 from valley_jax.fed.algorithm import (FIELD, Algorithm, ClientState,
                                       LocalContext, ServerState, Weights)
@@ -195,13 +196,13 @@ def recalibrate(model: nn.Module, weights: Weights, x_SB: jax.Array,
                 mean=(0.0,), std=(1.0,)) -> Weights:
   """The weights with BN statistics recomputed on batches x_SB (FedBN eval).
 
-  Uses `landscape.recalibrate`: exact statistics of the whole set. Weights
+  Uses `sweep.recalibrate`: exact statistics of the whole set. Weights
   without BN are returned as they are.
   """
   if not jax.tree.leaves(weights.batch_stats):
     return weights
-  stats = landscape.recalibrate(model, weights.params, weights.batch_stats,
-                                x_SB, mean, std)
+  stats = sweep.recalibrate(model, weights.params, weights.batch_stats,
+                            x_SB, mean, std)
   return Weights(weights.params, stats, weights.extra)
 
 
@@ -210,7 +211,7 @@ def auto_chunk(params: PyTree, num_clients: int) -> int:
 
   Vmapping copies of a conv net turns its convolutions into grouped ones,
   which were several times slower than one copy at a time on CPU
-  (`landscape.auto_chunk`; FED-ROUND on 2 CPU cores, 2026-12-01: 5.4 s with
+  (`sweep.auto_chunk`; FED-ROUND on 2 CPU cores, 2026-12-01: 5.4 s with
   chunk 1, 26.0 s with 10 clients vmapped); on a GPU a JAX prototype of
   FED-ROUND ran 10 ResNet20 clients faster vmapped (0.75 s) than one at a
   time (0.89 s). So:
@@ -219,7 +220,7 @@ def auto_chunk(params: PyTree, num_clients: int) -> int:
   """
   if jax.default_backend() != 'cpu':
     return num_clients
-  return landscape.auto_chunk(params, num_clients)
+  return sweep.auto_chunk(params, num_clients)
 
 
 def _take(tree: PyTree, idx: jax.Array) -> PyTree:

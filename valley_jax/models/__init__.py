@@ -100,6 +100,37 @@ MODELS: dict[str, ModelSpec] = {
 }
 
 
+def check_name(name: str, field: str = 'config.model.name') -> None:
+  """Raises ValueError unless `name` is a model of the registry.
+
+  >>> check_name('vgg')
+  Traceback (most recent call last):
+  ...
+  ValueError: Unknown model 'vgg'; choose one of ['alexnet', ...
+  """
+  if name not in MODELS:
+    raise ValueError(f'Unknown model {name!r}; choose one of {sorted(MODELS)}'
+                     f' ({field}).')
+
+
+def from_config(m, num_classes: int, input_shape: tuple[int, ...]
+                ) -> nn.Module:
+  """The model a `config.model` block describes, its input shape checked.
+
+  Args:
+    m: the config.model block (name, width, bn, bn_init, kwargs).
+    num_classes: the dataset's number of classes.
+    input_shape: one example's shape, without the batch axis.
+
+  Returns:
+    The module; ValueError for a bad name, option or input shape.
+  """
+  model = build_model(m.name, num_classes, width=m.width, bn=m.bn,
+                      bn_init=m.bn_init, **m.get('kwargs', {}))
+  check_input_shape(m.name, model, tuple(input_shape))
+  return model
+
+
 def build_model(name: str, num_classes: int, *, width: float = 1.0,
                 bn: bool = True, bn_init: str = 'ones',
                 **kwargs: Any) -> nn.Module:
@@ -117,9 +148,7 @@ def build_model(name: str, num_classes: int, *, width: float = 1.0,
   Returns:
     A flax.linen module called as model.apply(variables, x, train=...).
   """
-  if name not in MODELS:
-    raise ValueError(f'Unknown model {name!r}; choose one of {sorted(MODELS)}'
-                     ' (config.model.name).')
+  check_name(name)
   if bn_init not in layers.BN_INITS:
     raise ValueError(f'Unknown bn_init {bn_init!r}; choose one of '
                      f'{BN_INITS} (config.model.bn_init).')

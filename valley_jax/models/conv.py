@@ -20,7 +20,7 @@ custom VJP applies on the CPU backend to plain 2D NHWC convolutions (no
 dilation, one feature group). Everywhere else, and outside the context, it
 calls `lax.conv_general_dilated` unchanged: a custom VJP rules out
 forward-mode differentiation, which the Hessian-vector products of
-`valley_jax.curvature` use. The gradients are the same sums in a different
+`valley_jax.core.hessian` use. The gradients are the same sums in a different
 order (equal to float rounding; tests/test_conv.py).
 """
 
@@ -29,8 +29,8 @@ import contextvars
 from typing import Any, Sequence
 
 import jax
-from jax import lax
 import jax.numpy as jnp
+from jax import lax
 
 _DN = ('NHWC', 'HWIO', 'NHWC')
 _FAST = contextvars.ContextVar('valley_jax_fast_cpu_gradients', default=False)

@@ -45,7 +45,7 @@ BN_INITS = {
     'gaussian': nn.initializers.normal(stddev=0.1),  # G(0, 0.1)
 }
 
-# Flax BatchNorm momentum equal to PyTorch's 0.1 (see landscape.recalibrate).
+# Flax BatchNorm momentum equal to PyTorch's 0.1 (see core.sweep.recalibrate).
 BN_MOMENTUM = 0.9
 
 # PyTorch's defaults: kaiming-uniform-like fan-in scaling for conv/dense.

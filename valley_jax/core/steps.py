@@ -6,8 +6,10 @@ import flax
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
+from valley_jax import sharding
 from valley_jax.data import pipeline
 
 OPTIMIZERS = ('sgd', 'adamw')
@@ -116,3 +118,17 @@ def make_eval_step(model: nn.Module, mean, std,
             'count': jnp.sum(w)}
 
   return step
+
+
+def evaluate(eval_step, mesh, params, batch_stats, x, y,
+             batch_size: int) -> dict[str, float]:
+  """Mean loss and accuracy over all of (x, y), padded batches masked out."""
+  idx_SB, w_SB = pipeline.padded_batches(len(y), batch_size)
+  sums = []
+  for idx, w in zip(idx_SB, w_SB):
+    xb, yb = sharding.gather(mesh, (x, y), idx)
+    sums.append(eval_step(params, batch_stats, xb, yb,
+                          sharding.put_sharded(mesh, w)))
+  tot = jax.tree.map(lambda *a: float(np.sum(a)), *sums)
+  return {'loss': tot['loss'] / tot['count'],
+          'accuracy': tot['correct'] / tot['count']}

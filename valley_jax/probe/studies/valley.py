@@ -8,23 +8,41 @@ common.make_direction and reports, per curve, the mean error of each half.
 from __future__ import annotations
 
 import functools
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import ml_collections
 
-from valley_jax import checks, directions, groups, plots, tree
-from valley_jax.studies import Study, common, register
-
-if TYPE_CHECKING:  # Only for annotations: probe_lib imports the studies.
-  from valley_jax.probe_lib import Prober
+from valley_jax import checks, plots
+from valley_jax.core import directions, groups, tree
+from valley_jax.plots import plt
+from valley_jax.probe.prober import Prober, Subject
+from valley_jax.probe.studies import common
+from valley_jax.probe.study import Study
 
 Config = ml_collections.ConfigDict
+
+
+# -------------------------------------------------------------------- figures
+
+
+def sign_ratio_figure(results: dict[str, Any], folder: str) -> list[str]:
+  """Fig. 4: mean error of the positive and negative halves against r."""
+  s = results['summary']
+  fig, ax = plt.subplots(figsize=(4, 3.2))
+  ax.plot(s['ratios'], plots.clipped(s['positive']), 'o-', label='λ ∈ [0, 1]')
+  ax.plot(s['ratios'], plots.clipped(s['negative']), 's-', label='λ ∈ [-1, 0]')
+  ax.set_xlabel('sign consistency ratio r')
+  ax.set_ylabel('mean test error')
+  ax.legend()
+  ax.grid(alpha=0.3)
+  return (plots.save(fig, folder, 'figure_ratio') +
+          plots.curve_panels(results, folder))
 
 
 # --------------------------------------------------------------- noise_types
 
 
-def noise_types(p: Prober, s: common.Subject) -> dict[str, Any]:
+def noise_types(p: Prober, s: Subject) -> dict[str, Any]:
   """Fig. 3: seven noises, plain and sign-consistent, for every scale s.
 
   Args:
@@ -52,16 +70,16 @@ def _noise_types_validate(config: Config) -> None:
     directions.check_noise(n)
 
 
-register(Study(
+NOISE_TYPES = Study(
     'noise_types', noise_types, _noise_types_config,
     validate=_noise_types_validate,
-    fields=(checks.positive('noise_types.scales', why=common.SCALE_WHY),)))
+    fields=(checks.positive('noise_types.scales', why=common.SCALE_WHY),))
 
 
 # ---------------------------------------------------------------- sign_ratio
 
 
-def sign_ratio(p: Prober, s: common.Subject) -> dict[str, Any]:
+def sign_ratio(p: Prober, s: Subject) -> dict[str, Any]:
   """Fig. 4: a fraction r of the elements takes θ's sign.
 
   Args:
@@ -97,11 +115,11 @@ def _sign_ratio_validate(config: Config) -> None:
     raise ValueError('config.sign_ratio.ratios must lie in [0, 1].')
 
 
-register(Study(
+SIGN_RATIO = Study(
     'sign_ratio', sign_ratio, _sign_ratio_config,
-    validate=_sign_ratio_validate, figure=plots.sign_ratio,
+    validate=_sign_ratio_validate, figure=sign_ratio_figure,
     fields=(checks.Field('sign_ratio.ratios', float, lo=0, hi=1),
-            checks.positive('sign_ratio.scale', why=common.SCALE_WHY))))
+            checks.positive('sign_ratio.scale', why=common.SCALE_WHY)))
 
 
 # ------------------------------------------------------------------- special
@@ -114,7 +132,7 @@ _SPECIAL_LABELS = {'init': 'ε1 = θ0', 'theta': 'ε2 = θf',
 _SIGN_CONSISTENT = {'sign', 'theta', 'sign_centered'}
 
 
-def special(p: Prober, s: common.Subject) -> dict[str, Any]:
+def special(p: Prober, s: Subject) -> dict[str, Any]:
   """Fig. 5: the six special directions (deterministic: one seed).
 
   Args:
@@ -144,15 +162,15 @@ def _special_validate(config: Config) -> None:
     directions.check_special(name)
 
 
-register(Study(
+SPECIAL = Study(
     'special', special, _special_config, validate=_special_validate,
-    fields=(checks.positive('special.scale', why=common.SCALE_WHY),)))
+    fields=(checks.positive('special.scale', why=common.SCALE_WHY),))
 
 
 # -------------------------------------------------------------------- groups
 
 
-def groups_kind(p: Prober, s: common.Subject) -> dict[str, Any]:
+def groups_kind(p: Prober, s: Subject) -> dict[str, Any]:
   """Fig. 6: plain and sign-consistent noise on each parameter group.
 
   Args:
@@ -179,6 +197,9 @@ def _groups_validate(config: Config) -> None:
     groups.check_group(g)
 
 
-register(Study(
+GROUPS = Study(
     'groups', groups_kind, _groups_config, validate=_groups_validate,
-    fields=(checks.positive('groups.scale', why=common.SCALE_WHY),)))
+    fields=(checks.positive('groups.scale', why=common.SCALE_WHY),))
+
+# This family's studies, in the order of the registry (probe/registry.py).
+STUDIES = (NOISE_TYPES, SIGN_RATIO, SPECIAL, GROUPS,)

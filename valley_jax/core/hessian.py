@@ -2,12 +2,12 @@
 trace, the curvature dᵀHd/‖d‖² along a direction and the top eigenvalue.
 
 The loss is the one the sweep engine evaluates: the mean cross-entropy over
-every example of a `landscape.Batches` (padding has weight 0), the model in
+every example of a `sweep.Batches` (padding has weight 0), the model in
 eval mode with the batch statistics it is given. For a BN model H is thus the
 Hessian with those statistics held fixed: recalibrate at the point first (as
 the sweep does), then differentiate. The data are summed batch by batch in a
 `lax.scan`, so one batch of activations is in memory at a time, and sharded
-data (landscape.make_batches with a mesh) are split over the devices by XLA.
+data (sweep.make_batches with a mesh) are split over the devices by XLA.
 
 * `hvp`: forward-over-reverse, jax.jvp of jax.grad (Pearlmutter, "Fast exact
   multiplication by the Hessian", 1994).
@@ -30,7 +30,7 @@ keys are arguments, so new points, directions or keys reuse the executable.
 >>> import jax, jax.numpy as jnp, numpy as np
 >>> from valley_jax import landscape
 >>> f = lambda p, s, x, y, w: jnp.sum(w * (x[:, 0] * p['a']) ** 2)
->>> data = landscape.make_batches(np.ones((3, 1), np.float32),
+>>> data = sweep.make_batches(np.ones((3, 1), np.float32),
 ...                               np.zeros(3, np.int32), 2)
 >>> p = {'a': jnp.array(5.0)}
 >>> float(hvp(f, p, {}, {'a': jnp.array(1.0)}, data)['a'])  # d²(a²)/da².
@@ -45,13 +45,14 @@ from typing import Any, Callable, NamedTuple
 
 import flax.linen as nn
 import jax
-from jax import flatten_util
 import jax.numpy as jnp
 import optax
+from jax import flatten_util
 
-from valley_jax import landscape, sharding
-from valley_jax.landscape import Batches
-from valley_jax.training import make_eval_step
+from valley_jax import sharding
+from valley_jax.core import sweep
+from valley_jax.core.steps import make_eval_step
+from valley_jax.core.sweep import Batches
 
 PyTree = Any
 # (params, batch_stats, x_B, y_B, w_B) -> summed weighted loss of one batch.
@@ -111,7 +112,7 @@ def loss(loss_fn: LossFn, params: PyTree, batch_stats: PyTree,
   >>> import jax.numpy as jnp, numpy as np
   >>> from valley_jax import landscape
   >>> f = lambda p, s, x, y, w: jnp.sum(w * x[:, 0] * p)
-  >>> d = landscape.make_batches(np.arange(3.0)[:, None], np.zeros(3), 2)
+  >>> d = sweep.make_batches(np.arange(3.0)[:, None], np.zeros(3), 2)
   >>> float(loss(f, jnp.float32(3.0), {}, d))
   3.0
   """
@@ -137,7 +138,7 @@ def hvp(loss_fn: LossFn, params: PyTree, batch_stats: PyTree, v: PyTree,
   >>> import jax.numpy as jnp, numpy as np
   >>> from valley_jax import landscape
   >>> f = lambda p, s, x, y, w: jnp.sum(w * p['a'] ** 3)
-  >>> d = landscape.make_batches(np.zeros((2, 1)), np.zeros(2), 2)
+  >>> d = sweep.make_batches(np.zeros((2, 1)), np.zeros(2), 2)
   >>> float(hvp(f, {'a': 2.0}, {}, {'a': 1.0}, d)['a'])  # 6a.
   12.0
   """
@@ -167,7 +168,7 @@ def quadratic_form(loss_fn: LossFn, params: PyTree, batch_stats: PyTree,
   >>> import jax.numpy as jnp, numpy as np
   >>> from valley_jax import landscape
   >>> f = lambda p, s, x, y, w: jnp.sum(w * p['a'] ** 2 * p['b'])
-  >>> d = landscape.make_batches(np.zeros((2, 1)), np.zeros(2), 2)
+  >>> d = sweep.make_batches(np.zeros((2, 1)), np.zeros(2), 2)
   >>> p, v = {'a': 1.0, 'b': 3.0}, {'a': 1.0, 'b': 1.0}
   >>> float(quadratic_form(f, p, {}, v, d))  # 2b + 4a.
   10.0
@@ -200,7 +201,7 @@ def directional(loss_fn: LossFn, params: PyTree, batch_stats: PyTree,
   >>> import jax.numpy as jnp, numpy as np
   >>> from valley_jax import landscape
   >>> f = lambda p, s, x, y, w: jnp.sum(w * (p[0] ** 2 + 3 * p[1] ** 2))
-  >>> data = landscape.make_batches(np.zeros((2, 1)), np.zeros(2), 2)
+  >>> data = sweep.make_batches(np.zeros((2, 1)), np.zeros(2), 2)
   >>> float(directional(f, jnp.zeros(2), {}, jnp.array([0.0, 5.0]), data))
   6.0
   """
@@ -243,7 +244,7 @@ def hutchinson(loss_fn: LossFn, params: PyTree, batch_stats: PyTree,
     key: a typed PRNG key (the same key gives the same probes).
     data: the batches.
     num_probes: the number of probes.
-    chunk: probes vmapped together (None: landscape.auto_chunk, so
+    chunk: probes vmapped together (None: sweep.auto_chunk, so
       convolutional nets take one probe at a time: on 2 CPU cores 16 probes
       of the digits CNN took 1.6 s one at a time and 3.5 s vmapped).
 
@@ -254,12 +255,12 @@ def hutchinson(loss_fn: LossFn, params: PyTree, batch_stats: PyTree,
   >>> import jax, jax.numpy as jnp, numpy as np
   >>> from valley_jax import landscape
   >>> f = lambda p, s, x, y, w: jnp.sum(w * jnp.sum(p ** 2))
-  >>> d = landscape.make_batches(np.zeros((2, 1)), np.zeros(2), 2)
+  >>> d = sweep.make_batches(np.zeros((2, 1)), np.zeros(2), 2)
   >>> float(hutchinson(f, jnp.ones(5), {}, jax.random.key(1), d, 3)[0])
   10.0
   """
   probes = rademacher(key, params, num_probes)
-  chunk = chunk or landscape.auto_chunk(params, num_probes)
+  chunk = chunk or sweep.auto_chunk(params, num_probes)
   q_K = jax.lax.map(
       lambda v: quadratic_form(loss_fn, params, batch_stats, v, data),
       probes, batch_size=min(chunk, num_probes))
@@ -305,7 +306,7 @@ def power_iteration(loss_fn: LossFn, params: PyTree, batch_stats: PyTree,
   >>> import jax, jax.numpy as jnp, numpy as np
   >>> from valley_jax import landscape
   >>> f = lambda p, s, x, y, w: jnp.sum(w * (p[0] ** 2 + 4 * p[1] ** 2))
-  >>> d = landscape.make_batches(np.zeros((2, 1)), np.zeros(2), 2)
+  >>> d = sweep.make_batches(np.zeros((2, 1)), np.zeros(2), 2)
   >>> e = power_iteration(f, jnp.zeros(2), {}, jax.random.key(0), d, 30)
   >>> round(float(e.value), 4)
   8.0
@@ -346,7 +347,7 @@ def lanczos(loss_fn: LossFn, params: PyTree, batch_stats: PyTree,
   >>> import jax, jax.numpy as jnp, numpy as np
   >>> from valley_jax import landscape
   >>> f = lambda p, s, x, y, w: jnp.sum(w * (p[0] ** 2 + 4 * p[1] ** 2))
-  >>> d = landscape.make_batches(np.zeros((2, 1)), np.zeros(2), 2)
+  >>> d = sweep.make_batches(np.zeros((2, 1)), np.zeros(2), 2)
   >>> lanczos(f, jnp.zeros(2), {}, jax.random.key(0), d, 2).round(4).tolist()
   [2.0, 8.0]
   """
@@ -435,7 +436,7 @@ def make_curvature(model: nn.Module, mean=(0.0,), std=(1.0,), *,
   >>> from valley_jax import landscape
   >>> m = models.build_model('mlp', 3, hidden=(4,), bn=False)
   >>> v = jax.jit(m.init)(jax.random.key(0), np.zeros((1, 2)))
-  >>> ev = landscape.make_batches(np.ones((5, 2), np.float32),
+  >>> ev = sweep.make_batches(np.ones((5, 2), np.float32),
   ...                             np.zeros(5, np.int32), 2)
   >>> c = make_curvature(m)
   >>> tr, se = c.hutchinson(v['params'], {}, jax.random.key(1), ev, 8)

@@ -6,21 +6,42 @@ normalised by default; its two axes are also written as 1D curves.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import ml_collections
 import numpy as np
 
-from valley_jax import checks, directions, landscape, normalize, plots
-from valley_jax.studies import Study, common, register
-
-if TYPE_CHECKING:  # Only for annotations: probe_lib imports the studies.
-  from valley_jax.probe_lib import Prober
+from valley_jax import checks, plots
+from valley_jax.core import directions, normalize, sweep
+from valley_jax.plots import plt
+from valley_jax.probe.prober import Prober, Subject
+from valley_jax.probe.studies import common
+from valley_jax.probe.study import Study
 
 Config = ml_collections.ConfigDict
 
 
-def surface(p: Prober, s: common.Subject) -> dict[str, Any]:
+# -------------------------------------------------------------------- figures
+
+
+def surface_figure(results: dict[str, Any], folder: str) -> list[str]:
+  """A 2D loss / error surface as filled contours."""
+  s = results['surface']
+  a, b = np.asarray(s['alphas']), np.asarray(s['betas'])
+  fig, axes = plt.subplots(1, 2, figsize=(9, 3.8))
+  for ax, metric in zip(axes, ('loss', 'error')):
+    z = plots.clipped(np.asarray(s[metric], dtype=object).ravel().tolist())
+    cs = ax.contourf(a, b, z.reshape(len(a), len(b)).T, levels=20)
+    fig.colorbar(cs, ax=ax)
+    ax.plot([0], [0], 'r*')
+    ax.set_xlabel('α (direction 1)')
+    ax.set_ylabel('β (direction 2)')
+    ax.set_title(metric)
+  fig.tight_layout()
+  return plots.save(fig, folder, 'figure')
+
+
+def surface(p: Prober, s: Subject) -> dict[str, Any]:
   """A 2D surface along two independent (filter-normalised) directions.
 
   Args:
@@ -35,7 +56,7 @@ def surface(p: Prober, s: common.Subject) -> dict[str, Any]:
   ds = [common.make_direction(p, s, 0, noise=c.noise,
                               normalization=c.normalization, index=1000 + i)
         for i in range(2)]
-  axis, coeffs = landscape.grid_coeffs(c.lam_min, c.lam_max, c.num_points)
+  axis, coeffs = sweep.grid_coeffs(c.lam_min, c.lam_max, c.num_points)
   out = s.sweep(s.params, s.batch_stats, ds, coeffs)
   n = len(axis)
   grid = {k: out[k].reshape(n, n) for k in ('loss', 'error')}
@@ -64,8 +85,11 @@ def _validate(config: Config) -> None:
   common.check_range(s.lam_min, s.lam_max, s.num_points, 'config.surface')
 
 
-register(Study(
-    'surface', surface, _config, validate=_validate, figure=plots.surface,
+SURFACE = Study(
+    'surface', surface, _config, validate=_validate, figure=surface_figure,
     fields=(checks.finite('surface.lam_min'),
             checks.finite('surface.lam_max'),
-            checks.count('surface.num_points'))))
+            checks.count('surface.num_points')))
+
+# This family's studies, in the order of the registry (probe/registry.py).
+STUDIES = (SURFACE,)

@@ -28,21 +28,75 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import ml_collections
 import numpy as np
 import optax
 
-from valley_jax import checkpoint, checks, plots, train_lib, tree
-from valley_jax.studies import Study, common, register
-
-if TYPE_CHECKING:  # Only for annotations: probe_lib imports the studies.
-  from valley_jax.probe_lib import Prober
+from valley_jax import checkpoint, checks, plots, rundir
+from valley_jax.core import tree
+from valley_jax.plots import plt
+from valley_jax.probe.prober import Prober, Subject, architecture
+from valley_jax.probe.studies import common
+from valley_jax.probe.study import Study
 
 Config = ml_collections.ConfigDict
 # The λ every curve holds, whatever the grid: θA, the soup and θB.
 _ENDS = (0.0, 0.5, 1.0)
+
+
+# -------------------------------------------------------------------- figures
+
+
+def soups_figure(results: dict[str, Any], folder: str) -> list[str]:
+  """Fig. 11: model soups of two runs from one start θI.
+
+  Left: test accuracy of (1 − λ)θA + λθB, one line per kept epoch (light to
+  dark). Right, per epoch: SSR-IA, SSR-IB and SSR-AB (left axis) and the
+  soup gain Acc(½θA + ½θB) − ½(Acc θA + Acc θB) (right axis, dashed).
+
+  Args:
+    results: a `soups` results.json (its 'curves' and 'soups' rows).
+    folder: where figure.png and figure.pdf go.
+  Returns:
+    The paths written.
+  """
+  rows, curves = results['soups'], results['curves']
+  fig, (ax, ax_ssr) = plt.subplots(1, 2, figsize=(9.5, 3.4))
+  cmap = plt.get_cmap('viridis')
+  for k, c in enumerate(curves):
+    ax.plot(c['lambdas'], 1.0 - plots.clipped(c['error']), '-o', ms=2.5,
+            color=cmap(0.9 * k / max(len(curves) - 1, 1)),
+            label=f"epoch {c.get('epoch', k)}")
+  ax.set_xlabel('λ: (1−λ)θA + λθB')
+  ax.set_ylabel('test accuracy')
+  ax.grid(alpha=0.3)
+  ax.legend(fontsize=6)
+  x = np.arange(len(rows))
+  for key, label, marker in (('ssr_ia', 'SSR-IA', 'o'),
+                             ('ssr_ib', 'SSR-IB', 's'),
+                             ('ssr_ab', 'SSR-AB', '^')):
+    ax_ssr.plot(x, plots.clipped([r[key] for r in rows]), f'{marker}-', ms=4,
+                label=label)
+  ax_ssr.set_xticks(x, [str(r['epoch']) for r in rows])
+  ax_ssr.set_xlabel('epoch')
+  ax_ssr.set_ylabel('sign consistency ratio')
+  ax_ssr.grid(alpha=0.3)
+  ax_gain = ax_ssr.twinx()
+  ax_gain.plot(x, plots.clipped([r['gain'] for r in rows]), 'kd--', ms=4,
+               label='gain')
+  ax_gain.axhline(0.0, color='grey', lw=0.5)
+  ax_gain.set_ylabel('Acc(½θA+½θB) − ½(Acc θA + Acc θB)', fontsize=8)
+  handles = (ax_ssr.get_legend_handles_labels()[0] +
+             ax_gain.get_legend_handles_labels()[0])
+  ax_ssr.legend(handles, [h.get_label() for h in handles], fontsize=6)
+  init = results.get('init', {})
+  fig.suptitle(f"soups: {results['model']} on {results['dataset']}, θI = "
+               f"{init.get('workdir', '?')}@{init.get('epoch', '?')}",
+               fontsize=9)
+  fig.tight_layout()
+  return plots.save(fig, folder, 'figure')
 
 
 # ------------------------------------------------------------------ measures
@@ -162,29 +216,22 @@ def soups(p: Prober, _) -> dict[str, Any]:
                      'b': b.train_config['data'].get('half')}}
 
 
-def _check_same(start, a: common.Subject, b: common.Subject, c) -> None:
+def _check_same(start, a: Subject, b: Subject, c) -> None:
   """θI, θA and θB have one architecture (ValueError otherwise)."""
   variables = {'params': a.params, 'batch_stats': a.batch_stats}
-  train_lib.check_same_architecture(
+  rundir.check_same_architecture(
       variables, {'params': b.params, 'batch_stats': b.batch_stats},
       f'config.soups.checkpoint_b={c.checkpoint_b!r}')
-  train_lib.check_same_architecture(
+  rundir.check_same_architecture(
       variables, start, f'config.soups.init (θI of {c.checkpoint_a!r})')
 
 
-def _whole_split_setting(p: Prober, s: common.Subject):
+def _whole_split_setting(p: Prober, s: Subject):
   """The compiled sweep of `s` on its dataset with both halves: BN is
-  recalibrated on the same data for θA, θB and every point between."""
+  recalibrated on the same data for θA, θB and every point between (a run
+  trained on the whole split shares this one)."""
   data_cfg = {**s.train_config['data'], 'half': None}
-  key = common.architecture(s.train_config) + json.dumps(data_cfg,
-                                                         sort_keys=True)
-  # The Prober's cache of compiled sweeps, under its own key scheme, so a run
-  # trained on the whole split would share this one.
-  cache = p._settings  # pylint: disable=protected-access
-  if key not in cache:
-    cache[key] = p._setting(  # pylint: disable=protected-access
-        s.model, p.dataset(data_cfg), bool(s.batch_stats))
-  return cache[key]
+  return p.setting(s.model, s.train_config, data_cfg, bool(s.batch_stats))
 
 
 # -------------------------------------------------------------------- config
@@ -206,7 +253,7 @@ def init_of(config: Config) -> tuple[str, int | str]:
   c = config.soups
   if not c.init:
     return c.checkpoint_a, 0
-  return train_lib.split_epoch(c.init)
+  return rundir.split_epoch(c.init)
 
 
 def epochs_of(config: Config) -> list[int]:
@@ -257,7 +304,7 @@ def _split(workdir: str) -> tuple[str, str]:
   """Architecture and data config (without the half) of a run."""
   cfg = checkpoint.load_config(workdir)
   data_cfg = {k: v for k, v in cfg['data'].items() if k != 'half'}
-  return common.architecture(cfg), json.dumps(data_cfg, sort_keys=True)
+  return architecture(cfg), json.dumps(data_cfg, sort_keys=True)
 
 
 def _check_fit(c: Config, init_dir: str) -> None:
@@ -268,7 +315,7 @@ def _check_fit(c: Config, init_dir: str) -> None:
         'soups needs runs A and B of one model on one dataset (their '
         f'config.data may differ only in half); got {arch_a}, {data_a} and '
         f'{arch_b}, {data_b}.')
-  arch_i = common.architecture(checkpoint.load_config(init_dir))
+  arch_i = architecture(checkpoint.load_config(init_dir))
   if arch_i != arch_a:
     raise ValueError(f'config.soups.init ({init_dir}) is a {arch_i} model, '
                      f'runs A and B are {arch_a}.')
@@ -289,11 +336,14 @@ def _validate(config: Config) -> None:
   common.check_range(c.lam_min, c.lam_max, c.num_points, 'config.soups')
 
 
-register(Study(
-    'soups', soups, _config, validate=_validate, figure=plots.soups,
+SOUPS = Study(
+    'soups', soups, _config, validate=_validate, figure=soups_figure,
     fields=(checks.count('soups.epochs', 0),
             checks.finite('soups.lam_min'),
             checks.finite('soups.lam_max'),
             checks.count('soups.num_points')),
     checkpoints=_checkpoints, multi_run=True,
-    check_checkpoints=_check_checkpoints))
+    check_checkpoints=_check_checkpoints)
+
+# This family's studies, in the order of the registry (probe/registry.py).
+STUDIES = (SOUPS,)

@@ -12,7 +12,7 @@ Choices the paper leaves open:
 * H is the Hessian of the mean CE over `samples` examples of `split` (the
   training split by default: the loss the model was trained on), in eval
   mode. For a BN model the statistics are recalibrated at every point, as the
-  sweep does (landscape.recalibrate on the same batches), and then held
+  sweep does (sweep.recalibrate on the same batches), and then held
   fixed: their own dependence on θ is not differentiated.
 * The same Rademacher probes serve every λ and both curves of a seed, so
   differences along λ and between the curves are not differences between
@@ -26,19 +26,19 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from valley_jax import (checks, curvature, directions, landscape, plots,
-                        sharding, tree)
-from valley_jax.studies import Study, common, register
-
-if TYPE_CHECKING:  # Only for annotations: probe_lib imports the studies.
-  from valley_jax.probe_lib import Prober
+from valley_jax import checks, plots, sharding
+from valley_jax.core import directions, hessian, sweep, tree
+from valley_jax.plots import plt
+from valley_jax.probe.prober import Prober, Subject
+from valley_jax.probe.studies import common
+from valley_jax.probe.study import Study
 
 Config = ml_collections.ConfigDict
 SPLITS = ('train', 'test')
@@ -51,9 +51,9 @@ _PROBE_INDEX, _POWER_INDEX = 2000, 2001
 class Track:
   """The compiled curvature functions of one subject and their data."""
 
-  subject: common.Subject
-  curv: curvature.Curvature
-  data: landscape.Batches
+  subject: Subject
+  curv: hessian.Curvature
+  data: sweep.Batches
   recal: Any  # jitted (params, batch_stats, recal_x) -> stats, or None.
   probes: int
 
@@ -73,7 +73,72 @@ class Track:
     return float(dc), float(tr), float(se)
 
 
-def make_track(p: Prober, s: common.Subject) -> Track:
+# -------------------------------------------------------------------- figures
+
+
+def _curvature_scale(ax, curves: list[dict[str, Any]], metric: str) -> None:
+  """Log y when every value is positive (curvature spans decades)."""
+  v = np.concatenate([plots.clipped(c[metric]) for c in curves])
+  if v.size and np.all(v > 0):
+    ax.set_yscale('log')
+
+
+def _shade_flat_side(ax, curves: list[dict[str, Any]]) -> None:
+  """Shades the half of λ where the sign-consistent curve errs less."""
+  for c in curves:
+    pos, neg = c.get('positive_error'), c.get('negative_error')
+    if not c.get('sign_consistent') or pos is None or neg is None:
+      continue
+    lams = np.asarray(c['lambdas'])
+    lo, hi = (0.0, lams.max()) if pos <= neg else (lams.min(), 0.0)
+    if hi > lo:
+      ax.axvspan(lo, hi, color='tab:green', alpha=0.08, lw=0)
+    return
+
+
+def curvature_figure(results: dict[str, Any], folder: str) -> list[str]:
+  """Test error, CE loss, dᵀHd/‖d‖² and tr(H) against λ (kind curvature).
+
+  Sign-consistent curves solid, plain dashed; the flat side of the
+  sign-consistent curve (its half of lower mean error) is shaded green and
+  the top eigenvalue at θf, when measured, is in the curvature's title.
+
+  Args:
+    results: the kind's results ('curves' with 'curvature' and 'trace').
+    folder: where figure.png and figure.pdf go.
+  Returns:
+    The paths written.
+  """
+  curves = results['curves']
+  rows = (('error', 'test error'), ('loss', 'CE loss'),
+          ('curvature', 'dᵀHd / ‖d‖²'), ('trace', 'tr(H), Hutchinson'))
+  fig, axes = plt.subplots(1, len(rows), figsize=(3.2 * len(rows), 3.0))
+  colors = plt.get_cmap('tab10')
+  for ax, (metric, title) in zip(axes, rows):
+    _shade_flat_side(ax, curves)
+    for n, c in enumerate(curves):
+      plots.draw_curve(ax, c, metric, colors(n % 10))
+    if metric in ('curvature', 'trace'):
+      _curvature_scale(ax, curves, metric)
+    top = results.get('top_eigenvalue')
+    if metric == 'curvature' and top and top.get('value') is not None:
+      title += f" (top eigenvalue at θf: {top['value']:.3g})"
+    ax.axvline(0.0, color='grey', lw=0.5)
+    ax.set_title(title, fontsize=8)
+    ax.set_xlabel('λ', fontsize=8)
+    ax.tick_params(labelsize=7)
+    ax.grid(alpha=0.3)
+  axes[0].legend(fontsize=6)
+  data = results.get('hessian_data', {})
+  fig.suptitle(f"{results['kind']}: {results['model']} on "
+               f"{results['dataset']} (H on {data.get('samples', '?')} "
+               f"{data.get('split', '')} examples; green: flat side)",
+               fontsize=9)
+  fig.tight_layout()
+  return plots.save(fig, folder, 'figure')
+
+
+def make_track(p: Prober, s: Subject) -> Track:
   """Compiles the curvature functions for s and batches their data.
 
   Args:
@@ -90,12 +155,12 @@ def make_track(p: Prober, s: common.Subject) -> Track:
   order = order[:c.samples or len(y)]
   n_dev = sharding.size(p.mesh)
   bs = -(-min(c.batch_size, len(order)) // n_dev) * n_dev
-  data = landscape.make_batches(x[order], y[order], bs, p.mesh)
-  curv = curvature.make_curvature(s.model, ds.mean, ds.std,
-                                  chunk=c.probe_chunk or None, mesh=p.mesh)
+  data = sweep.make_batches(x[order], y[order], bs, p.mesh)
+  curv = hessian.make_curvature(s.model, ds.mean, ds.std,
+                                chunk=c.probe_chunk or None, mesh=p.mesh)
   recal = None
   if s.sweep.recal_x is not None:
-    recal = jax.jit(functools.partial(landscape.recalibrate, s.model,
+    recal = jax.jit(functools.partial(sweep.recalibrate, s.model,
                                       mean=ds.mean, std=ds.std))
   return Track(s, curv, data, recal, c.probes)
 
@@ -160,7 +225,7 @@ def top_eigenvalue(p: Prober, t: Track) -> dict[str, Any]:
           'iters': iters}
 
 
-def curvature_kind(p: Prober, s: common.Subject) -> dict[str, Any]:
+def curvature_kind(p: Prober, s: Subject) -> dict[str, Any]:
   """Plain and sign-consistent curves of one noise with curvature tracks.
 
   Args:
@@ -173,7 +238,7 @@ def curvature_kind(p: Prober, s: common.Subject) -> dict[str, Any]:
   """
   c = p.config.curvature
   t = make_track(p, s)
-  lams, _ = landscape.linspace_coeffs(c.lam_min, c.lam_max, c.num_points)
+  lams, _ = sweep.linspace_coeffs(c.lam_min, c.lam_max, c.num_points)
   out = {'curves': [track_curve(p, t, lams, sc) for sc in (False, True)],
          'hessian_data': {'split': c.split,
                           'samples': int(np.sum(np.asarray(t.data.w)))}}
@@ -197,9 +262,9 @@ def _validate(config: Config) -> None:
   common.check_range(c.lam_min, c.lam_max, c.num_points, 'config.curvature')
 
 
-register(Study(
+CURVATURE = Study(
     'curvature', curvature_kind, _config, validate=_validate,
-    figure=plots.curvature_track,
+    figure=curvature_figure,
     fields=(checks.positive('curvature.scale', why=common.SCALE_WHY),
             checks.finite('curvature.lam_min'),
             checks.finite('curvature.lam_max'),
@@ -210,4 +275,7 @@ register(Study(
             checks.count('curvature.samples', 0, why='0 = the whole split'),
             checks.count('curvature.batch_size'),
             checks.count('curvature.power_iters', 0,
-                         why='0 = no top eigenvalue'))))
+                         why='0 = no top eigenvalue')))
+
+# This family's studies, in the order of the registry (probe/registry.py).
+STUDIES = (CURVATURE,)

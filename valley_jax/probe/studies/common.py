@@ -15,65 +15,24 @@ results.json. Choices the paper leaves open:
 
 from __future__ import annotations
 
-import dataclasses
 import functools
-import json
 import math
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 import jax
-from jax import flatten_util
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
+from jax import flatten_util
 
-from valley_jax import (checkpoint, data, directions, groups, landscape,
-                        normalize, sharding, tree)
-
-if TYPE_CHECKING:  # Only for annotations: probe_lib imports the studies.
-  from valley_jax.probe_lib import Prober
+from valley_jax import checkpoint, sharding
+from valley_jax.core import directions, groups, normalize, sweep, tree
+from valley_jax.probe.prober import Prober, Subject, architecture
 
 # The `why` of every scale field (checks.Field).
 SCALE_WHY = 'the step is λ·s; a negative s swaps the two halves of the curve'
 
 
 # ------------------------------------------------------------------ subjects
-
-
-@dataclasses.dataclass
-class Subject:
-  """One trained checkpoint, ready to sweep."""
-
-  label: str
-  workdir: str
-  epoch: int | str
-  train_config: dict[str, Any]
-  model: Any
-  params: Any
-  batch_stats: Any
-  dataset: data.Dataset
-  sweep: landscape.Setting
-  # group -> flat mask of θ's elements, for the direction builders.
-  layouts: dict[str, Any] = dataclasses.field(default_factory=dict,
-                                              repr=False)
-
-  @functools.cached_property
-  def theta0(self):
-    return checkpoint.restore_model(self.workdir, 0,
-                                    self.sweep.mesh)[0]['params']
-
-
-def main_checkpoint(config: ml_collections.ConfigDict
-                    ) -> list[tuple[str, Any]]:
-  """The checkpoint of a single-checkpoint study: config.checkpoint.
-
-  Args:
-    config: the probe config.
-
-  Returns:
-    [(workdir, epoch)].
-  """
-  return [(config.checkpoint, config.epoch)]
 
 
 # ---------------------------------------------------------------- validation
@@ -83,11 +42,11 @@ def check_range(lo: float, hi: float, num: int, where: str) -> None:
   """Raises ValueError for an empty or invalid λ range, naming `where`.
 
   Args:
-    lo, hi, num: the range, as landscape.linspace_coeffs takes it.
+    lo, hi, num: the range, as sweep.linspace_coeffs takes it.
     where: the config block, e.g. 'config.surface'.
   """
   try:
-    landscape.linspace_coeffs(lo, hi, num)
+    sweep.linspace_coeffs(lo, hi, num)
   except ValueError as e:
     raise ValueError(f'{e} ({where})') from None
 
@@ -108,19 +67,6 @@ def check_checkpoint(workdir: str, epoch='last',
   if epoch != 'last' and int(epoch) not in kept:
     raise FileNotFoundError(f'Epoch {epoch} of {workdir} is not kept; kept: '
                             f'{kept}.')
-
-
-def architecture(cfg: dict[str, Any]) -> str:
-  """The model config without what only affects initialisation.
-
-  Args:
-    cfg: a training config as a dict.
-
-  Returns:
-    A JSON string; two runs of one architecture give the same string.
-  """
-  return json.dumps({k: v for k, v in cfg['model'].items() if k != 'bn_init'},
-                    sort_keys=True)
 
 
 def model_signature(workdir: str) -> tuple[str, str]:

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -32,16 +32,167 @@ import ml_collections
 import numpy as np
 import optax
 
-from valley_jax import (checks, directions, landscape, normalize, plots,
-                        sharding, theory, tree)
-from valley_jax.studies import Study, common, register
-
-if TYPE_CHECKING:  # Only for annotations: probe_lib imports the studies.
-  from valley_jax.probe_lib import Prober
+from valley_jax import checks, plots, sharding
+from valley_jax.core import directions, normalize, sweep, theory, tree
+from valley_jax.plots import plt
+from valley_jax.probe.prober import Prober, Subject
+from valley_jax.probe.studies import common
+from valley_jax.probe.study import Study
 
 Config = ml_collections.ConfigDict
 # fold_in salt of Listing 1's key, apart from every direction's key.
 _LISTING1_SALT = 271_828
+
+
+# -------------------------------------------------------------------- figures
+
+
+def _symmetric_map(ax, image, title: str = '') -> None:
+  """An image on a diverging map centred on zero, without ticks."""
+  v = np.asarray(image, np.float64)
+  lim = float(np.abs(v).max()) or 1.0
+  ax.imshow(v, cmap='RdBu_r', vmin=-lim, vmax=lim, interpolation='nearest')
+  ax.set_xticks([])
+  ax.set_yticks([])
+  if title:
+    ax.set_title(title, fontsize=8)
+
+
+def softmax_maps_figure(results: dict[str, Any], folder: str) -> list[str]:
+  """Fig. 10: a sample per class, then w_c + λ·s(w_c) for each λ."""
+  m = results['maps']
+  maps, lams = np.asarray(m['maps']), m['lambdas']
+  n_k, n_l = len(m['classes']), len(lams)
+  fig, axes = plt.subplots(n_k, n_l + 1, figsize=(1.3 * (n_l + 1),
+                                                  1.4 * n_k), squeeze=False)
+  for k, cls in enumerate(m['classes']):
+    axes[k, 0].imshow(np.asarray(m['samples'][k]), cmap='gray_r')
+    axes[k, 0].set_xticks([])
+    axes[k, 0].set_yticks([])
+    axes[k, 0].set_ylabel(f'class {cls}', fontsize=8)
+    for j, lam in enumerate(lams):
+      corr = m['correlation'][j][k]
+      _symmetric_map(axes[k, j + 1], maps[j, k],
+                     f'λ={lam:+.2f}\nr={corr:+.2f}' if k == 0 else
+                     f'r={corr:+.2f}')
+  axes[0, 0].set_title('sample', fontsize=8)
+  fig.suptitle('w_c + λ·sign(w_c) (r: correlation with w_c)', fontsize=9)
+  fig.tight_layout()
+  return plots.save(fig, folder, 'figure') + plots.curve_panels(results, folder,
+                                                    'figure_curve')
+
+
+def listing1_figure(results: dict[str, Any], folder: str) -> list[str]:
+  """Fig. 27: one histogram of (w + λ·s(w))ᵀh per λ, with its mean."""
+  h, s = results['histograms'], results['summary']
+  edges = np.asarray(h['edges'])
+  centres = 0.5 * (edges[1:] + edges[:-1])
+  n = len(h['lambdas'])
+  fig, axes = plt.subplots(1, n, figsize=(2.6 * n, 2.4), sharex=True,
+                           sharey=True, squeeze=False)
+  for ax, lam, counts, mean in zip(axes[0], h['lambdas'], h['counts'],
+                                   s['mean']):
+    ax.fill_between(centres, counts, step='mid', alpha=0.7)
+    ax.axvline(mean, color='k', ls='--', lw=1)
+    ax.axvline(0.0, color='grey', lw=0.5)
+    ax.set_title(f'λ={lam:+.2f}, mean={mean:.1f}', fontsize=8)
+    ax.set_xlabel('(w + λ·sign(w))ᵀh', fontsize=8)
+    ax.tick_params(labelsize=7)
+  axes[0, 0].set_ylabel('count')
+  fig.tight_layout()
+  return plots.save(fig, folder, 'figure')
+
+
+def _confusion_cell(ax, frac_2x2, title: str) -> None:
+  f = np.asarray(frac_2x2, np.float64)
+  ax.imshow(f, cmap='Blues', vmin=0.0, vmax=1.0)
+  for i in range(2):
+    for j in range(2):
+      ax.text(j, i, f'{f[i, j]:.2f}', ha='center', va='center', fontsize=7,
+              color='white' if f[i, j] > 0.5 else 'black')
+  ax.set_xticks([0, 1], ['on', 'off'], fontsize=6)
+  ax.set_yticks([0, 1], ['on', 'off'], fontsize=6)
+  ax.set_title(title, fontsize=7)
+
+
+def activations_figure(results: dict[str, Any], folder: str) -> list[str]:
+  """Fig. 28: pooled ReLU confusion matrices per λ and the diagonal sums."""
+  a, s = results['activations'], results['summary']
+  lams = a['lambdas']
+  fig = plt.figure(figsize=(max(1.3 * len(lams), 6), 5.2))
+  grid = fig.add_gridspec(2, len(lams), height_ratios=(1, 1.6))
+  for j, lam in enumerate(lams):
+    _confusion_cell(fig.add_subplot(grid[0, j]), a['confusion'][j],
+                    f'λ={lam:+.1f}')
+  ax = fig.add_subplot(grid[1, :])
+  amps = s['amplitudes']
+  diag = np.asarray(a['diagonal'])
+  index = {lam: j for j, lam in enumerate(lams)}
+  for k in range(diag.shape[1]):
+    for sign, style in ((1, '-'), (-1, '--')):
+      ax.plot(amps, [diag[index[sign * x], k] for x in amps], style,
+              color='grey', lw=0.6, alpha=0.6)
+  ax.plot(amps, s['positive'], 'o-', color='C0', lw=2, label='λ = +a')
+  ax.plot(amps, s['negative'], 's--', color='C3', lw=2, label='λ = −a')
+  ax.set_xlabel('a')
+  ax.set_ylabel('diagonal sum (units unchanged)')
+  ax.set_title(f"{len(a['layers'])} ReLU layers (thin: each layer)",
+               fontsize=8)
+  ax.legend(fontsize=7)
+  ax.grid(alpha=0.3)
+  fig.suptitle(f"activations: {results['model']} on {results['dataset']}; "
+               'rows: active (on) / inactive (off) at θf, columns: at the '
+               'point', fontsize=8)
+  fig.tight_layout()
+  return plots.save(fig, folder, 'figure') + plots.curve_panels(results, folder,
+                                                    'figure_curve')
+
+
+_LISTING2_TITLES = {'error': 'error', 'loss': 'CE loss',
+                    'spread': 'mean Σ p(1 − p)', 'trace': 'tr(H)',
+                    'first': 'first-order term', 'second': 'second-order term'}
+
+
+def listing2_figure(results: dict[str, Any], folder: str) -> list[str]:
+  """Fig. 29: the six metrics of Listing 2 against λ, one panel each."""
+  r = results['listing2']
+  lams = np.asarray(r['lambdas'])
+  fig, axes = plt.subplots(2, 3, figsize=(10, 5.4))
+  for ax, (key, title) in zip(axes.ravel(), _LISTING2_TITLES.items()):
+    for n, (name, m) in enumerate(r['metrics'].items()):
+      v = np.asarray([plots.clipped(row) for row in m[key]])
+      style = '-' if n else '--'
+      ax.plot(lams, v.mean(0), style, color=f'C{n}', label=name, lw=1.5)
+      if len(v) > 1:
+        ax.fill_between(lams, v.mean(0) - v.std(0), v.mean(0) + v.std(0),
+                        color=f'C{n}', alpha=0.2)
+    ax.axvline(0.0, color='grey', lw=0.5)
+    ax.set_title(title, fontsize=9)
+    ax.set_xlabel('λ', fontsize=8)
+    ax.tick_params(labelsize=7)
+    ax.grid(alpha=0.3)
+  axes[0, 0].legend(fontsize=7)
+  fig.suptitle('Listing 2: softmax regression on digits, W + λ·noise',
+               fontsize=9)
+  fig.tight_layout()
+  return plots.save(fig, folder, 'figure')
+
+
+def gradient_figure(results: dict[str, Any], folder: str) -> list[str]:
+  """Appendix D.1: cosines with ∇L(θf), then the curves along ∇L, sign."""
+  g = results['gradient']
+  names = list(g['cosines'])
+  fig, ax = plt.subplots(figsize=(4.5, 3))
+  ax.bar(range(len(names)), plots.clipped(list(g['cosines'].values())))
+  band = g['random_scale']
+  ax.axhspan(-band, band, color='grey', alpha=0.3, label='±1/√D')
+  ax.axhline(0.0, color='k', lw=0.5)
+  ax.set_xticks(range(len(names)), names, rotation=20, fontsize=7)
+  ax.set_ylabel('cosine with ∇L(θf)')
+  ax.legend(fontsize=7)
+  fig.tight_layout()
+  return (plots.save(fig, folder, 'figure_cosine') +
+          plots.curve_panels(results, folder))
 
 
 def _no_checkpoint(config: Config) -> list[tuple[str, Any]]:
@@ -105,14 +256,14 @@ def _softmax_maps_validate(config: Config) -> None:
                      'empty.')
 
 
-register(Study(
+SOFTMAX_MAPS = Study(
     'softmax_maps', softmax_maps, _softmax_maps_config,
-    validate=_softmax_maps_validate, figure=plots.softmax_maps,
+    validate=_softmax_maps_validate, figure=softmax_maps_figure,
     checkpoints=_no_checkpoint,
     fields=(checks.Field('softmax_maps.classes', int, lo=0, hi=9,
                          why='the digits classes'),
             checks.count('softmax_maps.max_iter'),
-            checks.finite('softmax_maps.lambdas'))))
+            checks.finite('softmax_maps.lambdas')))
 
 
 # ------------------------------------------------------------------ listing1
@@ -159,18 +310,18 @@ def _listing1_validate(config: Config) -> None:
     raise ValueError('config.listing1.lambdas must not be empty.')
 
 
-register(Study(
+LISTING1 = Study(
     'listing1', listing1, _listing1_config, validate=_listing1_validate,
-    figure=plots.listing1, checkpoints=_no_checkpoint,
+    figure=listing1_figure, checkpoints=_no_checkpoint,
     fields=(checks.count('listing1.dim'), checks.finite('listing1.a'),
             checks.count('listing1.draws'), checks.count('listing1.bins'),
-            checks.finite('listing1.lambdas'))))
+            checks.finite('listing1.lambdas')))
 
 
 # --------------------------------------------------------------- activations
 
 
-def activations(p: Prober, s: common.Subject) -> dict[str, Any]:
+def activations(p: Prober, s: Subject) -> dict[str, Any]:
   """Fig. 28: which ReLUs change state at θf + λ·d, d = NS(|ε|·sign(θf)).
 
   Choices: ε is config.activations.noise (G(0,1)) of seed 0, made sign-
@@ -212,7 +363,7 @@ def activations(p: Prober, s: common.Subject) -> dict[str, Any]:
   return {'curves': [curve], **out}
 
 
-def _variables(s: common.Subject, recal, params) -> dict[str, Any]:
+def _variables(s: Subject, recal, params) -> dict[str, Any]:
   """params with the BN statistics the sweep would evaluate them with."""
   stats = s.batch_stats
   if s.sweep.recal_x is not None:
@@ -220,12 +371,12 @@ def _variables(s: common.Subject, recal, params) -> dict[str, Any]:
   return {'params': params, 'batch_stats': stats}
 
 
-def _confusions(p: Prober, s: common.Subject, d, lams,
+def _confusions(p: Prober, s: Subject, d, lams,
                 n_samples: int) -> list[dict[str, np.ndarray]]:
   """Per λ: layer -> 2×2 counts over the first n_samples test images."""
   ds = s.dataset
   fn = theory.make_confusion(s.model, ds.mean, ds.std)
-  recal = jax.jit(functools.partial(landscape.recalibrate, s.model,
+  recal = jax.jit(functools.partial(sweep.recalibrate, s.model,
                                     mean=ds.mean, std=ds.std))
   ref = _variables(s, recal, s.params)
   x = ds.x_test[:n_samples] if n_samples else ds.x_test
@@ -272,13 +423,13 @@ def _activations_validate(config: Config) -> None:
     raise ValueError('config.activations.amplitudes must not be empty.')
 
 
-register(Study(
+ACTIVATIONS = Study(
     'activations', activations, _activations_config,
-    validate=_activations_validate, figure=plots.activations,
+    validate=_activations_validate, figure=activations_figure,
     fields=(checks.positive('activations.amplitudes',
                             why='λ = ±a for each amplitude a'),
             checks.count('activations.n_samples', 0,
-                         why='0 = the whole test split'))))
+                         why='0 = the whole test split')))
 
 
 # ------------------------------------------------------------------ listing2
@@ -346,19 +497,19 @@ def _listing2_validate(config: Config) -> None:
   common.check_range(c.lam_min, c.lam_max, c.num_points, 'config.listing2')
 
 
-register(Study(
+LISTING2 = Study(
     'listing2', listing2, _listing2_config, validate=_listing2_validate,
-    figure=plots.listing2, checkpoints=_no_checkpoint,
+    figure=listing2_figure, checkpoints=_no_checkpoint,
     fields=(checks.count('listing2.max_iter'),
             checks.finite('listing2.lam_min'),
             checks.finite('listing2.lam_max'),
-            checks.count('listing2.num_points'))))
+            checks.count('listing2.num_points')))
 
 
 # ------------------------------------------------------------------ gradient
 
 
-def gradient(p: Prober, s: common.Subject) -> dict[str, Any]:
+def gradient(p: Prober, s: Subject) -> dict[str, Any]:
   """Appendix D.1: cos(sign(θf), ∇L(θf)) and a curve along ∇L(θf).
 
   ∇L is the gradient of the mean CE over the whole training split in eval
@@ -410,12 +561,12 @@ def gradient(p: Prober, s: common.Subject) -> dict[str, Any]:
                            'loss'][0]}}
 
 
-def _train_gradient(p: Prober, s: common.Subject):
+def _train_gradient(p: Prober, s: Subject):
   """∇L(θf) over the whole training split, batched and sharded."""
   ds = s.dataset
   n_dev = p.mesh.shape[sharding.DATA]
   bs = -(-min(p.eval_batch_size(), len(ds.y_train)) // n_dev)
-  data = landscape.make_batches(ds.x_train, ds.y_train, bs * n_dev, p.mesh)
+  data = sweep.make_batches(ds.x_train, ds.y_train, bs * n_dev, p.mesh)
   fn = jax.jit(functools.partial(theory.dataset_gradient, s.model,
                                  mean=ds.mean, std=ds.std))
   g = fn(s.params, s.batch_stats, data.x, data.y, data.w)
@@ -427,6 +578,9 @@ def _gradient_config() -> Config:
   return Config(dict(scale=1.0))
 
 
-register(Study(
-    'gradient', gradient, _gradient_config, figure=plots.gradient,
-    fields=(checks.positive('gradient.scale', why=common.SCALE_WHY),)))
+GRADIENT = Study(
+    'gradient', gradient, _gradient_config, figure=gradient_figure,
+    fields=(checks.positive('gradient.scale', why=common.SCALE_WHY),))
+
+# This family's studies, in the order of the registry (probe/registry.py).
+STUDIES = (SOFTMAX_MAPS, LISTING1, ACTIVATIONS, LISTING2, GRADIENT,)

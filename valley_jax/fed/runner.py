@@ -27,17 +27,18 @@ import math
 import time
 from typing import Any
 
-from etils import epath
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import tqdm
+from etils import epath
 
 from valley_jax import (checkpoint, checks, compile_cache, data, distributed,
-                        fed, models, outputs, plots, sharding, train_lib,
-                        training)
+                        fed, models, outputs, rundir, sharding)
+from valley_jax.core import steps
 from valley_jax.data import partition
+from valley_jax.fed import figures
 
 METRICS = 'metrics.jsonl'
 MODES = ('run', 'table')
@@ -113,7 +114,7 @@ def _metrics_path(workdir) -> epath.Path:
 
 
 def _diff(old: dict[str, Any], config) -> list[str]:
-  return [k for k in train_lib.config_diff(old, config.to_dict())
+  return [k for k in rundir.config_diff(old, config.to_dict())
           if not k.startswith(_RESUMABLE_KEYS)]
 
 
@@ -122,7 +123,7 @@ class _Evaluator:
 
   def __init__(self, config, model, ds: data.Dataset, mesh):
     self.config, self.model, self.ds, self.mesh = config, model, ds, mesh
-    self.step = jax.jit(training.make_eval_step(model, ds.mean, ds.std))
+    self.step = jax.jit(steps.make_eval_step(model, ds.mean, ds.std))
     n_dev = mesh.shape[sharding.DATA]
     self.batch = -(-min(config.eval.batch_size, len(ds.y_test)) // n_dev
                    ) * n_dev
@@ -137,9 +138,9 @@ class _Evaluator:
     if self.recal_x is not None:
       weights = fed.recalibrate(self.model, weights, self.recal_x,
                                 self.ds.mean, self.ds.std)
-    out = train_lib.evaluate(self.step, self.mesh, weights.params,
-                             weights.batch_stats, self.ds.x_test,
-                             self.ds.y_test, self.batch)
+    out = steps.evaluate(self.step, self.mesh, weights.params,
+                         weights.batch_stats, self.ds.x_test,
+                         self.ds.y_test, self.batch)
     return {'test_loss': out['loss'], 'test_accuracy': out['accuracy']}
 
 
@@ -152,8 +153,8 @@ def _write_partition(workdir: str, ds: data.Dataset, parts) -> dict:
   if outputs.read_json(folder / 'partition.json') != outputs.finite_or_none(
       info) or not (folder / 'partition.png').exists():
     outputs.write_json(folder / 'partition.json', info)
-    plots.label_heatmap(hist, str(folder / 'partition'),
-                        title=f'{len(parts)} clients')
+    figures.label_heatmap(hist, str(folder / 'partition'),
+                          title=f'{len(parts)} clients')
   return info
 
 
@@ -189,8 +190,8 @@ def run(config: ml_collections.ConfigDict, workdir: str, *,
   mesh = sharding.make_mesh(config.num_devices)
   part_info = _write_partition(workdir, ds, parts)
   root = jax.random.key(config.seed)
-  variables = training.init_variables(model, jax.random.fold_in(root, 0),
-                                      ds.input_shape)
+  variables = steps.init_variables(model, jax.random.fold_in(root, 0),
+                                   ds.input_shape)
   server, clients = fed.init_states(
       alg, model, variables, f.num_clients, input_shape=ds.input_shape,
       key=jax.random.fold_in(root, 1), bn_policy=f.bn_policy, mesh=mesh)
@@ -202,10 +203,10 @@ def run(config: ml_collections.ConfigDict, workdir: str, *,
       augment=config.data.augment and ds.augmentable,
       aggregation=f.aggregation, bn_policy=f.bn_policy,
       chunk=f.chunk or None, mesh=mesh, dtype=DTYPES[f.dtype])
-  mngr = train_lib.open_run(workdir, config.to_dict(), overwrite=overwrite,
-                            arrays=('server', 'clients'),
-                            ignore=_RESUMABLE_KEYS,
-                            outputs_to_drop=(METRICS, 'results.json'))
+  mngr = rundir.open_run(workdir, config.to_dict(), overwrite=overwrite,
+                         arrays=('server', 'clients'),
+                         ignore=_RESUMABLE_KEYS,
+                         outputs_to_drop=(METRICS, 'results.json'))
   start, states, history = checkpoint.start_or_resume(
       mngr, {'server': server, 'clients': clients}, config.to_dict(),
       _metrics_path(workdir))
@@ -254,7 +255,7 @@ def _finish(config, workdir, alg, server, history, part_info):
   folder = epath.Path(workdir)
   outputs.write_json(folder / 'results.json', results)
   if evaluated:
-    plots.fed_accuracy(
+    figures.accuracy(
         {alg.name: ([r['round'] for r in evaluated],
                     [r['test_accuracy'] for r in evaluated])},
         str(folder / 'figure'))

@@ -34,10 +34,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from valley_jax import tree
+from valley_jax.core import tree
+from valley_jax.core.steps import cross_entropy
 from valley_jax.data import pipeline
 from valley_jax.models import alexnet, mlp, resnet, vgg
-from valley_jax.training import cross_entropy
 
 PyTree = Any
 
@@ -87,6 +87,7 @@ def fit_softmax(x_NxD: np.ndarray, y_N: np.ndarray,
     W_CxD, one row per class.
   """
   import warnings  # pylint: disable=g-import-not-at-top
+
   import threadpoolctl  # pylint: disable=g-import-not-at-top
   from sklearn import exceptions, linear_model  # pylint: disable=g-import-not-at-top
   model = linear_model.LogisticRegression(fit_intercept=False,
@@ -487,7 +488,7 @@ def dataset_gradient(model: nn.Module, params: PyTree, batch_stats: PyTree,
     params: θ.
     batch_stats: the BN statistics (fixed: only params are differentiated).
     x_SxB, y_SxB, w_SxB: [steps, batch, ...] inputs, labels and 0/1 weights
-      (landscape.make_batches).
+      (sweep.make_batches).
     mean, std: the input normalisation.
 
   Returns:

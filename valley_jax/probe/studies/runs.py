@@ -8,20 +8,68 @@ statistics.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import flax
 import jax
 import ml_collections
 import numpy as np
 
-from valley_jax import checks, directions, groups, normalize, plots, tree
-from valley_jax.studies import Study, common, register
-
-if TYPE_CHECKING:  # Only for annotations: probe_lib imports the studies.
-  from valley_jax.probe_lib import Prober
+from valley_jax import checks, plots
+from valley_jax.core import directions, groups, normalize, tree
+from valley_jax.plots import plt
+from valley_jax.probe.prober import Prober
+from valley_jax.probe.studies import common
+from valley_jax.probe.study import Study
 
 Config = ml_collections.ConfigDict
+
+
+# -------------------------------------------------------------------- figures
+
+
+def histograms_figure(results: dict[str, Any], folder: str) -> list[str]:
+  """Fig. 7 (right): one BN layer's weights at init and at convergence."""
+  hs = results['histograms']
+  fig, axes = plt.subplots(1, len(hs), figsize=(3.2 * len(hs), 2.8),
+                           squeeze=False)
+  for ax, h in zip(axes[0], hs):
+    ax.hist(h['init'], bins=30, alpha=0.6, label='init')
+    ax.hist(h['final'], bins=30, alpha=0.6, label='converged')
+    ax.set_title(f"{h['label']}: {h['layer']}", fontsize=9)
+    ax.legend(fontsize=7)
+  return (plots.save(fig, folder, 'figure_hist') +
+          plots.curve_panels(results, folder))
+
+
+def interpolation_figure(results: dict[str, Any], folder: str) -> list[str]:
+  """Fig. 8: the curve, group mean/std and sign consistency ratios."""
+  st = results['statistics']
+  names = list(st['groups'])
+  fig, axes = plt.subplots(1, 4, figsize=(15, 3.2))
+  c = results['curves'][0]
+  axes[0].plot(c['lambdas'], plots.clipped(c['error']), 'k-')
+  axes[0].set_xlabel('λ: (1−λ)θA + λθB')
+  axes[0].set_ylabel('test error')
+  x = np.arange(len(names))
+  for ax, key in zip(axes[1:3], ('mean', 'std')):
+    ax.bar(x - 0.2, [st['groups'][g]['a'][key] for g in names], 0.4,
+           label='θA')
+    ax.bar(x + 0.2, [st['groups'][g]['b'][key] for g in names], 0.4,
+           label='θB')
+    ax.set_xticks(x, names, rotation=45, fontsize=7)
+    ax.set_title(f'parameter {key}')
+    ax.legend(fontsize=7)
+  ax = axes[3]
+  ax.bar(x - 0.2, [st['groups'][g]['ssr_a'] for g in names], 0.4,
+         label='SSR(θA, θB−θA)')
+  ax.bar(x + 0.2, [st['groups'][g]['ssr_b'] for g in names], 0.4,
+         label='SSR(θB, θB−θA)')
+  ax.set_xticks(x, names, rotation=45, fontsize=7)
+  ax.set_title('sign consistency ratio')
+  ax.legend(fontsize=7)
+  fig.tight_layout()
+  return plots.save(fig, folder, 'figure')
 
 
 def _last_of_each(kind: str):
@@ -109,11 +157,11 @@ def _bn_init_config() -> Config:
                       layer='')
 
 
-register(Study(
+BN_INIT = Study(
     'bn_init', bn_init, _bn_init_config,
-    validate=_bn_init_validate, figure=plots.histograms,
+    validate=_bn_init_validate, figure=histograms_figure,
     checkpoints=_last_of_each('bn_init'), multi_run=True,
-    check_checkpoints=_check_list('bn_init')))
+    check_checkpoints=_check_list('bn_init'))
 
 
 # ------------------------------------------------------------------- hparams
@@ -145,11 +193,11 @@ def _hparams_validate(config: Config) -> None:
   directions.check_noise(config.hparams.noise)
 
 
-register(Study(
+HPARAMS = Study(
     'hparams', hparams, _hparams_config, validate=_hparams_validate,
     fields=(checks.positive('hparams.scale', why=common.SCALE_WHY),),
     checkpoints=_last_of_each('hparams'), multi_run=True,
-    check_checkpoints=_check_list('hparams')))
+    check_checkpoints=_check_list('hparams'))
 
 
 # --------------------------------------------------------------- interpolate
@@ -229,12 +277,15 @@ def _check_pair(config: Config) -> None:
                      f'dataset; got {a} and {b}.')
 
 
-register(Study(
+INTERPOLATE = Study(
     'interpolate', interpolate, _interpolate_config,
-    validate=_interpolate_validate, figure=plots.interpolation,
+    validate=_interpolate_validate, figure=interpolation_figure,
     fields=(checks.count('interpolate.epoch_a', 0, also=('last',)),
             checks.count('interpolate.epoch_b', 0, also=('last',)),
             checks.finite('interpolate.lam_min'),
             checks.finite('interpolate.lam_max'),
             checks.count('interpolate.num_points')),
-    checkpoints=_pair, multi_run=True, check_checkpoints=_check_pair))
+    checkpoints=_pair, multi_run=True, check_checkpoints=_check_pair)
+
+# This family's studies, in the order of the registry (probe/registry.py).
+STUDIES = (BN_INIT, HPARAMS, INTERPOLATE,)

@@ -1,9 +1,10 @@
 """run(config, workdir): the paper's valley studies on trained checkpoints.
 
-The studies themselves (the kinds of config.kind, their config blocks and
-checks) live in valley_jax/studies/, one module per family; this module
-holds what they share: validation, the Prober that loads checkpoints and
-compiles sweeps, and the run loop. Each kind writes
+The studies themselves (the kinds of config.kind, their config blocks,
+checks and figures) live in valley_jax/probe/studies/, one module per
+family, gathered by valley_jax/probe/registry.py; the Prober they receive is
+valley_jax/probe/prober.py. This module holds the run loop: validation,
+provenance, reuse of finished results, figures and the table. Each kind writes
 `<workdir>/<kind>/results.json` and a figure (PNG + PDF) and prints a table:
 per curve, the mean test error of the positive half (λ ∈ [0, 1]), of the
 negative half (λ ∈ [-1, 0]) and their difference.
@@ -13,14 +14,14 @@ Models with BN are recalibrated per point by default (config.sweep.recal =
 BN folded into the convolution before it (config.sweep.fold_bn).
 
 Speed (issue 10): directions are built by two compiled functions (see
-studies.common.make_direction); figures are drawn by one worker thread while
-the next kind sweeps, in config.figure_formats; config.sweep.dtype says what
-precision means ('float32' is full float32: matmul precision HIGHEST;
-'tf32' is XLA's default, reduced on GPUs; 'bfloat16'), and results.json
-records it under 'precision'; eval/recal batch sizes of 0 are chosen for the
-device (AUTO_BATCH).
+probe.studies.common.make_direction); figures are drawn by one worker
+thread while the next kind sweeps, in config.figure_formats;
+config.sweep.dtype says what precision means ('float32' is full float32:
+matmul precision HIGHEST; 'tf32' is XLA's default, reduced on GPUs;
+'bfloat16'), and results.json records it under 'precision'; eval/recal
+batch sizes of 0 are chosen for the device (prober.AUTO_BATCH).
 
-Failure behaviour: names and every numeric field (`checks.PROBE_FIELDS`) are
+Failure behaviour: names and every numeric field (`registry.fields()`) are
 checked, the workdir is proven writable and the checkpoints are found before
 anything is compiled. results.json and the figures are written atomically;
 results.json records the provenance of every checkpoint it measured (the
@@ -32,54 +33,29 @@ beside it is redrawn.
 """
 
 import concurrent.futures
-import json
 import math
 from typing import Any
 
-from absl import logging
-from etils import epath
-import jax
 import jax.numpy as jnp
 import ml_collections
-import numpy as np
-import tqdm
+from absl import logging
+from etils import epath
 
-from valley_jax import (checkpoint, checks, compile_cache, convert, data,
-                        distributed, landscape, models, normalize, outputs,
-                        plots, sharding, studies, train_lib)
-from valley_jax.studies import common, valley
+from valley_jax import (checkpoint, checks, compile_cache, convert, outputs,
+                        plots, rundir)
+from valley_jax.core import normalize, sweep
+from valley_jax.probe import registry
+from valley_jax.probe.prober import DTYPES, PRECISIONS, Prober, batch_sizes
+from valley_jax.probe.studies import common
+from valley_jax.probe.study import Study
+from valley_jax.train import runner as train_runner
 
-KINDS = tuple(studies.STUDIES)
-# Kinds that compare several runs; the others probe config.checkpoint.
-MULTI_RUN = tuple(k for k, s in studies.STUDIES.items() if s.multi_run)
-# kind -> run function; run() looks a kind up here when it runs it.
-_RUNNERS = {k: s.run for k, s in studies.STUDIES.items()}
-# config.sweep.dtype -> (compute dtype, matmul precision). 'float32' is full
-# float32 everywhere (on GPUs XLA's default runs float32 products in a
-# TF32-like precision: 6e-3 relative error on a probe's curves, H200); 'tf32'
-# is that faster default, asked for by name.
-DTYPES = {'float32': jnp.float32, 'tf32': jnp.float32,
-          'bfloat16': jnp.bfloat16}
-PRECISIONS = {'float32': 'highest', 'tf32': None, 'bfloat16': None}
-# Images per batch when config.sweep.eval_batch_size / recal_batch_size is 0,
-# by platform: on an H100 the SWEEP benchmark is fastest at 2,000-5,000
-# images per batch (issue 10); on a CPU the earlier defaults 1,000 / 500 are
-# kept (CPU time is per image; configs/probe_default.py sets its own). The
-# recal batch size also sets whose statistics a train-mode BN normalises
-# with (see landscape.recalibrate), so it is recorded in results.json.
-AUTO_BATCH = {'gpu': (2500, 2000), 'tpu': (2500, 2000), 'cpu': (1000, 500)}
 FIGURE_FORMATS = ('png', 'pdf', 'svg')
 # results.json files of another version are recomputed, not reused: version 2
 # (2026-12-01) changed what some results mean (option-A CIFAR ResNets,
 # seeded ImageNet/Flowers subsets, adaptive normalisation of dense kernels,
 # BN biases outside the Fig. 8 groups, precision HIGHEST for 'float32').
 RESULTS_VERSION = 2
-
-# The studies' names that tests reach through probe_lib.
-Subject = common.Subject
-noise_line = common.noise_line
-special = valley.special
-
 
 def kinds_of(config) -> list[str]:
   """The kinds of config.kind, in order.
@@ -91,10 +67,10 @@ def kinds_of(config) -> list[str]:
     The kind names; ValueError for an unknown or empty one.
   """
   kinds = [k.strip() for k in config.kind.split(',') if k.strip()]
-  bad = [k for k in kinds if k not in KINDS]
+  bad = [k for k in kinds if k not in registry.KINDS]
   if bad or not kinds:
     raise ValueError(f'Unknown probe kind(s) {bad or config.kind!r}; choose '
-                     f'from {KINDS} (config.kind, comma-separated).')
+                     f'from {registry.KINDS} (config.kind, comma-separated).')
   return kinds
 
 
@@ -111,7 +87,7 @@ def validate(config: ml_collections.ConfigDict) -> list[str]:
     The kinds to run.
   """
   kinds = check_names(config)
-  selected = [studies.STUDIES[k] for k in kinds]
+  selected = [registry.STUDIES[k] for k in kinds]
   probes_main = any(_probes_main(s, config) for s in selected)
   if probes_main and config.get('weights'):
     if not epath.Path(config.weights).exists():
@@ -133,13 +109,13 @@ def validate(config: ml_collections.ConfigDict) -> list[str]:
   return kinds
 
 
-def _probes_main(study: studies.Study, config) -> bool:
+def _probes_main(study: Study, config) -> bool:
   """Whether a kind measures config.checkpoint (a kind whose checkpoints
   are [] measures none: a theory demo on its own data)."""
   return not study.multi_run and bool(study.checkpoints(config))
 
 
-def _check_runs(study: studies.Study, config) -> None:
+def _check_runs(study: Study, config) -> None:
   """The checkpoints of a multi-run study exist (and fit together)."""
   if study.check_checkpoints is not None:
     study.check_checkpoints(config)
@@ -152,7 +128,7 @@ def _will_train(config) -> bool:
   """Whether probe.py trains config.checkpoint itself (the embedded default
   only: config.train_if_missing names that one workdir): when it holds no
   checkpoint, or the run of config.train stopped before its last epoch
-  (pre-empted), which train_lib.run then resumes. A run of another config
+  (pre-empted), which train_runner.run then resumes. A run of another config
   (say, trained by hand with other flags) is probed as it is."""
   if config.get('weights') or not config.train_if_missing or (
       config.checkpoint != config.train_if_missing):
@@ -160,7 +136,7 @@ def _will_train(config) -> bool:
   kept = checkpoint.epochs(config.checkpoint)
   if not kept:
     return True
-  return max(kept) < config.train.train.epochs and not train_lib.config_diff(
+  return max(kept) < config.train.train.epochs and not rundir.config_diff(
       checkpoint.load_config(config.checkpoint), config.train.to_dict())
 
 
@@ -176,7 +152,7 @@ def check_names(config: ml_collections.ConfigDict) -> list[str]:
   Returns:
     The kinds to run.
   """
-  checks.check(config, checks.PROBE_FIELDS)
+  checks.check(config, registry.fields())
   kinds = kinds_of(config)
   sw = config.sweep
   common.check_range(sw.lam_min, sw.lam_max, sw.num_points, 'config.sweep')
@@ -193,7 +169,7 @@ def check_names(config: ml_collections.ConfigDict) -> list[str]:
   if config.seeds < 1:
     raise ValueError('config.seeds must be >= 1.')
   normalize.check_normalization(config.normalization)
-  for study in studies.STUDIES.values():
+  for study in registry.STUDIES.values():
     study.validate(config)
   return kinds
 
@@ -234,146 +210,9 @@ def precision_of(config) -> dict[str, Any]:
           'fold_bn': bool(sw.get('fold_bn', True))}
 
 
-def batch_sizes(config, platform: str | None = None) -> tuple[int, int]:
-  """(eval, recal) images per batch: config.sweep's, or AUTO_BATCH's for 0.
-
-  Args:
-    config: the probe config.
-    platform: 'cpu', 'gpu', 'tpu' (default: the first device's).
-
-  Returns:
-    The two batch sizes before they are capped by the data.
-  """
-  platform = platform or jax.devices()[0].platform
-  auto = AUTO_BATCH.get(platform, AUTO_BATCH['gpu'])
-  sw = config.sweep
-  return sw.eval_batch_size or auto[0], sw.recal_batch_size or auto[1]
-
-
-# ------------------------------------------------------------------- prober
-
-
-class Prober:
-  """Loads checkpoints and data once and compiles one sweep per model."""
-
-  def __init__(self, config: ml_collections.ConfigDict):
-    self.config = config
-    self.mesh = sharding.make_mesh(config.get('num_devices', 0))
-    self.root = jax.random.key(config.seed)
-    self._datasets: dict[str, data.Dataset] = {}
-    self._settings: dict[str, landscape.Setting] = {}
-    # Images per batch of the last compiled sweep, for results.json (None:
-    # no sweep yet, or no recalibration).
-    self.batch_sizes: dict[str, int | None] | None = None
-    self.bar = tqdm.tqdm(desc='probe', unit='curve',
-                         disable=distributed.progress_disabled())
-
-  def dataset(self, data_cfg: dict[str, Any]) -> data.Dataset:
-    key = json.dumps(data_cfg, sort_keys=True)
-    if key not in self._datasets:
-      self._datasets[key] = data.from_config(
-          ml_collections.ConfigDict(data_cfg))
-    return self._datasets[key]
-
-  def subject(self, workdir: str, epoch='last', label: str = '') -> Subject:
-    variables, cfg = checkpoint.restore_model(workdir, epoch, self.mesh)
-    ds = self.dataset(cfg['data'])
-    model = train_lib.build(ml_collections.ConfigDict(cfg), ds)
-    check_fits(model, variables, ds.input_shape, workdir)
-    # Runs of the same architecture on the same data share one compiled sweep.
-    key = common.architecture(cfg) + json.dumps(cfg['data'], sort_keys=True)
-    if key not in self._settings:
-      self._settings[key] = self._setting(model, ds,
-                                          bool(variables['batch_stats']))
-    self.batch_sizes = self._settings[key].batch_sizes
-    return Subject(label or workdir, workdir, epoch, cfg, model,
-                   variables['params'], variables['batch_stats'], ds,
-                   self._settings[key])
-
-  def weights_subject(self) -> Subject:
-    """config.weights (a torchvision state dict, valley_jax.convert) in the
-    model and data of config.train, instead of a checkpoint."""
-    cfg, path = self.config.train, self.config.weights
-    ds = self.dataset(cfg.data.to_dict())
-    model = train_lib.build(cfg, ds)
-    v = jax.device_put(convert.load_variables(path, model, ds.input_shape),
-                       sharding.replicated(self.mesh))
-    setting = self._setting(model, ds, True)
-    self.batch_sizes = setting.batch_sizes
-    return Subject(path, path, 'weights', cfg.to_dict(), model, v['params'],
-                   v['batch_stats'], ds, setting)
-
-  def eval_batch_size(self) -> int:
-    """config.sweep.eval_batch_size, or the device's choice when it is 0."""
-    return batch_sizes(self.config)[0]
-
-  def _setting(self, model, ds: data.Dataset,
-               has_bn: bool) -> landscape.Setting:
-    sw = self.config.sweep
-    recal = sw.recal == 'on' or (sw.recal == 'auto' and has_bn)
-    if sw.recal == 'on' and not has_bn:
-      logging.warning("config.sweep.recal='on', but %s has no BatchNorm: "
-                      'there is nothing to recalibrate, so every point is '
-                      'evaluated as it is.', type(model).__name__)
-      recal = False
-    n_dev = self.mesh.shape[sharding.DATA]
-    x, y = ds.x_test, ds.y_test
-    if sw.n_test:
-      x, y = x[:sw.n_test], y[:sw.n_test]
-    eval_size, recal_size = batch_sizes(self.config)
-    eval_bs = _round_up(min(eval_size, len(y)), n_dev)
-    eval_data = landscape.make_batches(x, y, eval_bs, self.mesh,
-                                       stream=sw.get('stream_batches', 0))
-    recal_x = None
-    if recal:
-      rb = _round_up(min(recal_size, sw.recal_samples,
-                         len(ds.y_train)), n_dev)
-      n = min(sw.recal_samples, len(ds.y_train)) // rb * rb
-      order = np.random.default_rng(self.config.seed).permutation(
-          len(ds.y_train))
-      recal_x = landscape.make_recal_batches(ds.x_train[order], n, rb,
-                                             self.mesh)
-    fn = landscape.make_sweep(model, ds.mean, ds.std, recal=recal,
-                              chunk=sw.chunk or None,
-                              dtype=DTYPES[sw.dtype], mesh=self.mesh,
-                              precision=PRECISIONS[sw.dtype],
-                              fold=bool(sw.get('fold_bn', True)))
-    sizes = {'eval': eval_bs,
-             'recal': None if recal_x is None else int(recal_x.shape[1])}
-    return landscape.Setting(fn, eval_data, recal_x, self.mesh, sizes)
-
-
-def check_fits(model, variables, input_shape, workdir: str) -> None:
-  """Raises ValueError unless a checkpoint's arrays are exactly those of the
-  model its stored config builds now (a checkpoint of an older valley_jax
-  may not fit: CIFAR ResNets trained before 2026-12-01 had 1×1-conv
-  shortcuts, and Flax would silently ignore the extra arrays)."""
-  fresh = models.abstract_variables(model, tuple(input_shape))
-
-  def shapes(v):
-    tree = {'params': v['params'], 'batch_stats': v.get('batch_stats') or {}}
-    return {'/'.join(str(getattr(k, 'key', k)) for k in path): tuple(a.shape)
-            for path, a in jax.tree_util.tree_leaves_with_path(tree)}
-
-  want, have = shapes(fresh), shapes(variables)
-  diff = sorted(k for k in set(want) | set(have) if want.get(k) != have.get(k))
-  if diff:
-    raise ValueError(
-        f'The checkpoint in {workdir} does not fit the model its config '
-        f'builds with this version of valley_jax: {len(diff)} arrays differ '
-        f'({", ".join(diff[:3])}{", ..." if len(diff) > 3 else ""}). It was '
-        'probably trained by an earlier version (CIFAR ResNets trained '
-        'before 2026-12-01 used 1×1-conv shortcuts): train it again.')
-
-
-def _round_up(n: int, k: int) -> int:
-  return -(-n // k) * k
-
-
 # ---------------------------------------------------------------------- run
 
 
-finite_or_none = outputs.finite_or_none
 
 
 def table(results: dict[str, Any]) -> str:
@@ -389,10 +228,10 @@ def table(results: dict[str, Any]) -> str:
 
 def _ensure_trained(config, kinds: list[str]) -> None:
   if _will_train(config) and any(
-      _probes_main(studies.STUDIES[k], config) for k in kinds):
+      _probes_main(registry.STUDIES[k], config) for k in kinds):
     logging.warning('No finished run in %s: training %s first.',
                     config.checkpoint, config.train.model.name)
-    train_lib.run(config.train, config.checkpoint)
+    train_runner.run(config.train, config.checkpoint)
 
 
 # The header of a kind that measures no checkpoint; its results override
@@ -408,12 +247,12 @@ def _header(workdir: str, epoch) -> dict[str, Any]:
 
 def _checkpoints_of(config, kind: str) -> list[tuple[str, Any]]:
   """The (workdir, epoch) pairs a kind measures; the first names the run."""
-  return studies.STUDIES[kind].checkpoints(config)
+  return registry.STUDIES[kind].checkpoints(config)
 
 
 def _from_weights(config, kind: str) -> bool:
   """Whether a kind measures config.weights instead of config.checkpoint."""
-  return bool(config.get('weights')) and _probes_main(studies.STUDIES[kind],
+  return bool(config.get('weights')) and _probes_main(registry.STUDIES[kind],
                                                       config)
 
 
@@ -458,7 +297,7 @@ def _draw(kind: str, results: dict[str, Any], folder: epath.Path,
           formats: tuple[str, ...] = ('png',)) -> list[str]:
   """Draws a kind's figure files; returns their names."""
   with plots.formats(formats):
-    paths = studies.STUDIES[kind].figure(results, str(folder))
+    paths = registry.STUDIES[kind].figure(results, str(folder))
   return [epath.Path(f).name for f in paths]
 
 
@@ -491,15 +330,15 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, str]:
       prov = _provenance(config, kind)
       results = _finished(folder, config, prov)
       if results is None:
-        probes_main = _probes_main(studies.STUDIES[kind], config)
+        probes_main = _probes_main(registry.STUDIES[kind], config)
         if main is None and probes_main:
           main = (p.weights_subject() if config.get('weights') else
                   p.subject(config.checkpoint, config.epoch))
         p.batch_sizes = main.sweep.batch_sizes if probes_main else None
         # 'float32' is full float32 in every kind (curvature, theory), not
         # only in the sweeps.
-        with landscape.matmul_precision(PRECISIONS[config.sweep.dtype]):
-          out = _RUNNERS[kind](p, main if probes_main else None)
+        with sweep.matmul_precision(PRECISIONS[config.sweep.dtype]):
+          out = registry.STUDIES[kind].run(p, main if probes_main else None)
         eval_bs, recal_bs = batch_sizes(config)
         used = p.batch_sizes or {'eval': eval_bs, 'recal': recal_bs}
         results = outputs.finite_or_none({

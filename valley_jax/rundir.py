@@ -1,0 +1,151 @@
+"""A run's folder: the stored config, its comparison, and opening a run.
+
+Shared by the three mains (train, probe-with-training, fedsim): a run is a
+workdir whose checkpoints hold the config that made them; a later command
+resumes it only with the same config (`config_diff`), and `open_run`
+refuses another unless --overwrite. Also `split_epoch` ('WORKDIR@EPOCH'
+specs) and `check_same_architecture` (a checkpoint fits a model).
+"""
+
+from typing import Any
+
+import jax
+from absl import logging
+from etils import epath
+
+from valley_jax import checkpoint
+
+# Every main's per-epoch or per-round metrics file in its workdir.
+METRICS = 'metrics.jsonl'
+# Keys that may change between a run and its resumption.
+_RESUMABLE_KEYS = ('data.data_dir', 'num_devices', 'train.on_nonfinite',
+                   'compile_cache')
+# Keys added after runs were stored: a stored config without one holds this.
+_NEW_KEY_DEFAULTS = {'train.init_from': '', 'train.init_fresh': ''}
+
+def _flat(d: dict[str, Any], prefix: str = '') -> dict[str, Any]:
+  out = {}
+  for k, v in d.items():
+    out.update(_flat(v, f'{prefix}{k}.') if isinstance(v, dict)
+               else {f'{prefix}{k}': v})
+  return out
+
+
+def config_diff(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+  """Keys whose values differ between two config dicts (resume-safe ignored)."""
+  a, b = _flat(old), _flat(checkpoint.as_json(new))
+  for k, v in _NEW_KEY_DEFAULTS.items():
+    if k in b:
+      a.setdefault(k, v)
+  keys = sorted(k for k in set(a) | set(b)
+                if a.get(k) != b.get(k) and k not in _RESUMABLE_KEYS)
+  return keys
+
+
+def split_epoch(spec: str) -> tuple[str, int | str]:
+  """'WORKDIR@EPOCH' -> (WORKDIR, EPOCH); no (numeric) suffix means 'last'.
+
+  Args:
+    spec: a workdir, optionally followed by '@' and an epoch or 'last'.
+
+  Returns:
+    (workdir, epoch as an int or 'last').
+
+  >>> split_epoch('runs/pre@5'), split_epoch('gs://b/run')
+  (('runs/pre', 5), ('gs://b/run', 'last'))
+  """
+  head, sep, tail = spec.rpartition('@')
+  if sep and (tail.isdigit() or tail == 'last'):
+    return head, int(tail) if tail.isdigit() else tail
+  return spec, 'last'
+
+
+def _leaf_shapes(variables) -> dict[str, tuple[tuple[int, ...], str]]:
+  """'collection/module/leaf' -> (shape, dtype) of params and batch_stats."""
+  flat = jax.tree_util.tree_flatten_with_path(
+      {'params': variables['params'],
+       'batch_stats': variables.get('batch_stats') or {}})[0]
+  return {'/'.join(str(getattr(k, 'key', k)) for k in path):
+          (tuple(leaf.shape), str(leaf.dtype)) for path, leaf in flat}
+
+
+def check_same_architecture(fresh, source, where: str,
+                            skip: frozenset[str] = frozenset()) -> None:
+  """Raises ValueError naming the first leaf that differs in path, shape
+  or dtype between two {'params', 'batch_stats'} trees.
+
+  Args:
+    fresh: the variables this config builds.
+    source: the variables of the checkpoint to start from.
+    where: names the checkpoint in the message.
+    skip: leaves not compared ('params/head/kernel', ...).
+
+  >>> import numpy as np
+  >>> v = {'params': {'w': np.zeros((2, 3))}}
+  >>> check_same_architecture(v, {'params': {'w': np.zeros((3, 3))}}, 'x')
+  Traceback (most recent call last):
+  ...
+  ValueError: x holds another architecture: params/w has shape (3, 3) ...
+  """
+  a, b = _leaf_shapes(fresh), _leaf_shapes(source)
+  for key in sorted((set(a) | set(b)) - skip):
+    if a.get(key) != b.get(key):
+      there = ('no such array' if key not in b else
+               f'has shape {b[key][0]} {b[key][1]}')
+      here = ('none' if key not in a else f'{a[key][0]} {a[key][1]}')
+      hint = (" (or a new head: config.train.init_fresh='CLF')"
+              if key.startswith('params/head/') else '')
+      raise ValueError(
+          f'{where} holds another architecture: {key} {there} there and '
+          f'{here} in this config; init_from needs the same model (name, '
+          f'width, sizes) and number of classes{hint}.')
+
+
+
+def metrics_path(workdir: str) -> epath.Path:
+  """<workdir>/metrics.jsonl."""
+  return epath.Path(workdir) / METRICS
+
+
+def open_run(workdir: str, config: dict[str, Any], *, overwrite: bool,
+             keep=(), arrays=('model', 'opt'), ignore=(),
+             outputs_to_drop=(METRICS,)):
+  """Opens a run's checkpoint manager; refuses a workdir of another config.
+
+  Shared by the mains. A workdir whose stored config differs (keys under
+  `ignore` aside) or whose checkpoint is damaged is refused unless
+  `overwrite`, which deletes its checkpoints and `outputs_to_drop`.
+
+  Args:
+    workdir: the run's folder.
+    config: the run's config as a dict.
+    overwrite: replace a run of another config.
+    keep: steps to keep besides step 0 and the latest.
+    arrays: the array items of the checkpoints.
+    ignore: key prefixes that may differ between a run and its resumption.
+    outputs_to_drop: files of the old run deleted on overwrite.
+  Returns:
+    The checkpoint manager.
+  """
+  mngr = checkpoint.manager(workdir, keep, arrays=arrays)
+  try:
+    old = checkpoint.stored_config(mngr)
+    diff = [k for k in (config_diff(old, config) if old is not None else [])
+            if not k.startswith(tuple(ignore))]
+  except checkpoint.CheckpointError as e:
+    if not overwrite:
+      raise checkpoint.CheckpointError(
+          f'{e} Or pass --overwrite to start this run again.') from None
+    diff = ['(damaged checkpoint)']
+  if diff:
+    if not overwrite:
+      raise ValueError(
+          f'{workdir} holds a run with a different config (keys {diff}); use '
+          'another --workdir or pass --overwrite to start again.')
+    logging.warning('Overwriting the run in %s.', workdir)
+    mngr.close()
+    (epath.Path(workdir) / checkpoint.CKPT_DIR).rmtree(missing_ok=True)
+    for name in outputs_to_drop:
+      (epath.Path(workdir) / name).unlink(missing_ok=True)
+    mngr = checkpoint.manager(workdir, keep, arrays=arrays)
+  return mngr

@@ -1,0 +1,1 @@
+"""train.py's runner (valley_jax.train.runner.run)."""
