@@ -16,8 +16,10 @@ _FLAGS = cli.define_flags('fed_digits.py', 'Fed', 'runs/fed_digits',
 
 def main(argv):
   del argv
-  config = cli.start(_FLAGS)
-  runner.main(config, _FLAGS.workdir.value, overwrite=_FLAGS.overwrite.value)
+  with cli.boundary():
+    config = cli.start(_FLAGS)
+    runner.main(config, _FLAGS.workdir.value,
+               overwrite=_FLAGS.overwrite.value)
 
 
 if __name__ == '__main__':

@@ -19,11 +19,12 @@ _WEIGHTS = flags.DEFINE_string(
 
 def main(argv):
   del argv
-  config = cli.start(_FLAGS)
-  if _WEIGHTS.value:
-    with config.unlocked():
-      config.weights = _WEIGHTS.value
-  runner.run(config, _FLAGS.workdir.value)
+  with cli.boundary():
+    config = cli.start(_FLAGS)
+    if _WEIGHTS.value:
+      with config.unlocked():
+        config.weights = _WEIGHTS.value
+    runner.run(config, _FLAGS.workdir.value)
 
 
 if __name__ == '__main__':

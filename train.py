@@ -11,8 +11,10 @@ _FLAGS = cli.define_flags('digits_cnn.py', 'Training', 'runs/default',
 
 def main(argv):
   del argv
-  config = cli.start(_FLAGS)
-  runner.run(config, _FLAGS.workdir.value, overwrite=_FLAGS.overwrite.value)
+  with cli.boundary():
+    config = cli.start(_FLAGS)
+    runner.run(config, _FLAGS.workdir.value,
+               overwrite=_FLAGS.overwrite.value)
 
 
 if __name__ == '__main__':

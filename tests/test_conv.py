@@ -47,6 +47,7 @@ def _tiny_resnet():
   return model, x, v['params'], v['batch_stats']
 
 
+@pytest.mark.slow
 def test_fed_local_steps_compile_to_canonical_convolutions():
   """XLA:CPU runs a non-canonical conv in a loop body as a naive loop (70x
   slower); lax's kernel gradient is one (f01b_i01o->01bf). The FedSim local
@@ -65,6 +66,7 @@ def test_fed_local_steps_compile_to_canonical_convolutions():
   assert _dim_labels(hlo) == {'b01f_01io->b01f'}
 
 
+@pytest.mark.slow
 def test_forward_mode_works_outside_the_context():
   """Hessian-vector products (jvp of grad) of a conv net, as curvature.py
   computes them, need the plain lax convolution."""

@@ -117,6 +117,7 @@ def test_safetensors_round_trip(tmp_path):
       'weights': str(path), 'sha256': convert.sha256(str(path))}
 
 
+@pytest.mark.slow
 def test_probe_measures_a_weights_file(tmp_path):
   """groups on a state dict (npz): provenance is the file's SHA-256, and the
   curve at λ = 0 is the cross-entropy of the converted model itself."""

@@ -1,4 +1,8 @@
-"""Each algorithm's round against a plain numpy computation on tiny models."""
+"""Each algorithm's round against a plain numpy computation on tiny models;
+the docstring examples of the fed modules."""
+
+import doctest
+import importlib
 
 import flax.linen as nn
 import jax
@@ -93,6 +97,7 @@ def _close(a, b, tol=2e-5):
                                                        atol=tol), a, b)
 
 
+@pytest.mark.slow
 def test_fedprox_matches_hand_steps():
   data = _data()
   model, alg, server, clients = _setup('fedprox', {'mu': 0.5})
@@ -110,6 +115,7 @@ def test_fedprox_matches_hand_steps():
   _close(new.weights.params['head'], want)
 
 
+@pytest.mark.slow
 def test_scaffold_matches_hand_steps():
   data = _data()
   model, alg, server, clients = _setup('scaffold', None)
@@ -138,6 +144,7 @@ def test_scaffold_matches_hand_steps():
                                 for n in p0}, 1e-4)
 
 
+@pytest.mark.slow
 def test_feddyn_matches_hand_steps():
   data = _data()
   alpha = 0.5
@@ -212,6 +219,7 @@ def _numeric_grad(fn, theta, eps=1e-6):
   return jax.tree.unflatten(treedef, grads)
 
 
+@pytest.mark.slow
 def test_moon_matches_hand_step():
   rng = np.random.default_rng(5)
   x = rng.normal(size=(1, 4, 2)).astype(np.float32)
@@ -244,6 +252,7 @@ def test_moon_matches_hand_step():
   _close(jax.tree.map(lambda a: a[0], stored.params), want['params'], 1e-4)
 
 
+@pytest.mark.slow
 def test_moon_first_participation_uses_the_global_model():
   # With previous = θt both logits are the same function of θ, so the
   # contrastive term has no gradient: MOON's first round is FedAvg's.
@@ -327,3 +336,15 @@ def test_moon_needs_a_representation():
   with pytest.raises(ValueError, match=r'config\.fed\.algorithm=.moon.*'
                      'representation'):
     fed.init_states(alg, model, v, 2, input_shape=(3,), key=jax.random.key(0))
+
+
+@pytest.mark.parametrize('name', [
+    pytest.param('valley_jax.fed', marks=pytest.mark.slow),
+    'valley_jax.fed.fedavg', 'valley_jax.fed.fedprox',
+    'valley_jax.fed.fedsign', 'valley_jax.fed.moon', 'valley_jax.fed.feddyn',
+    'valley_jax.fed.scaffold', 'valley_jax.fed.fedpan',
+    'valley_jax.fed.rounds', 'valley_jax.models.layers'])
+def test_fed_docstring_examples(name):
+  result = doctest.testmod(importlib.import_module(name),
+                           optionflags=doctest.ELLIPSIS)
+  assert result.attempted > 0 and result.failed == 0

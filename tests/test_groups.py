@@ -1,6 +1,9 @@
-"""Parameter groups partition every registry model's parameters."""
+"""core/groups.py: parameter groups partition every registry model's
+parameters; the statistics groups of Fig. 8."""
 
 import jax
+import jax.numpy as jnp
+import numpy as np
 import pytest
 
 from valley_jax import models
@@ -85,3 +88,31 @@ def test_layer1_is_the_first_stage():
   vit = _named(_params('vit'), 'LAYER1')
   assert vit['conv_patch/kernel'] and vit['pos_embedding']
   assert vit['block1/dense_qkv/kernel'] and not vit['block2/dense_qkv/kernel']
+
+
+# -------------------------------------------------- Fig. 8's statistics groups
+
+
+def _named_groups(params):
+  return {'/'.join(k.key for k in path): groups.stats_group(
+      tuple(k.key for k in path))
+          for path, _ in jax.tree_util.tree_leaves_with_path(params)}
+
+
+def test_fig8_statistics_groups_leave_out_bn_biases():
+  z = jnp.zeros(2)
+  params = {'conv1': {'kernel': jnp.zeros((3, 3, 1, 2)), 'bias': z},
+            'bn1': {'scale': z, 'bias': z},
+            'dense1': {'kernel': jnp.zeros((2, 2)), 'bias': z},
+            'head': {'kernel': jnp.zeros((2, 2)), 'bias': z}}
+  assert _named_groups(params) == {
+      'conv1/kernel': 'Other Weight', 'conv1/bias': 'Other Bias',
+      'bn1/scale': 'BN Weight', 'bn1/bias': None,
+      'dense1/kernel': 'Other Weight', 'dense1/bias': 'Other Bias',
+      'head/kernel': 'CLF Weight', 'head/bias': 'CLF Bias'}
+  # 'Other Bias' holds the conv and dense biases only (2 + 2 numbers).
+  sizes = {g: sum(int(np.size(x)) for x, m in zip(
+      jax.tree.leaves(params), jax.tree.leaves(groups.stats_mask(params, g)))
+                  if m) for g in groups.STATS_GROUPS}
+  assert sizes == {'BN Weight': 2, 'CLF Weight': 4, 'CLF Bias': 2,
+                   'Other Weight': 22, 'Other Bias': 4}

@@ -17,7 +17,8 @@ _ALIASES = {'valley_jax.tree', 'valley_jax.directions', 'valley_jax.normalize',
 # Layers, lowest first; a module imports from its own layer or below.
 _LAYERS = [
     # Building blocks with no project imports above them.
-    ('valley_jax', 'valley_jax.checks', 'valley_jax.compile_cache',
+    ('valley_jax', 'valley_jax.errors', 'valley_jax.checks',
+     'valley_jax.compile_cache',
      'valley_jax.distributed', 'valley_jax.sharding', 'valley_jax.outputs',
      'valley_jax.data*', 'valley_jax.models*'),
     # Config-free math.
@@ -147,8 +148,9 @@ def test_no_module_imports_a_public_alias():
   assert users == []
 
 
-# NamedTuple's public methods start with an underscore.
-_NAMEDTUPLE = ('_replace', '_asdict', '_fields', '_make')
+# Public names that start with an underscore: NamedTuple's methods, and
+# os._exit (the documented way to end a process from a thread).
+_NAMEDTUPLE = ('_replace', '_asdict', '_fields', '_make', '_exit')
 
 
 def test_no_private_name_of_another_module():

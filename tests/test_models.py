@@ -17,8 +17,11 @@ _TINY = {'vit': dict(depth=2, dim=16, heads=2)}
 
 # The bottleneck ResNets (16 and 33 blocks) would add many seconds here; a
 # two-block bottleneck ResNet with grouped convs runs in test_convert.py.
-@pytest.mark.parametrize('name', sorted(set(models.MODELS) - {
-    'resnet50', 'resnext101_32x8d'}))
+# Eager init and apply compile every layer's shapes, seconds per network:
+# only the MLP runs in the fast tier.
+@pytest.mark.parametrize('name', [
+    n if n == 'mlp' else pytest.param(n, marks=pytest.mark.slow)
+    for n in sorted(set(models.MODELS) - {'resnet50', 'resnext101_32x8d'})])
 def test_forward_tiny(name):
   shape = (8, 8, 3) if name != 'vit' else (8, 8, 3)
   model = models.build_model(name, num_classes=7, width=0.0625,
@@ -114,6 +117,7 @@ def _bn_scales(bn_init):
   return np.asarray(v['params']['bn1']['scale'])
 
 
+@pytest.mark.slow
 def test_bn_init_options():
   np.testing.assert_array_equal(_bn_scales('ones'), 1.0)
   u = _bn_scales('uniform')

@@ -1,21 +1,14 @@
-"""Federated client partitions, their label statistics, padding and figures."""
+"""data/partition.py: federated client partitions, their label statistics
+and padding."""
 
 import math
 import time
 
 import numpy as np
 import pytest
+from conftest import PARTITION_LABELS as LABELS, dirichlet_parts as _dirichlet
 
 from valley_jax.data import partition as part
-from valley_jax.fed import figures
-
-# 10 classes of 100 samples: N = 1000.
-LABELS = np.repeat(np.arange(10), 100)
-
-
-def _dirichlet(alpha, seed=0, labels=LABELS, k=10, min_size=10):
-  return part.partition(labels, k, method='dirichlet', alpha=alpha, seed=seed,
-                        min_size=min_size)
 
 
 def _entropy(parts, labels=LABELS):
@@ -183,18 +176,3 @@ def test_pad_clients_round_trip():
     np.testing.assert_array_equal(c.x[k, :sizes[k]], x[p])
     np.testing.assert_array_equal(c.y[k, :sizes[k]], y[p])
     assert not c.x[k, sizes[k]:].any() and not c.y[k, sizes[k]:].any()
-
-
-def test_figures_write_png_and_pdf(tmp_path):
-  hist = part.label_histogram(LABELS, _dirichlet(0.5), 10)
-  paths = figures.label_heatmap(hist.tolist(), str(tmp_path / 'fig' / 'labels'),
-                                title='α = 0.5')
-  paths += figures.accuracy(
-      {'fedavg': ([1, 2, 3], [0.2, 0.5, 0.7]),
-       'fedsign': ([1, 2, 3], [0.3, None, 0.8])},
-      str(tmp_path / 'accuracy'))
-  assert sorted(p.rsplit('/', 1)[-1] for p in paths) == [
-      'accuracy.pdf', 'accuracy.png', 'labels.pdf', 'labels.png']
-  for p in paths:
-    with open(p, 'rb') as f:
-      assert len(f.read()) > 1000

@@ -1,4 +1,5 @@
-"""Model soups (Fig. 11): train.init_from, the SSRs, the gain, the kind."""
+"""Model soups (Fig. 11, probe/studies/soups.py): the SSRs, the gain, the
+kind end to end and its finding."""
 
 import doctest
 import json
@@ -6,23 +7,12 @@ import json
 import jax
 import numpy as np
 import pytest
-from conftest import tiny_train_config
+from conftest import half_train_config as _tiny
 
 from valley_jax import checkpoint, defaults, rundir
 from valley_jax.probe import runner as probe_runner
 from valley_jax.probe.studies import soups
 from valley_jax.train import runner as train_runner
-
-
-def _tiny(half=None, seed=0, init_from='', epochs=2):
-  c = tiny_train_config(epochs=epochs)
-  c.train.keep_epochs = (1,)
-  c.data.half, c.seed, c.train.init_from = half, seed, init_from
-  return c
-
-
-def _equal(a, b):
-  jax.tree.map(np.testing.assert_array_equal, a, b)
 
 
 def _probe(a, b, init=''):
@@ -36,59 +26,6 @@ def _probe(a, b, init=''):
 def _load(path):
   with open(path) as f:
     return json.load(f)
-
-
-# ------------------------------------------------------------ train.init_from
-
-
-def test_init_from_is_epoch_0_and_resumes_exactly(tmp_path):
-  src, full, cut = (str(tmp_path / k) for k in ('src', 'full', 'cut'))
-  train_runner.run(_tiny(1, seed=1), src)
-  c = _tiny(0, init_from=f'{src}@1')  # A kept epoch other than the last.
-  train_runner.run(c, full)
-  _equal(checkpoint.restore_model(full, 0)[0],
-         checkpoint.restore_model(src, 1)[0])
-  train_runner.run(c, cut, stop_after=1)  # Killed after epoch 1, then again.
-  assert train_runner.run(c, cut)['epoch'] == 2
-  _equal(checkpoint.restore_model(cut)[0], checkpoint.restore_model(full)[0])
-
-
-def test_init_from_refusals_and_a_fresh_head(tmp_path):
-  src = _tiny(epochs=1)  # Same input shape, 5 classes: another head.
-  src.data.name, src.data.n_train, src.data.n_test = 'synthetic', None, None
-  src.data.kwargs.update(shape=(8, 8, 1), num_classes=5, n_train=128,
-                         n_test=64)
-  train_runner.run(src, str(tmp_path / 'src'))
-  c = _tiny(0, init_from=str(tmp_path / 'src'), epochs=1)
-  with pytest.raises(ValueError, match="params/head.*init_fresh='CLF'"):
-    train_runner.run(c, str(tmp_path / 'no'))
-  assert checkpoint.epochs(str(tmp_path / 'no')) == []  # Refused: no save.
-  with pytest.raises(FileNotFoundError, match='init_from.*Epoch 3'):
-    train_runner.run(_tiny(0, init_from=f"{tmp_path / 'src'}@3"),
-                     str(tmp_path / 'x'))
-  c.train.init_fresh = 'CLF'
-  c.model.width = 0.25
-  with pytest.raises(ValueError, match=r'architecture: \S+ has shape \(32,\)'
-                     r' float32 there and \(64,\) float32 in this config'):
-    train_runner.run(c, str(tmp_path / 'wide'))
-  c.model.width = 0.125
-  train_runner.run(c, str(tmp_path / 'ft'))
-  got = checkpoint.restore_model(str(tmp_path / 'ft'), 0)[0]
-  old = checkpoint.restore_model(str(tmp_path / 'src'), 1)[0]
-  _equal(got['batch_stats'], old['batch_stats'])
-  for k in got['params']:
-    if k != 'head':
-      _equal(got['params'][k], old['params'][k])
-  assert got['params']['head']['kernel'].shape[-1] == 10
-
-
-def test_stored_config_without_init_from_still_resumes():
-  new = _tiny().to_dict()
-  old = json.loads(json.dumps(new))
-  del old['train']['init_from'], old['train']['init_fresh']
-  assert rundir.config_diff(old, new) == []
-  new['train']['init_from'] = 'runs/pre'
-  assert rundir.config_diff(old, new) == ['train.init_from']
 
 
 # -------------------------------------------------------------- the measures
@@ -162,6 +99,7 @@ def _train_pairs(tmp_path):
   return d
 
 
+@pytest.mark.slow
 def test_soups_end_to_end_and_the_finding(tmp_path, monkeypatch):
   """Schema, figure, provenance; then paper Fig. 11: from a shared
   pre-trained start SSR-AB is high and averaging does not hurt, from

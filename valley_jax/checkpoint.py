@@ -31,12 +31,13 @@ from etils import epath
 
 from valley_jax import outputs, sharding
 from valley_jax.core.steps import TrainState
+from valley_jax.errors import InputError, InputFileError, UserError
 
 CKPT_DIR = 'checkpoints'
 DEFAULT_KEEP = (1, 2, 3, 5, 10, 20, 30, 50)
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(UserError, RuntimeError):
   """A checkpoint that cannot be read back as it was written."""
 
 
@@ -290,6 +291,28 @@ def load_config(workdir: str, epoch: int | None = None) -> dict[str, Any]:
   return stored_config(manager(workdir, read_only=True), epoch)
 
 
+def check_training_run(workdir: str, what: str) -> None:
+  """Raises InputError if `workdir` holds a fedsim run, not a training run.
+
+  A fedsim workdir's checkpoints hold the server and client states of the
+  federated simulation (items 'server' and 'clients'), not one model's
+  params and batch_stats, so probe.py and init_from cannot read them.
+
+  Args:
+    workdir: a workdir that holds checkpoints.
+    what: the config field that names it, for the message.
+  """
+  cfg = load_config(workdir)
+  if cfg is not None and 'fed' in cfg:
+    raise InputError(
+        f'{what}={workdir!r} is a fedsim run: its checkpoints hold the '
+        'server and client states of a federated simulation, not a trained '
+        "model's params and batch_stats, so they cannot be probed or "
+        'trained from. Name a train.py workdir. (The global model of a '
+        'fedsim run is evaluated in its results.json; probing it is not '
+        'supported yet.)')
+
+
 def epochs(workdir: str) -> list[int]:
   """The kept epochs of a training workdir (empty if there is none)."""
   if not _ckpt_dir(workdir).exists():
@@ -301,12 +324,12 @@ def resolve_epoch(workdir: str, epoch: int | str = 'last') -> int:
   """The kept epoch that `epoch` ('last' or a number) names in `workdir`."""
   kept = epochs(workdir)
   if not kept:
-    raise FileNotFoundError(f'No checkpoints in {workdir}/{CKPT_DIR}; train '
-                            'first: python train.py --workdir=...')
+    raise InputFileError(f'No checkpoints in {workdir}/{CKPT_DIR}; train '
+                         'first: python train.py --workdir=...')
   step = max(kept) if epoch == 'last' else int(epoch)
   if step not in kept:
-    raise FileNotFoundError(f'Epoch {step} is not kept in {workdir}; kept '
-                            f'epochs: {kept} (config.train.keep_epochs).')
+    raise InputFileError(f'Epoch {step} is not kept in {workdir}; kept '
+                         f'epochs: {kept} (config.train.keep_epochs).')
   return step
 
 

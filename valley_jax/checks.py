@@ -12,7 +12,7 @@ config that no field covers, so a test can insist that none is left out.
 >>> check(c, [Field('sweep.chunk', int, lo=0)])
 Traceback (most recent call last):
 ...
-ValueError: config.sweep.chunk=-1 must be an integer ≥ 0.
+valley_jax.errors.InputError: config.sweep.chunk=-1 must be an integer ≥ 0.
 """
 
 import dataclasses
@@ -20,20 +20,24 @@ import fnmatch
 import math
 from typing import Any, Iterable
 
+from absl import logging
+import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
-from absl import logging
+
+from valley_jax.errors import InputError, UserError
 
 NONFINITE_POLICIES = ('stop', 'continue')
 
 
-class NonFiniteLossError(FloatingPointError):
+class NonFiniteLossError(UserError, FloatingPointError):
   """A training loss became NaN or infinite."""
 
 
 def check_policy(policy: str, field: str) -> None:
   if policy not in NONFINITE_POLICIES:
-    raise ValueError(f'{field}={policy!r} must be one of '
+    raise InputError(f'{field}={policy!r} must be one of '
                      f'{NONFINITE_POLICIES}.')
 
 
@@ -177,7 +181,9 @@ def _check_value(name: str, value: Any, f: Field) -> None:
         continue
     if not f.ok(v):
       hint = f' ({f.why})' if f.why else ''
-      raise ValueError(f'{name}={value!r} must be {f.describe()}{hint}.')
+      names = ''.join(f', or {a!r}' for a in f.also)
+      raise InputError(
+          f'{name}={value!r} must be {f.describe()}{names}{hint}.')
 
 
 def unchecked(config: ml_collections.ConfigDict | dict,
@@ -269,3 +275,29 @@ FED_OWN_FIELDS = [
 ]
 FED_FIELDS = [f for f in TRAIN_FIELDS if not f.path.startswith('train.')
               ] + FED_OWN_FIELDS
+
+
+def check_finite_variables(variables: Any, where: str) -> None:
+  """Raises InputError naming the arrays of `variables` that hold NaN or inf.
+
+  For weights and checkpoints on load: a probe of non-finite weights would
+  report an error of 1 − 1/C on every curve and exit as if all went well.
+
+  Args:
+    variables: a pytree of arrays ({'params', 'batch_stats'}).
+    where: names the file or checkpoint in the message.
+
+  >>> check_finite_variables({'params': {'w': np.array([1.0, np.nan])}}, 'x')
+  Traceback (most recent call last):
+  ...
+  valley_jax.errors.InputError: x holds non-finite values (NaN or inf) in ...
+  """
+  bad = ['/'.join(str(getattr(k, 'key', k)) for k in path)
+         for path, leaf in jax.tree_util.tree_leaves_with_path(variables)
+         if not bool(jnp.all(jnp.isfinite(leaf)))]
+  if bad:
+    raise InputError(
+        f'{where} holds non-finite values (NaN or inf) in {len(bad)} '
+        f"array(s): {', '.join(bad[:5])}{', ...' if len(bad) > 5 else ''}. "
+        'These weights cannot be probed: check the file, or the training '
+        'run that wrote it (config.train.on_nonfinite).')

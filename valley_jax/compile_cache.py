@@ -22,8 +22,13 @@ from absl import logging
 import jax
 from jax.experimental.compilation_cache import compilation_cache
 
+from valley_jax.errors import InputError
+
 # Values of config.compile_cache that leave the cache off.
 OFF = ('', 'none')
+# Words that mean "off" to a reader but are not OFF: refused, not taken
+# as a folder name (./off).
+_OFF_WORDS = ('off', 'false', 'no', '0', 'disable', 'disabled', 'null')
 # The env variable that overrides the default directory (tests point it to a
 # temporary directory, CI to 'none').
 ENV = 'VALLEY_JAX_COMPILE_CACHE'
@@ -43,15 +48,39 @@ def default_dir() -> str:
 
 
 def check(value: str, field: str = 'config.compile_cache') -> None:
-  """Raises ValueError unless `value` is a string (see module doc).
+  """Raises InputError unless `value` names a usable cache (module doc).
+
+  A word that reads as "off" but is not 'none' ('off', 'false', ...) is
+  refused rather than taken as a folder of that name; so are a path that is
+  a file and a folder that cannot be created or written. Nothing is created.
 
   Args:
     value: the config value.
     field: the config field, for the message.
   """
   if not isinstance(value, str):
-    raise ValueError(f"{field}={value!r} must be a directory, 'default' or "
+    raise InputError(f"{field}={value!r} must be a directory, 'default' or "
                      "'none' (a string).")
+  word = value.strip().lower()
+  if word in _OFF_WORDS:
+    raise InputError(f'{field}={value!r} would cache in a folder named '
+                     f"{value!r}. To switch the cache off, pass "
+                     f"--{field}=none; to use such a folder, name it as a "
+                     f'path (./{value.strip()}).')
+  path = default_dir() if word == 'default' else value.strip()
+  if path.lower() in OFF or '://' in path:
+    return
+  path = os.path.abspath(os.path.expanduser(path))
+  if os.path.exists(path) and not os.path.isdir(path):
+    raise InputError(f'{field}={value!r} is a file ({path}); name a '
+                     "directory, or 'none' for no cache.")
+  parent = path
+  while not os.path.exists(parent):
+    parent = os.path.dirname(parent)
+  if not os.access(parent, os.W_OK | os.X_OK):
+    raise InputError(f'{field}={value!r}: {parent} is not writable, so the '
+                     "cache cannot live there; name another directory, or "
+                     "'none' for no cache.")
 
 
 def enable(value: str = 'default', min_compile_secs: float = 0.1,

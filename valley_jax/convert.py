@@ -30,6 +30,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from valley_jax import models
+from valley_jax.errors import (InputError, InputFileError, MissingPackageError,
+                               UserError)
 
 _MODULES = {'conv_stem': 'conv1', 'bn_stem': 'bn1', 'head': 'fc',
             'conv_shortcut': 'downsample.0', 'bn_shortcut': 'downsample.1'}
@@ -82,30 +84,54 @@ def load_state_dict(path: str) -> dict[str, np.ndarray]:
   """
   p = epath.Path(path)
   if not p.exists():
-    raise FileNotFoundError(f'Weights file {path} does not exist.')
+    raise InputFileError(f'Weights file {path} does not exist.')
+  if p.is_dir():
+    raise InputError(f'Weights file {path} is a folder; name a .safetensors, '
+                     '.npz or .pth file.')
+  try:
+    return _read(p, path)
+  except UserError:
+    raise
+  except Exception as e:  # pylint: disable=broad-except
+    # numpy, safetensors and torch each fail in their own way on a file
+    # that is not what its name says (numpy suggests allow_pickle, which
+    # would run code from the file: never).
+    raise InputError(
+        f'Weights file {path} cannot be read as {p.suffix.lower()!r} '
+        f'({type(e).__name__}). Is it whole, and of the format its name '
+        'says? Pickled arrays are not read.') from None
+
+
+def _read(p: epath.Path, path: str) -> dict[str, np.ndarray]:
+  """load_state_dict's reading, by the file's suffix."""
   suffix = p.suffix.lower()
   if suffix == '.npz':
     with p.open('rb') as f:
-      return dict(np.load(f))
+      with np.load(f, allow_pickle=False) as z:
+        out = {k: z[k] for k in z.files}
+    if not out:
+      raise InputError(f'Weights file {path} holds no arrays.')
+    return out
   if suffix == '.safetensors':
     try:
       from safetensors import numpy as st  # pylint: disable=g-import-not-at-top
     except ImportError as e:
-      raise ImportError('Reading .safetensors needs the safetensors package: '
-                        "pip install 'valley_jax[weights]'.") from e
+      raise MissingPackageError(
+          'Reading .safetensors needs the safetensors package: '
+          "pip install 'valley_jax[weights]'.") from e
     return dict(st.load(p.read_bytes()))
   if suffix in ('.pth', '.pt'):
     try:
       import torch  # pylint: disable=g-import-not-at-top
     except ImportError as e:
-      raise ImportError(f'Reading {path} needs PyTorch; or convert it to '
-                        '.safetensors or .npz where PyTorch is installed.'
-                        ) from e
+      raise MissingPackageError(
+          f'Reading {path} needs PyTorch; or convert it to .safetensors or '
+          '.npz where PyTorch is installed.') from e
     with p.open('rb') as f:
       sd = torch.load(f, map_location='cpu', weights_only=True)
     return {k: v.float().numpy() if v.is_floating_point() else v.numpy()
             for k, v in sd.items()}
-  raise ValueError(f'Unknown weights format {suffix!r} of {path}; use '
+  raise InputError(f'Unknown weights format {suffix!r} of {path}; use '
                    '.safetensors, .npz or .pth.')
 
 
@@ -152,7 +178,7 @@ def convert(state_dict: dict[str, Any], model, input_shape=(64, 64, 3),
       continue
     out[path] = jnp.asarray(_to_flax(a), flat[path].dtype)
   if errors:
-    raise ValueError(f'{where} does not fit {type(model).__name__} '
+    raise InputError(f'{where} does not fit {type(model).__name__} '
                      f'({len(keys)} tensors): ' + '; '.join(errors))
   return flax.traverse_util.unflatten_dict(out)
 

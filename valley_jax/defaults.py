@@ -9,6 +9,7 @@ import ml_collections
 from ml_collections import config_dict
 
 from valley_jax import checkpoint
+from valley_jax.errors import InputError
 from valley_jax.probe import registry
 
 
@@ -67,7 +68,7 @@ def apply_variant(c: ml_collections.ConfigDict,
     key = next((k for k in sorted(_VARIANTS, key=len, reverse=True)
                 if item.startswith(k)), None)
     if key is None:
-      raise ValueError(f'Unknown config variant {item!r}; use one of '
+      raise InputError(f'Unknown config variant {item!r}; use one of '
                        f'{sorted(_VARIANTS)} followed by a value, e.g. lr0.1.')
     _VARIANTS[key](c, item[len(key):].lstrip('_='))
   return c
@@ -210,7 +211,7 @@ def apply_fed_variant(c: ml_collections.ConfigDict,
     key = next((k for k in sorted(_FED_VARIANTS, key=len, reverse=True)
                 if item.startswith(k)), None)
     if key is None:
-      raise ValueError(
+      raise InputError(
           f'Unknown fed config variant {item!r}; use an algorithm '
           f'{sorted(fed.ALGORITHMS)}, a model name, or one of '
           f'{sorted(_FED_VARIANTS)} followed by a value, e.g. alpha0.5.')

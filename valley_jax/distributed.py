@@ -27,11 +27,16 @@ and Orbax's checkpoint barriers need it), but only the primary process
 False
 """
 
+import contextlib
 import os
+import sys
+import threading
 from typing import Any
 
 from absl import flags, logging
 import jax
+
+from valley_jax.errors import InputError
 
 # Environment variables of the launchers whose processes JAX can find
 # (SLURM, Open MPI, TPU on GKE); on Cloud TPU VMs JAX itself knows
@@ -41,8 +46,13 @@ _CLUSTER_HINTS = ('SLURM_JOB_ID', 'OMPI_MCA_orte_hnp_uri',
                   'MEGASCALE_COORDINATOR_ADDRESS')
 
 
-def define_flags(flag_values=flags.FLAGS) -> tuple[Any, Any, Any]:
-  """Defines --coordinator_address, --num_processes and --process_id.
+# Seconds a process waits for the others to join (--process_timeout).
+DEFAULT_TIMEOUT = 180
+
+
+def define_flags(flag_values=flags.FLAGS) -> tuple[Any, Any, Any, Any]:
+  """Defines --coordinator_address, --num_processes, --process_id and
+  --process_timeout.
 
   For the mains; they pass the values to `initialize`. Left at their
   defaults, the processes are found from the environment.
@@ -50,7 +60,7 @@ def define_flags(flag_values=flags.FLAGS) -> tuple[Any, Any, Any]:
   Args:
     flag_values: the absl FlagValues to define them in.
   Returns:
-    The three FlagHolders.
+    The four FlagHolders.
   """
   return (
       flags.DEFINE_string(
@@ -63,7 +73,11 @@ def define_flags(flag_values=flags.FLAGS) -> tuple[Any, Any, Any]:
           '(0: from the environment).', flag_values=flag_values),
       flags.DEFINE_integer(
           'process_id', -1, 'This process: 0 .. num_processes - 1 (-1: from '
-          'the environment).', flag_values=flag_values))
+          'the environment).', flag_values=flag_values),
+      flags.DEFINE_integer(
+          'process_timeout', DEFAULT_TIMEOUT, 'Seconds to wait for every '
+          'process of a multi-process run to join before giving up with a '
+          'message.', flag_values=flag_values))
 
 
 def cluster_processes() -> int:
@@ -99,7 +113,7 @@ def _check_explicit(coordinator_address: str, num_processes: int,
                     process_id: int) -> None:
   if not coordinator_address or num_processes < 1 or not (
       0 <= process_id < num_processes):
-    raise ValueError(
+    raise InputError(
         f'--coordinator_address={coordinator_address!r}, --num_processes='
         f'{num_processes}, --process_id={process_id}: a multi-process run '
         'named by flags needs all three (host:port of process 0, the count, '
@@ -107,7 +121,8 @@ def _check_explicit(coordinator_address: str, num_processes: int,
 
 
 def initialize(coordinator_address: str = '', num_processes: int = 0,
-               process_id: int = -1) -> bool:
+               process_id: int = -1,
+               timeout_s: int = DEFAULT_TIMEOUT) -> bool:
   """Joins the processes of a multi-process run (call before any JAX work).
 
   Args:
@@ -116,6 +131,9 @@ def initialize(coordinator_address: str = '', num_processes: int = 0,
     num_processes: the number of processes (0 = from the environment; 1 =
       a single process even inside a cluster allocation).
     process_id: this process (-1 = from the environment).
+    timeout_s: how long to wait for the other processes. When they have not
+      all joined by then, this process prints which run it waited for and
+      exits with status 2 (JAX itself would abort the interpreter).
   Returns:
     Whether jax.distributed was initialised (False for a single process).
   Raises:
@@ -129,15 +147,52 @@ def initialize(coordinator_address: str = '', num_processes: int = 0,
     _check_explicit(coordinator_address, num_processes, process_id)
     if num_processes == 1:
       return False
-    jax.distributed.initialize(coordinator_address, num_processes, process_id)
+    with _watchdog(timeout_s, coordinator_address, num_processes,
+                   process_id):
+      jax.distributed.initialize(coordinator_address, num_processes,
+                                 process_id,
+                                 initialization_timeout=timeout_s + 30)
   elif cluster_processes() > 1:
-    jax.distributed.initialize()
+    with _watchdog(timeout_s, 'from the environment', 0, -1):
+      jax.distributed.initialize(initialization_timeout=timeout_s + 30)
   else:
     return False
   logging.info('Process %d of %d; %d devices in all, %d here.',
                jax.process_index(), jax.process_count(), jax.device_count(),
                jax.local_device_count())
   return True
+
+
+@contextlib.contextmanager
+def _watchdog(timeout_s: int, coordinator: str, num_processes: int,
+              process_id: int):
+  """Exits with a message (status 2) if the block outlives `timeout_s`.
+
+  jax.distributed.initialize blocks in C++ while it waits for the other
+  processes and, at its own timeout, aborts the interpreter with a C++
+  stack; this timer fires first (JAX is given 30 s more) and says what was
+  waited for instead.
+  """
+  def fire():
+    others = (f'processes {sorted(set(range(num_processes)) - {process_id})}'
+              if num_processes else 'the other processes')
+    sys.stderr.write(
+        f'Error: this is process {process_id} of {num_processes or "?"}; '
+        f'{others} did not join within {timeout_s} s (coordinator '
+        f'{coordinator}). Start every process with the same '
+        '--coordinator_address and --num_processes and its own '
+        '--process_id, check that the coordinator\'s port is reachable, or '
+        'wait longer with --process_timeout. Nothing was written.\n')
+    sys.stderr.flush()
+    os._exit(2)  # pylint: disable=protected-access
+
+  timer = threading.Timer(timeout_s, fire)
+  timer.daemon = True
+  timer.start()
+  try:
+    yield
+  finally:
+    timer.cancel()
 
 
 def is_primary() -> bool:

@@ -32,6 +32,7 @@ from etils import epath
 import numpy as np
 
 from valley_jax import distributed
+from valley_jax.errors import InputError
 
 
 def finite_or_none(obj: Any) -> Any:
@@ -131,7 +132,7 @@ def check_writable(path: epath.PathLike, what: str) -> epath.Path:
   """
   path = epath.Path(path)
   if path.exists() and not path.is_dir():
-    raise ValueError(f'{what}={str(path)!r} is a file, not a folder; choose '
+    raise InputError(f'{what}={str(path)!r} is a file, not a folder; choose '
                      'another path.')
   probe = path / f'.write-test-{uuid.uuid4().hex[:8]}'
   try:
@@ -139,6 +140,6 @@ def check_writable(path: epath.PathLike, what: str) -> epath.Path:
     probe.write_text('')
     probe.unlink()
   except OSError as e:
-    raise ValueError(f'{what}={str(path)!r} is not writable ({e}); choose a '
+    raise InputError(f'{what}={str(path)!r} is not writable ({e}); choose a '
                      'folder you can write to.') from None
   return path

@@ -7,13 +7,20 @@ refuses another unless --overwrite. Also `split_epoch` ('WORKDIR@EPOCH'
 specs) and `check_same_architecture` (a checkpoint fits a model).
 """
 
+import contextlib
+import fcntl
+import json
+import os
+import socket
+import time
 from typing import Any
 
-import jax
 from absl import logging
 from etils import epath
+import jax
 
-from valley_jax import checkpoint
+from valley_jax import checkpoint, distributed
+from valley_jax.errors import InputError, WorkdirBusyError
 
 # Every main's per-epoch or per-round metrics file in its workdir.
 METRICS = 'metrics.jsonl'
@@ -85,7 +92,7 @@ def check_same_architecture(fresh, source, where: str,
   >>> check_same_architecture(v, {'params': {'w': np.zeros((3, 3))}}, 'x')
   Traceback (most recent call last):
   ...
-  ValueError: x holds another architecture: params/w has shape (3, 3) ...
+  valley_jax.errors.InputError: x holds another architecture: params/w has ...
   """
   a, b = _leaf_shapes(fresh), _leaf_shapes(source)
   for key in sorted((set(a) | set(b)) - skip):
@@ -95,7 +102,7 @@ def check_same_architecture(fresh, source, where: str,
       here = ('none' if key not in a else f'{a[key][0]} {a[key][1]}')
       hint = (" (or a new head: config.train.init_fresh='CLF')"
               if key.startswith('params/head/') else '')
-      raise ValueError(
+      raise InputError(
           f'{where} holds another architecture: {key} {there} there and '
           f'{here} in this config; init_from needs the same model (name, '
           f'width, sizes) and number of classes{hint}.')
@@ -109,12 +116,14 @@ def metrics_path(workdir: str) -> epath.Path:
 
 def open_run(workdir: str, config: dict[str, Any], *, overwrite: bool,
              keep=(), arrays=('model', 'opt'), ignore=(),
-             outputs_to_drop=(METRICS,)):
+             outputs_to_drop=(METRICS,), length: str = ''):
   """Opens a run's checkpoint manager; refuses a workdir of another config.
 
   Shared by the mains. A workdir whose stored config differs (keys under
   `ignore` aside) or whose checkpoint is damaged is refused unless
-  `overwrite`, which deletes its checkpoints and `outputs_to_drop`.
+  `overwrite`, which deletes its checkpoints and `outputs_to_drop`. A run
+  whose config differs only in a larger `length` (train.epochs,
+  fed.rounds) is extended: it continues from its last checkpoint.
 
   Args:
     workdir: the run's folder.
@@ -124,6 +133,7 @@ def open_run(workdir: str, config: dict[str, Any], *, overwrite: bool,
     arrays: the array items of the checkpoints.
     ignore: key prefixes that may differ between a run and its resumption.
     outputs_to_drop: files of the old run deleted on overwrite.
+    length: the dotted key of the run's length, which may grow.
   Returns:
     The checkpoint manager.
   """
@@ -137,9 +147,13 @@ def open_run(workdir: str, config: dict[str, Any], *, overwrite: bool,
       raise checkpoint.CheckpointError(
           f'{e} Or pass --overwrite to start this run again.') from None
     diff = ['(damaged checkpoint)']
+  if diff == [length] and _flat(config)[length] > _flat(old)[length]:
+    logging.warning('Extending the run in %s: %s %s -> %s.', workdir, length,
+                    _flat(old)[length], _flat(config)[length])
+    diff = []
   if diff:
     if not overwrite:
-      raise ValueError(
+      raise InputError(
           f'{workdir} holds a run with a different config (keys {diff}); use '
           'another --workdir or pass --overwrite to start again.')
     logging.warning('Overwriting the run in %s.', workdir)
@@ -149,3 +163,61 @@ def open_run(workdir: str, config: dict[str, Any], *, overwrite: bool,
       (epath.Path(workdir) / name).unlink(missing_ok=True)
     mngr = checkpoint.manager(workdir, keep, arrays=arrays)
   return mngr
+
+
+LOCK = '.lock'
+
+
+@contextlib.contextmanager
+def lock(workdir: str, what: str = '--workdir'):
+  """Holds the one-writer lock of a run's folder for the `with` block.
+
+  train.py, fedsim.py and a probe that trains its checkpoint take it before
+  they write anything; a second writer fails at once with a message naming
+  the holder. The lock is `fcntl.flock` on `<workdir>/.lock`, which the
+  kernel releases when its process ends, even by kill -9, so a stale lock
+  never blocks a resume. Readers (a probe of a finished run) take none.
+  Only process 0 of a multi-process run takes it. Object stores (gs://)
+  have no such lock: there it is skipped with a warning, and one writer per
+  workdir is up to the user.
+
+  Args:
+    workdir: the run's folder (created if missing).
+    what: the flag or field naming it, for the message.
+
+  Yields:
+    None.
+  """
+  if '://' in str(workdir) or not distributed.is_primary():
+    if '://' in str(workdir) and distributed.is_primary():
+      logging.warning('%s=%s is on object storage, where no lock is taken: '
+                      'make sure no other job writes there.', what, workdir)
+    yield
+    return
+  path = epath.Path(workdir) / LOCK
+  path.parent.mkdir(parents=True, exist_ok=True)
+  with open(path, 'a+', encoding='utf-8') as f:
+    try:
+      fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+      f.seek(0)
+      raise WorkdirBusyError(
+          f'{what}={workdir} is in use by another run ({_holder(f.read())}). '
+          'Wait for it to finish, or use another --workdir.') from None
+    f.seek(0)
+    f.truncate()
+    f.write(json.dumps({'pid': os.getpid(), 'host': socket.gethostname(),
+                        'started': time.strftime('%Y-%m-%d %H:%M:%S %Z')}))
+    f.flush()
+    try:
+      yield
+    finally:
+      fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _holder(text: str) -> str:
+  try:
+    h = json.loads(text)
+    return f"pid {h['pid']} on {h['host']}, started {h['started']}"
+  except (ValueError, KeyError, TypeError):
+    return 'holder unknown'

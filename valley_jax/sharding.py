@@ -21,6 +21,8 @@ from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding, PartitionSpec as P
 import numpy as np
 
+from valley_jax.errors import InputError
+
 DATA = 'data'
 
 
@@ -33,10 +35,10 @@ def make_mesh(num_devices: int = 0) -> jax.sharding.Mesh:
   available = jax.device_count()
   n = num_devices or available
   if not 0 < n <= available:
-    raise ValueError(f'config.num_devices={num_devices} but {available} '
+    raise InputError(f'config.num_devices={num_devices} but {available} '
                      'devices are available; use 0 for all of them.')
   if jax.process_count() > 1 and n != available:
-    raise ValueError(f'config.num_devices={num_devices}: a run of '
+    raise InputError(f'config.num_devices={num_devices}: a run of '
                      f'{jax.process_count()} processes uses all {available} '
                      'devices; set config.num_devices=0.')
   return jax.make_mesh((n,), (DATA,), axis_types=(jax.sharding.AxisType.Auto,),
@@ -144,7 +146,7 @@ def to_host(tree: Any) -> Any:
 def check_divisible(mesh, size: int, what: str) -> None:
   n = mesh.shape[DATA]
   if size % n:
-    raise ValueError(f'{what}={size} must be divisible by the {n} devices of '
+    raise InputError(f'{what}={size} must be divisible by the {n} devices of '
                      f'the mesh; change it or set config.num_devices.')
 
 

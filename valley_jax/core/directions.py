@@ -20,6 +20,7 @@ import jax.numpy as jnp
 from jax import flatten_util
 
 from valley_jax.core import groups, tree
+from valley_jax.errors import InputError
 
 PyTree = Any
 Sampler = Callable[[jax.Array, tuple[int, ...], Any], jax.Array]
@@ -54,13 +55,13 @@ def direction_key(root: jax.Array, seed: int, index: int = 0) -> jax.Array:
 
 def check_noise(noise: str) -> None:
   if noise not in NOISES:
-    raise ValueError(f'Unknown noise direction {noise!r}; choose one of '
+    raise InputError(f'Unknown noise direction {noise!r}; choose one of '
                      f'{tuple(NOISES)}.')
 
 
 def check_special(name: str) -> None:
   if name not in SPECIAL:
-    raise ValueError(f'Unknown special direction {name!r}; choose one of '
+    raise InputError(f'Unknown special direction {name!r}; choose one of '
                      f'{SPECIAL}.')
 
 
@@ -86,7 +87,7 @@ def partial_sign_consistent(eps: PyTree, theta: PyTree, ratio: float,
   a traced scalar (one compiled builder for every ratio).
   """
   if not isinstance(ratio, jax.core.Tracer) and not 0.0 <= ratio <= 1.0:
-    raise ValueError(f'ratio must lie in [0, 1], got {ratio}.')
+    raise InputError(f'ratio must lie in [0, 1], got {ratio}.')
   flat, unravel = flatten_util.ravel_pytree(eps)
   chosen = jax.random.bernoulli(key, ratio, flat.shape)
   consistent, _ = flatten_util.ravel_pytree(sign_consistent(eps, theta))
@@ -99,7 +100,7 @@ def special(name: str, theta: PyTree, theta0: PyTree | None = None) -> PyTree:
   check_special(name)
   if name == 'init':
     if theta0 is None:
-      raise ValueError('The init direction needs θ0: keep epoch 0 in the '
+      raise InputError('The init direction needs θ0: keep epoch 0 in the '
                        'training checkpoints.')
     return theta0
   return {

@@ -19,6 +19,8 @@ from typing import Any, Callable
 
 import jax
 
+from valley_jax.errors import InputError
+
 GROUPS = ('ALL', 'CLF', 'FEAT', 'LAYER1', 'CONV', 'BN')
 STATS_GROUPS = ('BN Weight', 'CLF Weight', 'CLF Bias', 'Other Weight',
                 'Other Bias')
@@ -56,7 +58,7 @@ _RULES: dict[str, Callable[[tuple[str, ...], bool], bool]] = {
 
 def check_group(group: str) -> None:
   if group not in GROUPS:
-    raise ValueError(f'Unknown parameter group {group!r}; choose one of '
+    raise InputError(f'Unknown parameter group {group!r}; choose one of '
                      f'{GROUPS}.')
 
 
@@ -87,7 +89,7 @@ def stats_group(names: tuple[str, ...]) -> str | None:
 def stats_mask(params: Any, group: str) -> Any:
   """A tree of Python bools: which leaves belong to statistics `group`."""
   if group not in STATS_GROUPS:
-    raise ValueError(f'Unknown statistics group {group!r}; choose one of '
+    raise InputError(f'Unknown statistics group {group!r}; choose one of '
                      f'{STATS_GROUPS}.')
   return jax.tree_util.tree_map_with_path(
       lambda p, _: stats_group(_names(p)) == group, params)

@@ -29,6 +29,7 @@ import jax
 import jax.numpy as jnp
 
 from valley_jax.core import tree
+from valley_jax.errors import InputError
 
 NORMALIZATIONS = ('none', 'ns', 'filter', 'layer', 'adaptive')
 
@@ -60,7 +61,7 @@ def _adaptive(d: Any, t: Any) -> Any:
 
 def check_normalization(method: str) -> None:
   if method not in NORMALIZATIONS:
-    raise ValueError(f'Unknown normalization {method!r}; choose one of '
+    raise InputError(f'Unknown normalization {method!r}; choose one of '
                      f'{NORMALIZATIONS}.')
 
 

@@ -11,6 +11,7 @@ import optax
 
 from valley_jax import sharding
 from valley_jax.data import pipeline
+from valley_jax.errors import InputError
 
 OPTIMIZERS = ('sgd', 'adamw')
 
@@ -44,7 +45,7 @@ def make_optimizer(cfg, total_steps: int) -> tuple[
   elif cfg.name == 'adamw':
     tx = optax.adamw(schedule, weight_decay=cfg.weight_decay)
   else:
-    raise ValueError(f'Unknown optimizer {cfg.name!r}; choose one of '
+    raise InputError(f'Unknown optimizer {cfg.name!r}; choose one of '
                      f'{OPTIMIZERS} (config.optim.name).')
   return tx, schedule
 

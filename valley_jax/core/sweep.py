@@ -55,6 +55,7 @@ from valley_jax import sharding
 from valley_jax.core import tree
 from valley_jax.core.steps import make_eval_step
 from valley_jax.data import pipeline
+from valley_jax.errors import InputError
 from valley_jax.models.layers import BN_MOMENTUM
 
 PyTree = Any
@@ -121,7 +122,7 @@ def make_batches(x: np.ndarray, y: np.ndarray, batch_size: int,
     Batches or HostBatches, both accepted by a `make_sweep` function.
   """
   if len(y) == 0:
-    raise ValueError('The evaluation set is empty.')
+    raise InputError('The evaluation set is empty.')
   idx, w = pipeline.padded_batches(len(y), min(batch_size, len(y)))
   if mesh is not None:
     sharding.check_divisible(mesh, idx.shape[1], 'eval batch size')
@@ -137,10 +138,10 @@ def make_recal_batches(x: np.ndarray, n: int, batch_size: int,
                        mesh=None) -> jax.Array:
   """The first `n` examples of x as full [S, B, ...] batches (n % B == 0)."""
   if not 0 < n <= len(x):
-    raise ValueError(f'recal samples must be in [1, {len(x)}], got {n}.')
+    raise InputError(f'recal samples must be in [1, {len(x)}], got {n}.')
   b = min(batch_size, n)
   if n % b:
-    raise ValueError(f'recal samples {n} must be a multiple of the recal '
+    raise InputError(f'recal samples {n} must be a multiple of the recal '
                      f'batch size {b} (all batches equally weighted).')
   if mesh is not None:
     return sharding.gather(mesh, x, np.arange(n).reshape(n // b, b), axis=1)
@@ -398,10 +399,10 @@ def make_sweep(model: nn.Module, mean=(0.0,), std=(1.0,), *,
             data: Batches, recal_x=None):
     coeffs_PxK = jnp.asarray(coeffs_PxK, jnp.float32)
     if coeffs_PxK.ndim != 2 or coeffs_PxK.shape[1] != len(directions):
-      raise ValueError(f'coeffs must be [points, {len(directions)}], got '
+      raise InputError(f'coeffs must be [points, {len(directions)}], got '
                        f'{coeffs_PxK.shape}.')
     if recal and recal_x is None:
-      raise ValueError('recal=True needs recalibration batches (recal_x).')
+      raise InputError('recal=True needs recalibration batches (recal_x).')
     size = chunk or auto_chunk(params, coeffs_PxK.shape[0])
     args = (params, batch_stats, tuple(directions), coeffs_PxK)
     if mesh is not None:
@@ -484,7 +485,7 @@ def linspace_coeffs(lo: float, hi: float, num: int,
                     scale: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
   """λ values and their [P, 1] coefficients λ·s."""
   if num < 1 or not math.isfinite(lo) or not math.isfinite(hi) or hi < lo:
-    raise ValueError(f'Empty or invalid λ range [{lo}, {hi}] with {num} '
+    raise InputError(f'Empty or invalid λ range [{lo}, {hi}] with {num} '
                      'points; need lo <= hi and num >= 1.')
   lams = np.linspace(lo, hi, num)
   return lams, (lams * scale)[:, None]

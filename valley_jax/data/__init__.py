@@ -12,6 +12,7 @@ from valley_jax.data.pipeline import (augment, epoch_batches,
 from valley_jax.data.sources import (DATASETS, TFDS, Dataset, load_cinic10,
                                      load_dataset, load_digits, load_mnist1d,
                                      load_synthetic, load_tfds)
+from valley_jax.errors import InputError
 
 __all__ = ['DATASETS', 'TFDS', 'ClientArrays', 'Dataset', 'augment',
            'check_name', 'dirichlet_partition', 'epoch_batches',
@@ -25,7 +26,7 @@ __all__ = ['DATASETS', 'TFDS', 'ClientArrays', 'Dataset', 'augment',
 def check_name(name: str, field: str = 'config.data.name') -> None:
   """Raises ValueError unless `name` is a dataset of the registry."""
   if name not in DATASETS:
-    raise ValueError(f'Unknown dataset {name!r}; choose one of '
+    raise InputError(f'Unknown dataset {name!r}; choose one of '
                      f'{sorted(DATASETS)} ({field}).')
 
 

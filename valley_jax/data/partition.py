@@ -22,6 +22,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from valley_jax.errors import InputError
+
 # NIID-Bench redraws without bound. A try draws counts only, not indices
 # (about 0.25 ms for 10 classes, 3 ms for 100, on one CPU core), so 1,000
 # tries give up within a second or a few. Measured on CIFAR-10-sized labels
@@ -57,18 +59,18 @@ def _is_real(v) -> bool:
 def check_alpha(alpha: float) -> None:
   """Raises ValueError unless α is a finite positive number."""
   if not (_is_real(alpha) and math.isfinite(alpha) and alpha > 0):
-    raise ValueError(f'config.fed.alpha={alpha} must be a finite number > 0 '
+    raise InputError(f'config.fed.alpha={alpha} must be a finite number > 0 '
                      '(the Dirichlet concentration; smaller is more skewed).')
 
 
 def check_clients(n: int, num_clients: int, min_size: int = 1) -> None:
   """Raises ValueError unless K and min_size fit a training set of n."""
   if not (_is_int(num_clients) and 1 <= num_clients <= n):
-    raise ValueError(f'config.fed.num_clients={num_clients} must be an '
+    raise InputError(f'config.fed.num_clients={num_clients} must be an '
                      f'integer in [1, {n}] (the training set has {n} '
                      'samples).')
   if not (_is_int(min_size) and 1 <= min_size <= n // num_clients):
-    raise ValueError(
+    raise InputError(
         f'config.fed.min_size={min_size} must be an integer >= 1 with '
         f'num_clients * min_size <= {n}, the training set size '
         f'(num_clients={num_clients}).')
@@ -77,10 +79,10 @@ def check_clients(n: int, num_clients: int, min_size: int = 1) -> None:
 def _check_labels(labels: np.ndarray) -> np.ndarray:
   labels = np.asarray(labels)
   if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
-    raise ValueError(f'labels must be a 1-D integer array, got shape '
+    raise InputError(f'labels must be a 1-D integer array, got shape '
                      f'{labels.shape} and dtype {labels.dtype}.')
   if labels.size and labels.min() < 0:
-    raise ValueError('labels must be non-negative class ids.')
+    raise InputError('labels must be non-negative class ids.')
   return labels
 
 
@@ -158,7 +160,7 @@ def dirichlet_partition(labels: np.ndarray, num_clients: int, alpha: float,
     counts_CxK = _draw_counts(rng, class_sizes_C, num_clients, alpha)
     if counts_CxK.sum(0).min() >= min_size:
       return _assign(rng, labels, counts_CxK)
-  raise ValueError(
+  raise InputError(
       f'No Dirichlet partition gave every client at least min_size samples '
       f'in {max_tries} tries with config.fed.alpha={alpha}, '
       f'config.fed.num_clients={num_clients}, config.fed.min_size={min_size} '
@@ -204,7 +206,7 @@ def partition(labels: np.ndarray, num_clients: int, *,
   [4, 4, 4]
   """
   if method not in METHODS:
-    raise ValueError(f'Unknown config.fed.partition={method!r}; choose one '
+    raise InputError(f'Unknown config.fed.partition={method!r}; choose one '
                      f'of {list(METHODS)}.')
   labels = _check_labels(labels)
   if method == 'dirichlet':
@@ -225,7 +227,7 @@ def label_histogram(labels: np.ndarray, parts: list[np.ndarray],
   """
   labels = np.asarray(labels)
   if labels.size and labels.max() >= num_classes:
-    raise ValueError(f'A label {labels.max()} is >= num_classes '
+    raise InputError(f'A label {labels.max()} is >= num_classes '
                      f'{num_classes}.')
   return np.stack([np.bincount(labels[np.asarray(p, np.int64)],
                                minlength=num_classes) for p in parts])

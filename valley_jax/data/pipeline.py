@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from valley_jax.data.sources import Dataset
+from valley_jax.errors import InputError
 
 
 def epoch_permutation(n: int, seed: int, epoch: int) -> np.ndarray:
@@ -20,9 +21,9 @@ def epoch_batches(n: int, batch_size: int, seed: int, epoch: int,
   [[0, 1, 2, 3], [4, 5, 6, 7]]
   """
   if batch_size <= 0:
-    raise ValueError(f'batch_size must be positive, got {batch_size}.')
+    raise InputError(f'batch_size must be positive, got {batch_size}.')
   if batch_size > n:
-    raise ValueError(f'batch_size {batch_size} exceeds the {n} examples.')
+    raise InputError(f'batch_size {batch_size} exceeds the {n} examples.')
   order = epoch_permutation(n, seed, epoch) if shuffle else np.arange(n)
   steps = n // batch_size
   return order[:steps * batch_size].reshape(steps, batch_size)
@@ -84,5 +85,5 @@ def subset(ds: Dataset, n_train: int | None, n_test: int | None,
 def half(ds: Dataset, which: int, seed: int) -> Dataset:
   """Half `which` (0 or 1) of the training set, from split_halves."""
   if which not in (0, 1):
-    raise ValueError(f'config.data.half must be 0 or 1, got {which}.')
+    raise InputError(f'config.data.half must be 0 or 1, got {which}.')
   return take_train(ds, split_halves(len(ds.y_train), seed)[which])

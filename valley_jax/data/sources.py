@@ -12,6 +12,8 @@ from typing import Any, Callable
 from etils import epath
 import numpy as np
 
+from valley_jax.errors import InputError, InputFileError
+
 # Per-channel statistics of the raw [0, 1] pixels.
 _CIFAR10 = ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))
 _CIFAR100 = ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762))
@@ -241,7 +243,7 @@ def load_tfds(name: str, data_dir: str | None = None,
     sources = [tfds.data_source(name, split=s, data_dir=data_dir,
                                 download=False) for s in splits]
   except Exception as e:  # TFDS raises several types for "not prepared".
-    raise FileNotFoundError(_prepare_hint(name, data_dir)) from e
+    raise InputFileError(_prepare_hint(name, data_dir)) from e
   size = image_size or spec.image_size
   shorter = round(size * spec.resize_ratio) if size else None
   (x_tr, y_tr), (x_te, y_te) = (
@@ -267,7 +269,7 @@ def load_cinic10(data_dir: str | None = None, limit: int | None = None,
                    a['x_test'], a['y_test'].astype(np.int32), 10, *_CINIC)
   folder = root / 'cinic10'
   if not (folder / 'train').exists():
-    raise FileNotFoundError(
+    raise InputFileError(
         f'CINIC-10 not found under {root}: download it from '
         'https://datashare.ed.ac.uk/handle/10283/3192, unpack it to '
         f'{folder}/{{train,test}}/<class>/*.png (or save {npz}), then pass '
@@ -301,6 +303,6 @@ DATASETS: dict[str, Callable[..., Dataset]] = {
 def load_dataset(name: str, **kwargs: Any) -> Dataset:
   """Loads a registry dataset; kwargs are the source's options."""
   if name not in DATASETS:
-    raise ValueError(f'Unknown dataset {name!r}; choose one of '
+    raise InputError(f'Unknown dataset {name!r}; choose one of '
                      f'{sorted(DATASETS)} (config.data.name).')
   return DATASETS[name](**kwargs)

@@ -45,6 +45,7 @@ round t+1 gives the same global model as an uninterrupted run.
 
 from typing import Any, Callable, Mapping, NamedTuple
 
+from valley_jax.errors import InputError
 from valley_jax.fed import (fedavg, feddyn, fedpan, fedprox, fedsign, moon,
                             scaffold)
 from valley_jax.fed.algorithm import (FIELD, Algorithm, Batch, ClientState,
@@ -89,7 +90,7 @@ def build_algorithm(name: str,
     The Algorithm (pure hooks; see valley_jax.fed.algorithm).
   """
   if name not in ALGORITHMS:
-    raise ValueError(f'Unknown {FIELD}.algorithm={name!r}; choose one of '
+    raise InputError(f'Unknown {FIELD}.algorithm={name!r}; choose one of '
                      f'{sorted(ALGORITHMS)}.')
   return ALGORITHMS[name](dict(hparams or {}))
 

@@ -28,6 +28,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from valley_jax.errors import InputError
+
 PyTree = Any
 
 # The names of the config fields quoted in error messages.
@@ -177,7 +179,7 @@ def check_hparams(name: str, hparams: Mapping[str, Any] | None,
   given = dict(hparams or {})
   unknown = sorted(set(given) - set(defaults))
   if unknown:
-    raise ValueError(f'{FIELD}.hparams has {unknown}, which {name} does not '
+    raise InputError(f'{FIELD}.hparams has {unknown}, which {name} does not '
                      f'take; it takes {sorted(defaults)}.')
   return {**defaults, **given}
 
@@ -185,13 +187,13 @@ def check_hparams(name: str, hparams: Mapping[str, Any] | None,
 def check_nonnegative(hp: Mapping[str, Any], *keys: str) -> None:
   for k in keys:
     if not hp[k] >= 0:
-      raise ValueError(f'{FIELD}.hparams.{k} must be >= 0, got {hp[k]}.')
+      raise InputError(f'{FIELD}.hparams.{k} must be >= 0, got {hp[k]}.')
 
 
 def check_positive(hp: Mapping[str, Any], *keys: str) -> None:
   for k in keys:
     if not hp[k] > 0:
-      raise ValueError(f'{FIELD}.hparams.{k} must be > 0, got {hp[k]}.')
+      raise InputError(f'{FIELD}.hparams.{k} must be > 0, got {hp[k]}.')
 
 
 def masked_sum(messages_S: PyTree, active_S: jax.Array) -> PyTree:

@@ -34,6 +34,7 @@ import optax
 
 from valley_jax.core.steps import OPTIMIZERS, cross_entropy
 from valley_jax.data import pipeline
+from valley_jax.errors import InputError
 from valley_jax.fed import algorithm as alg_lib
 from valley_jax.fed.algorithm import Batch, LocalContext, Weights
 from valley_jax.models import conv as conv_lib
@@ -55,10 +56,10 @@ def client_optimizer(optim) -> tuple[optax.GradientTransformation, float]:
     (optax transformation, learning rate).
   """
   if optim.name not in OPTIMIZERS:
-    raise ValueError(f'Unknown optimizer {optim.name!r}; choose one of '
+    raise InputError(f'Unknown optimizer {optim.name!r}; choose one of '
                      f'{OPTIMIZERS} (config.optim.name).')
   if not optim.lr > 0:
-    raise ValueError(f'config.optim.lr must be positive, got {optim.lr}.')
+    raise InputError(f'config.optim.lr must be positive, got {optim.lr}.')
   if optim.name == 'adamw':
     return optax.adamw(optim.lr, weight_decay=optim.weight_decay), optim.lr
   tx = optax.chain(optax.add_decayed_weights(optim.weight_decay),
@@ -103,7 +104,7 @@ def apply_model(model: nn.Module, params, batch_stats, x, *, train: bool,
     return logits, state.get('batch_stats', batch_stats), None
   sown = state.get('intermediates', {}).get('features')
   if sown is None:
-    raise ValueError(f'{type(model).__name__} exposes no representation (it '
+    raise InputError(f'{type(model).__name__} exposes no representation (it '
                      'does not sow intermediates/features before its head).')
   return logits, state.get('batch_stats', batch_stats), sown[0]
 
@@ -124,7 +125,7 @@ def feature_dim(model: nn.Module, input_shape: tuple[int, ...],
   try:
     shape = jax.eval_shape(run, jax.random.key(0), x).shape
   except ValueError as e:
-    raise ValueError(f'{alg_lib.FIELD}.algorithm={algorithm!r} needs the '
+    raise InputError(f'{alg_lib.FIELD}.algorithm={algorithm!r} needs the '
                      f'model\'s representation: {e} Use a registry model '
                      '(config.model.name).') from e
   return int(math.prod(shape[1:]))

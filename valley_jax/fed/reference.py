@@ -21,10 +21,20 @@ from valley_jax.core import tree
 from valley_jax.fed import local
 from valley_jax.fed.algorithm import (Algorithm, ClientState, LocalContext,
                                       ServerState, Weights)
-from valley_jax.fed.rounds import (ClientData, aggregation_weights,
-                                   check_round_config, sample_clients)
+from valley_jax.fed.rounds import (ClientData, check_round_config,
+                                   sample_clients)
 
 PyTree = Any
+
+
+def _weights(counts: np.ndarray, aggregation: str) -> list[float]:
+  """The average's weights, computed here and not taken from the engine
+  (a test against this path must not share the engine's bug): 1/S each
+  ('uniform'), or n_k / Σ n ('weighted'), in float64."""
+  n = np.asarray(counts, np.float64)
+  if aggregation == 'weighted':
+    return (n / n.sum()).tolist()
+  return [1.0 / len(n)] * len(n)
 
 
 def _row(tree_K: PyTree, k: int) -> PyTree:
@@ -105,8 +115,7 @@ def make_reference_round(model: nn.Module, algorithm: Algorithm,
     idx = np.asarray(sample_clients(seed, round_index, len(counts), fraction))
     results = [one_client(server, _row(clients_K, k), int(k), round_index)
                for k in idx]
-    ws = aggregation_weights(jnp.ones(len(idx), bool), counts[idx],
-                             aggregation)
+    ws = _weights(np.asarray(counts)[idx], aggregation)
     avg = jax.tree.map(lambda *a: _weighted_sum(ws, a),
                        *[r[0] for r in results])
     server = algorithm.server_update(server, avg,

@@ -41,6 +41,7 @@ import numpy as np
 
 from valley_jax import sharding
 from valley_jax.core import sweep
+from valley_jax.errors import InputError
 from valley_jax.fed import local
 from valley_jax.fed.algorithm import (FIELD, Algorithm, ClientState,
                                       LocalContext, ServerState, Weights)
@@ -72,11 +73,11 @@ class ClientData:
     `mesh` when one is given."""
     x, y, counts = np.asarray(x), np.asarray(y), np.asarray(counts)
     if x.shape[:2] != y.shape or counts.shape != y.shape[:1]:
-      raise ValueError(f'Client arrays disagree: x {x.shape}, y {y.shape}, '
+      raise InputError(f'Client arrays disagree: x {x.shape}, y {y.shape}, '
                        f'counts {counts.shape}; want [K, M, ...], [K, M], '
                        '[K].')
     if counts.min() < 1 or counts.max() > x.shape[1]:
-      raise ValueError(f'Client counts must be in [1, {x.shape[1]}], got '
+      raise InputError(f'Client counts must be in [1, {x.shape[1]}], got '
                        f'[{counts.min()}, {counts.max()}].')
     data = cls(jnp.asarray(x), jnp.asarray(y, jnp.int32),
                jnp.asarray(counts, jnp.int32))
@@ -103,7 +104,7 @@ def num_sampled(num_clients: int, fraction: float) -> int:
 
 def check_fraction(fraction: float) -> None:
   if not 0 < fraction <= 1:
-    raise ValueError(f'{FIELD}.fraction={fraction} must be in (0, 1].')
+    raise InputError(f'{FIELD}.fraction={fraction} must be in (0, 1].')
 
 
 def sample_clients(seed: int, round_index, num_clients: int,
@@ -158,7 +159,7 @@ def init_states(algorithm: Algorithm, model: nn.Module,
 
 def check_bn_policy(bn_policy: str) -> None:
   if bn_policy not in BN_POLICIES:
-    raise ValueError(f'Unknown {FIELD}.bn_policy={bn_policy!r}; choose one '
+    raise InputError(f'Unknown {FIELD}.bn_policy={bn_policy!r}; choose one '
                      f'of {BN_POLICIES}.')
 
 
@@ -169,12 +170,12 @@ def check_round_config(*, fraction: float, local_epochs: int,
   check_fraction(fraction)
   check_bn_policy(bn_policy)
   if aggregation not in AGGREGATIONS:
-    raise ValueError(f'Unknown {FIELD}.aggregation={aggregation!r}; choose '
+    raise InputError(f'Unknown {FIELD}.aggregation={aggregation!r}; choose '
                      f'one of {AGGREGATIONS}.')
   for name, v in (('local_epochs', local_epochs), ('batch_size', batch_size),
                   ('chunk', 1 if chunk is None else chunk)):
     if not (isinstance(v, (int, np.integer)) and v > 0):
-      raise ValueError(f'{FIELD}.{name}={v} must be a positive integer.')
+      raise InputError(f'{FIELD}.{name}={v} must be a positive integer.')
 
 
 def aggregation_weights(active_S: jax.Array, counts_S: jax.Array,

@@ -38,15 +38,18 @@ from valley_jax import (checkpoint, checks, compile_cache, data, distributed,
                         fed, models, outputs, rundir, sharding)
 from valley_jax.core import steps
 from valley_jax.data import partition
+from valley_jax.errors import InputError
 from valley_jax.fed import figures
 
 METRICS = 'metrics.jsonl'
 MODES = ('run', 'table')
 DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
 # Keys that may change between a run and its resumption.
-_RESUMABLE_KEYS = ('data.data_dir', 'num_devices', 'fed.chunk',
-                   'on_nonfinite', 'eval.batch_size', 'mode', 'table',
-                   'compile_cache')
+# fed.chunk is not among them: vmapping another number of clients at once
+# changes float sums in the last digits, so a resumed run would not equal
+# an uninterrupted one.
+_RESUMABLE_KEYS = ('data.data_dir', 'num_devices', 'on_nonfinite',
+                   'eval.batch_size', 'mode', 'table', 'compile_cache')
 
 
 # ----------------------------------------------------------------- validation
@@ -60,21 +63,21 @@ def validate(config: ml_collections.ConfigDict) -> fed.Algorithm:
   checks.check(config, checks.FED_FIELDS)
   compile_cache.check(config.get('compile_cache', ''))
   if config.mode not in MODES:
-    raise ValueError(f'config.mode={config.mode!r} must be one of {MODES}.')
+    raise InputError(f'config.mode={config.mode!r} must be one of {MODES}.')
   if config.model.name not in models.MODELS:
-    raise ValueError(f'Unknown model {config.model.name!r}; choose one of '
+    raise InputError(f'Unknown model {config.model.name!r}; choose one of '
                      f'{sorted(models.MODELS)} (config.model.name).')
   if config.data.name not in data.DATASETS:
-    raise ValueError(f'Unknown dataset {config.data.name!r}; choose one of '
+    raise InputError(f'Unknown dataset {config.data.name!r}; choose one of '
                      f'{sorted(data.DATASETS)} (config.data.name).')
   if config.optim.name != 'sgd':
-    raise ValueError(f"config.optim.name={config.optim.name!r}: local "
+    raise InputError(f"config.optim.name={config.optim.name!r}: local "
                      "training uses 'sgd' (momentum SGD, as the paper).")
   if config.fed.partition not in partition.METHODS:
-    raise ValueError(f'Unknown config.fed.partition={config.fed.partition!r}'
+    raise InputError(f'Unknown config.fed.partition={config.fed.partition!r}'
                      f'; choose one of {partition.METHODS}.')
   if config.fed.dtype not in DTYPES:
-    raise ValueError(f'Unknown config.fed.dtype={config.fed.dtype!r}; choose '
+    raise InputError(f'Unknown config.fed.dtype={config.fed.dtype!r}; choose '
                      f'one of {tuple(DTYPES)}.')
   checks.check_policy(config.on_nonfinite, 'config.on_nonfinite')
   fed.check_round_config(
@@ -82,8 +85,7 @@ def validate(config: ml_collections.ConfigDict) -> fed.Algorithm:
       batch_size=config.fed.batch_size, aggregation=config.fed.aggregation,
       bn_policy=config.fed.bn_policy, chunk=config.fed.chunk or None)
   if config.mode == 'table':
-    for name in config.table.algorithms:
-      fed.build_algorithm(name, _table_hparams(config, name))
+    _check_table(config)
   return fed.build_algorithm(config.fed.algorithm,
                              config.fed.hparams.to_dict())
 
@@ -182,13 +184,26 @@ def run(config: ml_collections.ConfigDict, workdir: str, *,
   """
   alg = validate(config)
   outputs.check_writable(workdir, '--workdir')
+  with rundir.lock(workdir):
+    return _simulate(config, workdir, alg, overwrite, stop_after)
+
+
+def _simulate(config, workdir: str, alg, overwrite: bool,
+              stop_after: int | None) -> dict[str, Any]:
+  """run()'s work once the config is accepted and the workdir locked."""
   ds = data.from_config(config.data)
   f = config.fed
   partition.check_clients(len(ds.y_train), f.num_clients, f.min_size)
   model = build(config, ds, alg)
+  if f.bn_policy == 'local' and not models.has_batch_norm(
+      models.abstract_variables(model, tuple(ds.input_shape))):
+    raise InputError(
+        f"config.fed.bn_policy='local' (FedBN) keeps each client's BatchNorm "
+        f'statistics, but {config.model.name} has no BatchNorm here '
+        f'(config.model.bn={config.model.bn}): drop the fedbn variant, or '
+        'use a model with BN.')
   parts = split(config, ds)
   mesh = sharding.make_mesh(config.num_devices)
-  part_info = _write_partition(workdir, ds, parts)
   root = jax.random.key(config.seed)
   variables = steps.init_variables(model, jax.random.fold_in(root, 0),
                                    ds.input_shape)
@@ -206,7 +221,11 @@ def run(config: ml_collections.ConfigDict, workdir: str, *,
   mngr = rundir.open_run(workdir, config.to_dict(), overwrite=overwrite,
                          arrays=('server', 'clients'),
                          ignore=_RESUMABLE_KEYS,
-                         outputs_to_drop=(METRICS, 'results.json'))
+                         outputs_to_drop=(METRICS, 'results.json'),
+                         length='fed.rounds')
+  # Written only once the run is accepted: a refused rerun leaves the
+  # finished run's partition files as they are.
+  part_info = _write_partition(workdir, ds, parts)
   start, states, history = checkpoint.start_or_resume(
       mngr, {'server': server, 'clients': clients}, config.to_dict(),
       _metrics_path(workdir))
@@ -265,6 +284,28 @@ def _finish(config, workdir, alg, server, history, part_info):
 # ---------------------------------------------------------------------- table
 
 
+def _check_table(config) -> None:
+  """The grid of table mode: no empty or repeated axis, and no setting of
+  a single run that the table would silently replace."""
+  t = config.table
+  for key in ('algorithms', 'alphas', 'seeds'):
+    values = list(t[key])
+    if not values:
+      raise InputError(f'config.table.{key} is empty: name at least one.')
+    if len(set(values)) != len(values):
+      raise InputError(f'config.table.{key}={tuple(values)} repeats a value; '
+                       'each cell must be run once (± is over distinct '
+                       'seeds).')
+  if config.fed.hparams.to_dict():
+    raise InputError(
+        f'config.fed.hparams={config.fed.hparams.to_dict()} is ignored in '
+        'table mode, which runs each algorithm with config.table.hparams.'
+        '<algorithm> (its defaults where unset): set them there, in a '
+        'config file.')
+  for name in t.algorithms:
+    fed.build_algorithm(name, _table_hparams(config, name))
+
+
 def _table_hparams(config, name: str) -> dict[str, Any]:
   hp = config.table.hparams.get(name)
   return hp.to_dict() if hp is not None else {}
@@ -304,27 +345,32 @@ def _check_cells(config, workdir: str) -> None:
     old = checkpoint.load_config(w)
     diff = _diff(old, cell_config(config, a, al, s))
     if diff:
-      raise ValueError(
+      raise InputError(
           f'Table cell {w} holds a run whose config differs from this table '
           f'in {diff}; use another --workdir, or delete that cell to '
           'recompute it.')
 
 
-def table(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+def table(config: ml_collections.ConfigDict, workdir: str, *,
+          overwrite: bool = False) -> dict[str, Any]:
   """Runs every cell of config.table (resumable per cell) and writes the
   paper's Table 1 layout (mean ± std over seeds) as table.md and table.json.
+  With `overwrite`, a cell of another config is run again.
   """
   validate(config)
   outputs.check_writable(workdir, '--workdir')
-  _check_cells(config, workdir)
+  if not overwrite:
+    _check_cells(config, workdir)
   acc = {}
-  for a, al, s in cells(config):
-    res = run(cell_config(config, a, al, s), cell_dir(workdir, a, al, s))
-    acc.setdefault((a, al), []).append(res['final']['test_accuracy'])
-  out = summarize(config, acc)
-  folder = epath.Path(workdir)
-  outputs.write_json(folder / 'table.json', out)
-  outputs.write_text(folder / 'table.md', markdown(out))
+  with rundir.lock(workdir):
+    for a, al, s in cells(config):
+      res = run(cell_config(config, a, al, s), cell_dir(workdir, a, al, s),
+                overwrite=overwrite)
+      acc.setdefault((a, al), []).append(res['final']['test_accuracy'])
+    out = summarize(config, acc)
+    folder = epath.Path(workdir)
+    outputs.write_json(folder / 'table.json', out)
+    outputs.write_text(folder / 'table.md', markdown(out))
   print(markdown(out))
   return out
 
@@ -365,6 +411,6 @@ def main(config: ml_collections.ConfigDict, workdir: str, *,
          overwrite: bool = False) -> dict[str, Any]:
   """What fedsim.py runs: `run` or `table` by config.mode."""
   if config.mode == 'table':
-    return table(config, workdir)
+    return table(config, workdir, overwrite=overwrite)
   return run(config, workdir, overwrite=overwrite)
 

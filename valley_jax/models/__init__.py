@@ -13,6 +13,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from valley_jax.errors import InputError
 from valley_jax.models import alexnet, layers, mlp, resnet, vgg, vit
 
 BN_INITS = tuple(layers.BN_INITS)
@@ -41,7 +42,7 @@ def _resnet(sizes, feats, imagenet, *, num_classes, width, bn_init,
   del kw
   shortcut = shortcut or ('B' if imagenet else 'A')
   if shortcut not in resnet.SHORTCUTS:
-    raise ValueError(f'Unknown ResNet shortcut {shortcut!r}; choose one of '
+    raise InputError(f'Unknown ResNet shortcut {shortcut!r}; choose one of '
                      f'{resnet.SHORTCUTS} (config.model.kwargs.shortcut).')
   return resnet.ResNet(num_classes, sizes, feats, imagenet, width, bn_init,
                        pan_amplitude, pan_periods, shortcut, bottleneck,
@@ -66,7 +67,7 @@ def _vit(*, num_classes, width, patch_size=4, depth=12, heads=8, dim=128,
          pan_amplitude=0.0, **kw):
   del kw
   if pan_amplitude:
-    raise ValueError('FedPAN position encodings are not implemented for the '
+    raise InputError('FedPAN position encodings are not implemented for the '
                      'ViT; set config.model.kwargs.pan_amplitude=0 or pick a '
                      'convolutional or MLP model.')
   return vit.ViT(num_classes, patch_size, depth, heads, dim, width=width)
@@ -106,10 +107,10 @@ def check_name(name: str, field: str = 'config.model.name') -> None:
   >>> check_name('vgg')
   Traceback (most recent call last):
   ...
-  ValueError: Unknown model 'vgg'; choose one of ['alexnet', ...
+  valley_jax.errors.InputError: Unknown model 'vgg'; choose one of [...
   """
   if name not in MODELS:
-    raise ValueError(f'Unknown model {name!r}; choose one of {sorted(MODELS)}'
+    raise InputError(f'Unknown model {name!r}; choose one of {sorted(MODELS)}'
                      f' ({field}).')
 
 
@@ -150,20 +151,20 @@ def build_model(name: str, num_classes: int, *, width: float = 1.0,
   """
   check_name(name)
   if bn_init not in layers.BN_INITS:
-    raise ValueError(f'Unknown bn_init {bn_init!r}; choose one of '
+    raise InputError(f'Unknown bn_init {bn_init!r}; choose one of '
                      f'{BN_INITS} (config.model.bn_init).')
   if num_classes < 2:
-    raise ValueError(f'num_classes must be >= 2, got {num_classes}.')
+    raise InputError(f'num_classes must be >= 2, got {num_classes}.')
   if width <= 0:
-    raise ValueError(f'config.model.width must be positive, got {width}.')
+    raise InputError(f'config.model.width must be positive, got {width}.')
   amplitude = kwargs.get('pan_amplitude', 0.0)
   periods = kwargs.get('pan_periods', 4.0)
   if amplitude < 0 or periods <= 0:
-    raise ValueError('FedPAN needs config.model.kwargs.pan_amplitude >= 0 and '
+    raise InputError('FedPAN needs config.model.kwargs.pan_amplitude >= 0 and '
                      f'pan_periods > 0, got {amplitude} and {periods}.')
   spec = MODELS[name]
   if not bn and spec.always_bn:
-    raise ValueError(f'{name} always has BatchNorm; drop '
+    raise InputError(f'{name} always has BatchNorm; drop '
                      'config.model.bn=False.')
   return spec.make(num_classes=num_classes, width=width, bn=bn,
                    bn_init=bn_init, **kwargs)
@@ -179,16 +180,16 @@ def check_input_shape(name: str, model: nn.Module,
     shape: one example's shape, without the batch axis.
   """
   if MODELS[name].images_only and len(shape) != 3:
-    raise ValueError(
+    raise InputError(
         f'Model {name!r} needs image inputs [H, W, C] but the dataset gives '
         f'examples of shape {tuple(shape)}; use model "mlp" or an image '
         'dataset.')
   if isinstance(model, vit.ViT) and (shape[0] % model.patch_size or
                                      shape[1] % model.patch_size):
-    raise ValueError(f'ViT patch size {model.patch_size} does not divide the '
+    raise InputError(f'ViT patch size {model.patch_size} does not divide the '
                      f'image size {shape[:2]}; set config.model.patch_size.')
   if len(shape) == 3 and min(shape[:2]) < 4:
-    raise ValueError(f'Images of shape {shape} are too small for {name!r}.')
+    raise InputError(f'Images of shape {shape} are too small for {name!r}.')
 
 
 def abstract_variables(model: nn.Module, shape: tuple[int, ...]) -> Any:

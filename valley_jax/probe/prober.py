@@ -21,8 +21,10 @@ import numpy as np
 import tqdm
 from absl import logging
 
-from valley_jax import checkpoint, convert, data, distributed, models, sharding
+from valley_jax import (checkpoint, checks, convert, data, distributed,
+                        models, sharding)
 from valley_jax.core import sweep
+from valley_jax.errors import InputError
 
 # config.sweep.dtype -> (compute dtype, matmul precision). 'float32' is full
 # float32 everywhere (on GPUs XLA's default runs float32 products in a
@@ -103,6 +105,7 @@ class Prober:
     self.root = jax.random.key(config.seed)
     self._datasets: dict[str, data.Dataset] = {}
     self._settings: dict[str, sweep.Setting] = {}
+    self._pins: dict[str, int] = {}  # workdir -> the epoch 'last' named.
     # Images per batch of the last compiled sweep, for results.json (None:
     # no sweep yet, or no recalibration).
     self.batch_sizes: dict[str, int | None] | None = None
@@ -127,7 +130,9 @@ class Prober:
     Returns:
       The Subject, with the compiled sweep of its architecture and data.
     """
+    epoch = self.pin(workdir, epoch)
     variables, cfg = checkpoint.restore_model(workdir, epoch, self.mesh)
+    checks.check_finite_variables(variables, f'Epoch {epoch} of {workdir}')
     ds = self.dataset(cfg['data'])
     model = models.from_config(ml_collections.ConfigDict(cfg['model']),
                                ds.num_classes, ds.input_shape)
@@ -138,6 +143,27 @@ class Prober:
     return Subject(label or workdir, workdir, epoch, cfg, model,
                    variables['params'], variables['batch_stats'], ds, setting)
 
+  def pin(self, workdir: str, epoch: int | str = 'last') -> int:
+    """The epoch that `epoch` names in `workdir`, resolved once per probe.
+
+    'last' is resolved the first time it is asked for and then kept, so a
+    run that saves a newer epoch while the probe runs changes nothing until
+    the next probe: every kind, its provenance and its reuse check measure
+    the same epoch.
+
+    Args:
+      workdir: a training run.
+      epoch: an epoch number or 'last'.
+
+    Returns:
+      The epoch number.
+    """
+    if epoch != 'last':
+      return checkpoint.resolve_epoch(workdir, epoch)
+    if workdir not in self._pins:
+      self._pins[workdir] = checkpoint.resolve_epoch(workdir, 'last')
+    return self._pins[workdir]
+
   def weights_subject(self) -> Subject:
     """config.weights (a torchvision state dict, valley_jax.convert) in the
     model and data of config.train, instead of a checkpoint."""
@@ -146,6 +172,7 @@ class Prober:
     model = models.from_config(cfg.model, ds.num_classes, ds.input_shape)
     v = jax.device_put(convert.load_variables(path, model, ds.input_shape),
                        sharding.replicated(self.mesh))
+    checks.check_finite_variables(v, f'config.weights={path!r}')
     setting = self._compile(model, ds, True)
     self.batch_sizes = setting.batch_sizes
     return Subject(path, path, 'weights', cfg.to_dict(), model, v['params'],
@@ -229,7 +256,7 @@ def check_fits(model, variables, input_shape, workdir: str) -> None:
   want, have = shapes(fresh), shapes(variables)
   diff = sorted(k for k in set(want) | set(have) if want.get(k) != have.get(k))
   if diff:
-    raise ValueError(
+    raise InputError(
         f'The checkpoint in {workdir} does not fit the model its config '
         f'builds with this version of valley_jax: {len(diff)} arrays differ '
         f'({", ".join(diff[:3])}{", ..." if len(diff) > 3 else ""}). It was '

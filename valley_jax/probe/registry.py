@@ -14,6 +14,7 @@ implied by the order modules happen to be imported in.
 """
 
 from valley_jax import checks
+from valley_jax.errors import InputError
 from valley_jax.probe.studies import (curvature, demos, runs, soups, surface,
                                       valley)
 from valley_jax.probe.study import Study
@@ -26,7 +27,7 @@ def _build() -> dict[str, Study]:
   for family in _FAMILIES:
     for study in family.STUDIES:
       if study.name in out:
-        raise ValueError(f'Two studies are named {study.name!r}.')
+        raise InputError(f'Two studies are named {study.name!r}.')
       out[study.name] = study
   return out
 

@@ -44,6 +44,7 @@ from etils import epath
 from valley_jax import (checkpoint, checks, compile_cache, convert, outputs,
                         plots, rundir)
 from valley_jax.core import normalize, sweep
+from valley_jax.errors import InputError, InputFileError
 from valley_jax.probe import registry
 from valley_jax.probe.prober import DTYPES, PRECISIONS, Prober, batch_sizes
 from valley_jax.probe.studies import common
@@ -69,7 +70,7 @@ def kinds_of(config) -> list[str]:
   kinds = [k.strip() for k in config.kind.split(',') if k.strip()]
   bad = [k for k in kinds if k not in registry.KINDS]
   if bad or not kinds:
-    raise ValueError(f'Unknown probe kind(s) {bad or config.kind!r}; choose '
+    raise InputError(f'Unknown probe kind(s) {bad or config.kind!r}; choose '
                      f'from {registry.KINDS} (config.kind, comma-separated).')
   return kinds
 
@@ -91,14 +92,14 @@ def validate(config: ml_collections.ConfigDict) -> list[str]:
   probes_main = any(_probes_main(s, config) for s in selected)
   if probes_main and config.get('weights'):
     if not epath.Path(config.weights).exists():
-      raise FileNotFoundError(f'config.weights={config.weights!r} does not '
-                              'exist (a .safetensors, .npz or .pth file).')
+      raise InputFileError(f'config.weights={config.weights!r} does not '
+                           'exist (a .safetensors, .npz or .pth file).')
     if 'special' in kinds and 'init' in config.special.directions:
-      raise ValueError("config.weights holds no initialisation θ0: drop "
+      raise InputError("config.weights holds no initialisation θ0: drop "
                        "'init' from config.special.directions.")
   elif probes_main and not _will_train(config):
     if not checkpoint.epochs(config.checkpoint):
-      raise FileNotFoundError(
+      raise InputFileError(
           f'config.checkpoint={config.checkpoint!r} holds no checkpoint. '
           'Check the path, or train it first: python train.py '
           f'--config=configs/<config>.py --workdir={config.checkpoint}')
@@ -157,17 +158,17 @@ def check_names(config: ml_collections.ConfigDict) -> list[str]:
   sw = config.sweep
   common.check_range(sw.lam_min, sw.lam_max, sw.num_points, 'config.sweep')
   if sw.dtype not in DTYPES:
-    raise ValueError(f'Unknown dtype {sw.dtype!r}; choose one of '
+    raise InputError(f'Unknown dtype {sw.dtype!r}; choose one of '
                      f'{tuple(DTYPES)} (config.sweep.dtype).')
   if sw.recal not in ('auto', 'on', 'off'):
-    raise ValueError("config.sweep.recal must be 'auto', 'on' or 'off'.")
+    raise InputError("config.sweep.recal must be 'auto', 'on' or 'off'.")
   if not isinstance(sw.get('fold_bn', True), bool):
-    raise ValueError(f'config.sweep.fold_bn={sw.fold_bn!r} must be True or '
+    raise InputError(f'config.sweep.fold_bn={sw.fold_bn!r} must be True or '
                      'False.')
   figure_formats(config)
   compile_cache.check(config.get('compile_cache', ''))
   if config.seeds < 1:
-    raise ValueError('config.seeds must be >= 1.')
+    raise InputError('config.seeds must be >= 1.')
   normalize.check_normalization(config.normalization)
   for study in registry.STUDIES.values():
     study.validate(config)
@@ -188,7 +189,7 @@ def figure_formats(config) -> tuple[str, ...]:
   names = [str(n).strip().lower() for n in names if str(n).strip()]
   bad = [n for n in names if n not in FIGURE_FORMATS]
   if bad or not names:
-    raise ValueError(f'config.figure_formats={value!r}: choose one or more '
+    raise InputError(f'config.figure_formats={value!r}: choose one or more '
                      f"of {FIGURE_FORMATS}, e.g. --config.figure_formats="
                      "'png,pdf'.")
   return tuple(names)
@@ -256,12 +257,12 @@ def _from_weights(config, kind: str) -> bool:
                                                       config)
 
 
-def _provenance(config, kind: str) -> list[dict[str, Any]]:
+def _provenance(config, kind: str, p: Prober) -> list[dict[str, Any]]:
   """What a kind measures: its checkpoints, or the weights file's SHA-256."""
   if _from_weights(config, kind):
     return [convert.provenance(config.weights)]
-  return [checkpoint.provenance(w, e) for w, e in _checkpoints_of(config,
-                                                                   kind)]
+  return [checkpoint.provenance(w, p.pin(w, e))
+          for w, e in _checkpoints_of(config, kind)]
 
 
 def _kind_header(config, kind: str) -> dict[str, Any]:
@@ -327,7 +328,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, str]:
   with concurrent.futures.ThreadPoolExecutor(1, 'figures') as figures:
     for kind in kinds:
       folder = epath.Path(workdir) / kind
-      prov = _provenance(config, kind)
+      prov = _provenance(config, kind, p)
       results = _finished(folder, config, prov)
       if results is None:
         probes_main = _probes_main(registry.STUDIES[kind], config)

@@ -34,6 +34,7 @@ from absl import logging
 from valley_jax import (checkpoint, checks, compile_cache, data, distributed,
                         models, outputs, rundir, sharding)
 from valley_jax.core import groups, steps
+from valley_jax.errors import InputError, InputFileError
 
 NonFiniteLossError = checks.NonFiniteLossError
 
@@ -46,7 +47,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   models.check_name(config.model.name)
   data.check_name(config.data.name)
   if config.optim.name not in steps.OPTIMIZERS:
-    raise ValueError(f'Unknown optimizer {config.optim.name!r}; choose one of '
+    raise InputError(f'Unknown optimizer {config.optim.name!r}; choose one of '
                      f'{steps.OPTIMIZERS} (config.optim.name).')
   checks.check_policy(config.train.get('on_nonfinite', 'stop'),
                       'config.train.on_nonfinite')
@@ -63,7 +64,7 @@ def _check_init_from(config, workdir: str) -> None:
   if not spec or checkpoint.epochs(workdir):
     return
   if _same_path(rundir.split_epoch(spec)[0], workdir):
-    raise ValueError(f'config.train.init_from={spec!r} is this run\'s own '
+    raise InputError(f'config.train.init_from={spec!r} is this run\'s own '
                      'workdir; name the run to start from.')
   _init_source(spec)
 
@@ -72,9 +73,11 @@ def _init_source(spec: str) -> tuple[str, int]:
   """(workdir, resolved epoch) of config.train.init_from, or a clear error."""
   src, epoch = rundir.split_epoch(spec)
   try:
-    return src, checkpoint.resolve_epoch(src, epoch)
+    step = checkpoint.resolve_epoch(src, epoch)
   except FileNotFoundError as e:
-    raise FileNotFoundError(f'config.train.init_from={spec!r}: {e}') from None
+    raise InputFileError(f'config.train.init_from={spec!r}: {e}') from None
+  checkpoint.check_training_run(src, 'config.train.init_from')
+  return src, step
 
 
 def _same_path(a: str, b: str) -> bool:
@@ -163,6 +166,13 @@ def run(config: ml_collections.ConfigDict, workdir: str, *,
   validate(config)
   outputs.check_writable(workdir, '--workdir')
   _check_init_from(config, workdir)
+  with rundir.lock(workdir):
+    return _train(config, workdir, overwrite, stop_after)
+
+
+def _train(config, workdir: str, overwrite: bool, stop_after: int | None
+           ) -> dict:
+  """run()'s work once the config is accepted and the workdir locked."""
   ds = data.from_config(config.data)
   model = models.from_config(config.model, ds.num_classes, ds.input_shape)
   mesh = sharding.make_mesh(config.num_devices)
@@ -172,10 +182,11 @@ def run(config: ml_collections.ConfigDict, workdir: str, *,
                            'config.train.eval_batch_size')
   n_steps = len(ds.y_train) // bs
   if n_steps == 0:
-    raise ValueError(f'config.train.batch_size={bs} exceeds the '
+    raise InputError(f'config.train.batch_size={bs} exceeds the '
                      f'{len(ds.y_train)} training examples.')
   mngr = rundir.open_run(workdir, config.to_dict(), overwrite=overwrite,
-                         keep={*config.train.keep_epochs, config.train.epochs})
+                         keep={*config.train.keep_epochs, config.train.epochs},
+                         length='train.epochs')
 
   root = jax.random.key(config.seed)
   tx, schedule = steps.make_optimizer(config.optim,

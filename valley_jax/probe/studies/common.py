@@ -26,6 +26,7 @@ from jax import flatten_util
 
 from valley_jax import checkpoint, sharding
 from valley_jax.core import directions, groups, normalize, sweep, tree
+from valley_jax.errors import InputError, InputFileError
 from valley_jax.probe.prober import Prober, Subject, architecture
 
 # The `why` of every scale field (checks.Field).
@@ -48,7 +49,7 @@ def check_range(lo: float, hi: float, num: int, where: str) -> None:
   try:
     sweep.linspace_coeffs(lo, hi, num)
   except ValueError as e:
-    raise ValueError(f'{e} ({where})') from None
+    raise InputError(f'{e} ({where})') from None
 
 
 def check_checkpoint(workdir: str, epoch='last',
@@ -62,11 +63,12 @@ def check_checkpoint(workdir: str, epoch='last',
   """
   kept = checkpoint.epochs(workdir) if workdir else []
   if not kept:
-    raise FileNotFoundError(f'{what}={workdir!r} holds no checkpoint; train '
-                            'it first with train.py --workdir=...')
+    raise InputFileError(f'{what}={workdir!r} holds no checkpoint; train '
+                         'it first with train.py --workdir=...')
+  checkpoint.check_training_run(workdir, what)
   if epoch != 'last' and int(epoch) not in kept:
-    raise FileNotFoundError(f'Epoch {epoch} of {workdir} is not kept; kept: '
-                            f'{kept}.')
+    raise InputFileError(f'Epoch {epoch} of {workdir} is not kept; kept: '
+                         f'{kept}.')
 
 
 def model_signature(workdir: str) -> tuple[str, str]:

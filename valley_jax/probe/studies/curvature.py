@@ -35,6 +35,7 @@ import numpy as np
 
 from valley_jax import checks, plots, sharding
 from valley_jax.core import directions, hessian, sweep, tree
+from valley_jax.errors import InputError
 from valley_jax.plots import plt
 from valley_jax.probe.prober import Prober, Subject
 from valley_jax.probe.studies import common
@@ -257,7 +258,7 @@ def _validate(config: Config) -> None:
   c = config.curvature
   directions.check_noise(c.noise)
   if c.split not in SPLITS:
-    raise ValueError(f'config.curvature.split={c.split!r} must be one of '
+    raise InputError(f'config.curvature.split={c.split!r} must be one of '
                      f'{SPLITS}.')
   common.check_range(c.lam_min, c.lam_max, c.num_points, 'config.curvature')
 

@@ -34,6 +34,7 @@ import optax
 
 from valley_jax import checks, plots, sharding
 from valley_jax.core import directions, normalize, sweep, theory, tree
+from valley_jax.errors import InputError
 from valley_jax.plots import plt
 from valley_jax.probe.prober import Prober, Subject
 from valley_jax.probe.studies import common
@@ -252,7 +253,7 @@ def _softmax_maps_config() -> Config:
 def _softmax_maps_validate(config: Config) -> None:
   c = config.softmax_maps
   if not c.classes or not c.lambdas:
-    raise ValueError('config.softmax_maps.classes and .lambdas must not be '
+    raise InputError('config.softmax_maps.classes and .lambdas must not be '
                      'empty.')
 
 
@@ -307,7 +308,7 @@ def _listing1_config() -> Config:
 
 def _listing1_validate(config: Config) -> None:
   if not config.listing1.lambdas:
-    raise ValueError('config.listing1.lambdas must not be empty.')
+    raise InputError('config.listing1.lambdas must not be empty.')
 
 
 LISTING1 = Study(
@@ -348,7 +349,7 @@ def activations(p: Prober, s: Subject) -> dict[str, Any]:
       jax.ShapeDtypeStruct((1, *s.dataset.input_shape), jnp.float32))
   if not layers:
     name = s.train_config['model']['name']
-    raise ValueError(f'activations needs ReLUs; {name} has none '
+    raise InputError(f'activations needs ReLUs; {name} has none '
                      '(theory.feeds_relu).')
   d = common.make_direction(p, s, 0, noise=c.noise, sign_consistent=True,
                             normalization=norm)
@@ -420,7 +421,7 @@ def _activations_config() -> Config:
 def _activations_validate(config: Config) -> None:
   directions.check_noise(config.activations.noise)
   if not config.activations.amplitudes:
-    raise ValueError('config.activations.amplitudes must not be empty.')
+    raise InputError('config.activations.amplitudes must not be empty.')
 
 
 ACTIVATIONS = Study(

@@ -17,6 +17,7 @@ import numpy as np
 
 from valley_jax import checks, plots
 from valley_jax.core import directions, groups, normalize, tree
+from valley_jax.errors import InputError
 from valley_jax.plots import plt
 from valley_jax.probe.prober import Prober
 from valley_jax.probe.studies import common
@@ -84,10 +85,10 @@ def _check_list(kind: str):
   def check(config: Config) -> None:
     c, where = config[kind], f'config.{kind}'
     if not c.checkpoints:
-      raise ValueError(f'{where}.checkpoints is empty: give the workdirs of '
+      raise InputError(f'{where}.checkpoints is empty: give the workdirs of '
                        'the runs to compare.')
     if c.labels and len(c.labels) != len(c.checkpoints):
-      raise ValueError(f'{where}.labels must match {where}.checkpoints.')
+      raise InputError(f'{where}.labels must match {where}.checkpoints.')
     for w in c.checkpoints:
       common.check_checkpoint(w, 'last', f'{where}.checkpoints')
   return check
@@ -130,9 +131,9 @@ def _bn_layer(params, name: str) -> str:
   bns = sorted({k.rsplit('/', 1)[0] for k in _flat(params)
                 if k.rsplit('/', 1)[0].split('/')[-1].startswith('bn')})
   if not bns:
-    raise ValueError('bn_init needs models with BatchNorm.')
+    raise InputError('bn_init needs models with BatchNorm.')
   if name and name not in bns:
-    raise ValueError(f'config.bn_init.layer={name!r} not found; BN layers: '
+    raise InputError(f'config.bn_init.layer={name!r} not found; BN layers: '
                      f'{bns}.')
   return name or bns[0]
 
@@ -216,7 +217,7 @@ def interpolate(p: Prober, _) -> dict[str, Any]:
   a = p.subject(c.checkpoint_a, c.epoch_a, 'θA')
   b = p.subject(c.checkpoint_b, c.epoch_b, 'θB')
   if jax.tree.structure(a.params) != jax.tree.structure(b.params):
-    raise ValueError('interpolate needs checkpoints with the same parameters.')
+    raise InputError('interpolate needs checkpoints with the same parameters.')
   eps = directions.difference(a.params, b.params)
   lams = np.linspace(c.lam_min, c.lam_max, c.num_points)
   curve = common.line(p, a, 'θA → θB', 'interpolation', lambda _: eps,
@@ -273,7 +274,7 @@ def _check_pair(config: Config) -> None:
   a = common.model_signature(c.checkpoint_a)
   b = common.model_signature(c.checkpoint_b)
   if a != b:
-    raise ValueError('interpolate needs two checkpoints of the same model and '
+    raise InputError('interpolate needs two checkpoints of the same model and '
                      f'dataset; got {a} and {b}.')
 
 

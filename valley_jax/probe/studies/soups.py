@@ -36,6 +36,7 @@ import optax
 
 from valley_jax import checkpoint, checks, plots, rundir
 from valley_jax.core import tree
+from valley_jax.errors import InputError
 from valley_jax.plots import plt
 from valley_jax.probe.prober import Prober, Subject, architecture
 from valley_jax.probe.studies import common
@@ -194,6 +195,7 @@ def soups(p: Prober, _) -> dict[str, Any]:
   """
   c = p.config.soups
   init_dir, init_epoch = init_of(p.config)
+  init_epoch = p.pin(init_dir, init_epoch)
   start, _ = checkpoint.restore_model(init_dir, init_epoch, p.mesh)
   lams = lambdas(c)
   setting, curves, rows = None, [], []
@@ -211,7 +213,7 @@ def soups(p: Prober, _) -> dict[str, Any]:
     rows.append(epoch_row(e, curve, start['params'], a.params, b.params))
   return {'curves': curves, 'soups': rows,
           'init': {'workdir': init_dir,
-                   'epoch': checkpoint.resolve_epoch(init_dir, init_epoch)},
+                   'epoch': init_epoch},
           'halves': {'a': a.train_config['data'].get('half'),
                      'b': b.train_config['data'].get('half')}}
 
@@ -285,12 +287,12 @@ def _check_checkpoints(config: Config) -> None:
   c = config.soups
   for name in ('checkpoint_a', 'checkpoint_b'):
     if not c[name]:
-      raise ValueError(f'config.soups.{name} is empty: give the workdirs of '
+      raise InputError(f'config.soups.{name} is empty: give the workdirs of '
                        'runs A and B (configs/soups_digits.py trains them).')
     common.check_checkpoint(c[name], 'last', f'config.soups.{name}')
   es = epochs_of(config)
   if not es:
-    raise ValueError(f'{c.checkpoint_a} and {c.checkpoint_b} keep no common '
+    raise InputError(f'{c.checkpoint_a} and {c.checkpoint_b} keep no common '
                      'epoch ≥ 1; set config.soups.epochs.')
   for e in es:
     for name in ('checkpoint_a', 'checkpoint_b'):
@@ -311,13 +313,13 @@ def _check_fit(c: Config, init_dir: str) -> None:
   (arch_a, data_a), (arch_b, data_b) = (_split(c.checkpoint_a),
                                         _split(c.checkpoint_b))
   if arch_a != arch_b or data_a != data_b:
-    raise ValueError(
+    raise InputError(
         'soups needs runs A and B of one model on one dataset (their '
         f'config.data may differ only in half); got {arch_a}, {data_a} and '
         f'{arch_b}, {data_b}.')
   arch_i = architecture(checkpoint.load_config(init_dir))
   if arch_i != arch_a:
-    raise ValueError(f'config.soups.init ({init_dir}) is a {arch_i} model, '
+    raise InputError(f'config.soups.init ({init_dir}) is a {arch_i} model, '
                      f'runs A and B are {arch_a}.')
 
 

@@ -14,6 +14,7 @@ import ml_collections
 
 from valley_jax import checks, plots
 from valley_jax.core import directions, groups, tree
+from valley_jax.errors import InputError
 from valley_jax.plots import plt
 from valley_jax.probe.prober import Prober, Subject
 from valley_jax.probe.studies import common
@@ -112,7 +113,7 @@ def _sign_ratio_config() -> Config:
 def _sign_ratio_validate(config: Config) -> None:
   directions.check_noise(config.sign_ratio.noise)
   if any(r < 0 or r > 1 for r in config.sign_ratio.ratios):
-    raise ValueError('config.sign_ratio.ratios must lie in [0, 1].')
+    raise InputError('config.sign_ratio.ratios must lie in [0, 1].')
 
 
 SIGN_RATIO = Study(

@@ -1,6 +1,8 @@
-"""Large TFDS datasets read only their subsets (ImageNet, Flowers102)."""
+"""data/sources.py: offline sources, TFDS (large datasets read only their
+subsets), CINIC-10 from a folder, mnist1d."""
 
 import numpy as np
+import pytest
 import tensorflow_datasets as tfds
 
 from valley_jax import data
@@ -87,3 +89,60 @@ def test_resize_is_torchvision_eval_transform():
   img = np.arange(6 * 4, dtype=np.uint8).reshape(6, 4, 1).repeat(3, 2)
   out = sources._resize(img, 2, 4)
   np.testing.assert_array_equal(out[..., 0], [[9, 10], [13, 14]])
+
+
+def test_digits_split_and_standardised():
+  ds = data.load_digits()
+  assert ds.x_train.shape == (1437, 8, 8, 1) and ds.x_test.shape[0] == 360
+  assert abs(ds.x_train.mean()) < 1e-5 and abs(ds.x_train.std() - 1) < 1e-4
+
+
+def test_tfds_mock_loading():
+  with tfds.testing.mock_data(num_examples=12):
+    ds = data.load_dataset('cifar10')
+  assert ds.x_train.shape == (12, 32, 32, 3) and ds.x_train.dtype == np.uint8
+  assert ds.num_classes == 10 and ds.augmentable
+
+
+def test_tfds_mock_resizes_large_images():
+  with tfds.testing.mock_data(num_examples=3):
+    ds = data.load_dataset('oxford_flowers102', image_size=16)
+  assert ds.x_train.shape[1:] == (16, 16, 3)
+
+
+def test_tfds_not_prepared_says_how(tmp_path):
+  with pytest.raises(FileNotFoundError, match='tfds build svhn_cropped'):
+    data.load_dataset('svhn_cropped', data_dir=str(tmp_path))
+
+
+def test_cinic10_from_folder(tmp_path):
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  for split in ('train', 'test'):
+    for c in ('airplane', 'cat'):
+      d = tmp_path / 'cinic10' / split / c
+      d.mkdir(parents=True)
+      for i in range(2):
+        Image.fromarray(np.full((32, 32, 3), i * 9, np.uint8)).save(
+            d / f'{i}.png')
+  ds = data.load_dataset('cinic10', data_dir=str(tmp_path))
+  assert ds.x_train.shape == (4, 32, 32, 3)
+  assert ds.y_train.tolist() == [0, 0, 1, 1]
+
+
+def test_cinic10_missing_says_how(tmp_path):
+  with pytest.raises(FileNotFoundError, match='cinic10'):
+    data.load_dataset('cinic10', data_dir=str(tmp_path))
+
+
+@pytest.mark.slow
+def test_mnist1d_generated_and_cached(tmp_path):
+  ds = data.load_dataset('mnist1d', data_dir=str(tmp_path))
+  assert ds.x_train.shape == (4000, 40) and ds.num_classes == 10
+  assert (tmp_path / 'mnist1d_seed42.npz').exists()
+  again = data.load_dataset('mnist1d', data_dir=str(tmp_path))
+  np.testing.assert_array_equal(ds.x_test, again.x_test)
+
+
+def test_unknown_dataset():
+  with pytest.raises(ValueError, match='Unknown dataset'):
+    data.load_dataset('cifar11')

@@ -1,47 +1,18 @@
-"""The vectorised round engine against the plain reference and steps."""
+"""fed/rounds.py: the vectorised round engine against the plain reference
+(fed/reference.py) and plain training steps."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import orbax.checkpoint as ocp
 import pytest
+from conftest import (FED_HPARAMS as HPARAMS, FED_OPTIM as OPTIM,
+                      FED_SETTING as SETTING, fed_client_data as _client_data,
+                      fed_close as _close, fed_setup as _setup)
 
 from valley_jax import fed, models, sharding
 from valley_jax.core import steps
 from valley_jax.fed import local
-
-OPTIM = fed.SGD(lr=0.05, momentum=0.9, weight_decay=5e-4)
-COUNTS = np.array([9, 5, 12, 3, 7, 12])  # Partial last batches of 1 and 3.
-SETTING = {'fraction': 0.5, 'local_epochs': 2, 'batch_size': 4, 'seed': 1}
-HPARAMS = {'fedavg': None, 'fedprox': {'mu': 0.1}, 'fedsign': {'gamma': 0.1},
-           'moon': {'mu': 1.0, 'proj_dim': 8}, 'feddyn': {'alpha': 0.1},
-           'scaffold': None, 'fedpan': None}
-
-
-def _client_data(counts=COUNTS, dim=6, seed=0):
-  rng = np.random.default_rng(seed)
-  k, m = len(counts), int(max(counts))
-  x = rng.normal(size=(k, m, dim)).astype(np.float32)
-  y = rng.integers(0, 4, (k, m)).astype(np.int32)
-  rows = np.arange(m)[None, :] < np.asarray(counts)[:, None]
-  return fed.ClientData.from_arrays(x * rows[..., None], y * rows, counts)
-
-
-def _setup(name, data, bn_policy='average', bn=True):
-  alg = fed.build_algorithm(name, HPARAMS[name])
-  model = models.build_model('mlp', 4, hidden=(8,), bn=bn,
-                             **alg.model_kwargs)
-  v = model.init(jax.random.key(0), jnp.zeros((1, 6)))
-  server, clients = fed.init_states(alg, model, v, data.num_clients,
-                                    input_shape=(6,), key=jax.random.key(1),
-                                    bn_policy=bn_policy)
-  return model, alg, server, clients
-
-
-def _close(a, b, tol=1e-5):
-  jax.tree.map(lambda u, v: np.testing.assert_allclose(
-      np.asarray(u), np.asarray(v), rtol=tol, atol=tol), a, b)
 
 
 def _fast_rounds(model, alg, data, server, clients, rounds=2, **kw):
@@ -75,7 +46,10 @@ def _check_same(fast, ref, bn=True):
 
 
 # FedPAN (FedAvg on a PAN model) is checked with the FedBN variant below.
-@pytest.mark.parametrize('name', sorted(set(HPARAMS) - {'fedpan'}))
+# FedSign (no BN, the quickest) is the reference round's fast-tier check.
+@pytest.mark.parametrize('name', [
+    n if n == 'fedsign' else pytest.param(n, marks=pytest.mark.slow)
+    for n in sorted(set(HPARAMS) - {'fedpan'})])
 def test_vmapped_clients_equal_the_reference(name):
   data = _client_data()
   # FedSign's term follows the sign of θt, which is rounding noise for the
@@ -86,6 +60,7 @@ def test_vmapped_clients_equal_the_reference(name):
               _reference_rounds(model, alg, data, server, clients), bn)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('name,kw', [
     ('scaffold', {'chunk': 2}),  # lax.map: a chunk of 2 and a remainder.
     ('fedpan', {'bn_policy': 'local', 'aggregation': 'weighted'}),
@@ -106,6 +81,7 @@ def test_chunked_and_policy_variants_equal_the_reference(name, kw):
     assert len({m.tobytes() for m in means[seen]}) == int(seen.sum())
 
 
+@pytest.mark.slow
 def test_eight_devices_equal_one():
   data = _client_data()
   model, alg, server, clients = _setup('scaffold', data)
@@ -120,6 +96,7 @@ def test_eight_devices_equal_one():
   assert eight[0].weights.params['head']['kernel'].sharding.is_fully_replicated
 
 
+@pytest.mark.slow
 def test_zero_weight_regularisers_are_exactly_fedavg():
   data = _client_data()
   model, avg, server, clients = _setup('fedavg', data)
@@ -130,6 +107,7 @@ def test_zero_weight_regularisers_are_exactly_fedavg():
     jax.tree.map(np.testing.assert_array_equal, got.weights, want.weights)
 
 
+@pytest.mark.slow
 def test_one_client_equals_plain_training():
   counts = np.array([10])  # Batches of 4, 4 and a kept partial batch of 2.
   data = _client_data(counts)
@@ -155,35 +133,7 @@ def test_one_client_equals_plain_training():
   assert float(metrics['steps']) == 2 * 3
 
 
-def _local_result(counts, n_max, count):
-  """One client's local training in data padded to n_max rows."""
-  data = _client_data(counts)
-  model, alg, server, _ = _setup('scaffold', data)
-  tx, lr = fed.client_optimizer(OPTIM)
-  step = local.make_local_step(model, alg, tx)
-  train = local.make_local_train(step, epochs=2, batch_size=4, n_max=n_max)
-  start = server.weights
-  ctx = fed.LocalContext(start, server.aux, alg.init_client(start),
-                         jnp.bool_(True), lr, local.make_features_fn(model))
-  x, y = data.x[0][:n_max], data.y[0][:n_max]
-  return start, jax.jit(train, static_argnums=6)(
-      start, ctx, x, y, count, jax.random.key(3), tx)
-
-
-def test_masked_padded_steps_are_the_identity():
-  # A client of 5 rows padded to 12 (2 of its 3 steps per epoch are partial
-  # or masked) trains exactly as in a block of 5 rows, with 2·⌈5/4⌉ steps.
-  start, (w5, steps5, loss5) = _local_result(np.array([5, 12]), 5, 5)
-  _, (w12, steps12, loss12) = _local_result(np.array([5, 12]), 12, 5)
-  assert int(steps5) == int(steps12) == 4
-  _close(w5, w12, 1e-6)
-  np.testing.assert_allclose(loss5, loss12, rtol=1e-6)
-  # No real rows: every step is masked and nothing moves.
-  _, (w0, steps0, loss0) = _local_result(np.array([5, 12]), 12, 0)
-  assert int(steps0) == 0 and float(loss0) == 0.0
-  jax.tree.map(np.testing.assert_array_equal, w0, start)
-
-
+@pytest.mark.slow
 def test_clients_take_their_own_number_of_steps():
   data = _client_data()
   model, alg, server, clients = _setup('fedavg', data)
@@ -196,6 +146,7 @@ def test_clients_take_their_own_number_of_steps():
   assert round_fn.jitted._cache_size() == 1  # One compile for all rounds.
 
 
+@pytest.mark.slow
 def test_states_round_trip_through_orbax(tmp_path):
   data = _client_data()
   model, alg, server, clients = _setup('moon', data, bn_policy='local')
@@ -252,17 +203,3 @@ def test_recalibrate_recomputes_bn_statistics():
       server.weights.params['dense1']['bias'])
   _close(w.batch_stats['bn1']['mean'], h.mean(0), 1e-4)
   _close(w.params, server.weights.params, 0)
-
-
-def test_client_optimizer_is_torch_sgd():
-  tx, lr = fed.client_optimizer(OPTIM)
-  p = {'w': jnp.array([1.0, -2.0])}
-  g = {'w': jnp.array([0.5, 0.5])}
-  s = tx.init(p)
-  u1, s = tx.update(g, s, p)
-  p1 = optax.apply_updates(p, u1)
-  u2, _ = tx.update(g, s, p1)
-  v1 = np.array([0.5, 0.5]) + 5e-4 * np.array([1.0, -2.0])
-  np.testing.assert_allclose(u1['w'], -lr * v1, rtol=1e-6)
-  v2 = np.array([0.5, 0.5]) + 5e-4 * np.asarray(p1['w'])
-  np.testing.assert_allclose(u2['w'], -lr * (v2 + 0.9 * v1), rtol=1e-6)

@@ -18,8 +18,9 @@ import jax
 import numpy as np
 import pytest
 
-from valley_jax import checkpoint, defaults, distributed, outputs, rundir
+from valley_jax import checkpoint, defaults, distributed, rundir
 from valley_jax.probe import runner as probe_runner
+
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _TRAIN = {'model.name': 'mlp', 'model.width': 0.125, 'train.epochs': 2,
@@ -98,6 +99,7 @@ def two_process_run(tmp_path_factory):
   return tmp
 
 
+@pytest.mark.slow
 def test_two_processes_equal_one_process(two_process_run, tmp_path):
   ref_work, ref_results = _reference(tmp_path)
   work = str(two_process_run / 'runs/default')
@@ -125,14 +127,7 @@ def test_two_processes_equal_one_process(two_process_run, tmp_path):
   assert res['provenance'][0]['epoch'] == 2
 
 
-def test_only_process_zero_writes(tmp_path, monkeypatch):
-  """Outputs of the other processes are skipped: one writer per file."""
-  outputs.write_json(tmp_path / 'a.json', {'x': 1})
-  monkeypatch.setattr(jax, 'process_index', lambda: 1)
-  outputs.write_json(tmp_path / 'b.json', {'x': 1})
-  assert sorted(os.listdir(tmp_path)) == ['a.json']
-
-
+@pytest.mark.slow
 def test_two_process_run_left_no_stray_files(two_process_run):
   stray = [f for _, _, fs in os.walk(two_process_run) for f in fs
            if '.tmp-' in f or '.write-test-' in f]
@@ -163,6 +158,7 @@ def test_partial_flags_refused(args):
     distributed.initialize(*args)
 
 
+@pytest.mark.slow
 def test_default_config_found_from_any_directory(tmp_path):
   """The mains' default configs live beside them, not in the cwd."""
   for main, name in (('train.py', 'digits_cnn.py'),

@@ -1,5 +1,7 @@
-"""The sweep engine against plain references and hand computations."""
+"""core/sweep.py: the sweep engine against plain references and hand
+computations; BN pairs and folding; the precision of float32 sweeps."""
 
+import flax
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -26,6 +28,7 @@ def setup(trained_mlp):
   return model, v, ds, d1, d2
 
 
+@pytest.mark.slow
 def test_lambda_zero_equals_plain_evaluation(setup):
   model, v, ds, d1, _ = setup
   mesh = sharding.make_mesh(1)
@@ -40,6 +43,7 @@ def test_lambda_zero_equals_plain_evaluation(setup):
   assert float(out['loss'][0]) == pytest.approx(plain['loss'], rel=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('recal', [False, True])
 @pytest.mark.parametrize('chunk', [1, 3, 7])
 def test_fast_sweep_equals_reference(setup, recal, chunk):
@@ -58,6 +62,7 @@ def test_fast_sweep_equals_reference(setup, recal, chunk):
   np.testing.assert_allclose(fast['error'], ref['error'], atol=1e-6)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('recal', [False, True])
 def test_streamed_evaluation_equals_reference(setup, recal):
   """Data left on the host, 4 batches per call (the last group padded)."""
@@ -82,6 +87,7 @@ def test_streamed_evaluation_equals_reference(setup, recal):
   np.testing.assert_allclose(got['error'], ref['error'], atol=1e-6)
 
 
+@pytest.mark.slow
 def test_eight_devices_equal_one(setup):
   model, v, ds, d1, _ = setup
   coeffs = np.linspace(-1, 1, 5)[:, None]
@@ -126,6 +132,7 @@ def test_recalibration_matches_direct_statistics():
   np.testing.assert_allclose(stats['bn2']['var'], v2, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_recal_at_lambda_zero_reproduces_training_statistics(setup):
   """On one batch, recalibration equals the batch statistics flax computes."""
   model, v, ds, d1, _ = setup
@@ -142,6 +149,7 @@ def test_recal_at_lambda_zero_reproduces_training_statistics(setup):
                stats, expected)
 
 
+@pytest.mark.slow
 def test_bf16_close_to_fp32(setup):
   model, v, ds, d1, _ = setup
   ev = sweep.make_batches(ds.x_test, ds.y_test, 120)
@@ -154,6 +162,7 @@ def test_bf16_close_to_fp32(setup):
   np.testing.assert_allclose(b16['error'], f32['error'], atol=0.03)
 
 
+@pytest.mark.slow
 def test_sweep_compiles_once_for_many_calls(setup, monkeypatch):
   """New directions and λ values of the same shape reuse the executable."""
   model, v, ds, d1, d2 = setup
@@ -188,6 +197,7 @@ def test_bad_ranges_and_shapes():
     sweep.make_recal_batches(np.zeros((10, 2)), 10, 4)
 
 
+@pytest.mark.slow
 def test_finding_on_digits(trained_mlp):
   """Sign-consistent noise: flatter positive side; G(0,1): nearly symmetric."""
   c = defaults.probe_config(trained_mlp)
@@ -200,3 +210,90 @@ def test_finding_on_digits(trained_mlp):
   sc = common.noise_line(p, s, 'gaussian', True, 'G')
   assert sc['negative_error'] - sc['positive_error'] > 0.2
   assert abs(plain['negative_error'] - plain['positive_error']) < 0.1
+
+
+# ---------------------------------------------------- BN folding and precision
+
+
+def _bn_model_and_data(name, **kw):
+  m = models.build_model(name, 10, **kw)
+  shape = (12,) if name == 'mlp' else (8, 8, 3)
+  rng = np.random.default_rng(0)
+  x = rng.normal(size=(48, *shape)).astype(np.float32)
+  y = (np.arange(48) % 10).astype(np.int32)
+  v = m.init(jax.random.key(0), x[:1])
+  # BN statistics, scales and shifts far from identity, so folding matters.
+  v = jax.jit(lambda v: jax.tree.map(
+      lambda a: a + 0.5 * jax.random.uniform(jax.random.key(a.size), a.shape),
+      v))(v)
+  return m, v, x, y, shape
+
+
+def test_bn_pairs_of_an_mlp():
+  m = models.build_model('mlp', 10, hidden=(16, 8))
+  v = jax.eval_shape(m.init, jax.random.key(0), jnp.zeros((1, 12)))
+  assert sweep.bn_pairs(m, v, (12,)) == {
+      ('bn1',): (('dense1',), 1e-5), ('bn2',): (('dense2',), 1e-5)}
+
+
+def test_fold_of_one_layer_by_hand():
+  """Dense then BN: W·s and β − μ·s, s = γ/√(σ² + ε)."""
+  params = {'dense1': {'kernel': jnp.array([[1.0, 2.0]]),
+                       'bias': jnp.array([1.0, -1.0])},
+            'bn1': {'scale': jnp.array([2.0, 1.0]),
+                    'bias': jnp.array([0.5, 0.0])}}
+  stats = {'bn1': {'mean': jnp.array([1.0, 3.0]),
+                   'var': jnp.array([1.0 - 1e-5, 4.0 - 1e-5])}}
+  out, shifts = sweep.fold_bn(params, stats,
+                              {('bn1',): (('dense1',), 1e-5)})
+  # s = γ/√(σ² + ε) = (2/1, 1/2).
+  np.testing.assert_allclose(out['dense1']['kernel'], [[2.0, 1.0]], rtol=1e-6)
+  np.testing.assert_allclose(out['dense1']['bias'], [2.0, -0.5], rtol=1e-6)
+  np.testing.assert_allclose(shifts[('bn1',)], [0.5 - 2.0, 0.0 - 1.5],
+                             rtol=1e-6)
+
+
+@pytest.mark.parametrize('name,size', [('resnet20', 8), ('resnet18', 32)])
+def test_every_bn_of_a_resnet_is_paired(name, size):
+  """Stem, both convs of each block and the projection shortcuts."""
+  m = models.build_model(name, 10, width=0.125)
+  v = jax.eval_shape(m.init, jax.random.key(0), jnp.zeros((1, size, size, 3)))
+  pairs = sweep.bn_pairs(m, v, (size, size, 3))
+  assert set(pairs) == {k[:-1] for k in flax.traverse_util.flatten_dict(
+      v['batch_stats'])}
+  assert pairs[('layer2_0', 'bn2')][0] == ('layer2_0', 'conv2')
+  if name == 'resnet18':
+    assert pairs[('layer2_0', 'bn_shortcut')][0] == ('layer2_0',
+                                                     'conv_shortcut')
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('name,kw,recal', [
+    ('mlp', dict(hidden=(16, 8)), False), ('cnn', dict(width=0.125), True)])
+def test_folded_sweep_equals_unfolded(name, kw, recal):
+  """The folded path against the reference (unfolded), float32/HIGHEST."""
+  m, v, x, y, _ = _bn_model_and_data(name, **kw)
+  ev = sweep.make_batches(x, y, 16)
+  rx = sweep.make_recal_batches(x, 48, 24) if recal else None
+  d = normalize.normalize(
+      directions.sample('gaussian', jax.random.key(1), v['params']),
+      v['params'])
+  coeffs = np.linspace(-0.5, 0.5, 3)[:, None]
+  out = [sweep.make_sweep(m, recal=recal, precision='highest', fold=f)(
+      v['params'], v['batch_stats'], [d], coeffs, ev, rx) for f in (0, 1)]
+  np.testing.assert_allclose(out[1]['loss'], out[0]['loss'], rtol=2e-6)
+  np.testing.assert_allclose(out[1]['error'], out[0]['error'], atol=1e-6)
+
+
+@pytest.mark.slow
+def test_float32_sweeps_trace_at_highest_precision(monkeypatch):
+  seen = []
+  original = sweep.evaluate
+  monkeypatch.setattr(sweep, 'evaluate', lambda *a, **k: seen.append(
+      jax.config.jax_default_matmul_precision) or original(*a, **k))
+  m, v, x, y, _ = _bn_model_and_data('mlp', hidden=(4,))
+  ev = sweep.make_batches(x, y, 16)
+  for dtype in ('float32', 'tf32'):
+    sweep.make_sweep(m, precision=prober.PRECISIONS[dtype])(
+        v['params'], v['batch_stats'], [v['params']], np.zeros((1, 1)), ev)
+  assert seen == ['highest', None]

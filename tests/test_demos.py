@@ -1,0 +1,119 @@
+"""probe/studies/demos.py: the theory demo kinds end to end and each
+figure's finding."""
+
+import functools
+import json
+
+import jax
+import numpy as np
+import pytest
+from conftest import small_probe_config as _config, tiny_train_config
+
+from valley_jax.core import theory
+from valley_jax.probe import prober
+from valley_jax.probe import runner as probe_runner
+from valley_jax.probe.studies import common
+from valley_jax.probe.studies import demos as theory_study
+
+
+def _load(path):
+  with open(path) as f:
+    return json.load(f)
+
+
+@pytest.mark.slow
+def test_checkpoint_free_kinds_and_their_findings(tmp_path):
+  """Fig. 10, 27, 29: no checkpoint exists, none is checked or trained."""
+  nothing = str(tmp_path / 'nothing')
+  c = _config(nothing, 'softmax_maps,listing1,listing2')
+  c.train_if_missing = nothing  # Would train if a kind needed it.
+  c.train = tiny_train_config(epochs=1)
+  c.seeds = 8
+  c.softmax_maps.classes = (0, 3)
+  c.softmax_maps.lambdas = (-1.0, -0.5, 0.0, 0.5, 1.0)
+  c.listing1.draws = 2000
+  c.listing1.bins = 40
+  c.listing2.num_points = 11
+  paths = probe_runner.run(c, str(tmp_path / 'probe'))
+  assert not (tmp_path / 'nothing').exists()
+  for kind in ('softmax_maps', 'listing1', 'listing2'):
+    res = _load(paths[kind])
+    assert res['provenance'] == [] and res['checkpoint'] is None
+    assert res['model'] and res['dataset'] and 'curves' in res
+    assert (tmp_path / 'probe' / kind / 'figure.png').exists()
+  _check_softmax_maps(_load(paths['softmax_maps']))
+  s = _load(paths['listing1'])['summary']
+  assert s['mean_increases'] and s['mean'][-1] - s['mean'][0] > 60
+  _check_listing2(_load(paths['listing2']))
+
+
+def _check_softmax_maps(res):
+  m = res['maps']
+  lams, corr = np.asarray(m['lambdas']), np.asarray(m['correlation'])
+  for lam in (0.5, 1.0):
+    plus, minus = corr[lams == lam][0], corr[lams == -lam][0]
+    assert np.all(plus > 0.5) and np.all(minus < 0.0)  # Kept vs destroyed.
+  err = dict(zip(res['curves'][0]['lambdas'], res['curves'][0]['error']))
+  assert err[0.0] < 0.01 and err[0.5] + 0.4 < err[-0.5]
+
+
+def _check_listing2(res):
+  r = res['listing2']
+  sc, g = r['favoured']['|G(0,1)|·s(W)'], r['favoured']['G(0,1)']
+  assert sc['error'] == sc['loss'] == 1.0  # Every draw, every λ ≥ 0.5.
+  assert sc['spread'] >= 0.6 and sc['trace'] >= 0.6
+  assert 0.1 <= g['error'] <= 0.9 and 0.1 <= g['loss'] <= 0.9
+  asym_sc, asym_g = r['asymmetry']['|G(0,1)|·s(W)'], r['asymmetry']['G(0,1)']
+  for k in ('error', 'loss'):  # 100 draws: SC 0.41, 0.71; G 0.00, 0.01.
+    assert asym_sc[k] > 0.3 > 4 * abs(asym_g[k])
+  for k in ('spread', 'trace'):  # 100 draws: SC 0.21; G -0.05.
+    assert asym_sc[k] > max(0.05, asym_g[k] + 0.1)
+  assert len(r['metrics']['G(0,1)']['trace']) == 8  # One row per draw.
+  lams = np.asarray(r['lambdas'])
+  assert lams.tolist() == np.linspace(-1, 1, 11).tolist()
+
+
+@pytest.mark.slow
+def test_activations_and_gradient_kinds(trained_mlp, tmp_path):
+  c = _config(trained_mlp, 'activations,gradient')
+  c.sweep.eval_batch_size = 0  # The default: chosen for the device.
+  c.activations.amplitudes = (0.5, 1.0)
+  c.activations.n_samples = 100
+  paths = probe_runner.run(c, str(tmp_path))
+  res = _load(paths['activations'])
+  a = res['activations']
+  assert a['lambdas'] == [-1.0, -0.5, 0.5, 1.0] and a['layers'] == ['bn1',
+                                                                   'bn2']
+  counts = np.asarray(a['counts'])
+  assert counts.shape == (4, 2, 2, 2)
+  assert np.all(counts.sum((2, 3)) == 100 * 32)  # 100 images × 32 units.
+  s = res['summary']
+  assert all(p > n for p, n in zip(s['positive'], s['negative']))
+  assert (tmp_path / 'activations' / 'figure.png').exists()
+  g = _load(paths['gradient'])
+  assert [cv['label'] for cv in g['curves']] == ['∇L(θf)', 'sign(θf)']
+  cos = g['gradient']['cosines']
+  assert abs(cos['G(0,1)']) < 5 * g['gradient']['random_scale']
+  assert -1.0 <= cos['sign(θf)'] <= 1.0
+  assert (tmp_path / 'gradient' / 'figure_cosine.png').exists()
+
+
+@pytest.mark.slow
+def test_activation_counts_match_a_direct_count(trained_mlp):
+  """One point by hand: relu_inputs at θf and θf + λd, counted in numpy."""
+  c = _config(trained_mlp, 'activations')
+  c.sweep.recal = 'off'
+  p = prober.Prober(c)
+  s = p.subject(trained_mlp)
+  d = common.make_direction(p, s, 0, noise='gaussian', sign_consistent=True)
+  got = theory_study._confusions(p, s, d, [0.5], 50)[0]
+  x = s.dataset.x_test[:50]
+  base = {'params': s.params, 'batch_stats': s.batch_stats}
+  moved = {'params': jax.tree.map(lambda t, e: t + 0.5 * e, s.params, d),
+           'batch_stats': s.batch_stats}
+  capture = jax.jit(functools.partial(theory.relu_inputs, s.model))
+  a0, a1 = capture(base, x), capture(moved, x)
+  for k in ('bn1', 'bn2'):
+    on0, on1 = np.asarray(a0[k]) > 0, np.asarray(a1[k]) > 0
+    assert got[k].tolist() == [[np.sum(on0 & on1), np.sum(on0 & ~on1)],
+                               [np.sum(~on0 & on1), np.sum(~on0 & ~on1)]]

@@ -1,0 +1,317 @@
+"""probe/runner.py: every kind end to end, the schema, provenance, reuse of
+finished kinds, damaged outputs and bad input."""
+
+import json
+import logging
+import pathlib
+
+import pytest
+from conftest import (check_curve_schema as _check_schema,
+                      kinds_probe_config as _config, load_json as _load,
+                      patch_study_run, tiny_train_config)
+
+from valley_jax import checkpoint, defaults, outputs
+from valley_jax.core import sweep
+from valley_jax.probe import prober, registry
+from valley_jax.probe import runner as probe_runner
+from valley_jax.train import runner as train_runner
+
+
+@pytest.mark.slow
+def test_single_checkpoint_kinds(trained_mlp, tmp_path, capsys):
+  kinds = 'noise_types,sign_ratio,special,groups,surface'
+  c = _config(trained_mlp, kinds)
+  c.seeds = 2
+  paths = probe_runner.run(c, str(tmp_path))
+  for kind in kinds.split(','):
+    res = _load(paths[kind])
+    _check_schema(res, kind)
+    assert (tmp_path / kind / 'figure.png').exists()
+    # PNG by default; config.figure_formats='png,pdf' adds PDF.
+    assert not (tmp_path / kind / 'figure.pdf').exists()
+    assert res['precision'] == {'dtype': 'float32', 'compute_dtype': 'float32',
+                                'matmul_precision': 'highest',
+                                'fold_bn': True}
+    assert res['batch_sizes'] == {'eval': 360, 'recal': 200}
+  nt = _load(paths['noise_types'])
+  assert len(nt['curves']) == 4  # 2 noises x {plain, sign-consistent}.
+  assert nt['curves'][0]['seeds'] == 2 and 'error_std' in nt['curves'][0]
+  sr = _load(paths['sign_ratio'])
+  assert sr['summary']['ratios'] == [0.0, 0.5, 1.0]
+  assert [c['ratio'] for c in sr['curves']] == [0.0, 0.5, 1.0]
+  sp = _load(paths['special'])
+  assert [c['direction'] for c in sp['curves']] == list(
+      c.special.directions)
+  gr = _load(paths['groups'])
+  assert {c['group'] for c in gr['curves']} == {'ALL', 'CLF', 'BN'}
+  su = _load(paths['surface'])
+  assert len(su['surface']['loss']) == 3 and len(su['surface']['loss'][0]) == 3
+  # The table: one row per curve with the two halves and their difference.
+  out = capsys.readouterr().out
+  assert 'err+' in out and '|G(0,1)|·sign(θ)' in out
+
+
+@pytest.mark.slow
+def test_non_finite_values_become_null(trained_mlp, tmp_path):
+  c = _config(trained_mlp, 'noise_types')
+  c.noise_types.noises = ('ones',)
+  c.noise_types.scales = (1e38,)
+  c.sweep.recal = 'off'
+  path = probe_runner.run(c, str(tmp_path))['noise_types']
+  res = _load(path)
+  losses = res['curves'][0]['loss']
+  assert None in losses and losses[2] is not None  # λ = 0 stays finite.
+  assert (tmp_path / 'noise_types' / 'figure.png').exists()
+
+
+@pytest.mark.slow
+def test_main_job_trains_when_missing(tmp_path):
+  c = _config(str(tmp_path / 'default'), 'noise_types,sign_ratio,special')
+  c.train_if_missing = c.checkpoint
+  c.train = tiny_train_config(epochs=1)
+  paths = probe_runner.run(c, str(tmp_path / 'probe'))
+  assert set(paths) == {'noise_types', 'sign_ratio', 'special'}
+  assert (tmp_path / 'default' / 'metrics.jsonl').exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('key,value,match', [
+    ('kind', 'valleys', 'Unknown probe kind'),
+    ('normalization', 'batch', 'Unknown normalization'),
+    ('noise_types.noises', ('cauchy',), 'Unknown noise'),
+    ('groups.groups', ('EMBED',), 'Unknown parameter group'),
+    ('special.directions', ('grad',), 'Unknown special'),
+    ('sweep.num_points', 0, r'sweep\.num_points=0 must be an integer'),
+    ('sweep.lam_min', 2.0, 'Empty or invalid'),
+    ('epoch', '99', 'not kept'),
+    ('sweep.dtype', 'float8', 'Unknown dtype'),
+])
+def test_bad_input_fails_before_compiling(trained_mlp, tmp_path, monkeypatch,
+                                          key, value, match):
+  monkeypatch.setattr(sweep, 'make_sweep', _no_compile)
+  c = _config(trained_mlp, 'noise_types,groups,special')
+  parts = key.split('.')
+  target = c
+  for p in parts[:-1]:
+    target = target[p]
+  target[parts[-1]] = value
+  with pytest.raises((ValueError, FileNotFoundError), match=match):
+    probe_runner.run(c, str(tmp_path))
+  assert not list(tmp_path.iterdir())
+
+
+def _no_compile(*a, **k):
+  raise AssertionError('a sweep was built before the input was checked')
+
+
+def test_missing_checkpoint(tmp_path, monkeypatch):
+  monkeypatch.setattr(sweep, 'make_sweep', _no_compile)
+  with pytest.raises(FileNotFoundError, match='holds no checkpoint'):
+    probe_runner.run(_config(str(tmp_path / 'nothing'), 'special'),
+                     str(tmp_path / 'out'))
+
+
+@pytest.mark.slow
+def test_model_without_bn(tmp_path):
+  """No BN: recalibration is off by default and the BN group is skipped."""
+  train_dir = str(tmp_path / 'nobn')
+  train_runner.run(tiny_train_config(epochs=1, bn=False), train_dir)
+  c = _config(train_dir, 'groups')
+  p = prober.Prober(c)
+  assert p.subject(train_dir).sweep.recal_x is None
+  res = _load(probe_runner.run(c, str(tmp_path / 'probe'))['groups'])
+  assert {cv['group'] for cv in res['curves']} == {'ALL', 'CLF'}
+  c.kind = 'bn_init'
+  c.bn_init.checkpoints = (train_dir,)
+  with pytest.raises(ValueError, match='needs models with BatchNorm'):
+    probe_runner.run(c, str(tmp_path / 'probe2'))
+
+
+@pytest.mark.slow
+def test_finished_kinds_are_not_recomputed(trained_mlp, tmp_path,
+                                           monkeypatch):
+  c = _config(trained_mlp, 'special,sign_ratio')
+  first = probe_runner.run(c, str(tmp_path))
+  before = _load(first['special'])
+  (tmp_path / 'sign_ratio' / 'results.json').unlink()  # "Interrupted" here.
+  calls = []
+  original = registry.STUDIES['sign_ratio'].run
+  special = registry.STUDIES['special'].run
+  patch_study_run(monkeypatch, 'special', _no_compile)
+  patch_study_run(monkeypatch, 'sign_ratio',
+                  lambda *a: calls.append(1) or original(*a))
+  second = probe_runner.run(c, str(tmp_path))
+  assert calls == [1]  # Only the unfinished kind ran again.
+  assert _load(second['special']) == before
+  assert _load(second['sign_ratio'])['summary']['ratios'] == [0.0, 0.5, 1.0]
+  c.sweep.num_points = 3  # Another config recomputes.
+  patch_study_run(monkeypatch, 'special', special)
+  third = _load(probe_runner.run(c, str(tmp_path))['special'])
+  assert len(third['curves'][0]['lambdas']) == 3
+
+
+def test_string_fields_fail_early():
+  c = defaults.probe_config()
+  c.figure_formats = 'png,jpeg'
+  with pytest.raises(ValueError, match='config.figure_formats'):
+    probe_runner.check_names(c)
+  c.figure_formats = 'PNG, pdf'
+  assert probe_runner.figure_formats(c) == ('png', 'pdf')
+  c.sweep.dtype = 'tf32'
+  probe_runner.check_names(c)
+  c.sweep.dtype = 'fp32'
+  with pytest.raises(ValueError, match='config.sweep.dtype'):
+    probe_runner.check_names(c)
+
+
+# ---------------------------------------------- damaged outputs and provenance
+
+
+def _probe_config(ckpt, kind='special'):
+  c = defaults.probe_config(ckpt)
+  c.kind = kind
+  c.sweep.num_points = 3
+  c.sweep.recal_samples = 64
+  c.sweep.recal_batch_size = 64
+  c.sweep.eval_batch_size = 360
+  c.special.directions = ('sign', 'sgp')
+  return c
+
+
+@pytest.mark.slow
+def test_torn_results_recomputed_and_lost_figure_redrawn(run2, tmp_path,
+                                                         monkeypatch):
+  c = _probe_config(run2)
+  path = probe_runner.run(c, str(tmp_path))['special']
+  good = outputs.read_json(path)
+  pathlib.Path(path).write_text(pathlib.Path(path).read_text()[:100])
+  assert outputs.read_json(probe_runner.run(c, str(tmp_path))['special']
+                           )['curves'] == good['curves']
+  # Finished results, figure deleted: redrawn without any sweep.
+  (tmp_path / 'special' / 'figure.png').unlink()
+  monkeypatch.setattr(sweep, 'make_sweep', _no_compile)
+  patch_study_run(monkeypatch, 'special', _no_compile)
+  probe_runner.run(c, str(tmp_path))
+  assert (tmp_path / 'special' / 'figure.png').stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_retrained_checkpoint_is_probed_again(tmp_path, monkeypatch):
+  w = str(tmp_path / 'run')
+  train_runner.run(tiny_train_config(epochs=1), w)
+  c = _probe_config(w)
+  first = outputs.read_json(probe_runner.run(c, str(tmp_path / 'p'))['special'])
+  prov = first['provenance'][0]
+  assert prov['epoch'] == 1 and prov['workdir'] == w
+  assert prov['fingerprint'] == checkpoint.fingerprint(
+      checkpoint.restore_model(w)[0])
+  assert prov['train_config']['optim']['lr'] == 0.05
+  c2 = tiny_train_config(epochs=1)
+  c2.optim.lr = 0.01
+  train_runner.run(c2, w, overwrite=True)
+  calls = []
+  original = registry.STUDIES['special'].run
+  patch_study_run(monkeypatch, 'special',
+                  lambda *a: calls.append(1) or original(*a))
+  again = outputs.read_json(probe_runner.run(c, str(tmp_path / 'p'))['special'])
+  assert calls == [1]
+  assert again['provenance'][0]['fingerprint'] != prov['fingerprint']
+  assert again['provenance'][0]['train_config']['optim']['lr'] == 0.01
+  probe_runner.run(c, str(tmp_path / 'p'))  # Unchanged now: skipped.
+  assert calls == [1]
+
+
+# ----------------------------------------------------- 5. every field checked
+
+
+_SCALES = ['noise_types.scales', 'sign_ratio.scale', 'special.scale',
+           'groups.scale', 'hparams.scale']
+
+
+@pytest.mark.parametrize('key,value', [
+    *[(k, v) for k in _SCALES for v in (0.0, -1.0, float('nan'))],
+    ('sweep.chunk', -1),
+    ('sweep.eval_batch_size', -1), ('sweep.recal_samples', 0),
+    ('sweep.recal_batch_size', -1), ('sweep.lam_min', float('nan')),
+    ('sweep.lam_max', float('inf')), ('seeds', 0),
+    ('sign_ratio.ratios', (0.5, 1.5)), ('train.optim.momentum', 1.0),
+])
+def test_bad_number_names_field_before_loading(tmp_path, monkeypatch, key,
+                                               value):
+  monkeypatch.setattr(sweep, 'make_sweep', _no_compile)
+  # No checkpoint exists: a range error must come before any file is read.
+  c = _probe_config(str(tmp_path / 'no_run'), 'noise_types,sign_ratio')
+  if key in ('noise_types.scales',):
+    value = (value,)
+  *parents, leaf = key.split('.')
+  target = c
+  for p in parents:
+    target = target[p]
+  target[leaf] = value
+  with pytest.raises(ValueError, match=rf'config\.{key}=.* must be'):
+    probe_runner.run(c, str(tmp_path / 'probe'))
+  assert not (tmp_path / 'probe').exists()
+
+
+# --------------------------------------------------------- 6. output paths
+
+
+@pytest.mark.slow
+def test_probe_workdir_that_is_a_file_fails_first(run2, tmp_path,
+                                                  monkeypatch):
+  monkeypatch.setattr(sweep, 'make_sweep', _no_compile)
+  (tmp_path / 'file').write_text('x')
+  for bad in (tmp_path / 'file', tmp_path / 'file' / 'sub'):
+    with pytest.raises(ValueError, match=r'--workdir=.*(is a file|not '
+                       'writable)'):
+      probe_runner.run(_probe_config(run2), str(bad))
+
+
+# ------------------------------------------------ 7. only the default trains
+
+
+def test_misspelt_checkpoint_is_not_trained(tmp_path, monkeypatch):
+  monkeypatch.setattr(sweep, 'make_sweep', _no_compile)
+  c = _probe_config(str(tmp_path / 'runs' / 'defualt'))
+  c.train_if_missing = str(tmp_path / 'runs' / 'default')
+  c.train = tiny_train_config(epochs=1)
+  with pytest.raises(FileNotFoundError,
+                     match=r'defualt.*holds no checkpoint.*python train\.py'):
+    probe_runner.run(c, str(tmp_path / 'probe'))
+  assert not (tmp_path / 'runs' / 'defualt').exists()
+
+
+@pytest.mark.slow
+def test_preempted_default_training_is_resumed_before_probing(tmp_path):
+  """A plain `python probe.py` killed while it trained its default run
+  finishes that training when started again, then probes the last epoch."""
+  w = str(tmp_path / 'runs' / 'default')
+  train = tiny_train_config(epochs=2)
+  train_runner.run(train, w, stop_after=1)  # Killed after epoch 1.
+  c = _probe_config(w)
+  c.train_if_missing, c.train = w, train
+  probe_runner.run(c, str(tmp_path / 'probe'))
+  assert checkpoint.epochs(w) == [0, 1, 2]
+  res = json.loads((tmp_path / 'probe' / 'special' / 'results.json')
+                   .read_text())
+  assert res['provenance'][0]['epoch'] == 2
+  # A finished run of another config in that folder is probed as it is.
+  other = str(tmp_path / 'runs' / 'other')
+  train_runner.run(tiny_train_config(epochs=1), other)
+  c.checkpoint = c.train_if_missing = other
+  probe_runner.run(c, str(tmp_path / 'probe_other'))
+  assert checkpoint.epochs(other) == [0, 1]
+
+
+# ------------------------------------------------------ 9. recal without BN
+
+
+@pytest.mark.slow
+def test_recal_on_without_bn_warns(tmp_path, caplog):
+  w = str(tmp_path / 'nobn')
+  train_runner.run(tiny_train_config(epochs=1, bn=False), w)
+  c = _probe_config(w)
+  c.sweep.recal = 'on'
+  with caplog.at_level(logging.WARNING):
+    probe_runner.run(c, str(tmp_path / 'probe'))
+  assert "recal='on'" in caplog.text and 'no BatchNorm' in caplog.text

@@ -1,0 +1,77 @@
+"""probe/studies/runs.py: the kinds of several runs (bn_init, hparams,
+interpolate) end to end, and their bad input."""
+
+import pytest
+from conftest import (check_curve_schema as _check_schema,
+                      kinds_probe_config as _config, load_json as _load,
+                      tiny_train_config)
+
+from valley_jax import defaults
+from valley_jax.core import sweep
+from valley_jax.probe import runner as probe_runner
+from valley_jax.train import runner as train_runner
+
+
+@pytest.fixture(scope='module')
+def runs(tmp_path_factory):
+  """Three 1-epoch runs with the three BN inits, and a wider model."""
+  out = {}
+  for name, variant in (('ones', ''), ('uniform', 'bninit_uniform'),
+                        ('gaussian', 'bninit_gaussian'), ('wide', '')):
+    c = defaults.apply_variant(tiny_train_config(epochs=1), variant)
+    c.data.n_train = 256
+    if name == 'wide':
+      c.model.width = 0.25
+    out[name] = str(tmp_path_factory.mktemp(name))
+    train_runner.run(c, out[name])
+  return out
+
+
+@pytest.mark.slow
+def test_multi_checkpoint_kinds(runs, trained_mlp, tmp_path):
+  c = _config(trained_mlp, 'bn_init,hparams,interpolate')
+  c.bn_init.checkpoints = (runs['ones'], runs['uniform'], runs['gaussian'])
+  c.bn_init.labels = ('ones', 'U(0,1)', 'G(0,0.1)')
+  c.hparams.checkpoints = (runs['ones'], trained_mlp)
+  c.interpolate.checkpoint_a = runs['ones']
+  c.interpolate.checkpoint_b = trained_mlp
+  c.interpolate.num_points = 7
+  paths = probe_runner.run(c, str(tmp_path))
+  bn = _load(paths['bn_init'])
+  _check_schema(bn, 'bn_init')
+  assert len(bn['curves']) == 6  # 3 runs x {NS, filter NS}.
+  assert {c['normalization'] for c in bn['curves']} == {'ns', 'filter'}
+  h = bn['histograms'][0]
+  assert h['layer'] == 'bn1' and set(h['init']) == {1.0}  # ones at init.
+  assert min(bn['histograms'][1]['init']) >= 0  # U(0, 1).
+  assert (tmp_path / 'bn_init' / 'figure_hist.png').exists()
+  hp = _load(paths['hparams'])
+  assert len(hp['curves']) == 4
+  ip = _load(paths['interpolate'])
+  _check_schema(ip, 'interpolate')
+  lams = ip['curves'][0]['lambdas']
+  assert lams[0] == -1.0 and lams[-1] == 2.0
+  st = ip['statistics']['groups']
+  assert set(st) >= {'BN Weight', 'CLF Weight', 'CLF Bias', 'Other Weight',
+                     'Other Bias', 'ALL'}
+  assert 0.0 <= st['ALL']['ssr_a'] <= 1.0
+
+
+def _no_compile(*a, **k):
+  raise AssertionError('a sweep was built before the input was checked')
+
+
+@pytest.mark.slow
+def test_interpolate_needs_the_same_model(runs, tmp_path, monkeypatch):
+  monkeypatch.setattr(sweep, 'make_sweep', _no_compile)
+  c = _config(runs['ones'], 'interpolate')
+  c.interpolate.checkpoint_a = runs['ones']
+  c.interpolate.checkpoint_b = runs['wide']
+  with pytest.raises(ValueError, match='same model'):
+    probe_runner.run(c, str(tmp_path))
+
+
+@pytest.mark.slow
+def test_multi_checkpoint_kinds_need_checkpoints(trained_mlp, tmp_path):
+  with pytest.raises(ValueError, match='checkpoints is empty'):
+    probe_runner.run(_config(trained_mlp, 'hparams'), str(tmp_path))
