@@ -196,3 +196,15 @@ def fed_close(a, b, tol=1e-5):
   """Two pytrees equal to `tol` (relative and absolute)."""
   jax.tree.map(lambda u, v: np.testing.assert_allclose(
       np.asarray(u), np.asarray(v), rtol=tol, atol=tol), a, b)
+
+
+def plain_loss_error(model, params, x, y) -> tuple[float, float]:
+  """Mean CE loss and error of a model without BN, by plain NumPy (float64
+  softmax): the oracle the probe's sweeps are checked against."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  logits = np.asarray(model.apply({'params': params}, x, train=False),
+                      np.float64)
+  logp = logits - logits.max(1, keepdims=True)
+  logp -= np.log(np.exp(logp).sum(1, keepdims=True))
+  return (float(-logp[np.arange(len(y)), y].mean()),
+          float(np.mean(logits.argmax(1) != y)))

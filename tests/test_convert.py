@@ -143,3 +143,38 @@ def test_probe_measures_a_weights_file(tmp_path):
   ce = -np.mean(jax.nn.log_softmax(logits)[np.arange(32), ds.y_test])
   for curve in res['curves']:
     assert curve['loss'][1] == pytest.approx(float(ce), rel=1e-4)
+
+
+@pytest.mark.slow
+def test_probe_refuses_non_finite_weights(tmp_path):
+  c = defaults.probe_config(checkpoint_dir='')
+  c.kind = 'groups'
+  c.train = defaults.train_config('resnet18', 'synthetic')
+  c.train.model.width = 0.0625
+  c.train.data.kwargs.update(shape=(16, 16, 3), n_train=32, n_test=32)
+  c.sweep.update(num_points=3, recal='off', eval_batch_size=32)
+  ds = data.from_config(c.train.data)
+  model = models.from_config(c.train.model, ds.num_classes, ds.input_shape)
+  sd = convert.to_state_dict(_random_variables(model))
+  sd['fc.weight'][0, 0] = np.nan
+  sd['bn1.running_var'][1] = np.inf
+  c.weights = str(tmp_path / 'w.npz')
+  np.savez(c.weights, **sd)
+  with pytest.raises(ValueError, match=r'non-finite.*2 array\(s\): '
+                     r"batch_stats/bn_stem/var, params/head/kernel"):
+    probe_runner.run(c, str(tmp_path / 'probe'))
+  assert not (tmp_path / 'probe' / 'groups').exists()
+
+
+def test_bad_weights_files_are_clear_errors(tmp_path):
+  (tmp_path / 'garbage.npz').write_bytes(b'not a zip file')
+  np.savez(tmp_path / 'empty.npz')
+  np.savez(tmp_path / 'objects.npz', a=np.array([{'x': 1}], dtype=object))
+  (tmp_path / 'folder.npz').mkdir()
+  for name, match in (('garbage.npz', 'cannot be read'),
+                      ('empty.npz', 'holds no arrays'),
+                      ('objects.npz', 'cannot be read'),
+                      ('folder.npz', 'is a folder')):
+    with pytest.raises(ValueError, match=match) as e:
+      convert.load_state_dict(str(tmp_path / name))
+    assert 'allow_pickle' not in str(e.value)

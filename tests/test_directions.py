@@ -63,18 +63,20 @@ def test_ratio_gives_expected_agreement(r):
 
 
 def test_special_directions_by_hand():
-  theta = {'w': jnp.array([2.0, -1.0, 0.0, 3.0])}  # mean 1.0
-  theta0 = {'w': jnp.array([9.0, 9.0, 9.0, 9.0])}
+  # Mean 0.9: every pair of formulas (centred or not, sign or sgp, and
+  # sign(0) = +1) gives a different direction here.
+  theta = {'w': jnp.array([2.0, -1.0, 0.5, 3.0, 0.0])}
+  theta0 = {'w': jnp.array([9.0, 9.0, 9.0, 9.0, 9.0])}
 
   def sp(n):
     return directions.special(n, theta, theta0)['w'].tolist()
 
-  assert sp('init') == [9.0] * 4
-  assert sp('theta') == [2.0, -1.0, 0.0, 3.0]
-  assert sp('sign') == [1.0, -1.0, 1.0, 1.0]
-  assert sp('sign_centered') == [1.0, -1.0, -1.0, 1.0]
-  assert sp('sgp') == [1.0, 0.0, 0.0, 1.0]
-  assert sp('sgp_centered') == [1.0, 0.0, 0.0, 1.0]
+  assert sp('init') == [9.0] * 5
+  assert sp('theta') == [2.0, -1.0, 0.5, 3.0, 0.0]
+  assert sp('sign') == [1.0, -1.0, 1.0, 1.0, 1.0]
+  assert sp('sign_centered') == [1.0, -1.0, -1.0, 1.0, -1.0]
+  assert sp('sgp') == [1.0, 0.0, 1.0, 1.0, 0.0]
+  assert sp('sgp_centered') == [1.0, 0.0, 0.0, 1.0, 0.0]
   with pytest.raises(ValueError, match='θ0'):
     directions.special('init', theta)
   with pytest.raises(ValueError, match='Unknown special'):

@@ -189,3 +189,56 @@ def test_other_config_refused_then_overwritten(tmp_path):
   assert [r['round'] for r in _rows(tmp_path)] == [1]
   c.eval.batch_size = 120  # Resume-safe keys may change.
   assert fed_runner.run(c, str(tmp_path))['finished']
+
+
+@pytest.mark.slow
+def test_refused_rerun_leaves_the_partition_files(tmp_path):
+  fed_runner.run(_config(rounds=1), str(tmp_path))
+  names = ('partition.json', 'partition.png')
+  before = {n: (tmp_path / n).read_bytes() for n in names}
+  with pytest.raises(ValueError, match='different config'):
+    fed_runner.run(_config('alpha0.1', rounds=1), str(tmp_path))
+  assert {n: (tmp_path / n).read_bytes() for n in names} == before
+
+
+def test_fedbn_without_bn_is_refused(tmp_path):
+  c = _config('fedbn', rounds=1)
+  c.model.bn = False
+  with pytest.raises(ValueError, match='has no BatchNorm'):
+    fed_runner.run(c, str(tmp_path))
+  assert not checkpoint.epochs(str(tmp_path))
+
+
+@pytest.mark.slow
+def test_resume_with_another_chunk_is_refused(tmp_path):
+  c = _config(rounds=4)
+  fed_runner.run(c, str(tmp_path), stop_after=2)
+  c.fed.chunk = 1
+  with pytest.raises(ValueError, match=r'different config.*fed\.chunk'):
+    fed_runner.run(c, str(tmp_path))
+
+
+@pytest.mark.slow
+def test_extended_run_equals_a_run_of_the_new_length(tmp_path):
+  full = fed_runner.run(_config(rounds=4), str(tmp_path / 'full'))
+  fed_runner.run(_config(rounds=2), str(tmp_path / 'ext'))
+  ext = fed_runner.run(_config(rounds=4), str(tmp_path / 'ext'))
+  assert ext['global_fingerprint'] == full['global_fingerprint']
+  assert [r['round'] for r in _rows(tmp_path / 'ext')] == [1, 2, 3, 4]
+  with pytest.raises(ValueError, match='different config'):
+    fed_runner.run(_config(rounds=3), str(tmp_path / 'ext'))  # Shorter.
+
+
+@pytest.mark.parametrize('arg,update,match', [
+    ('table', dict(seeds=()), 'config.table.seeds is empty'),
+    ('table', dict(seeds=(0, 0)), 'repeats a value'),
+    ('table', dict(alphas=(0.5, 0.5)), 'repeats a value'),
+    ('table,gamma0.1', {}, 'ignored in table mode'),
+])
+def test_table_grid_and_ignored_settings_are_refused(tmp_path, arg, update,
+                                                     match):
+  c = defaults.fed_offline('digits', arg)
+  c.table.update(update)
+  with pytest.raises(ValueError, match=match):
+    fed_runner.main(c, str(tmp_path))
+  assert not any(tmp_path.iterdir())

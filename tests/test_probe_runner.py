@@ -13,6 +13,7 @@ from conftest import (check_curve_schema as _check_schema,
 from valley_jax import checkpoint, defaults, outputs
 from valley_jax.core import sweep
 from valley_jax.probe import prober, registry
+from valley_jax.fed import runner as fed_runner
 from valley_jax.probe import runner as probe_runner
 from valley_jax.train import runner as train_runner
 
@@ -315,3 +316,57 @@ def test_recal_on_without_bn_warns(tmp_path, caplog):
   with caplog.at_level(logging.WARNING):
     probe_runner.run(c, str(tmp_path / 'probe'))
   assert "recal='on'" in caplog.text and 'no BatchNorm' in caplog.text
+
+
+@pytest.mark.slow
+def test_probe_racing_training_measures_the_epoch_it_names(tmp_path,
+                                                            monkeypatch):
+  """A checkpoint saved while the probe runs changes nothing until the next
+  probe: the second kind names and measures the epoch the first did."""
+  w = str(tmp_path / 'run')
+  train_runner.run(tiny_train_config(epochs=1), w)
+  c = _probe_config(w, 'sign_ratio,special')
+  original = registry.STUDIES['sign_ratio'].run
+
+  def racing(p, s):
+    out = original(p, s)
+    train_runner.run(tiny_train_config(epochs=2), w)  # Epoch 2 appears.
+    return out
+
+  patch_study_run(monkeypatch, 'sign_ratio', racing)
+  raced = outputs.read_json(probe_runner.run(c, str(tmp_path / 'p'))[
+      'special'])
+  assert checkpoint.epochs(w)[-1] == 2
+  assert raced['provenance'][0]['epoch'] == 1
+  monkeypatch.undo()
+  for e in (1, 2):
+    solo = _probe_config(w, 'special')
+    with solo.ignore_type():
+      solo.epoch = e
+    want = outputs.read_json(probe_runner.run(solo, str(tmp_path / f's{e}'))[
+        'special'])
+    assert want['provenance'][0]['epoch'] == e
+    if e == 1:
+      assert raced['curves'] == want['curves']
+    else:
+      assert raced['curves'] != want['curves']
+  # The next probe measures epoch 2 and recomputes what named epoch 1.
+  again = outputs.read_json(probe_runner.run(c, str(tmp_path / 'p'))[
+      'special'])
+  assert again['provenance'][0]['epoch'] == 2
+  assert again['curves'] == want['curves']
+
+
+@pytest.mark.slow
+def test_fedsim_workdir_is_explained(tmp_path):
+  f = defaults.fed_offline('digits', 'rounds1')
+  f.fed.update(num_clients=4, fraction=0.5)
+  f.model.width = 0.25
+  fed_runner.run(f, str(tmp_path / 'fed'))
+  with pytest.raises(ValueError, match='is a fedsim run'):
+    probe_runner.run(_probe_config(str(tmp_path / 'fed')),
+                     str(tmp_path / 'p'))
+  c = tiny_train_config(epochs=1)
+  c.train.init_from = str(tmp_path / 'fed')
+  with pytest.raises(ValueError, match='is a fedsim run'):
+    train_runner.run(c, str(tmp_path / 'run'))

@@ -203,3 +203,14 @@ def test_recalibrate_recomputes_bn_statistics():
       server.weights.params['dense1']['bias'])
   _close(w.batch_stats['bn1']['mean'], h.mean(0), 1e-4)
   _close(w.params, server.weights.params, 0)
+
+
+def test_aggregation_weights_by_hand():
+  active = jnp.array([True, True, False, True])
+  counts = jnp.array([10, 30, 99, 60])
+  np.testing.assert_allclose(
+      fed.rounds.aggregation_weights(active, counts, 'weighted'),
+      [0.1, 0.3, 0.0, 0.6], rtol=1e-6)
+  np.testing.assert_allclose(
+      fed.rounds.aggregation_weights(active, counts, 'uniform'),
+      [1 / 3, 1 / 3, 0.0, 1 / 3], rtol=1e-6)

@@ -1,12 +1,15 @@
 """probe/studies/runs.py: the kinds of several runs (bn_init, hparams,
 interpolate) end to end, and their bad input."""
 
+import jax
+import ml_collections
+import numpy as np
 import pytest
 from conftest import (check_curve_schema as _check_schema,
                       kinds_probe_config as _config, load_json as _load,
-                      tiny_train_config)
+                      plain_loss_error, tiny_train_config)
 
-from valley_jax import defaults
+from valley_jax import checkpoint, data, defaults, models, outputs
 from valley_jax.core import sweep
 from valley_jax.probe import runner as probe_runner
 from valley_jax.train import runner as train_runner
@@ -75,3 +78,34 @@ def test_interpolate_needs_the_same_model(runs, tmp_path, monkeypatch):
 def test_multi_checkpoint_kinds_need_checkpoints(trained_mlp, tmp_path):
   with pytest.raises(ValueError, match='checkpoints is empty'):
     probe_runner.run(_config(trained_mlp, 'hparams'), str(tmp_path))
+
+
+@pytest.mark.slow
+def test_interpolation_endpoints_and_midpoint(tmp_path):
+  runs = {}
+  for name, seed in (('a', 0), ('b', 1)):
+    cfg = tiny_train_config(epochs=1, bn=False)
+    cfg.seed = seed
+    runs[name] = str(tmp_path / name)
+    train_runner.run(cfg, runs[name])
+  c = defaults.probe_config('')
+  c.kind = 'interpolate'
+  c.interpolate.update(checkpoint_a=runs['a'], checkpoint_b=runs['b'],
+                       lam_min=0.0, lam_max=1.0, num_points=5)
+  c.sweep.eval_batch_size = 360
+  res = outputs.read_json(probe_runner.run(c, str(tmp_path / 'p'))[
+      'interpolate'])
+  curve = res['curves'][0]
+  assert curve['lambdas'] == [0.0, 0.25, 0.5, 0.75, 1.0]
+  (va, cfg), (vb, _) = (checkpoint.restore_model(runs[k]) for k in 'ab')
+  ds = data.from_config(ml_collections.ConfigDict(cfg['data']))
+  model = models.from_config(ml_collections.ConfigDict(cfg['model']),
+                             ds.num_classes, ds.input_shape)
+  for i, lam in enumerate(curve['lambdas']):
+    params = jax.tree.map(lambda a, b: (1 - lam) * a + lam * b,
+                          va['params'], vb['params'])
+    loss, err = plain_loss_error(model, params, ds.x_test, ds.y_test)
+    np.testing.assert_allclose(curve['loss'][i], loss, rtol=2e-4)
+    assert abs(curve['error'][i] - err) <= 1.5 / len(ds.y_test)
+  # The two ends are the runs themselves, and they differ.
+  assert curve['loss'][0] != curve['loss'][-1]
