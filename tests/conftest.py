@@ -3,13 +3,25 @@ and the helpers that several test files share."""
 
 import json
 import os
+import shutil
+import tempfile
+import time
 
 os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') +
                            ' --xla_force_host_platform_device_count=8')
 os.environ.setdefault('JAX_PLATFORMS', 'cpu')
 # Tests (and the mains they launch) never write the user's JAX compilation
-# cache (valley_jax/compile_cache.py); a test that needs it sets a tmp dir.
-os.environ.setdefault('VALLEY_JAX_COMPILE_CACHE', 'none')
+# cache (valley_jax/compile_cache.py). They share one of their own, made by
+# the first process (pytest, or xdist's controller, whose workers inherit
+# the variable) and removed at its end: the many tiny runs the tests train
+# compile the same programs, and the CI budget is 10 minutes on 2 cores.
+if compile_cache_env := not os.environ.get('VALLEY_JAX_COMPILE_CACHE'):
+  os.environ['VALLEY_JAX_COMPILE_CACHE'] = tempfile.mkdtemp(
+      prefix='valley_jax_test_jit_')
+if os.environ['VALLEY_JAX_COMPILE_CACHE'].lower() not in ('', 'none'):
+  os.environ.setdefault('JAX_COMPILATION_CACHE_DIR',
+                        os.environ['VALLEY_JAX_COMPILE_CACHE'])
+os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0.05')
 
 import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
 import jax.numpy as jnp
@@ -18,6 +30,13 @@ import pytest  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 from valley_jax import defaults, fed, models
 from valley_jax.data import partition
+
+
+def pytest_sessionfinish(session):
+  """The process that made the shared compilation cache removes it."""
+  del session
+  if compile_cache_env and not os.environ.get('PYTEST_XDIST_WORKER'):
+    shutil.rmtree(os.environ['VALLEY_JAX_COMPILE_CACHE'], ignore_errors=True)
 
 
 @pytest.fixture(scope='session', autouse=True)
@@ -67,6 +86,30 @@ def run2(tmp_path_factory):
   w = str(tmp_path_factory.mktemp('run2'))
   runner.run(tiny_train_config(epochs=2), w)
   return w
+
+
+# ------------------------------------------------------------ gs:// storage
+
+
+@pytest.fixture(scope='session')
+def gcs_emulator():
+  """A local GCS emulator for the session (tests/gcs.py); skipped, saying
+  what to install, where the `test` extra's gcsfs and emulator are absent."""
+  import gcs  # pylint: disable=g-import-not-at-top
+  if why := gcs.missing():
+    pytest.skip(why)
+  emulator = gcs.Emulator()
+  yield emulator
+  emulator.stop()
+
+
+@pytest.fixture
+def gcs_dir(gcs_emulator, request):
+  """A fresh gs:// folder on the emulator for one test."""
+  import gcs  # pylint: disable=g-import-not-at-top
+  del gcs_emulator
+  name = request.node.name.replace('[', '-').replace(']', '')
+  return f'gs://{gcs.BUCKET}/{name}-{os.getpid()}-{time.time_ns()}'
 
 
 # ------------------------------------------------------------------ probing

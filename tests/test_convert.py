@@ -26,6 +26,13 @@ def _random_variables(model, seed=0):
       lambda s: rng.uniform(0.5, 1.5, s.shape).astype(np.float32), shapes)
 
 
+def _parity(module: str):
+  """`module`, or a skip that says how to run the parity tests (CI does)."""
+  return pytest.importorskip(module, reason=(
+      f'{module} is not installed; pip install -e ".[parity]" runs the '
+      "converter's parity tests against torchvision (.ci/run does)"))
+
+
 def test_npz_round_trip_and_torchvision_layout(tmp_path):
   model = _tiny_resnext()
   v = _random_variables(model)
@@ -69,8 +76,8 @@ def test_errors_name_the_keys_and_shapes():
 
 
 def _torch_model(name, seed):
-  torch = pytest.importorskip('torch')
-  tv = pytest.importorskip('torchvision')
+  torch = _parity('torch')
+  tv = _parity('torchvision')
   torch.manual_seed(seed)
   net = getattr(tv.models, name)(weights=None)
   with torch.no_grad():
@@ -87,7 +94,7 @@ def _torch_model(name, seed):
 @pytest.mark.parametrize('name',
                          ['resnet18', 'resnet50', 'resnext101_32x8d'])
 def test_logits_equal_torchvision(name, tmp_path):
-  torch = pytest.importorskip('torch')
+  torch = _parity('torch')
   net = _torch_model(name, 0)
   path = tmp_path / f'{name}.pth'
   torch.save(net.state_dict(), path)
@@ -106,7 +113,7 @@ def test_logits_equal_torchvision(name, tmp_path):
 
 
 def test_safetensors_round_trip(tmp_path):
-  st = pytest.importorskip('safetensors.numpy')
+  st = _parity('safetensors.numpy')
   model = _tiny_resnext()
   v = _random_variables(model)
   path = tmp_path / 'tiny.safetensors'

@@ -41,8 +41,10 @@ def test_kind_end_to_end(trained_mlp, tmp_path):
     assert len(cv['curvature']) == len(cv['trace']) == len(cv['trace_sem'])
     assert len(cv['curvature']) == len(cv['lambdas']) == 5
     assert {'loss', 'error', 'positive_curvature', 'negative_trace'} <= set(cv)
+  # PNG by default; config.figure_formats='png,pdf' adds the PDF.
+  assert res['figures'] == ['figure.png']
   assert (tmp_path / 'curvature' / 'figure.png').exists()
-  assert (tmp_path / 'curvature' / 'figure.png').exists()  # PNG by default.
+  assert not (tmp_path / 'curvature' / 'figure.pdf').exists()
   # The same probes at every λ: the two curves meet at λ = 0.
   assert plain['trace'][2] == pytest.approx(sc['trace'][2], rel=1e-5)
   # The finding, with a margin: sign-consistent noise is flatter at λ > 0.

@@ -5,11 +5,13 @@ import functools
 import json
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import small_probe_config as _config, tiny_train_config
+from conftest import flat, small_probe_config as _config, tiny_train_config
 
 from valley_jax.core import theory
+from valley_jax.data import pipeline
 from valley_jax.probe import prober
 from valley_jax.probe import runner as probe_runner
 from valley_jax.probe.studies import common
@@ -94,8 +96,35 @@ def test_activations_and_gradient_kinds(trained_mlp, tmp_path):
   assert [cv['label'] for cv in g['curves']] == ['∇L(θf)', 'sign(θf)']
   cos = g['gradient']['cosines']
   assert abs(cos['G(0,1)']) < 5 * g['gradient']['random_scale']
-  assert -1.0 <= cos['sign(θf)'] <= 1.0
   assert (tmp_path / 'gradient' / 'figure_cosine.png').exists()
+  _check_gradient_cosines(c, trained_mlp, g['gradient'])
+
+
+def _np_cosine(a, b):
+  return float(a @ b / np.linalg.norm(a) / np.linalg.norm(b))
+
+
+def _check_gradient_cosines(c, trained_mlp, got):
+  """∇L(θf) as one full-batch jax.grad of the mean CE over the training
+  split (eval mode), then its norm and cosines in float64 numpy."""
+  s = prober.Prober(c).subject(trained_mlp)
+  ds = s.dataset
+  x = pipeline.normalize(jnp.asarray(ds.x_train), ds.mean, ds.std)
+
+  def loss(params):
+    logits = s.model.apply({'params': params, 'batch_stats': s.batch_stats},
+                           x, train=False)
+    logp = jax.nn.log_softmax(logits)
+    return -jnp.mean(logp[jnp.arange(len(ds.y_train)), ds.y_train])
+
+  g = flat(jax.jit(jax.grad(loss))(s.params)).astype(np.float64)
+  theta = flat(s.params).astype(np.float64)
+  sign = np.where(theta >= 0, 1.0, -1.0)  # tree.sign: 0 -> +1.
+  assert got['norm'] == pytest.approx(np.linalg.norm(g), rel=1e-4)
+  assert got['num_params'] == theta.size
+  cos = got['cosines']
+  assert cos['sign(θf)'] == pytest.approx(_np_cosine(sign, g), abs=1e-5)
+  assert cos['θf'] == pytest.approx(_np_cosine(theta, g), abs=1e-5)
 
 
 @pytest.mark.slow

@@ -57,7 +57,13 @@ def test_multi_checkpoint_kinds(runs, trained_mlp, tmp_path):
   st = ip['statistics']['groups']
   assert set(st) >= {'BN Weight', 'CLF Weight', 'CLF Bias', 'Other Weight',
                      'Other Bias', 'ALL'}
-  assert 0.0 <= st['ALL']['ssr_a'] <= 1.0
+  # SSR(θA, θB − θA) over every parameter, by plain numpy.
+  pa = checkpoint.restore_model(runs['ones'])[0]['params']
+  pb = checkpoint.restore_model(trained_mlp)[0]['params']
+  a = np.concatenate([np.ravel(x) for x in jax.tree.leaves(pa)])
+  b = np.concatenate([np.ravel(x) for x in jax.tree.leaves(pb)])
+  assert st['ALL']['ssr_a'] == pytest.approx(
+      np.mean(np.sign(a) == np.sign(b - a)), abs=1e-6)
 
 
 def _no_compile(*a, **k):

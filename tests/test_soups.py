@@ -111,13 +111,15 @@ def test_soups_end_to_end_and_the_finding(tmp_path, monkeypatch):
   assert res['kind'] == 'soups' and res['model'] == 'mlp'
   assert [r['epoch'] for r in res['soups']] == [1, 2]
   assert [cv['epoch'] for cv in res['curves']] == [1, 2]
+  theta_i = _params(runs['ft_a'], 0)
   for row, cv in zip(res['soups'], res['curves']):
     assert cv['lambdas'] == [0.0, 0.5, 1.0] and cv['direction'] == 'difference'
-    assert row['acc_a'] == pytest.approx(1 - cv['error'][0])
-    assert row['gain'] == pytest.approx(
-        row['acc_soup'] - (row['acc_a'] + row['acc_b']) / 2)
-    for k in ('ssr_ia', 'ssr_ib', 'ssr_ab', 'ssr_updates_ab'):
-      assert 0.0 <= row[k] <= 1.0
+    e = cv['error']  # λ = 0 (θA), ½ (the soup), 1 (θB).
+    assert (row['acc_a'], row['acc_soup'], row['acc_b']) == pytest.approx(
+        (1 - e[0], 1 - e[1], 1 - e[2]))
+    assert row['gain'] == pytest.approx((e[0] + e[2]) / 2 - e[1])
+    _check_ssrs(row, theta_i, _params(runs['ft_a'], row['epoch']),
+                _params(runs['ft_b'], row['epoch']))
   assert res['init'] == {'workdir': runs['ft_a'], 'epoch': 0}
   assert res['halves'] == {'a': 0, 'b': 1}
   assert res['figures'] == ['figure.png']  # config.figure_formats='png'.
@@ -140,6 +142,19 @@ def test_soups_end_to_end_and_the_finding(tmp_path, monkeypatch):
   assert r_ft['ssr_ab'] > 0.9 and r_ind['ssr_ab'] < 0.7
   assert r_ft['ssr_ab'] > r_ind['ssr_ab'] + 0.25
   assert r_ft['gain'] > r_ind['gain'] + 0.1
+
+
+def _params(workdir, epoch):
+  variables, _ = checkpoint.restore_model(workdir, epoch)
+  return jax.tree.map(np.asarray, variables['params'])
+
+
+def _check_ssrs(row, ti, ta, tb):
+  """The row's SSRs against _np_ssr on the checkpoints' params."""
+  upd = jax.tree.map(np.subtract, ta, ti), jax.tree.map(np.subtract, tb, ti)
+  want = {'ssr_ia': _np_ssr(ti, ta), 'ssr_ib': _np_ssr(ti, tb),
+          'ssr_ab': _np_ssr(ta, tb), 'ssr_updates_ab': _np_ssr(*upd)}
+  assert {k: row[k] for k in want} == pytest.approx(want, abs=1e-6)
 
 
 def _bad_input_fails(runs, out):

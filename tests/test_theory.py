@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import pytest
-from conftest import small_probe_config as _config
+from conftest import flat, small_probe_config as _config
 
 from valley_jax import checkpoint, models
 from valley_jax.core import sweep, theory
@@ -56,7 +56,14 @@ def test_hessian_and_taylor_terms_match_autodiff():
   with jax.enable_x64(True):
     assert m['loss'] == pytest.approx(float(jax.jit(_mean_ce)(w, x, y)),
                                       rel=1e-12)
-  assert m['spread'] == pytest.approx(np.mean(1.0 - np.sum(p ** 2, 1)))
+  # Spread and error by plain numpy (float64 softmax), not theory's helpers.
+  z = x @ w.T
+  q = np.exp(z - z.max(1, keepdims=True))
+  q /= q.sum(1, keepdims=True)
+  assert m['spread'] == pytest.approx(np.mean(1.0 - np.sum(q ** 2, 1)),
+                                      rel=1e-12)
+  assert m['error'] == np.mean(z.argmax(1) != y)
+  assert m['trace'] == pytest.approx(np.trace(h), rel=1e-12)  # Autodiff H.
 
 
 def test_listing1_mean_is_the_closed_form_and_grows():
@@ -153,4 +160,8 @@ def test_dataset_gradient_matches_one_full_batch(trained_mlp):
   want = jax.jit(jax.grad(full))(variables['params'])
   for a, b in zip(jax.tree.leaves(g), jax.tree.leaves(want)):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
-  assert theory.cosine(want, want) == pytest.approx(1.0, abs=1e-6)
+  # cosine(∇L, θ) against float64 numpy on the full-batch gradient.
+  u = flat(want).astype(np.float64)
+  v = flat(variables['params']).astype(np.float64)
+  assert theory.cosine(g, variables['params']) == pytest.approx(
+      u @ v / np.linalg.norm(u) / np.linalg.norm(v), abs=1e-5)

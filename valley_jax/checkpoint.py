@@ -100,7 +100,7 @@ def as_json(cfg: dict[str, Any]) -> dict[str, Any]:
 
 def _ckpt_dir(workdir: str) -> epath.Path:
   """Orbax wants absolute paths; local ones are resolved, gs:// kept."""
-  if '://' in str(workdir):
+  if outputs.is_remote(workdir):
     return epath.Path(workdir) / CKPT_DIR
   return epath.Path(os.path.abspath(os.path.expanduser(workdir))) / CKPT_DIR
 

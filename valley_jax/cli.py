@@ -21,7 +21,7 @@ from typing import Any, NamedTuple
 from absl import flags, logging
 from ml_collections import config_flags
 
-from valley_jax import compile_cache, distributed
+from valley_jax import compile_cache, distributed, outputs
 from valley_jax.errors import UserError
 
 # Set to 1 to see the traceback of a user error too.
@@ -94,9 +94,22 @@ def start(holders: Flags):
   if not flags.FLAGS['verbosity'].present:
     logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO.
   config = holders.config.value
+  for field, value in [('--workdir', holders.workdir.value),
+                       *_strings(config.to_dict(), 'config')]:
+    outputs.check_storage(value, field)  # gs:// without gcsfs, before work.
   # A rerun loads its executables from disk instead of compiling them.
   compile_cache.enable(config.get('compile_cache', 'default'))
   return config
+
+
+def _strings(tree: Any, prefix: str) -> list[tuple[str, str]]:
+  """(dotted field, value) of every string in a nested config dict."""
+  if isinstance(tree, dict):
+    return [p for k, v in tree.items() for p in _strings(v, f'{prefix}.{k}')]
+  if isinstance(tree, (list, tuple)):
+    return [p for i, v in enumerate(tree)
+            for p in _strings(v, f'{prefix}[{i}]')]
+  return [(prefix, tree)] if isinstance(tree, str) else []
 
 
 def _write_fault(e: BaseException) -> OSError | None:

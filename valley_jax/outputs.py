@@ -1,8 +1,10 @@
 """Every file a main writes goes through here: atomic, strict JSON, checked.
 
-* Atomic: a file is written to a temporary sibling and renamed over its
-  destination, so a reader sees the old content or the new one, never a torn
-  file (local disks; on gs:// the object is replaced whole).
+* Atomic: a reader sees the old content or the new one, never a torn file.
+  On a local disk a file is written to a temporary sibling and renamed over
+  its destination. An object store (gs://) has no rename (gcsfs emulates it
+  by copy + delete), but an object is created whole when its upload ends:
+  there the file is uploaded in one write, straight to its name.
 * Strict JSON: non-finite floats are written as `null`, never as the bare
   `NaN`/`Infinity` tokens that other JSON readers reject.
 * Written once: in a multi-process run only process 0 writes (the others
@@ -22,6 +24,7 @@
 True
 """
 
+import importlib.util
 import json
 import math
 import uuid
@@ -32,7 +35,11 @@ from etils import epath
 import numpy as np
 
 from valley_jax import distributed
-from valley_jax.errors import InputError
+from valley_jax.errors import InputError, MissingPackageError
+
+# Object stores whose paths epath opens through a package of their own: the
+# package, and the extra of valley_jax that installs it.
+_STORES = {'gs': ('gcsfs', 'gcs')}
 
 
 def finite_or_none(obj: Any) -> Any:
@@ -58,14 +65,48 @@ def dumps(obj: Any, indent: int | None = None) -> str:
   return json.dumps(finite_or_none(obj), indent=indent, allow_nan=False)
 
 
+def is_remote(path: epath.PathLike) -> bool:
+  """Whether `path` names an object store (gs://, s3://), not a local disk.
+
+  >>> is_remote('gs://bucket/run'), is_remote('/tmp/run')
+  (True, False)
+  """
+  return '://' in str(path)
+
+
+def check_storage(path: epath.PathLike, what: str) -> None:
+  """Raises MissingPackageError if `path` needs a package not installed.
+
+  epath opens gs:// through gcsfs (or TensorFlow's gfile, where TensorFlow
+  is installed); without either, the first read or write would stop a run
+  with a bare ImportError. The mains check every path before any work.
+
+  Args:
+    path: a path (local or remote).
+    what: the flag or config field naming it, for the message.
+  """
+  scheme = str(path).split('://', 1)[0].lower() if is_remote(path) else ''
+  if scheme not in _STORES:
+    return
+  module, extra = _STORES[scheme]
+  if not any(importlib.util.find_spec(m) for m in (module, 'tensorflow')):
+    raise MissingPackageError(
+        f'{what}={str(path)!r} is on {scheme}://, which needs {module}: '
+        f'pip install -e ".[{extra}]" (or pip install {module}), then run '
+        'the same command again.')
+
+
 def write_bytes(path: epath.PathLike, data: bytes) -> None:
-  """Writes `data` to `path` atomically (temporary sibling + rename).
+  """Writes `data` to `path` atomically (module doc: 'Atomic').
 
   In a multi-process run only process 0 writes; the others return at once.
   """
   if not distributed.is_primary():
     return  # A multi-process run's files are written once, by process 0.
   path = epath.Path(path)
+  if is_remote(path):
+    path.write_bytes(data)  # One upload: the object appears whole.
+    return
   tmp = path.parent / f'.{path.name}.tmp-{uuid.uuid4().hex[:8]}'
   try:
     tmp.write_bytes(data)

@@ -19,7 +19,7 @@ from absl import logging
 from etils import epath
 import jax
 
-from valley_jax import checkpoint, distributed
+from valley_jax import checkpoint, distributed, outputs
 from valley_jax.errors import InputError, WorkdirBusyError
 
 # Every main's per-epoch or per-round metrics file in its workdir.
@@ -188,8 +188,9 @@ def lock(workdir: str, what: str = '--workdir'):
   Yields:
     None.
   """
-  if '://' in str(workdir) or not distributed.is_primary():
-    if '://' in str(workdir) and distributed.is_primary():
+  remote = outputs.is_remote(workdir)
+  if remote or not distributed.is_primary():
+    if remote and distributed.is_primary():
       logging.warning('%s=%s is on object storage, where no lock is taken: '
                       'make sure no other job writes there.', what, workdir)
     yield

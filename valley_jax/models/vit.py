@@ -42,7 +42,8 @@ class ViT(nn.Module):
   @nn.compact
   def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
     del train  # No BN or dropout.
-    dim = max(self.heads, round(self.dim * self.width / self.heads) * self.heads)
+    per_head = round(self.dim * self.width / self.heads)
+    dim = max(self.heads, per_head * self.heads)
     p = self.patch_size
     x = layers.conv(dim, p, 'conv_patch', strides=p, padding='VALID')(x)
     x = x.reshape(x.shape[0], -1, dim)

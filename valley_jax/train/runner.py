@@ -17,7 +17,7 @@ Several processes (`valley_jax.distributed`): config.train.batch_size is the
 global batch, split over all processes' devices; each process reads only its
 rows of every batch (`sharding.gather`); metrics.jsonl is written by process
 0, checkpoints by all together. The result equals a one-process run on as
-many devices to float tolerance (tests/test_multihost.py).
+many devices to float tolerance (tests/test_distributed.py).
 """
 
 import os
@@ -81,7 +81,7 @@ def _init_source(spec: str) -> tuple[str, int]:
 
 
 def _same_path(a: str, b: str) -> bool:
-  if '://' in a or '://' in b:  # gs:// and the like: compare as written.
+  if outputs.is_remote(a) or outputs.is_remote(b):  # Compare as written.
     return a.rstrip('/') == b.rstrip('/')
   return os.path.realpath(a) == os.path.realpath(b)
 
