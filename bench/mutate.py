@@ -57,8 +57,11 @@ def run_one(m: dict, workers: int) -> dict:
     tests = [t for t in m['tests'] if (root / t).exists()]
     if not tests:
       return {'id': m['id'], 'status': 'broken', 'why': 'no test file'}
-    env = {**os.environ, 'PYTHONPATH': str(root),
-           'VALLEY_JAX_COMPILE_CACHE': 'none'}
+    # tests/conftest.py gives each pytest run its own compilation cache.
+    env = {k: v for k, v in os.environ.items()
+           if k not in ('VALLEY_JAX_COMPILE_CACHE',
+                        'JAX_COMPILATION_CACHE_DIR')}
+    env['PYTHONPATH'] = str(root)
     cmd = [sys.executable, '-m', 'pytest', '-x', '-q', '-p',
            'no:cacheprovider', *(['-n', str(workers)] if workers > 1 else
                                  ['-p', 'no:xdist']), *tests]

@@ -4,6 +4,8 @@ and the helpers that several test files share."""
 import json
 import os
 import shutil
+import socket
+import subprocess
 import tempfile
 import time
 
@@ -86,6 +88,43 @@ def run2(tmp_path_factory):
   w = str(tmp_path_factory.mktemp('run2'))
   runner.run(tiny_train_config(epochs=2), w)
   return w
+
+
+# ------------------------------------------------------- several processes
+
+_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def free_port() -> int:
+  """A free TCP port on localhost (for a coordinator)."""
+  with socket.socket() as s:
+    s.bind(('localhost', 0))
+    return s.getsockname()[1]
+
+
+def launch_two(argv_of, cwd, timeout_s: float = 300) -> None:
+  """Runs argv_of(process_id) as two processes of one run; both must pass."""
+  env = {**os.environ, 'JAX_PLATFORMS': 'cpu',
+         'XLA_FLAGS': '--xla_force_host_platform_device_count=2',
+         'PYTHONPATH': os.pathsep.join(
+             [_REPO, *filter(None, [os.environ.get('PYTHONPATH')])])}
+  # Logs go to files: a full pipe of one process would stall both.
+  logs = [cwd / f'process{i}.log' for i in range(2)]
+  procs = []
+  for i, log in enumerate(logs):
+    with open(log, 'w') as f:
+      procs.append(subprocess.Popen(argv_of(i), cwd=cwd, env=env, stdout=f,
+                                    stderr=subprocess.STDOUT))
+  try:
+    for p in procs:
+      p.wait(timeout=timeout_s)
+  finally:
+    for p in procs:
+      if p.poll() is None:
+        p.kill()
+  for p, log in zip(procs, logs):
+    assert p.returncode == 0, log.read_text()[-3000:]
+
 
 
 # ------------------------------------------------------------ gs:// storage

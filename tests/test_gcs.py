@@ -12,15 +12,13 @@ import os
 import pathlib
 import subprocess
 import sys
-import time
 
 from etils import epath
 import fsspec
 import jax
 import numpy as np
 import pytest
-from conftest import patch_study_run, tiny_train_config
-import gcs
+from conftest import free_port, launch_two, patch_study_run, tiny_train_config
 
 from valley_jax import checkpoint, compile_cache, convert, defaults, outputs
 from valley_jax import rundir
@@ -53,83 +51,52 @@ def _errors(caplog) -> list[str]:
           if r.levelno >= logging.ERROR]
 
 
-@pytest.fixture(scope='module')
-def local_run(tmp_path_factory):
-  """The uninterrupted local run that the gs:// runs must equal."""
-  workdir = str(tmp_path_factory.mktemp('local'))
-  train_runner.run(tiny_train_config(epochs=3), workdir)
-  return workdir
-
-
-@pytest.fixture(scope='module')
-def gcs_run(gcs_emulator):
-  """The same run trained into gs://, "killed" after epoch 1 and resumed
-  after its metrics.jsonl was lost; and the ERROR log lines on the way."""
-  del gcs_emulator
-  workdir = f'gs://{gcs.BUCKET}/run-{time.time_ns()}'
-  c = tiny_train_config(epochs=3)
-  handler = _Collect(logging.ERROR)
-  logging.getLogger().addHandler(handler)
-  try:
-    train_runner.run(c, workdir, stop_after=1)
-    assert checkpoint.epochs(workdir) == [0, 1]
-    (epath.Path(workdir) / rundir.METRICS).unlink()  # A lost object too.
-    assert train_runner.run(c, workdir)['epoch'] == 3
-  finally:
-    logging.getLogger().removeHandler(handler)
-  return workdir, handler.lines
-
-
-class _Collect(logging.Handler):
-  """Keeps the messages of the records it is given."""
-
-  def __init__(self, level):
-    super().__init__(level)
-    self.lines = []
-
-  def emit(self, record):
-    self.lines.append(record.getMessage()[:200])
-
-
+# One test, not one per step: xdist would train a shared module fixture once
+# per worker.
 @pytest.mark.slow
-def test_training_into_gcs_resumes_bit_identically(local_run, gcs_run):
-  gcs_dir, errors = gcs_run
-  got, _ = checkpoint.restore_model(gcs_dir)
-  want, _ = checkpoint.restore_model(local_run)
+def test_train_and_probe_on_gcs(gcs_dir, tmp_path, monkeypatch, caplog):
+  """Training into gs://, "killed" after epoch 1 and resumed after its
+  metrics.jsonl was lost, ends bit-identical to an uninterrupted local run;
+  a probe reads it and writes into gs:// with provenance, reuses a finished
+  result and recomputes a torn one; no write logs an error (a rename on
+  gs:// would log gcsfs's refused moveTo) or leaves a temporary object."""
+  caplog.set_level(logging.WARNING)
+  c = tiny_train_config(epochs=3)
+  local = str(tmp_path / 'local')
+  train_runner.run(c, local)
+  run = f'{gcs_dir}/run'
+  train_runner.run(c, run, stop_after=1)
+  assert checkpoint.epochs(run) == [0, 1]
+  (epath.Path(run) / rundir.METRICS).unlink()  # A lost object too.
+  assert train_runner.run(c, run)['epoch'] == 3
+  got, _ = checkpoint.restore_model(run)
+  want, _ = checkpoint.restore_model(local)
   jax.tree.map(np.testing.assert_array_equal, got, want)
   # metrics.jsonl, lost with epoch 1 in it, is rebuilt from the checkpoints.
-  assert _metrics(gcs_dir) == _metrics(local_run)
-  assert not _stray(gcs_dir)
-  assert not errors  # No rename, so no failed-moveTo tracebacks.
+  assert _metrics(run) == _metrics(local)
 
-
-@pytest.mark.slow
-def test_probe_from_gcs_into_gcs_with_provenance_and_reuse(
-    local_run, gcs_run, gcs_dir, monkeypatch, caplog):
-  caplog.set_level(logging.WARNING)
-  run = gcs_run[0]
-  c = defaults.probe_config(run)
-  c.kind = 'special'
-  c.special.directions = ('sign',)
-  c.sweep.update(num_points=3, recal_samples=64, recal_batch_size=64,
+  p = defaults.probe_config(run)
+  p.kind = 'special'
+  p.special.directions = ('sign',)
+  p.sweep.update(num_points=3, recal_samples=64, recal_batch_size=64,
                  eval_batch_size=360)
   work = f'{gcs_dir}/probe'
-  path = epath.Path(probe_runner.run(c, work)['special'])
+  path = epath.Path(probe_runner.run(p, work)['special'])
   res = json.loads(path.read_text())
   assert str(path) == f'{work}/special/results.json'
   assert (path.parent / 'figure.png').read_bytes()[:4] == b'\x89PNG'
   (prov,) = res['provenance']
   assert prov['workdir'] == run and prov['epoch'] == 3
   # The same parameters as the local run: the same fingerprint.
-  assert prov['fingerprint'] == checkpoint.provenance(local_run)['fingerprint']
+  assert prov['fingerprint'] == checkpoint.provenance(local)['fingerprint']
   # A rerun reuses the finished result without a sweep.
   patch_study_run(monkeypatch, 'special', _no_compile)
-  assert json.loads(epath.Path(probe_runner.run(c, work)['special'])
+  assert json.loads(epath.Path(probe_runner.run(p, work)['special'])
                     .read_text())['curves'] == res['curves']
   # A torn object is recomputed, as a torn local file is.
   path.write_text(path.read_text()[:80])
   monkeypatch.undo()
-  again = json.loads(epath.Path(probe_runner.run(c, work)['special'])
+  again = json.loads(epath.Path(probe_runner.run(p, work)['special'])
                      .read_text())
   np.testing.assert_allclose(again['curves'][0]['loss'],
                              res['curves'][0]['loss'], rtol=1e-6)
@@ -215,3 +182,30 @@ def test_weights_and_compile_cache_on_gcs(gcs_dir, tmp_path):
     assert fsspec.filesystem('gs').find(cache)
   finally:
     compile_cache.enable('none')
+
+
+@pytest.mark.slow
+def test_two_processes_share_a_gcs_workdir(gcs_dir, tmp_path):
+  """train.py as two processes (two CPU devices each) into one gs://
+  workdir: process 0 writes the files, both write the checkpoint, and the
+  model equals one process's on four devices."""
+  overrides = {'model.width': 0.125, 'train.epochs': 1,
+               'data.n_train': 512, 'train.batch_size': 64,
+               'train.eval_batch_size': 120}
+  flags = [f"--config={_REPO / 'configs' / 'digits_mlp.py'}",
+           *[f'--config.{k}={v}' for k, v in overrides.items()]]
+  dist = [f'--coordinator_address=localhost:{free_port()}',
+          '--num_processes=2']
+  launch_two(lambda i: [sys.executable, str(_REPO / 'train.py'), *dist,
+                        f'--process_id={i}', f'--workdir={gcs_dir}',
+                        *flags], tmp_path)
+  assert checkpoint.epochs(gcs_dir) == [0, 1]
+  assert [r['epoch'] for r in _metrics(gcs_dir)] == [1]
+  assert not _stray(gcs_dir)
+  c = defaults.digits_config('mlp', None, hidden=(256, 256))
+  c.update_from_flattened_dict({**overrides, 'num_devices': 4})
+  train_runner.run(c, str(tmp_path / 'one'))
+  got, _ = checkpoint.restore_model(gcs_dir)
+  want, _ = checkpoint.restore_model(str(tmp_path / 'one'))
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(
+      a, b, rtol=1e-5, atol=1e-6), got, want)

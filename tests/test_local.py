@@ -101,3 +101,34 @@ def test_client_optimizer_is_torch_sgd():
   np.testing.assert_allclose(u1['w'], -lr * v1, rtol=1e-6)
   v2 = np.array([0.5, 0.5]) + 5e-4 * np.asarray(p1['w'])
   np.testing.assert_allclose(u2['w'], -lr * (v2 + 0.9 * v1), rtol=1e-6)
+
+
+def test_fedbn_start_and_kept_part_by_hand():
+  """FedBN: a client keeps the leaves of modules named bn* and every running
+  statistic; its first round starts from the global BN, later ones from its
+  own. Values by hand: global leaves are 1, the client's own are 2."""
+  from valley_jax.fed import algorithm  # pylint: disable=g-import-not-at-top
+  ones = lambda *s: jnp.ones(s)  # pylint: disable=unnecessary-lambda-assignment
+  glob = algorithm.Weights(
+      params={'conv': {'kernel': ones(3, 2)},
+              'bn1': {'scale': ones(2), 'bias': ones(2)},
+              'block': {'bn2': {'scale': ones(2)}, 'dense': {'bias': ones(2)}}},
+      batch_stats={'bn1': {'mean': ones(2), 'var': ones(2)},
+                   'block': {'bn2': {'mean': ones(2)}}}, extra={})
+  part = local.bn_part(glob)
+  assert jax.tree.structure(part['params']) == jax.tree.structure(
+      {'bn1': {'bias': 0, 'scale': 0}, 'block': {'bn2': {'scale': 0}}})
+  assert part['batch_stats'] is glob.batch_stats
+  own = jax.tree.map(lambda a: 2 * a, part)
+  for rounds, want in ((0, 1.0), (3, 2.0)):
+    state = algorithm.ClientState(aux={}, local=own,
+                                  rounds=jnp.asarray(rounds, jnp.int32))
+    got = local.start_weights(glob, state, 'local')
+    for leaf in (got.params['bn1']['scale'], got.params['bn1']['bias'],
+                 got.params['block']['bn2']['scale'],
+                 got.batch_stats['bn1']['var'],
+                 got.batch_stats['block']['bn2']['mean']):
+      np.testing.assert_array_equal(leaf, want)
+    np.testing.assert_array_equal(got.params['conv']['kernel'], 1.0)
+    np.testing.assert_array_equal(got.params['block']['dense']['bias'], 1.0)
+  assert local.start_weights(glob, state, 'global') is glob
