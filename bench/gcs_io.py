@@ -52,7 +52,6 @@ def main(argv):
     raise SystemExit(why)
   emulator = gcs.Emulator()
   import fsspec  # pylint: disable=g-import-not-at-top
-  from ml_collections import config_flags  # pylint: disable=g-import-not-at-top,unused-import
   from valley_jax import compile_cache  # pylint: disable=g-import-not-at-top
   from valley_jax.probe import runner  # pylint: disable=g-import-not-at-top
   from valley_jax.train import runner as train_runner  # pylint: disable=g-import-not-at-top

@@ -9,8 +9,12 @@ import subprocess
 import tempfile
 import time
 
+# XLA's CPU backend optimisation level 0: the tests' tiny models spend most
+# of their time compiling, and level 0 compiles about 1.8x faster (one
+# resume test: 28 s of CPU -> 16 s). The mains the tests launch inherit it.
 os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') +
-                           ' --xla_force_host_platform_device_count=8')
+                           ' --xla_force_host_platform_device_count=8'
+                           ' --xla_backend_optimization_level=0')
 os.environ.setdefault('JAX_PLATFORMS', 'cpu')
 # Tests (and the mains they launch) never write the user's JAX compilation
 # cache (valley_jax/compile_cache.py). They share one of their own, made by
@@ -105,7 +109,8 @@ def free_port() -> int:
 def launch_two(argv_of, cwd, timeout_s: float = 300) -> None:
   """Runs argv_of(process_id) as two processes of one run; both must pass."""
   env = {**os.environ, 'JAX_PLATFORMS': 'cpu',
-         'XLA_FLAGS': '--xla_force_host_platform_device_count=2',
+         'XLA_FLAGS': '--xla_force_host_platform_device_count=2 '
+                      '--xla_backend_optimization_level=0',
          'PYTHONPATH': os.pathsep.join(
              [_REPO, *filter(None, [os.environ.get('PYTHONPATH')])])}
   # Logs go to files: a full pipe of one process would stall both.

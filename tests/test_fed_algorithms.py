@@ -298,6 +298,20 @@ def test_fedsign_term_gradient_matches_finite_differences():
                                value, rtol=1e-12)
 
 
+def test_fedsign_reductions_by_hand():
+  """R = Σ r_i ('sum'), Σ r_i / T over T = 2 tensors ('tensor_mean', the
+  default, as FedRepo scales its regularisers) and Σ r_i / N over N = 4
+  elements ('element_mean'). θ = 0 gives σ = ½ everywhere; θt = (1, -1, 0)
+  and (2,) reward three elements and skip the one with θt = 0."""
+  theta = {'a': jnp.zeros(3), 'b': jnp.zeros(1)}
+  anchor = {'a': jnp.asarray([1.0, -1.0, 0.0]), 'b': jnp.asarray([2.0])}
+  for reduction, want in (('sum', 1.5), ('tensor_mean', 0.75),
+                          ('element_mean', 0.375)):
+    assert float(fedsign.sign_reward(theta, anchor, reduction)) == want
+  alg = fed.build_algorithm('fedsign', {'gamma': 0.1})
+  assert alg.hparams == {'gamma': 0.1, 'reduction': 'tensor_mean'}
+
+
 def test_sampling_is_seeded_without_replacement():
   s = np.asarray(fed.sample_clients(0, 7, 100, 0.1))
   assert len(s) == 10 == len(set(s.tolist())) and s.max() < 100
@@ -311,6 +325,7 @@ def test_sampling_is_seeded_without_replacement():
 @pytest.mark.parametrize('name,hparams,field', [
     ('fedbest', None, 'config.fed.algorithm'),
     ('fedsign', {'gamma': -0.1}, 'config.fed.hparams.gamma'),
+    ('fedsign', {'reduction': 'mean'}, 'config.fed.hparams.reduction'),
     ('fedprox', {'mu': -1e-3}, 'config.fed.hparams.mu'),
     ('moon', {'mu': -5}, 'config.fed.hparams.mu'),
     ('moon', {'tau': 0}, 'config.fed.hparams.tau'),

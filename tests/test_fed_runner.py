@@ -83,7 +83,8 @@ def test_table_mode_layout_and_resume(tmp_path, monkeypatch):
   cell = outputs.read_json(
       pathlib.Path(fed_runner.cell_dir(str(tmp_path), 'fedsign', 0.5, 1)) /
       'results.json')
-  assert cell['hparams'] == {'gamma': 0.01}
+  assert cell['hparams'] == {'gamma': 0.01, 'reduction': 'tensor_mean'}
+  assert cell['config']['fed']['hparams'] == cell['hparams']
   assert cell['config']['seed'] == 1 and cell['config']['fed']['alpha'] == 0.5
   accs = [outputs.read_json(pathlib.Path(fed_runner.cell_dir(
       str(tmp_path), 'fedavg', 0.5, s)) / 'results.json')['final'][
@@ -134,6 +135,8 @@ def _no_compile(*a, **k):
     ('fed.algorithm', 'fedsgd', r'config\.fed\.algorithm'),
     ('fed.min_size', 200, r'config\.fed\.min_size'),
     ('fed.hparams', {'gamma': -0.1}, r'config\.fed\.hparams\.gamma'),
+    ('fed.hparams', {'reduction': 'mean'},
+     r"config\.fed\.hparams\.reduction='mean' must be one of 'tensor_mean'"),
     ('fed.partition', 'shards', r'config\.fed\.partition'),
     ('fed.bn_policy', 'none', r'config\.fed\.bn_policy'),
     ('fed.rounds', 0, r'config\.fed\.rounds'),
@@ -189,6 +192,19 @@ def test_other_config_refused_then_overwritten(tmp_path):
   assert [r['round'] for r in _rows(tmp_path)] == [1]
   c.eval.batch_size = 120  # Resume-safe keys may change.
   assert fed_runner.run(c, str(tmp_path))['finished']
+
+
+@pytest.mark.slow
+def test_stored_config_names_default_hparams(tmp_path):
+  """A FedSign run of reduction 'sum' is not resumed under the command that
+  now means 'tensor_mean' (the default since 2026-12-02)."""
+  c = _config('fedsign', rounds=1)
+  c.fed.hparams = {'gamma': 0.01, 'reduction': 'sum'}
+  fed_runner.run(c, str(tmp_path))
+  c.fed.hparams = {'gamma': 0.01}
+  with pytest.raises(ValueError,
+                     match=r'different config.*fed\.hparams\.reduction'):
+    fed_runner.run(c, str(tmp_path))
 
 
 @pytest.mark.slow

@@ -95,6 +95,8 @@ class Field:
 
   def describe(self) -> str:
     """'an integer ≥ 1', 'a finite number in (0, 1]', ..."""
+    if self.kind is str:
+      return 'one of ' + ', '.join(repr(a) for a in self.also)
     what = 'an integer' if self.kind is int else 'a finite number'
     if self.lo is not None and self.hi is not None:
       rng = (f"{'(' if self.lo_open else '['}{_num(self.lo)}, "
@@ -107,6 +109,8 @@ class Field:
     return what
 
   def ok(self, v: Any) -> bool:
+    if self.kind is str:  # A name: one of `also`.
+      return isinstance(v, str) and v in self.also
     if isinstance(v, bool) or not isinstance(v, (int, float)):
       return False
     if self.kind is int and not isinstance(v, int):
@@ -181,7 +185,7 @@ def _check_value(name: str, value: Any, f: Field) -> None:
         continue
     if not f.ok(v):
       hint = f' ({f.why})' if f.why else ''
-      names = ''.join(f', or {a!r}' for a in f.also)
+      names = '' if f.kind is str else ''.join(f', or {a!r}' for a in f.also)
       raise InputError(
           f'{name}={value!r} must be {f.describe()}{names}{hint}.')
 
@@ -199,7 +203,8 @@ def markdown(fields: Iterable[Field], root: str = 'config') -> str:
   rows = ['| field | allowed |', '|---|---|']
   for f in fields:
     extra = ', or unset' if f.optional else ''
-    extra += ''.join(f', or {a!r}' for a in f.also)
+    if f.kind is not str:
+      extra += ''.join(f', or {a!r}' for a in f.also)
     rows.append(f'| `{root}.{f.path}` | {f.describe()}{extra} |')
   return '\n'.join(rows)
 
@@ -254,6 +259,9 @@ PROBE_BASE_FIELDS = [
 
 # The fedsim config (valley_jax.defaults.fed_config).
 _HP = 'an algorithm hyperparameter (γ, μ, τ, α, ...) is never negative'
+# How FedSign reduces its sign term over the model (valley_jax/fed/fedsign.py).
+FEDSIGN_REDUCTIONS = ('tensor_mean', 'sum', 'element_mean')
+_REDUCTION = 'how FedSign reduces its sign term; see docs/fedsim.md'
 FED_OWN_FIELDS = [
     count('fed.num_clients'),
     Field('fed.fraction', float, lo=0, hi=1, lo_open=True),
@@ -264,6 +272,8 @@ FED_OWN_FIELDS = [
              'heterogeneous'),
     count('fed.min_size'),
     count('fed.chunk', 0, why='0 = chosen by measurement'),
+    Field('fed.hparams.reduction', str, also=FEDSIGN_REDUCTIONS,
+          why=_REDUCTION),
     Field('fed.hparams.*', float, lo=0, why=_HP),
     count('eval.every'),
     count('eval.batch_size'),
@@ -271,6 +281,8 @@ FED_OWN_FIELDS = [
     count('checkpoint_every'),
     positive('table.alphas'),
     count('table.seeds', 0),
+    Field('table.hparams.*.reduction', str, also=FEDSIGN_REDUCTIONS,
+          why=_REDUCTION),
     Field('table.hparams.*', float, lo=0, why=_HP),
 ]
 FED_FIELDS = [f for f in TRAIN_FIELDS if not f.path.startswith('train.')

@@ -3,16 +3,30 @@ Asymmetric Valley of Deep Neural Networks", NeurIPS 2024, Sect. 6.2).
 
 Client k starts from θt and minimises, per batch,
 
-    L^k(θ) = CE(θ) − γ · Σ_i [ sgp(θt_i)·σ(θ_i) + sgp(−θt_i)·σ(−θ_i) ],
+    L^k(θ) = CE(θ) − γ · R(θ),   r_i = sgp(θt_i)·σ(θ_i) + sgp(−θt_i)·σ(−θ_i),
 
-summed over every element i of every model parameter (σ = sigmoid,
-sgp(x) = 1 for x > 0 else 0). The term rewards local parameters for keeping
-the sign of the global ones; each element's gradient is γ·σ'(θ_i) (times ∓1)
-whatever the model's size. Elements with θt_i = 0 get no term. The server
-averages as FedAvg. γ ∈ {0.001, 0.01, 0.1} in Table 1; γ = 0 is FedAvg.
+(σ = sigmoid, sgp(x) = 1 for x > 0 else 0), which rewards local parameters
+for keeping the sign of the global ones. Elements with θt_i = 0 get no term.
+The server averages as FedAvg. γ ∈ {0.001, 0.01, 0.1} in Table 1; γ = 0 is
+FedAvg.
 
->>> make({'gamma': 0.1}).hparams['gamma']
-0.1
+The paper does not say how R reduces the r_i over the model. hparams
+`reduction` chooses:
+
+* 'tensor_mean' (the default): R = (1/T) Σ_tensors Σ_{i in tensor} r_i,
+  T the number of parameter tensors. This is how the first author's FL code
+  base scales its parameter regularisers: github.com/lxcnju/FedRepo,
+  algorithms/feddyn.py lines 188-199 (each tensor's term summed over its
+  elements, the total divided by `cnt`, the number of
+  `model.named_parameters()`). An element's push per step is γ·σ'(θ_i)/T.
+* 'sum': R = Σ_i r_i over every element. Each element's push is γ·σ'(θ_i)
+  whatever the model's size: with momentum 0.9 it reaches 10·γ/4 per step,
+  which at the paper's γ = 0.1 is larger than most conv weights of ResNet20
+  (earlier versions of valley_jax used this; see docs/fedsim.md).
+* 'element_mean': R = (1/N) Σ_i r_i, N the number of elements.
+
+>>> make({'gamma': 0.1}).hparams
+{'gamma': 0.1, 'reduction': 'tensor_mean'}
 """
 
 from typing import Any, Mapping
@@ -20,28 +34,43 @@ from typing import Any, Mapping
 import jax
 import jax.numpy as jnp
 
-from valley_jax.fed.algorithm import (Algorithm, check_hparams,
+from valley_jax.checks import FEDSIGN_REDUCTIONS
+from valley_jax.errors import InputError
+from valley_jax.fed.algorithm import (FIELD, Algorithm, check_hparams,
                                       check_nonnegative)
 
-DEFAULTS = {'gamma': 0.01}
+DEFAULTS = {'gamma': 0.01, 'reduction': 'tensor_mean'}
 
 
-def sign_reward(params, anchor) -> jax.Array:
-  """Σ_i sgp(θt_i)·σ(θ_i) + sgp(−θt_i)·σ(−θ_i) over all elements."""
+def sign_reward(params, anchor, reduction: str = 'sum') -> jax.Array:
+  """R(θ): the r_i of the module doc, reduced over the tree by `reduction`."""
   def leaf(p, a):
     return jnp.sum(jnp.where(a > 0, jax.nn.sigmoid(p), 0.0) +
                    jnp.where(a < 0, jax.nn.sigmoid(-p), 0.0))
-  return sum(jax.tree.leaves(jax.tree.map(leaf, params, anchor)))
+  sums = jax.tree.leaves(jax.tree.map(leaf, params, anchor))
+  total = sum(sums)
+  if reduction == 'sum':
+    return total
+  if reduction == 'tensor_mean':
+    return total / len(sums)
+  if reduction == 'element_mean':
+    return total / sum(x.size for x in jax.tree.leaves(params))
+  raise InputError(f'{FIELD}.hparams.reduction={reduction!r} must be one of '
+                   f'{FEDSIGN_REDUCTIONS}.')
 
 
 def make(hparams: Mapping[str, Any] | None = None) -> Algorithm:
-  """FedSign with hyperparameter gamma (>= 0)."""
+  """FedSign with hyperparameters gamma (>= 0) and reduction."""
   hp = check_hparams('fedsign', hparams, DEFAULTS)
-  check_nonnegative(hp, 'gamma')
-  gamma = float(hp['gamma'])
+  check_nonnegative({'gamma': hp['gamma']}, 'gamma')
+  if hp['reduction'] not in FEDSIGN_REDUCTIONS:
+    raise InputError(f"{FIELD}.hparams.reduction={hp['reduction']!r} must be "
+                     f'one of {FEDSIGN_REDUCTIONS}.')
+  gamma, reduction = float(hp['gamma']), hp['reduction']
 
   def local_loss(trainable, features, batch, ctx):
     del features, batch
-    return -gamma * sign_reward(trainable['params'], ctx.anchor.params)
+    return -gamma * sign_reward(trainable['params'], ctx.anchor.params,
+                                reduction)
 
   return Algorithm('fedsign', hp, local_loss=local_loss)

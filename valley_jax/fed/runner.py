@@ -183,6 +183,11 @@ def run(config: ml_collections.ConfigDict, workdir: str, *,
     stop_after: stop after this round (simulates a pre-emption in tests).
   """
   alg = validate(config)
+  # The stored config names every hyperparameter the run used, defaults
+  # included: a later default (FedSign's reduction) cannot change a run
+  # that is resumed with the same command.
+  config = config.copy_and_resolve_references()
+  config.fed.hparams = _full_hparams(alg)
   outputs.check_writable(workdir, '--workdir')
   with rundir.lock(workdir):
     return _simulate(config, workdir, alg, overwrite, stop_after)
@@ -317,14 +322,20 @@ def cells(config) -> list[tuple[str, float, int]]:
           for s in t.seeds]
 
 
+def _full_hparams(alg: fed.Algorithm) -> ml_collections.ConfigDict:
+  """Every hyperparameter an algorithm runs with, defaults included (what
+  a run's stored config holds)."""
+  return ml_collections.ConfigDict(dict(alg.hparams))
+
+
 def cell_config(config, algorithm: str, alpha: float,
                 seed: int) -> ml_collections.ConfigDict:
   """The one-run config of a table cell."""
   c = ml_collections.ConfigDict(config.to_dict())
   c.mode = 'run'
   c.fed.algorithm = algorithm
-  c.fed.hparams = ml_collections.ConfigDict(_table_hparams(config,
-                                                           algorithm))
+  c.fed.hparams = _full_hparams(fed.build_algorithm(
+      algorithm, _table_hparams(config, algorithm)))
   c.fed.alpha = alpha
   c.seed = seed
   c.data.seed = seed
