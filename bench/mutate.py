@@ -68,8 +68,12 @@ def run_one(m: dict, workers: int) -> dict:
     out = subprocess.run(cmd, cwd=root, env=env, capture_output=True,
                          text=True)
     tail = out.stdout.strip().splitlines()[-1:] or ['']
-    # pytest: 0 all passed, 1 a test failed, 5 no test ran.
-    status = {0: 'survived', 1: 'killed'}.get(out.returncode, 'broken')
+    # pytest: 0 all passed, 1 a test failed, 5 no test ran; with xdist, -x
+    # ends a run with a failure by status 2 ("Interrupted: stopping after 1
+    # failures").
+    stopped = out.returncode == 2 and 'stopping after' in out.stdout
+    status = ('killed' if out.returncode == 1 or stopped else
+              {0: 'survived'}.get(out.returncode, 'broken'))
     return {'id': m['id'], 'file': m['file'], 'status': status,
             'tests': tests, 'pytest': tail[0],
             'seconds': round(time.time() - t0, 1)}

@@ -53,19 +53,21 @@ def sign_reward(params, anchor, reduction: str = 'sum') -> jax.Array:
     return total
   if reduction == 'tensor_mean':
     return total / len(sums)
-  if reduction == 'element_mean':
-    return total / sum(x.size for x in jax.tree.leaves(params))
-  raise InputError(f'{FIELD}.hparams.reduction={reduction!r} must be one of '
-                   f'{FEDSIGN_REDUCTIONS}.')
+  _check_reduction(reduction)
+  return total / sum(x.size for x in jax.tree.leaves(params))
+
+
+def _check_reduction(reduction: str) -> None:
+  if reduction not in FEDSIGN_REDUCTIONS:
+    raise InputError(f'{FIELD}.hparams.reduction={reduction!r} must be one '
+                     f'of {FEDSIGN_REDUCTIONS}.')
 
 
 def make(hparams: Mapping[str, Any] | None = None) -> Algorithm:
   """FedSign with hyperparameters gamma (>= 0) and reduction."""
   hp = check_hparams('fedsign', hparams, DEFAULTS)
   check_nonnegative({'gamma': hp['gamma']}, 'gamma')
-  if hp['reduction'] not in FEDSIGN_REDUCTIONS:
-    raise InputError(f"{FIELD}.hparams.reduction={hp['reduction']!r} must be "
-                     f'one of {FEDSIGN_REDUCTIONS}.')
+  _check_reduction(hp['reduction'])
   gamma, reduction = float(hp['gamma']), hp['reduction']
 
   def local_loss(trainable, features, batch, ctx):
