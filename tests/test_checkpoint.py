@@ -55,6 +55,15 @@ def test_missing_epoch_is_a_clear_error(trained_mlp, tmp_path):
 
 
 @pytest.mark.slow
+def test_checksums_tell_dtype_and_shape_apart():
+  """The same 8 zero bytes as 2 float32, 2 int32 or a 1x2 float32 array
+  are three different arrays."""
+  sums = [checkpoint.checksums({'w': a})['w'] for a in (
+      np.zeros(2, np.float32), np.zeros(2, np.int32),
+      np.zeros((1, 2), np.float32))]
+  assert len(set(sums)) == 3
+
+
 def test_checksum_detects_silently_changed_arrays(run2, tmp_path):
   w = _copy(run2, tmp_path)
   # Replace epoch 2's arrays by readable but different ones, as a damaged

@@ -188,6 +188,12 @@ def test_auto_chunk():
   assert sweep.auto_chunk(dense, 41) == 41
 
 
+def test_linspace_coefficients_carry_the_scale():
+  lams, coeffs = sweep.linspace_coeffs(-1.0, 1.0, 5, scale=0.2)
+  np.testing.assert_allclose(lams, [-1.0, -0.5, 0.0, 0.5, 1.0])
+  np.testing.assert_allclose(coeffs, [[-0.2], [-0.1], [0.0], [0.1], [0.2]])
+
+
 def test_bad_ranges_and_shapes():
   with pytest.raises(ValueError, match='Empty or invalid'):
     sweep.linspace_coeffs(1.0, -1.0, 5)

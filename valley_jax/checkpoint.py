@@ -47,7 +47,7 @@ def checksums(tree: Any) -> dict[str, str]:
   >>> a = checksums({'w': np.zeros(2, np.float32)})
   >>> a == checksums({'w': np.zeros(2, np.float32)})
   True
-  >>> a == checksums({'w': np.zeros(2, np.float64)})  # dtype counts too.
+  >>> a == checksums({'w': np.zeros(2, np.int32)})  # Same bytes, other dtype.
   False
   """
   out = {}
