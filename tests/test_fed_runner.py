@@ -194,6 +194,14 @@ def test_other_config_refused_then_overwritten(tmp_path):
   assert fed_runner.run(c, str(tmp_path))['finished']
 
 
+def test_single_run_variants_refused_in_table_mode():
+  for arg in ('table,fedsign', 'table,alpha0.1', 'table,seed3',
+              'fedsign,gamma0.1,table'):
+    with pytest.raises(ValueError, match=r'with table: table mode runs'):
+      defaults.fed_offline('digits', arg)
+  assert defaults.fed_offline('digits', 'table,rounds2').fed.rounds == 2
+
+
 @pytest.mark.slow
 def test_stored_config_names_default_hparams(tmp_path):
   """A FedSign run of reduction 'sum' is not resumed under the command that
@@ -249,12 +257,15 @@ def test_extended_run_equals_a_run_of_the_new_length(tmp_path):
     ('table', dict(seeds=()), 'config.table.seeds is empty'),
     ('table', dict(seeds=(0, 0)), 'repeats a value'),
     ('table', dict(alphas=(0.5, 0.5)), 'repeats a value'),
-    ('table,gamma0.1', {}, 'ignored in table mode'),
+    ('table', {'fed.hparams': {'gamma': 0.1}}, 'ignored in table mode'),
 ])
 def test_table_grid_and_ignored_settings_are_refused(tmp_path, arg, update,
                                                      match):
   c = defaults.fed_offline('digits', arg)
-  c.table.update(update)
+  if 'fed.hparams' in update:  # As --config.fed.hparams.gamma=0.1 sets it.
+    c.fed.hparams = update['fed.hparams']
+  else:
+    c.table.update(update)
   with pytest.raises(ValueError, match=match):
     fed_runner.main(c, str(tmp_path))
   assert not any(tmp_path.iterdir())

@@ -362,11 +362,27 @@ def test_fedsim_workdir_is_explained(tmp_path):
   f = defaults.fed_offline('digits', 'rounds1')
   f.fed.update(num_clients=4, fraction=0.5)
   f.model.width = 0.25
-  fed_runner.run(f, str(tmp_path / 'fed'))
-  with pytest.raises(ValueError, match='is a fedsim run'):
+  fed_res = fed_runner.run(f, str(tmp_path / 'fed'))
+  with pytest.raises(ValueError, match=r"is a fedsim run.*global_model'"):
     probe_runner.run(_probe_config(str(tmp_path / 'fed')),
                      str(tmp_path / 'p'))
   c = tiny_train_config(epochs=1)
   c.train.init_from = str(tmp_path / 'fed')
   with pytest.raises(ValueError, match='is a fedsim run'):
     train_runner.run(c, str(tmp_path / 'run'))
+  # Its global model is probed like a trained one: the same parameters
+  # (fingerprint), and at λ = 0 without recalibration the test loss and
+  # accuracy fedsim measured on it.
+  p = _probe_config(fed_runner.global_model_dir(str(tmp_path / 'fed')))
+  p.sweep.recal = 'off'
+  res = _load(probe_runner.run(p, str(tmp_path / 'g'))['special'])
+  prov = res['provenance'][0]
+  assert prov['epoch'] == 1 and prov['fingerprint'] == fed_res[
+      'global_fingerprint']
+  assert prov['train_config']['federated']['algorithm'] == 'fedavg'
+  curve = res['curves'][0]
+  assert curve['lambdas'][1] == 0.0
+  assert curve['loss'][1] == pytest.approx(fed_res['final']['test_loss'],
+                                           rel=1e-5)
+  assert 1 - curve['error'][1] == pytest.approx(
+      fed_res['final']['test_accuracy'], abs=1e-6)

@@ -41,6 +41,10 @@ class CheckpointError(UserError, RuntimeError):
   """A checkpoint that cannot be read back as it was written."""
 
 
+# The folder of a fedsim workdir that holds its global model as a train.py
+# run (valley_jax/fed/runner.py), which probe.py reads like any run.
+FED_GLOBAL_MODEL = 'global_model'
+
 def checksums(tree: Any) -> dict[str, str]:
   """SHA-256 of each leaf's dtype, shape and bytes, keyed by its tree path.
 
@@ -306,11 +310,11 @@ def check_training_run(workdir: str, what: str) -> None:
   if cfg is not None and 'fed' in cfg:
     raise InputError(
         f'{what}={workdir!r} is a fedsim run: its checkpoints hold the '
-        'server and client states of a federated simulation, not a trained '
-        "model's params and batch_stats, so they cannot be probed or "
-        'trained from. Name a train.py workdir. (The global model of a '
-        'fedsim run is evaluated in its results.json; probing it is not '
-        'supported yet.)')
+        'server and client states of a federated simulation, not one '
+        "model's params and batch_stats. Its global model is saved as a "
+        f'train.py run in {str(epath.Path(workdir) / FED_GLOBAL_MODEL)!r} '
+        '(written by fedsim.py from this version on): name that folder '
+        'instead.')
 
 
 def epochs(workdir: str) -> list[int]:

@@ -201,7 +201,20 @@ def apply_fed_variant(c: ml_collections.ConfigDict,
   (10.0, 'fedsign', 0.1)
   """
   from valley_jax import fed, models  # pylint: disable=g-import-not-at-top
-  for item in filter(None, (arg or '').split(',')):
+  items = list(filter(None, (arg or '').split(',')))
+  if 'table' in items:
+    # Table mode runs its own grid: a single run's algorithm, α or seed
+    # would be replaced in every cell without a word.
+    single = [i for i in items if i in fed.ALGORITHMS or
+              i.startswith(('alpha', 'seed', 'gamma', 'mu'))]
+    if single:
+      raise InputError(
+          f'Fed config variant(s) {single} with table: table mode runs the '
+          'grid config.table.algorithms x alphas x seeds with '
+          'config.table.hparams, and would replace them in every cell. Set '
+          'the grid in a config file (configs/fed_digits.py shows how), or '
+          'drop table to run one setting.')
+  for item in items:
     if item in fed.ALGORITHMS:
       c.fed.algorithm = item
       continue

@@ -260,6 +260,35 @@ def _simulate(config, workdir: str, alg, overwrite: bool,
   return _finish(config, workdir, alg, states['server'], history, part_info)
 
 
+def global_model_dir(workdir: str) -> str:
+  """Where a fedsim run keeps its global model as a train.py run."""
+  return str(epath.Path(workdir) / checkpoint.FED_GLOBAL_MODEL)
+
+
+def _export_global(config, workdir: str, alg, server, done: int) -> None:
+  """The global model after round `done`, saved as a train.py run folder
+  (items `model` and `config`, epoch = round) that probe.py measures like
+  any trained model: --config.checkpoint=<workdir>/global_model.
+
+  Its config has the run's model block (FedPAN's encodings included) and
+  data block, and `federated`: the fedsim workdir, algorithm, hparams and
+  round. Under FedBN the BN statistics are the server's averaged ones; a
+  probe recalibrates BN at every point anyway.
+  """
+  w = fed.global_weights(alg, server)
+  model = config.model.to_dict()
+  model['kwargs'] = {**model.get('kwargs', {}), **alg.model_kwargs}
+  cfg = {'model': model, 'data': config.data.to_dict(), 'seed': config.seed,
+         'federated': {'workdir': str(workdir), 'algorithm': alg.name,
+                       'hparams': dict(alg.hparams), 'round': done}}
+  mngr = checkpoint.manager(global_model_dir(workdir), arrays=('model',))
+  if done not in mngr.all_steps():
+    checkpoint.save_items(mngr, done, {'model': {
+        'params': w.params, 'batch_stats': w.batch_stats}}, cfg)
+  mngr.wait_until_finished()
+  mngr.close()
+
+
 def _finish(config, workdir, alg, server, history, part_info):
   """results.json and the accuracy figure of a run (final or so far)."""
   evaluated = [r for r in history if 'test_accuracy' in r]
@@ -277,6 +306,8 @@ def _finish(config, workdir, alg, server, history, part_info):
                                               'mean_label_entropy')},
       'config': config.to_dict()}
   folder = epath.Path(workdir)
+  if done:
+    _export_global(config, workdir, alg, server, done)
   outputs.write_json(folder / 'results.json', results)
   if evaluated:
     figures.accuracy(
