@@ -9,11 +9,10 @@ cache, so the two runs differ only in where they read and write:
   a local fake-gcs-server (tests/gcs.py; the `test` extra installs it).
 
 Each run starts from an empty workdir, so everything is computed and
-written. One JSON line per run (seconds, and the seconds spent inside epath
-and Orbax I/O calls), then a summary line with the medians and the gs://
-overhead. An emulator on loopback has no network latency: the overhead is
-the request count times a local round trip; on real GCS each request costs
-tens of milliseconds more, which the request count lets one estimate.
+written. One JSON line per run (its seconds), then a summary line with the
+medians and the gs:// overhead (the difference of the medians: all of it
+is I/O, since the computation is the same). An emulator on loopback has no
+network latency; on real GCS each request costs tens of milliseconds more.
 
   python bench/gcs_io.py --rounds=3 \\
       --out=bench/results/gcs_io_cpu_2cores_$(date +%F).jsonl
