@@ -131,7 +131,6 @@ def launch_two(argv_of, cwd, timeout_s: float = 300) -> None:
     assert p.returncode == 0, log.read_text()[-3000:]
 
 
-
 # ------------------------------------------------------------ gs:// storage
 
 
@@ -288,7 +287,6 @@ def fed_close(a, b, tol=1e-5):
 def plain_loss_error(model, params, x, y) -> tuple[float, float]:
   """Mean CE loss and error of a model without BN, by plain NumPy (float64
   softmax): the oracle the probe's sweeps are checked against."""
-  import numpy as np  # pylint: disable=g-import-not-at-top
   logits = np.asarray(model.apply({'params': params}, x, train=False),
                       np.float64)
   logp = logits - logits.max(1, keepdims=True)
