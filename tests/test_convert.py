@@ -124,19 +124,26 @@ def test_safetensors_round_trip(tmp_path):
       'weights': str(path), 'sha256': convert.sha256(str(path))}
 
 
-@pytest.mark.slow
-def test_probe_measures_a_weights_file(tmp_path):
-  """groups on a state dict (npz): provenance is the file's SHA-256, and the
-  curve at λ = 0 is the cross-entropy of the converted model itself."""
+def _weights_probe():
+  """A 'groups' probe of config.weights (set by the test) in a ResNet18 of
+  width 1/16 on 32 synthetic 16x16 images; and that dataset and model."""
   c = defaults.probe_config(checkpoint_dir='')
   c.kind = 'groups'
-  c.groups.groups = ('CLF',)
   c.train = defaults.train_config('resnet18', 'synthetic')
   c.train.model.width = 0.0625
   c.train.data.kwargs.update(shape=(16, 16, 3), n_train=32, n_test=32)
   c.sweep.update(num_points=3, recal='off', eval_batch_size=32)
   ds = data.from_config(c.train.data)
-  model = models.from_config(c.train.model, ds.num_classes, ds.input_shape)
+  return c, ds, models.from_config(c.train.model, ds.num_classes,
+                                   ds.input_shape)
+
+
+@pytest.mark.slow
+def test_probe_measures_a_weights_file(tmp_path):
+  """groups on a state dict (npz): provenance is the file's SHA-256, and the
+  curve at λ = 0 is the cross-entropy of the converted model itself."""
+  c, ds, model = _weights_probe()
+  c.groups.groups = ('CLF',)
   v = _random_variables(model)
   c.weights = str(tmp_path / 'w.npz')
   np.savez(c.weights, **convert.to_state_dict(v))
@@ -154,14 +161,7 @@ def test_probe_measures_a_weights_file(tmp_path):
 
 @pytest.mark.slow
 def test_probe_refuses_non_finite_weights(tmp_path):
-  c = defaults.probe_config(checkpoint_dir='')
-  c.kind = 'groups'
-  c.train = defaults.train_config('resnet18', 'synthetic')
-  c.train.model.width = 0.0625
-  c.train.data.kwargs.update(shape=(16, 16, 3), n_train=32, n_test=32)
-  c.sweep.update(num_points=3, recal='off', eval_batch_size=32)
-  ds = data.from_config(c.train.data)
-  model = models.from_config(c.train.model, ds.num_classes, ds.input_shape)
+  c, _, model = _weights_probe()
   sd = convert.to_state_dict(_random_variables(model))
   sd['fc.weight'][0, 0] = np.nan
   sd['bn1.running_var'][1] = np.inf

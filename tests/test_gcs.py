@@ -18,7 +18,8 @@ import fsspec
 import jax
 import numpy as np
 import pytest
-from conftest import free_port, launch_two, patch_study_run, tiny_train_config
+from conftest import (free_port, launch_two, patch_study_run,
+                      small_probe_config, tiny_train_config)
 
 from valley_jax import checkpoint, compile_cache, convert, defaults, outputs
 from valley_jax import rundir
@@ -75,11 +76,9 @@ def test_train_and_probe_on_gcs(gcs_dir, tmp_path, monkeypatch, caplog):
   # metrics.jsonl, lost with epoch 1 in it, is rebuilt from the checkpoints.
   assert _metrics(run) == _metrics(local)
 
-  p = defaults.probe_config(run)
-  p.kind = 'special'
+  p = small_probe_config(run, 'special')
   p.special.directions = ('sign',)
-  p.sweep.update(num_points=3, recal_samples=64, recal_batch_size=64,
-                 eval_batch_size=360)
+  p.sweep.update(num_points=3, recal_samples=64, recal_batch_size=64)
   work = f'{gcs_dir}/probe'
   path = epath.Path(probe_runner.run(p, work)['special'])
   res = json.loads(path.read_text())

@@ -8,7 +8,7 @@ import pathlib
 import pytest
 from conftest import (check_curve_schema as _check_schema,
                       kinds_probe_config as _config, load_json as _load,
-                      patch_study_run, tiny_train_config)
+                      patch_study_run, small_probe_config, tiny_train_config)
 
 from valley_jax import checkpoint, defaults, outputs
 from valley_jax.core import sweep
@@ -169,12 +169,8 @@ def test_string_fields_fail_early():
 
 
 def _probe_config(ckpt, kind='special'):
-  c = defaults.probe_config(ckpt)
-  c.kind = kind
-  c.sweep.num_points = 3
-  c.sweep.recal_samples = 64
-  c.sweep.recal_batch_size = 64
-  c.sweep.eval_batch_size = 360
+  c = small_probe_config(ckpt, kind)
+  c.sweep.update(num_points=3, recal_samples=64, recal_batch_size=64)
   c.special.directions = ('sign', 'sgp')
   return c
 

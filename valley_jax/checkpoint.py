@@ -45,6 +45,7 @@ class CheckpointError(UserError, RuntimeError):
 # run (valley_jax/fed/runner.py), which probe.py reads like any run.
 FED_GLOBAL_MODEL = 'global_model'
 
+
 def checksums(tree: Any) -> dict[str, str]:
   """SHA-256 of each leaf's dtype, shape and bytes, keyed by its tree path.
 

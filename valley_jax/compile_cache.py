@@ -22,6 +22,7 @@ from absl import logging
 import jax
 from jax.experimental.compilation_cache import compilation_cache
 
+from valley_jax import outputs
 from valley_jax.errors import InputError
 
 # Values of config.compile_cache that leave the cache off.
@@ -68,7 +69,7 @@ def check(value: str, field: str = 'config.compile_cache') -> None:
                      f"--{field}=none; to use such a folder, name it as a "
                      f'path (./{value.strip()}).')
   path = default_dir() if word == 'default' else value.strip()
-  if path.lower() in OFF or '://' in path:
+  if path.lower() in OFF or outputs.is_remote(path):
     return
   path = os.path.abspath(os.path.expanduser(path))
   if os.path.exists(path) and not os.path.isdir(path):
@@ -100,7 +101,7 @@ def enable(value: str = 'default', min_compile_secs: float = 0.1,
   if path.strip().lower() in OFF:
     _set_dir(None)
     return None
-  if '://' not in path:
+  if not outputs.is_remote(path):
     path = os.path.abspath(os.path.expanduser(path))
     os.makedirs(path, exist_ok=True)
   _set_dir(path)

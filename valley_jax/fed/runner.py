@@ -41,7 +41,6 @@ from valley_jax.data import partition
 from valley_jax.errors import InputError
 from valley_jax.fed import figures
 
-METRICS = 'metrics.jsonl'
 MODES = ('run', 'table')
 DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
 # Keys that may change between a run and its resumption.
@@ -109,10 +108,6 @@ def split(config, ds: data.Dataset) -> list[np.ndarray]:
 
 
 # ------------------------------------------------------------------- one run
-
-
-def _metrics_path(workdir) -> epath.Path:
-  return epath.Path(workdir) / METRICS
 
 
 def _diff(old: dict[str, Any], config) -> list[str]:
@@ -226,14 +221,14 @@ def _simulate(config, workdir: str, alg, overwrite: bool,
   mngr = rundir.open_run(workdir, config.to_dict(), overwrite=overwrite,
                          arrays=('server', 'clients'),
                          ignore=_RESUMABLE_KEYS,
-                         outputs_to_drop=(METRICS, 'results.json'),
+                         outputs_to_drop=(rundir.METRICS, 'results.json'),
                          length='fed.rounds')
   # Written only once the run is accepted: a refused rerun leaves the
   # finished run's partition files as they are.
   part_info = _write_partition(workdir, ds, parts)
   start, states, history = checkpoint.start_or_resume(
       mngr, {'server': server, 'clients': clients}, config.to_dict(),
-      _metrics_path(workdir))
+      rundir.metrics_path(workdir))
   evaluate = _Evaluator(config, model, ds, mesh)
   last = min(stop_after or f.rounds, f.rounds)
   for t in tqdm.trange(start, last, desc=f'fedsim {f.algorithm}',
@@ -254,7 +249,7 @@ def _simulate(config, workdir: str, alg, overwrite: bool,
     history.append(_round_row(t, m, test, time.time() - t0))
     if done % config.checkpoint_every == 0 or done == f.rounds:
       checkpoint.save_items(mngr, done, states, config.to_dict(), history)
-    outputs.write_jsonl(_metrics_path(workdir), history)
+    outputs.write_jsonl(rundir.metrics_path(workdir), history)
   mngr.wait_until_finished()
   mngr.close()
   return _finish(config, workdir, alg, states['server'], history, part_info)
