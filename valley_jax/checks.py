@@ -259,9 +259,28 @@ PROBE_BASE_FIELDS = [
 
 # The fedsim config (valley_jax.defaults.fed_config).
 _HP = 'an algorithm hyperparameter (γ, μ, τ, α, ...) is never negative'
-# How FedSign reduces its sign term over the model (valley_jax/fed/fedsign.py).
+# The algorithm hyperparameters that are names, not numbers, and the names
+# each takes (valley_jax/fed/<algorithm>.py; docs/fedsim.md).
+# How FedSign reduces its sign term over the model (fedsign.py).
 FEDSIGN_REDUCTIONS = ('tensor_mean', 'sum', 'element_mean')
-_REDUCTION = 'how FedSign reduces its sign term; see docs/fedsim.md'
+# What MOON's classifier reads (moon.py).
+MOON_CLASSIFIERS = ('projection', 'representation')
+# MOON's negative in a client's first participation (moon.py).
+MOON_FIRST_NEGATIVES = ('initial', 'global')
+# Whether FedDyn divides α by the client's relative data size (feddyn.py).
+FEDDYN_ALPHA_SCALINGS = ('data_size', 'none')
+NAMED_HPARAMS = {'reduction': FEDSIGN_REDUCTIONS,
+                 'classifier': MOON_CLASSIFIERS,
+                 'first_negative': MOON_FIRST_NEGATIVES,
+                 'alpha_scaling': FEDDYN_ALPHA_SCALINGS}
+_NAMED = 'an algorithm option; see docs/fedsim.md'
+
+
+def _named_hparam_fields(prefix: str) -> list[Field]:
+  return [Field(f'{prefix}.{k}', str, also=v, why=_NAMED)
+          for k, v in NAMED_HPARAMS.items()]
+
+
 FED_OWN_FIELDS = [
     count('fed.num_clients'),
     Field('fed.fraction', float, lo=0, hi=1, lo_open=True),
@@ -272,8 +291,7 @@ FED_OWN_FIELDS = [
              'heterogeneous'),
     count('fed.min_size'),
     count('fed.chunk', 0, why='0 = chosen by measurement'),
-    Field('fed.hparams.reduction', str, also=FEDSIGN_REDUCTIONS,
-          why=_REDUCTION),
+    *_named_hparam_fields('fed.hparams'),
     Field('fed.hparams.*', float, lo=0, why=_HP),
     count('eval.every'),
     count('eval.batch_size'),
@@ -281,8 +299,7 @@ FED_OWN_FIELDS = [
     count('checkpoint_every'),
     positive('table.alphas'),
     count('table.seeds', 0),
-    Field('table.hparams.*.reduction', str, also=FEDSIGN_REDUCTIONS,
-          why=_REDUCTION),
+    *_named_hparam_fields('table.hparams.*'),
     Field('table.hparams.*', float, lo=0, why=_HP),
 ]
 FED_FIELDS = [f for f in TRAIN_FIELDS if not f.path.startswith('train.')
