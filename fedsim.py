@@ -1,7 +1,8 @@
 """Federated simulation: python fedsim.py --config=configs/fed_digits.py.
 
 With --config.mode=table (or the config variant `:table`) it runs the grid
-algorithms × α × seeds of config.table and writes Table 1's layout.
+algorithms × α × grid values × seeds of config.table, selects a grid value per
+(algorithm, α) and writes Table 1's layout (docs/fedsim.md).
 """
 
 from absl import app

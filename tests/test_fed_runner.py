@@ -4,6 +4,7 @@ bad input."""
 import json
 import pathlib
 
+import ml_collections
 import numpy as np
 import pytest
 
@@ -73,32 +74,117 @@ def test_killed_run_resumes_to_the_same_global_model(tmp_path, algorithm):
 
 
 @pytest.mark.slow
-def test_table_mode_layout_and_resume(tmp_path, monkeypatch):
-  c = _config('table', rounds=1)
-  c.table.update(algorithms=('fedavg', 'fedsign'), alphas=(0.5,),
-                 seeds=(0, 1))
-  c.table.hparams = {'fedsign': {'gamma': 0.01}}
+def test_table_mode_layout_selection_and_resume(tmp_path, monkeypatch):
+  c = _config('table,fedavg,fedsign,alpha0.5,gamma0.01,gamma0.1', rounds=1)
+  c.table.seeds = (0, 1)
   out = fed_runner.main(c, str(tmp_path))
   assert [r['alpha'] for r in out['rows']] == [0.5]
-  cell = outputs.read_json(
-      pathlib.Path(fed_runner.cell_dir(str(tmp_path), 'fedsign', 0.5, 1)) /
-      'results.json')
-  assert cell['hparams'] == {'gamma': 0.01, 'reduction': 'tensor_mean'}
-  assert cell['config']['fed']['hparams'] == cell['hparams']
-  assert cell['config']['seed'] == 1 and cell['config']['fed']['alpha'] == 0.5
-  accs = [outputs.read_json(pathlib.Path(fed_runner.cell_dir(
-      str(tmp_path), 'fedavg', 0.5, s)) / 'results.json')['final'][
-          'test_accuracy'] for s in (0, 1)]
-  got = out['rows'][0]['fedavg']
+
+  def final(algorithm, point, seed):
+    cell = fed_runner.Cell(algorithm, 0.5, point, seed)
+    return outputs.read_json(pathlib.Path(fed_runner.cell_dir(
+        str(tmp_path), cell)) / 'results.json')
+
+  res = final('fedsign', (('gamma', 0.1),), 1)
+  assert res['hparams'] == {'gamma': 0.1, 'reduction': 'tensor_mean'}
+  assert res['config']['fed']['hparams'] == res['hparams']
+  assert res['config']['seed'] == 1 and res['config']['fed']['alpha'] == 0.5
+  # Validation selection: 10% of digits' 1437 training images held out.
+  assert res['partition']['held_out'] == 144
+  assert sum(res['partition']['counts']) == 1437 - 144
+  # The grid value with the larger mean validation accuracy is selected,
+  # and its test accuracies are reported with the sample std.
+  val = {g: np.mean([final('fedsign', (('gamma', g),), s)['final'][
+      'val_accuracy'] for s in (0, 1)]) for g in (0.01, 0.1)}
+  win = 0.01 if val[0.01] >= val[0.1] else 0.1
+  accs = [final('fedsign', (('gamma', win),), s)['final']['test_accuracy']
+          for s in (0, 1)]
+  got = out['rows'][0]['fedsign']
+  assert got['selected'] == {'gamma': win}
   assert got['mean'] == pytest.approx(np.mean(accs))
-  assert got['std'] == pytest.approx(np.std(accs))
+  assert got['std'] == pytest.approx(np.std(accs, ddof=1))
   md = (tmp_path / 'table.md').read_text()
-  assert md.splitlines()[0] == '| data | α | fedavg | fedsign |'
-  assert f"{100 * np.mean(accs):.2f} ± {100 * np.std(accs):.2f}" in md
+  assert '| data | α | fedavg | fedsign |' in md
+  assert (f"{100 * np.mean(accs):.2f} ± {100 * np.std(accs, ddof=1):.2f}"
+          f"<br>gamma{win:g}") in md
+  for text in ('sample std (ddof = 1) over seeds [0, 1]', 'selection: '
+               'validation', 'gamma ∈ {0.01, 0.1}', 'code: ', 'K = 10'):
+    assert text in md
+  assert len(out['cells']) == 6 and out['cells'][0]['curve']['round'] == [1]
+  assert (tmp_path / 'figure.png').exists()
   # Finished cells are not trained again.
   monkeypatch.setattr(fed, 'make_round', lambda *a, **k: (
       lambda s, cl, t: pytest.fail('a finished cell trained again')))
   assert fed_runner.main(c, str(tmp_path)) == out
+
+
+def _runs(scores_by_point):
+  """Cell records with given final accuracies: {gamma: [(val, test), ...]}."""
+  return [{'algorithm': 'fedsign', 'alpha': 0.5, 'point': {'gamma': g},
+           'seed': s, 'final': {'val_accuracy': v, 'test_accuracy': t}}
+          for g, pairs in scores_by_point.items()
+          for s, (v, t) in enumerate(pairs)]
+
+
+def test_selection_picks_the_value_computed_by_hand():
+  runs = _runs({0.001: [(0.90, 0.80), (0.80, 0.84)],   # val 0.85, test 0.82
+                0.01: [(0.86, 0.70), (0.86, 0.72)],    # val 0.86, test 0.71
+                0.1: [(0.50, 0.95), (None, 0.95)]})    # diverged on val
+  assert fed_runner.select(runs, 'validation')['point'] == {'gamma': 0.01}
+  assert fed_runner.select(runs, 'test')['point'] == {'gamma': 0.1}
+  c = defaults.fed_offline('digits', 'table,fedsign,alpha0.5,seed0,seed1')
+  c.table.grids.fedsign.gamma = (0.001, 0.01, 0.1)
+  row = fed_runner.summarize(c, runs)['rows'][0]['fedsign']
+  assert row['selected'] == {'gamma': 0.01}
+  assert row['mean'] == pytest.approx(0.71)
+  assert row['std'] == pytest.approx(0.02 / 2 ** 0.5)  # |a−b|/√2, ddof=1.
+  assert row['scores']['gamma0.1'] is None
+  c.table.selection = 'test'
+  assert fed_runner.summarize(c, runs)['rows'][0]['fedsign']['mean'] == 0.95
+  # Equal scores: the value listed first wins.
+  tie = _runs({0.1: [(0.5, 0.1)], 0.01: [(0.5, 0.2)]})
+  assert fed_runner.select(tie, 'validation')['point'] == {'gamma': 0.1}
+
+
+def test_command_line_overrides_reach_every_cell():
+  from absl import flags
+  from ml_collections import config_flags
+  argv = ['fedsim.py', '--config=configs/fed_digits.py:table',
+          '--config.fed.rounds=3', '--config.table.hparams.moon.mu=1',
+          '--config.table.grids.fedsign.gamma=(0.1,)',
+          '--config.table.grids.fedprox.mu=(0.5,2.0)',
+          '--config.table.selection=test']
+  fv = flags.FlagValues()
+  config_flags.DEFINE_config_file('config', flag_values=fv, sys_argv=argv)
+  fv(argv)
+  c = fv.config
+  fed_runner.validate(c)
+  cells = fed_runner.cells(c)
+  assert len(cells) == 2 * 2 * (1 + 2 + 1 + 1 + 1 + 1)  # α × seeds × points.
+  for cell in cells:
+    cc = fed_runner.cell_config(c, cell)
+    assert cc.fed.rounds == 3 and cc.fed.holdout == 0.0  # 'test': no hold-out.
+    hp = cc.fed.hparams
+    if cell.algorithm == 'moon':
+      assert hp.mu == 1.0
+    if cell.algorithm == 'fedsign':
+      assert hp.gamma == 0.1
+    if cell.algorithm == 'fedprox':
+      assert hp.mu == dict(cell.point)['mu'] and hp.mu in (0.5, 2.0)
+
+
+def test_table_variants_set_the_table_axes():
+  c = defaults.fed_offline('digits', 'table,fedsign,fedavg,alpha0.5,alpha10,'
+                                     'seed3,gamma0.1,rounds2')
+  assert (c.mode, c.fed.rounds) == ('table', 2)
+  assert c.table.algorithms == ('fedsign', 'fedavg')
+  assert c.table.alphas == (0.5, 10.0) and c.table.seeds == (3,)
+  assert c.table.grids.fedsign.gamma == (0.1,)
+  moon = defaults.fed_offline('digits', 'table,moon,mu0.5')
+  assert moon.table.grids.moon.mu == (0.5,)
+  with pytest.raises(ValueError, match=r"mu is a hyperparameter of "
+                     r"\['fedprox', 'moon'\].*Name one algorithm"):
+    defaults.fed_offline('digits', 'table,mu0.1')
 
 
 @pytest.mark.slow
@@ -194,14 +280,6 @@ def test_other_config_refused_then_overwritten(tmp_path):
   assert fed_runner.run(c, str(tmp_path))['finished']
 
 
-def test_single_run_variants_refused_in_table_mode():
-  for arg in ('table,fedsign', 'table,alpha0.1', 'table,seed3',
-              'fedsign,gamma0.1,table'):
-    with pytest.raises(ValueError, match=r'with table: table mode runs'):
-      defaults.fed_offline('digits', arg)
-  assert defaults.fed_offline('digits', 'table,rounds2').fed.rounds == 2
-
-
 @pytest.mark.slow
 def test_stored_config_names_default_hparams(tmp_path):
   """A FedSign run of reduction 'sum' is not resumed under the command that
@@ -258,14 +336,26 @@ def test_extended_run_equals_a_run_of_the_new_length(tmp_path):
     ('table', dict(seeds=(0, 0)), 'repeats a value'),
     ('table', dict(alphas=(0.5, 0.5)), 'repeats a value'),
     ('table', {'fed.hparams': {'gamma': 0.1}}, 'ignored in table mode'),
+    ('table', {'fed.holdout': 0.2}, 'set --config.table.holdout'),
+    ('table', {'hparams.fedsign.gamma': 0.1}, r'both set gamma.*grids\.'
+     r"fedsign\.gamma='\(0\.1,\)'"),
+    ('table', {'grids.fedavg': {'mu': (0.1,)}},
+     'fedavg has no hyperparameter'),
+    ('table', {'grids.fedprox.mu': (0.1, 0.1)}, 'distinct values'),
+    ('table', {'grids.fedsign.gamma': (-1.0,)}, r'grids\.fedsign\.gamma'),
+    ('table', {'selection': 'best'}, "'validation', 'test'"),
 ])
 def test_table_grid_and_ignored_settings_are_refused(tmp_path, arg, update,
                                                      match):
   c = defaults.fed_offline('digits', arg)
-  if 'fed.hparams' in update:  # As --config.fed.hparams.gamma=0.1 sets it.
-    c.fed.hparams = update['fed.hparams']
-  else:
-    c.table.update(update)
+  (key, value), = update.items()  # 'fed.x.y' or a path below config.table.
+  *path, last = key.split('.')
+  node = c if path[:1] == ['fed'] else c.table
+  for k in path:
+    node = node[k]
+  # As --config.fed.hparams.gamma=0.1 or a config file sets it.
+  node[last] = (ml_collections.ConfigDict(value) if isinstance(value, dict)
+                else value)
   with pytest.raises(ValueError, match=match):
     fed_runner.main(c, str(tmp_path))
   assert not any(tmp_path.iterdir())

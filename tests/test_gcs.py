@@ -118,6 +118,10 @@ def test_gs_path_without_gcsfs_is_a_clear_error(tmp_path):
   assert 'Traceback' not in out.stderr
 
 
+def _cell(seed: int) -> fed_runner.Cell:
+  return fed_runner.Cell('fedavg', 0.5, (), seed)
+
+
 @pytest.mark.slow
 def test_fedsim_run_and_table_into_gcs_resume(gcs_dir, tmp_path,
                                                monkeypatch):
@@ -149,15 +153,16 @@ def test_fedsim_run_and_table_into_gcs_resume(gcs_dir, tmp_path,
   with pytest.raises(KeyboardInterrupt):
     fed_runner.main(t, table)
   monkeypatch.undo()
-  first = epath.Path(fed_runner.cell_dir(table, 'fedavg', 0.5, 0))
+  first = epath.Path(fed_runner.cell_dir(table, _cell(0)))
   before = (first / 'metrics.jsonl').read_text()  # With its timings.
   out = fed_runner.main(t, table)
   assert (first / 'metrics.jsonl').read_text() == before  # Not retrained.
   accs = [outputs.read_json(epath.Path(fed_runner.cell_dir(
-      table, 'fedavg', 0.5, s)) / 'results.json')['final']['test_accuracy']
+      table, _cell(s))) / 'results.json')['final']['test_accuracy']
           for s in (0, 1)]
   assert out['rows'][0]['fedavg']['mean'] == pytest.approx(np.mean(accs))
-  assert (epath.Path(table) / 'table.md').read_text().startswith('| data |')
+  assert '| data | α | fedavg |' in (epath.Path(table) / 'table.md'
+                                     ).read_text()
   assert not _stray(gcs_dir)
 
 

@@ -274,6 +274,10 @@ NAMED_HPARAMS = {'reduction': FEDSIGN_REDUCTIONS,
                  'first_negative': MOON_FIRST_NEGATIVES,
                  'alpha_scaling': FEDDYN_ALPHA_SCALINGS}
 _NAMED = 'an algorithm option; see docs/fedsim.md'
+# FedBN: a client's BN layers before its first participation.
+FEDBN_FIRST = ('init', 'average')
+# How table mode selects a grid value (valley_jax/fed/runner.py).
+TABLE_SELECTIONS = ('validation', 'test')
 
 
 def _named_hparam_fields(prefix: str) -> list[Field]:
@@ -290,6 +294,10 @@ FED_OWN_FIELDS = [
     positive('fed.alpha', why='the Dirichlet concentration; smaller is more '
              'heterogeneous'),
     count('fed.min_size'),
+    Field('fed.holdout', float, lo=0, hi=1, hi_open=True,
+          why='a fraction of the training set; 0 = none'),
+    Field('fed.bn_first', str, also=FEDBN_FIRST,
+          why="FedBN: 'init' as FedBN's code, or the server's average"),
     count('fed.chunk', 0, why='0 = chosen by measurement'),
     *_named_hparam_fields('fed.hparams'),
     Field('fed.hparams.*', float, lo=0, why=_HP),
@@ -301,6 +309,12 @@ FED_OWN_FIELDS = [
     count('table.seeds', 0),
     *_named_hparam_fields('table.hparams.*'),
     Field('table.hparams.*', float, lo=0, why=_HP),
+    *_named_hparam_fields('table.grids.*'),
+    Field('table.grids.*', float, lo=0, why=_HP),
+    Field('table.selection', str, also=TABLE_SELECTIONS,
+          why='what selects a grid value; see docs/fedsim.md'),
+    Field('table.holdout', float, lo=0, hi=1, lo_open=True, hi_open=True,
+          why="the validation slice of selection='validation'"),
 ]
 FED_FIELDS = [f for f in TRAIN_FIELDS if not f.path.startswith('train.')
               ] + FED_OWN_FIELDS

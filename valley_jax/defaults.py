@@ -155,7 +155,13 @@ def fed_config(model: str, dataset: str,
       hparams=ml_collections.ConfigDict(),
       num_clients=100, fraction=0.1, local_epochs=5, batch_size=64,
       rounds=200, partition='dirichlet', alpha=0.5, min_size=10,
+      # A fraction of the training set held out from every client, on which
+      # the global model is also evaluated (val_accuracy); 0 = none.
+      holdout=0.0,
       aggregation='uniform', bn_policy='average',
+      # FedBN: a client's BN layers before its first participation, 'init'
+      # (θ0's, as FedBN's code) or 'average' (the server's average).
+      bn_first='init',
       chunk=0,  # Clients side by side per device; 0 = by measurement.
       dtype='float32'))
   c.eval = ml_collections.ConfigDict(dict(
@@ -163,13 +169,32 @@ def fed_config(model: str, dataset: str,
       batch_size=1000, recal_samples=2000))  # recal: FedBN only.
   c.checkpoint_every = 10  # Rounds between Orbax checkpoints.
   c.on_nonfinite = 'stop'
-  c.table = ml_collections.ConfigDict(dict(
+  c.table = _table_config()
+  return c
+
+
+def _table_config() -> ml_collections.ConfigDict:
+  """Table mode (docs/fedsim.md): algorithms × alphas × grid values × seeds,
+  a grid value selected per (algorithm, α)."""
+  from valley_jax import fed  # pylint: disable=g-import-not-at-top
+  return ml_collections.ConfigDict(dict(
       algorithms=('fedavg', 'fedprox', 'moon', 'feddyn', 'fedpan', 'fedsign'),
       alphas=(10.0, 1.0, 0.5), seeds=(0, 1, 2, 3, 4),
-      # Per algorithm hyperparameters for the table, e.g. {'fedsign':
-      # {'gamma': 0.01}}; an algorithm not named takes its defaults.
-      hparams=ml_collections.ConfigDict()))
-  return c
+      # Every algorithm's hyperparameters in the table, its defaults until
+      # set (--config.table.hparams.moon.mu=1).
+      hparams={name: dict(fed.build_algorithm(name).hparams)
+               for name in fed.ALGORITHMS},
+      # Values to select from per (algorithm, α): the paper's FedSign grid
+      # and a FedProx grid as NIID-Bench tunes μ. Any algorithm's
+      # hyperparameters may have a grid (in a config file); several keys
+      # of one algorithm make a product.
+      grids={'fedsign': {'gamma': (0.001, 0.01, 0.1)},
+             'fedprox': {'mu': (0.001, 0.01, 0.1, 1.0)}},
+      # 'validation': the best mean final accuracy on `holdout` of the
+      # training set (held out from every client) selects the value, whose
+      # test accuracy is reported; 'test': the best mean test accuracy, as
+      # the paper selects.
+      selection='validation', holdout=0.1))
 
 
 def _set_hparam(c, key: str, v: str) -> None:
@@ -193,7 +218,9 @@ def apply_fed_variant(c: ml_collections.ConfigDict,
                       arg: str | None) -> ml_collections.ConfigDict:
   """Applies 'alpha0.5', an algorithm name ('fedsign'), 'gamma0.01', 'mu0.01',
   'seed3', 'rounds50', 'clients20', 'iid', 'fedbn', 'table' or a model name
-  ('vgg11') to a fed config (a comma-separated list).
+  ('vgg11') to a fed config (a comma-separated list). With 'table', the
+  algorithm names, α, seeds and hyperparameter values set the table's axes
+  instead (`_apply_table_variants`).
 
   >>> c = apply_fed_variant(fed_config('resnet20', 'cifar10'),
   ...                       'alpha10,fedsign,gamma0.1')
@@ -203,17 +230,7 @@ def apply_fed_variant(c: ml_collections.ConfigDict,
   from valley_jax import fed, models  # pylint: disable=g-import-not-at-top
   items = list(filter(None, (arg or '').split(',')))
   if 'table' in items:
-    # Table mode runs its own grid: a single run's algorithm, α or seed
-    # would be replaced in every cell without a word.
-    single = [i for i in items if i in fed.ALGORITHMS or
-              i.startswith(('alpha', 'seed', 'gamma', 'mu'))]
-    if single:
-      raise InputError(
-          f'Fed config variant(s) {single} with table: table mode runs the '
-          'grid config.table.algorithms x alphas x seeds with '
-          'config.table.hparams, and would replace them in every cell. Set '
-          'the grid in a config file (configs/fed_digits.py shows how), or '
-          'drop table to run one setting.')
+    items = _apply_table_variants(c, items)
   for item in items:
     if item in fed.ALGORITHMS:
       c.fed.algorithm = item
@@ -230,6 +247,61 @@ def apply_fed_variant(c: ml_collections.ConfigDict,
           f'{sorted(_FED_VARIANTS)} followed by a value, e.g. alpha0.5.')
     _FED_VARIANTS[key](c, item[len(key):].lstrip('_='))
   return c
+
+
+_TABLE_AXES = {'alpha': ('alphas', float), 'seed': ('seeds', int)}
+_GRID_VARIANTS = ('gamma', 'mu')
+
+
+def _apply_table_variants(c: ml_collections.ConfigDict,
+                          items: list[str]) -> list[str]:
+  """Table mode's variants; returns the items left for apply_fed_variant.
+
+  Algorithm names choose config.table.algorithms (in the order given);
+  alphaX and seedN choose table.alphas and table.seeds (repeatable:
+  'alpha0.5,alpha10'); gammaX and muX become the grid of the one table
+  algorithm that takes that hyperparameter (repeatable: 'gamma0.01,gamma0.1'
+  is a grid of two). A value that more than one table algorithm takes (mu:
+  fedprox and moon) must name its algorithm.
+
+  >>> c = apply_fed_variant(fed_config('mlp', 'digits'),
+  ...                       'table,fedavg,fedsign,alpha0.5,gamma0.1')
+  >>> c.table.algorithms, c.table.alphas, c.table.grids.fedsign.gamma
+  (('fedavg', 'fedsign'), (0.5,), (0.1,))
+  """
+  from valley_jax import fed  # pylint: disable=g-import-not-at-top
+  names = tuple(i for i in items if i in fed.ALGORITHMS)
+  if names:
+    c.table.algorithms = names
+  axes, grids, rest = {}, {}, []
+  for item in items:
+    if item in fed.ALGORITHMS:
+      continue
+    key = next((k for k in (*_TABLE_AXES, *_GRID_VARIANTS)
+                if item.startswith(k)), None)
+    if key is None:
+      rest.append(item)
+      continue
+    value = item[len(key):].lstrip('_=')
+    if key in _TABLE_AXES:
+      axes.setdefault(key, []).append(_TABLE_AXES[key][1](value))
+      continue
+    takers = [a for a in c.table.algorithms if key in c.table.hparams[a]]
+    if len(takers) != 1:
+      raise InputError(
+          f'Fed config variant {item!r} with table: {key} is a '
+          f'hyperparameter of {takers or "none"} of config.table.algorithms='
+          f'{tuple(c.table.algorithms)}. Name one algorithm that takes it '
+          f'(table,<algorithm>,{item}), or set '
+          f"--config.table.grids.<algorithm>.{key}='({value},)'.")
+    grids.setdefault((takers[0], key), []).append(float(value))
+  for key, values in axes.items():
+    c.table[_TABLE_AXES[key][0]] = tuple(values)
+  for (name, key), values in grids.items():
+    if name not in c.table.grids:
+      c.table.grids[name] = ml_collections.ConfigDict()
+    c.table.grids[name][key] = tuple(values)
+  return rest
 
 
 def fed_offline(dataset: str, arg: str | None = None

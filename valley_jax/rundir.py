@@ -9,9 +9,13 @@ specs) and `check_same_architecture` (a checkpoint fits a model).
 
 import contextlib
 import fcntl
+import functools
+import importlib.metadata
 import json
 import os
+import pathlib
 import socket
+import subprocess
 import time
 from typing import Any
 
@@ -222,3 +226,27 @@ def _holder(text: str) -> str:
     return f"pid {h['pid']} on {h['host']}, started {h['started']}"
   except (ValueError, KeyError, TypeError):
     return 'holder unknown'
+
+
+@functools.cache
+def code_version() -> str:
+  """The code that produced a result: 'git <sha>' of valley_jax's checkout
+  ('+dirty' with uncommitted changes to tracked files), or 'valley_jax
+  <version>' where the package is not a git checkout."""
+  root = pathlib.Path(__file__).resolve().parent.parent
+
+  def git(*args: str) -> str:
+    return subprocess.run(['git', '-C', str(root), *args], check=True,
+                          capture_output=True, text=True,
+                          timeout=20).stdout.strip()
+
+  try:
+    if pathlib.Path(git('rev-parse', '--show-toplevel')) != root:
+      raise OSError('valley_jax is not the root of this git checkout')
+    dirty = git('status', '--porcelain', '--untracked-files=no')
+    return f"git {git('rev-parse', 'HEAD')}{'+dirty' if dirty else ''}"
+  except (OSError, subprocess.SubprocessError):
+    try:
+      return f"valley_jax {importlib.metadata.version('valley_jax')}"
+    except importlib.metadata.PackageNotFoundError:
+      return 'valley_jax (version unknown)'

@@ -32,6 +32,7 @@ from valley_jax.errors import InputError
 MAX_TRIES = 1000
 
 METHODS = ('dirichlet', 'iid')
+_HOLD_OUT = 7  # Salt of the hold-out draw.
 
 
 class ClientArrays(NamedTuple):
@@ -184,6 +185,30 @@ def iid_partition(n: int, num_clients: int, *, seed: int) -> list[np.ndarray]:
   check_clients(n, num_clients)
   perm_N = np.random.default_rng(seed).permutation(n)
   return [np.sort(p) for p in np.array_split(perm_N, num_clients)]
+
+
+def hold_out(n: int, fraction: float, *, seed: int
+             ) -> tuple[np.ndarray, np.ndarray]:
+  """(kept, held-out) sorted indices of range(n): round(fraction·n) drawn
+  uniformly without replacement for a validation set that no client holds.
+
+  Seeded by (seed, a salt of its own), so the clients' split of the kept
+  indices is not the same draw.
+
+  >>> kept, val = hold_out(10, 0.2, seed=0)
+  >>> len(kept), len(val), sorted(np.concatenate([kept, val]).tolist())
+  (8, 2, [0, 1, 2, 3, 4, 5, 6, 7, 8, 9])
+  """
+  if not 0 <= fraction < 1:
+    raise InputError(f'A held-out fraction must be in [0, 1), got '
+                     f'{fraction}.')
+  m = round(fraction * n)
+  if fraction and not 0 < m < n:
+    raise InputError(f'Holding out {fraction} of {n} training samples '
+                     f'leaves {m} for validation: choose a fraction that '
+                     'holds out at least one sample and keeps one.')
+  order = np.random.default_rng([seed, _HOLD_OUT]).permutation(n)
+  return np.sort(order[m:]), np.sort(order[:m])
 
 
 def partition(labels: np.ndarray, num_clients: int, *,

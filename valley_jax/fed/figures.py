@@ -1,4 +1,5 @@
-"""FedSim's figures: the clients' label heat map and accuracy against rounds."""
+"""FedSim's figures: the clients' label heat map, accuracy against rounds,
+and a table's curves with bands over seeds."""
 
 from typing import Any
 
@@ -59,4 +60,51 @@ def accuracy(rounds_by_label: dict[str, Any],
   ax.grid(alpha=0.3)
   if len(rounds_by_label) > 1:
     ax.legend(fontsize=7)
+  return plots.save_prefix(fig, path_prefix)
+
+
+def table_curves(table: dict[str, Any], path_prefix: str) -> list[str]:
+  """A table's test accuracy against rounds: one panel per α, one line per
+  algorithm at its selected grid point, the mean over seeds with a band of
+  ± one sample std (ddof = 1; no band for one seed).
+
+  Args:
+    table: table.json's content (valley_jax.fed.runner.summarize).
+    path_prefix: writes path_prefix.png and path_prefix.pdf.
+  Returns:
+    The paths written.
+  """
+  rows = table['rows']
+  fig, axes = plt.subplots(1, len(rows), figsize=(4.2 * len(rows), 3.3),
+                           squeeze=False, sharey=True)
+  colors = plt.get_cmap('tab10')
+  for ax, row in zip(axes[0], rows):
+    for n, name in enumerate(table['algorithms']):
+      chosen = row[name]['selected'] or {}
+      curves = [c['curve'] for c in table['cells']
+                if c['algorithm'] == name and c['alpha'] == row['alpha'] and
+                c['point'] == chosen and c['curve']['round']]
+      if not curves:
+        continue
+      length = min(len(c['round']) for c in curves)
+      acc = np.array([[np.nan if a is None else a
+                       for a in c['test_accuracy'][:length]] for c in curves],
+                     np.float64)
+      rounds = np.asarray(curves[0]['round'][:length])
+      mean = acc.mean(0)
+      label = name + ''.join(f' {k}={v:g}' if isinstance(v, (int, float))
+                             else f' {k}={v}' for k, v in chosen.items())
+      ax.plot(rounds, mean, '-', color=colors(n % 10), lw=1.4, label=label)
+      if len(curves) > 1:
+        std = acc.std(0, ddof=1)
+        ax.fill_between(rounds, mean - std, mean + std, color=colors(n % 10),
+                        alpha=0.18, lw=0)
+    ax.set_title(f"{row['dataset']}, α = {row['alpha']:g}", fontsize=9)
+    ax.set_xlabel('round')
+    ax.grid(alpha=0.3)
+  axes[0][0].set_ylabel('test accuracy (mean ± sample std)')
+  axes[0][-1].legend(fontsize=7)
+  p = table['protocol']
+  fig.suptitle(f"selection: {p['selection']}; seeds {p['seeds']}; "
+               f"{p['code']}", fontsize=8)
   return plots.save_prefix(fig, path_prefix)

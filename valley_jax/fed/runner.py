@@ -5,8 +5,9 @@ algorithm of `valley_jax.fed`) and writes into `workdir`:
 * `partition.json` and `partition.png/pdf`: every client's label histogram
   and the mean per-client label entropy;
 * `metrics.jsonl`: one line per round with the global model's test accuracy
-  and loss, the participants' mean local train loss, their mean sign
-  consistency ratio with θt, their mean drift ||θ^k − θt||, the sampled
+  and loss (and `val_*` on the held-out slice when `fed.holdout` > 0), the
+  participants' mean local train loss, their mean sign consistency ratio
+  with θt, their mean drift ||θ^k − θt||, the sampled
   clients and the seconds the round took;
 * `checkpoints/<round>/`: Orbax checkpoints of the server state and all K
   per-client states every `config.checkpoint_every` rounds;
@@ -14,18 +15,26 @@ algorithm of `valley_jax.fed`) and writes into `workdir`:
 A run killed at any point and started again with the same command resumes
 from its last checkpoint and ends with the same global model.
 
-`table` runs the cells algorithms × α × seeds of `config.table`, each in its
-own workdir (so each resumes on its own), and writes Table 1's layout, mean
-± std of the final accuracy over seeds, as `table.md` and `table.json`.
+`table` runs the cells algorithms × α × grid values × seeds of
+`config.table`, each in its own workdir (so each resumes on its own). Per
+(algorithm, α) it selects one grid value (`table.selection`: 'validation',
+on a slice of the training set held out from every client, or 'test', the
+paper's) and writes Table 1's layout, the selected value's mean ± sample std
+(ddof = 1) of the final test accuracy over seeds with the value under it, as
+`table.md` (with a header: protocol, grids, seeds, code version),
+`table.json` (every cell's curve, every grid value's score) and
+`figure.png/pdf` (accuracy against rounds, mean ± std bands).
 
 Failure behaviour is that of every main (see README): every name and number
 is checked, the workdir proven writable, and a table's cells compared with
 what their workdirs hold, before anything is loaded or compiled.
 """
 
+import dataclasses
+import itertools
 import math
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -116,10 +125,12 @@ def _diff(old: dict[str, Any], config) -> list[str]:
 
 
 class _Evaluator:
-  """Test loss and accuracy of the global model (FedBN: recalibrated)."""
+  """Test (and held-out validation) loss and accuracy of the global model
+  (FedBN: recalibrated)."""
 
-  def __init__(self, config, model, ds: data.Dataset, mesh):
+  def __init__(self, config, model, ds: data.Dataset, mesh, val=None):
     self.config, self.model, self.ds, self.mesh = config, model, ds, mesh
+    self.val = val
     self.step = jax.jit(steps.make_eval_step(model, ds.mean, ds.std))
     n_dev = mesh.shape[sharding.DATA]
     self.batch = -(-min(config.eval.batch_size, len(ds.y_test)) // n_dev
@@ -135,15 +146,33 @@ class _Evaluator:
     if self.recal_x is not None:
       weights = fed.recalibrate(self.model, weights, self.recal_x,
                                 self.ds.mean, self.ds.std)
-    out = steps.evaluate(self.step, self.mesh, weights.params,
-                         weights.batch_stats, self.ds.x_test,
-                         self.ds.y_test, self.batch)
-    return {'test_loss': out['loss'], 'test_accuracy': out['accuracy']}
+    row = {}
+    sets = {'test': (self.ds.x_test, self.ds.y_test)}
+    if self.val is not None:
+      sets['val'] = self.val
+    for name, (x, y) in sets.items():
+      out = steps.evaluate(self.step, self.mesh, weights.params,
+                           weights.batch_stats, x, y, self.batch)
+      row.update({f'{name}_loss': out['loss'],
+                  f'{name}_accuracy': out['accuracy']})
+    return row
 
 
-def _write_partition(workdir: str, ds: data.Dataset, parts) -> dict:
+def _hold_out(ds: data.Dataset, fraction: float, seed: int):
+  """(the dataset without its held-out slice, (x_val, y_val) or None)."""
+  if not fraction:
+    return ds, None
+  kept, val = partition.hold_out(len(ds.y_train), fraction, seed=seed)
+  rest = dataclasses.replace(ds, x_train=ds.x_train[kept],
+                             y_train=ds.y_train[kept])
+  return rest, (ds.x_train[val], ds.y_train[val])
+
+
+def _write_partition(workdir: str, ds: data.Dataset, parts,
+                     held_out: int) -> dict:
   hist = partition.label_histogram(ds.y_train, parts, ds.num_classes)
   info = {'num_clients': len(parts), 'counts': [len(p) for p in parts],
+          'held_out': held_out,
           'histogram': hist.tolist(),
           'mean_label_entropy': partition.mean_label_entropy(hist)}
   folder = epath.Path(workdir)
@@ -191,8 +220,9 @@ def run(config: ml_collections.ConfigDict, workdir: str, *,
 def _simulate(config, workdir: str, alg, overwrite: bool,
               stop_after: int | None) -> dict[str, Any]:
   """run()'s work once the config is accepted and the workdir locked."""
-  ds = data.from_config(config.data)
   f = config.fed
+  ds, val = _hold_out(data.from_config(config.data), f.holdout,
+                      config.data.seed)
   partition.check_clients(len(ds.y_train), f.num_clients, f.min_size)
   model = build(config, ds, alg)
   if f.bn_policy == 'local' and not models.has_batch_norm(
@@ -225,11 +255,12 @@ def _simulate(config, workdir: str, alg, overwrite: bool,
                          length='fed.rounds')
   # Written only once the run is accepted: a refused rerun leaves the
   # finished run's partition files as they are.
-  part_info = _write_partition(workdir, ds, parts)
+  part_info = _write_partition(workdir, ds, parts,
+                               0 if val is None else len(val[1]))
   start, states, history = checkpoint.start_or_resume(
       mngr, {'server': server, 'clients': clients}, config.to_dict(),
       rundir.metrics_path(workdir))
-  evaluate = _Evaluator(config, model, ds, mesh)
+  evaluate = _Evaluator(config, model, ds, mesh, val)
   last = min(stop_after or f.rounds, f.rounds)
   for t in tqdm.trange(start, last, desc=f'fedsim {f.algorithm}',
                        disable=distributed.progress_disabled(),
@@ -289,15 +320,16 @@ def _finish(config, workdir, alg, server, history, part_info):
   evaluated = [r for r in history if 'test_accuracy' in r]
   final = evaluated[-1] if evaluated else {}
   done = history[-1]['round'] if history else 0
+  keys = ('round', 'test_accuracy', 'test_loss') + tuple(
+      k for k in ('val_accuracy', 'val_loss') if k in final)
   results = {
       'algorithm': alg.name, 'hparams': dict(alg.hparams),
       'rounds_done': done, 'finished': done == config.fed.rounds,
-      'final': {k: final.get(k) for k in ('round', 'test_accuracy',
-                                          'test_loss')},
+      'final': {k: final.get(k) for k in keys},
       'global_fingerprint': checkpoint.fingerprint(
           {'params': server.weights.params,
            'batch_stats': server.weights.batch_stats}),
-      'partition': {k: part_info[k] for k in ('counts',
+      'partition': {k: part_info[k] for k in ('counts', 'held_out',
                                               'mean_label_entropy')},
       'config': config.to_dict()}
   folder = epath.Path(workdir)
@@ -313,11 +345,24 @@ def _finish(config, workdir, alg, server, history, part_info):
 
 
 # ---------------------------------------------------------------------- table
+#
+# A table cell is one run: (algorithm, α, grid point, seed). Its workdir is
+# <workdir>/<algorithm>/alpha<α>[/<point>]/seed<s>, so each resumes on its
+# own. Per (algorithm, α) the grid point with the best mean final accuracy
+# over seeds (on the held-out slice, or on the test set) is selected and its
+# test accuracy reported.
+
+
+class Cell(NamedTuple):
+  algorithm: str
+  alpha: float
+  point: tuple[tuple[str, Any], ...]  # ((hparam, value), ...) of the grid.
+  seed: int
 
 
 def _check_table(config) -> None:
-  """The grid of table mode: no empty or repeated axis, and no setting of
-  a single run that the table would silently replace."""
+  """The grid of table mode: no empty or repeated axis or grid, and no
+  setting that a cell cannot honour (it would be replaced silently)."""
   t = config.table
   for key in ('algorithms', 'alphas', 'seeds'):
     values = list(t[key])
@@ -331,10 +376,36 @@ def _check_table(config) -> None:
     raise InputError(
         f'config.fed.hparams={config.fed.hparams.to_dict()} is ignored in '
         'table mode, which runs each algorithm with config.table.hparams.'
-        '<algorithm> (its defaults where unset): set them there, in a '
-        'config file.')
+        '<algorithm> and its grid config.table.grids.<algorithm>: set '
+        '--config.table.hparams.<algorithm>.<name> instead.')
+  if config.fed.holdout:
+    raise InputError(
+        f'config.fed.holdout={config.fed.holdout} is replaced in table mode '
+        "by config.table.holdout (selection='validation') or 0 "
+        "(selection='test'): set --config.table.holdout instead.")
   for name in t.algorithms:
-    fed.build_algorithm(name, _table_hparams(config, name))
+    if name not in fed.ALGORITHMS:
+      raise InputError(f'Unknown algorithm {name!r} in config.table.'
+                       f'algorithms; choose from {sorted(fed.ALGORITHMS)}.')
+    grid = _grid(config, name)
+    taken = fed.build_algorithm(name).hparams
+    for key, values in grid.items():
+      if key not in taken:
+        raise InputError(
+            f'config.table.grids.{name}.{key}: {name} has no hyperparameter '
+            f'{key!r}; it takes {sorted(taken)}.')
+      if not values or len(set(values)) != len(values):
+        raise InputError(f'config.table.grids.{name}.{key}={values} must '
+                         'name distinct values, at least one.')
+      fixed = _table_hparams(config, name).get(key, taken[key])
+      if fixed != taken[key]:
+        raise InputError(
+            f'config.table.hparams.{name}.{key}={fixed} and config.table.'
+            f'grids.{name}.{key}={values} both set {key}; the grid would '
+            f"replace it. Fix one value with --config.table.grids.{name}."
+            f"{key}='({fixed},)', or drop the hparams setting.")
+    for point in _points(config, name):
+      fed.build_algorithm(name, {**_table_hparams(config, name), **point})
 
 
 def _table_hparams(config, name: str) -> dict[str, Any]:
@@ -342,10 +413,37 @@ def _table_hparams(config, name: str) -> dict[str, Any]:
   return hp.to_dict() if hp is not None else {}
 
 
-def cells(config) -> list[tuple[str, float, int]]:
+def _grid(config, name: str) -> dict[str, tuple]:
+  g = config.table.grids.get(name)
+  return {k: tuple(v) for k, v in (g.to_dict() if g is not None else {}
+                                   ).items()}
+
+
+def _points(config, name: str) -> list[dict[str, Any]]:
+  """The grid points of an algorithm: the product of its grids' values
+  (keys in alphabetical order), or [{}] without a grid."""
+  grid = _grid(config, name)
+  keys = sorted(grid)
+  return [dict(zip(keys, vs)) for vs in itertools.product(
+      *(grid[k] for k in keys))]
+
+
+def point_label(point) -> str:
+  """'gamma0.01' or 'mu0.1_tau0.5' ('' for no grid); names as 'name-value'.
+
+  >>> point_label({'gamma': 0.01}), point_label({})
+  ('gamma0.01', '')
+  """
+  return '_'.join(f'{k}{v:g}' if isinstance(v, (int, float))
+                  else f'{k}-{v}' for k, v in dict(point).items())
+
+
+def cells(config) -> list[Cell]:
+  """Every run of the table: algorithms × α × grid points × seeds."""
   t = config.table
-  return [(a, float(al), int(s)) for a in t.algorithms for al in t.alphas
-          for s in t.seeds]
+  return [Cell(a, float(al), tuple(p.items()), int(s))
+          for a in t.algorithms for al in t.alphas
+          for p in _points(config, a) for s in t.seeds]
 
 
 def _full_hparams(alg: fed.Algorithm) -> ml_collections.ConfigDict:
@@ -354,33 +452,38 @@ def _full_hparams(alg: fed.Algorithm) -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(dict(alg.hparams))
 
 
-def cell_config(config, algorithm: str, alpha: float,
-                seed: int) -> ml_collections.ConfigDict:
-  """The one-run config of a table cell."""
+def cell_config(config, cell: Cell) -> ml_collections.ConfigDict:
+  """The one-run config of a table cell. Under selection='validation' it
+  holds out config.table.holdout of the training set; under 'test' none
+  (the paper's protocol: all training data on the clients)."""
   c = ml_collections.ConfigDict(config.to_dict())
   c.mode = 'run'
-  c.fed.algorithm = algorithm
+  c.fed.algorithm = cell.algorithm
   c.fed.hparams = _full_hparams(fed.build_algorithm(
-      algorithm, _table_hparams(config, algorithm)))
-  c.fed.alpha = alpha
-  c.seed = seed
-  c.data.seed = seed
+      cell.algorithm, {**_table_hparams(config, cell.algorithm),
+                       **dict(cell.point)}))
+  c.fed.alpha = cell.alpha
+  c.fed.holdout = (config.table.holdout
+                   if config.table.selection == 'validation' else 0.0)
+  c.seed = cell.seed
+  c.data.seed = cell.seed
   return c
 
 
-def cell_dir(workdir: str, algorithm: str, alpha: float, seed: int) -> str:
-  return str(epath.Path(workdir) / algorithm / f'alpha{alpha:g}' /
-             f'seed{seed}')
+def cell_dir(workdir: str, cell: Cell) -> str:
+  label = point_label(cell.point)
+  folder = epath.Path(workdir) / cell.algorithm / f'alpha{cell.alpha:g}'
+  return str((folder / label if label else folder) / f'seed{cell.seed}')
 
 
 def _check_cells(config, workdir: str) -> None:
   """Each cell's workdir must hold its own config (or nothing)."""
-  for a, al, s in cells(config):
-    w = cell_dir(workdir, a, al, s)
+  for cell in cells(config):
+    w = cell_dir(workdir, cell)
     if not checkpoint.epochs(w):
       continue
     old = checkpoint.load_config(w)
-    diff = _diff(old, cell_config(config, a, al, s))
+    diff = _diff(old, cell_config(config, cell))
     if diff:
       raise InputError(
           f'Table cell {w} holds a run whose config differs from this table '
@@ -390,57 +493,159 @@ def _check_cells(config, workdir: str) -> None:
 
 def table(config: ml_collections.ConfigDict, workdir: str, *,
           overwrite: bool = False) -> dict[str, Any]:
-  """Runs every cell of config.table (resumable per cell) and writes the
-  paper's Table 1 layout (mean ± std over seeds) as table.md and table.json.
+  """Runs every cell of config.table (resumable per cell), selects a grid
+  point per (algorithm, α) and writes table.md, table.json and figure.png.
   With `overwrite`, a cell of another config is run again.
   """
   validate(config)
   outputs.check_writable(workdir, '--workdir')
   if not overwrite:
     _check_cells(config, workdir)
-  acc = {}
+  runs = []
   with rundir.lock(workdir):
-    for a, al, s in cells(config):
-      res = run(cell_config(config, a, al, s), cell_dir(workdir, a, al, s),
-                overwrite=overwrite)
-      acc.setdefault((a, al), []).append(res['final']['test_accuracy'])
-    out = summarize(config, acc)
+    for cell in cells(config):
+      w = cell_dir(workdir, cell)
+      res = run(cell_config(config, cell), w, overwrite=overwrite)
+      runs.append(_cell_record(cell, w, res))
+    out = summarize(config, runs)
     folder = epath.Path(workdir)
     outputs.write_json(folder / 'table.json', out)
     outputs.write_text(folder / 'table.md', markdown(out))
+    figures.table_curves(out, str(folder / 'figure'))
   print(markdown(out))
   return out
 
 
-def summarize(config, acc: dict[tuple[str, float], list]) -> dict[str, Any]:
-  """Mean and (population) std of the final accuracy per (algorithm, α)."""
+def _cell_record(cell: Cell, workdir: str, res: dict[str, Any]
+                 ) -> dict[str, Any]:
+  """A cell's final accuracies and its accuracy curve (metrics.jsonl)."""
+  rows = [r for r in outputs.read_jsonl(rundir.metrics_path(workdir)) or []
+          if 'test_accuracy' in r]
+  curve = {'round': [r['round'] for r in rows],
+           'test_accuracy': [r['test_accuracy'] for r in rows]}
+  if rows and 'val_accuracy' in rows[0]:
+    curve['val_accuracy'] = [r['val_accuracy'] for r in rows]
+  return {'algorithm': cell.algorithm, 'alpha': cell.alpha,
+          'point': dict(cell.point), 'seed': cell.seed, 'workdir': workdir,
+          'final': res['final'], 'curve': curve}
+
+
+def _mean(values) -> float:
+  v = np.array([np.nan if x is None else x for x in values], np.float64)
+  return float(np.mean(v))
+
+
+def _sample_std(values) -> float | None:
+  """The sample standard deviation (ddof = 1); None for a single seed."""
+  v = np.array([np.nan if x is None else x for x in values], np.float64)
+  return float(np.std(v, ddof=1)) if len(v) > 1 else None
+
+
+def select(runs: list[dict[str, Any]], selection: str) -> dict[str, Any]:
+  """The selected grid point of one (algorithm, α) from its runs.
+
+  The score of a point is the mean over seeds of the final validation
+  accuracy (selection 'validation') or test accuracy ('test'); a point
+  with a non-finite score (a diverged run) cannot win; ties go to the
+  point listed first. Returns {'label', 'point', 'scores': {label: score}}.
+  """
+  key = 'val_accuracy' if selection == 'validation' else 'test_accuracy'
+  by_label: dict[str, list] = {}
+  points = {}
+  for r in runs:
+    label = point_label(r['point'])
+    by_label.setdefault(label, []).append(r['final'].get(key))
+    points[label] = r['point']
+  scores = {label: _mean(v) for label, v in by_label.items()}
+  finite = [label for label in scores if math.isfinite(scores[label])]
+  best = max(finite, key=lambda label: scores[label]) if finite else next(
+      iter(scores))
+  return {'label': best, 'point': points[best],
+          'scores': outputs.finite_or_none(scores)}
+
+
+def summarize(config, runs: list[dict[str, Any]]) -> dict[str, Any]:
+  """table.json: the protocol, one row per α with each algorithm's selected
+  point and its test accuracy (mean and sample std over seeds), and every
+  cell's record."""
+  t, f = config.table, config.fed
   rows = []
-  for al in config.table.alphas:
+  for al in t.alphas:
     row = {'dataset': config.data.name, 'alpha': float(al)}
-    for a in config.table.algorithms:
-      v = np.array([np.nan if x is None else x for x in acc[(a, float(al))]],
-                   np.float64)
-      row[a] = {'mean': float(np.mean(v)), 'std': float(np.std(v)),
-                'runs': v.tolist()}
+    for a in t.algorithms:
+      mine = [r for r in runs if r['algorithm'] == a and
+              r['alpha'] == float(al)]
+      sel = select(mine, t.selection)
+      won = [r for r in mine if point_label(r['point']) == sel['label']]
+      accs = [r['final']['test_accuracy'] for r in won]
+      row[a] = {'mean': _mean(accs), 'std': _sample_std(accs),
+                'runs': accs, 'seeds': [r['seed'] for r in won],
+                'selected': sel['point'], 'scores': sel['scores']}
     rows.append(row)
-  return {'algorithms': list(config.table.algorithms), 'rows': rows,
-          'seeds': list(config.table.seeds), 'model': config.model.name}
+  protocol = {
+      'selection': t.selection,
+      'holdout': t.holdout if t.selection == 'validation' else 0.0,
+      'std': 'sample std (ddof = 1)',
+      'rounds': f.rounds, 'num_clients': f.num_clients,
+      'fraction': f.fraction, 'local_epochs': f.local_epochs,
+      'batch_size': f.batch_size, 'alphas': [float(a) for a in t.alphas],
+      'seeds': [int(s) for s in t.seeds],
+      'grids': {a: _grid(config, a) for a in t.algorithms
+                if _grid(config, a)},
+      'hparams': {a: _table_hparams(config, a) for a in t.algorithms},
+      'model': config.model.name, 'dataset': config.data.name,
+      'optim': config.optim.to_dict(), 'code': rundir.code_version()}
+  return outputs.finite_or_none({
+      'algorithms': list(t.algorithms), 'protocol': protocol, 'rows': rows,
+      'cells': runs, 'seeds': protocol['seeds'], 'model': config.model.name})
 
 
 def _finite(x) -> bool:
   return x is not None and math.isfinite(x)
 
 
+def _cell_text(entry: dict[str, Any]) -> str:
+  if not _finite(entry['mean']):
+    return 'n/a'
+  std = entry['std']
+  text = f"{100 * entry['mean']:.2f}" + (
+      f" ± {100 * std:.2f}" if _finite(std) else '')
+  label = point_label(entry.get('selected') or {})
+  return f'{text}<br>{label}' if label else text
+
+
 def markdown(out: dict[str, Any]) -> str:
-  """Table 1's layout: accuracy % as mean ± std over seeds."""
+  """table.md: a header that says how the table was made, then Table 1's
+  layout (final test accuracy %, mean ± sample std over seeds, the
+  selected grid value under it)."""
+  p = out['protocol']
+  grids = '; '.join(f'{a} {k} ∈ {{{", ".join(f"{v:g}" for v in vs)}}}'
+                    for a, g in p['grids'].items() for k, vs in g.items())
+  if p['selection'] == 'validation':
+    how = (f"validation: the grid value with the best mean final accuracy on "
+           f"{100 * p['holdout']:g}% of the training set, held out from "
+           "every client, is selected; its test accuracy is shown")
+  else:
+    how = ('test (the paper\'s protocol): the grid value with the best mean '
+           'final test accuracy is selected and shown')
+  lines = [
+      f"Final test accuracy (%) of the global model after {p['rounds']} "
+      f"rounds: mean ± {p['std']} over seeds {p['seeds']}.",
+      '',
+      f"- data {p['dataset']}, model {p['model']}; K = {p['num_clients']} "
+      f"clients, Q = {p['fraction']:g}, E = {p['local_epochs']}, "
+      f"B = {p['batch_size']}, local SGD lr {p['optim']['lr']:g}",
+      f"- grids: {grids or 'none'}",
+      f'- selection: {how}',
+      f"- code: {p['code']}",
+      '',
+  ]
   algs = out['algorithms']
-  lines = ['| data | α | ' + ' | '.join(algs) + ' |',
-           '|---|---|' + '---|' * len(algs)]
+  lines += ['| data | α | ' + ' | '.join(algs) + ' |',
+            '|---|---|' + '---|' * len(algs)]
   for r in out['rows']:
-    cells_ = [f"{100 * r[a]['mean']:.2f} ± {100 * r[a]['std']:.2f}"
-              if _finite(r[a]['mean']) else 'n/a' for a in algs]
     lines.append(f"| {r['dataset']} | {r['alpha']:g} | " +
-                 ' | '.join(cells_) + ' |')
+                 ' | '.join(_cell_text(r[a]) for a in algs) + ' |')
   return '\n'.join(lines) + '\n'
 
 
