@@ -4,11 +4,14 @@ bad input."""
 import json
 import pathlib
 
+import jax
 import ml_collections
 import numpy as np
 import pytest
 
-from valley_jax import checkpoint, checks, defaults, fed, outputs
+from valley_jax import (checkpoint, checks, data, defaults, fed, models,
+                        outputs, sharding)
+from valley_jax.core import steps
 from valley_jax.fed import runner as fed_runner
 
 
@@ -359,3 +362,41 @@ def test_table_grid_and_ignored_settings_are_refused(tmp_path, arg, update,
   with pytest.raises(ValueError, match=match):
     fed_runner.main(c, str(tmp_path))
   assert not any(tmp_path.iterdir())
+
+
+def test_fedbn_client_view_equals_each_clients_model_by_hand():
+  """Each trained client = global weights with its own BN layers, evaluated
+  on the test set; clients that never trained are left out."""
+  c = _config('fedbn')
+  ds = data.from_config(c.data)
+  model = models.build_model('mlp', 10, width=0.25, bn=True)
+  v = steps.init_variables(model, jax.random.key(0),
+                           ds.input_shape)
+  alg = fed.build_algorithm('fedavg')
+  server, clients = fed.init_states(alg, model, v, 3, input_shape=(64,),
+                                    key=None, bn_policy='local')
+  scale = np.array([1.0, 3.0, 0.5])  # Client k's BN: θ0's times scale[k].
+  clients = clients.replace(
+      local=jax.tree.map(
+          lambda a: a * scale.reshape((3,) + (1,) * (a.ndim - 1)),
+          clients.local),
+      rounds=np.array([0, 2, 1], np.int32))
+  ev = fed_runner._Evaluator(c, model, ds, sharding.make_mesh(1))
+  got = ev.clients(server.weights, clients)
+  x = (ds.x_test - np.asarray(ds.mean)) / np.asarray(ds.std)
+  acc, loss = [], []
+  for k in (1, 2):
+    p = {'params': dict(v['params']), 'batch_stats': {}}
+    for name, leaves in v['params'].items():
+      if name.startswith('bn'):
+        p['params'][name] = {n: a * scale[k] for n, a in leaves.items()}
+    p['batch_stats'] = {n: {m: a * scale[k] for m, a in s.items()}
+                        for n, s in v['batch_stats'].items()}
+    logits = np.asarray(model.apply(p, x, train=False), np.float64)
+    logp = logits - logits.max(1, keepdims=True)
+    logp -= np.log(np.exp(logp).sum(1, keepdims=True))
+    acc.append(np.mean(logits.argmax(1) == ds.y_test))
+    loss.append(-np.mean(logp[np.arange(len(ds.y_test)), ds.y_test]))
+  assert got['clients_evaluated'] == 2
+  assert got['client_test_accuracy'] == pytest.approx(np.mean(acc))
+  assert got['client_test_loss'] == pytest.approx(np.mean(loss), rel=1e-5)

@@ -120,10 +120,13 @@ def test_fedbn_start_and_kept_part_by_hand():
       {'bn1': {'bias': 0, 'scale': 0}, 'block': {'bn2': {'scale': 0}}})
   assert part['batch_stats'] is glob.batch_stats
   own = jax.tree.map(lambda a: 2 * a, part)
-  for rounds, want in ((0, 1.0), (3, 2.0)):
+  # 'init': always the client's own BN (its initial one until it trains);
+  # 'average': the server's in its first participation.
+  for rounds, first, want in ((0, 'average', 1.0), (3, 'average', 2.0),
+                              (0, 'init', 2.0), (3, 'init', 2.0)):
     state = algorithm.ClientState(aux={}, local=own,
                                   rounds=jnp.asarray(rounds, jnp.int32))
-    got = local.start_weights(glob, state, 'local')
+    got = local.start_weights(glob, state, 'local', first)
     for leaf in (got.params['bn1']['scale'], got.params['bn1']['bias'],
                  got.params['block']['bn2']['scale'],
                  got.batch_stats['bn1']['var'],

@@ -286,10 +286,18 @@ def with_bn_part(w: Weights, part: dict[str, PyTree]) -> Weights:
 
 
 def start_weights(global_w: Weights, state: alg_lib.ClientState,
-                  bn_policy: str) -> Weights:
-  """θt; under FedBN with the client's own BN once it has trained before."""
+                  bn_policy: str, bn_first: str = 'init') -> Weights:
+  """θt; under FedBN (bn_policy 'local') with the client's own BN layers.
+
+  Before a client's first participation its own BN layers are those it was
+  initialised with (`init_states`: θ0's, as every client model in FedBN's
+  code starts as a copy of the server model, and its BN is never
+  overwritten), or with bn_first='average' the server's current average.
+  """
   if bn_policy != 'local':
     return global_w
+  if bn_first == 'init':
+    return with_bn_part(global_w, state.local)
   first = state.rounds == 0
   part = jax.tree.map(lambda g, own: jnp.where(first, g, own),
                       bn_part(global_w), state.local)

@@ -48,7 +48,7 @@ from valley_jax import (checkpoint, checks, compile_cache, data, distributed,
 from valley_jax.core import steps
 from valley_jax.data import partition
 from valley_jax.errors import InputError
-from valley_jax.fed import figures
+from valley_jax.fed import figures, local
 
 MODES = ('run', 'table')
 DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
@@ -156,6 +156,26 @@ class _Evaluator:
       row.update({f'{name}_loss': out['loss'],
                   f'{name}_accuracy': out['accuracy']})
     return row
+
+
+  def clients(self, global_w, clients) -> dict[str, float]:
+    """FedBN's own view: every client that has trained, as the global
+    weights with its own BN layers (scales, biases, running statistics), on
+    the test set; the means over those clients and how many they are."""
+    trained = np.flatnonzero(np.asarray(jax.device_get(clients.rounds)) > 0)
+    if not trained.size:
+      return {}
+    outs = []
+    for k in trained:
+      w = local.with_bn_part(global_w, jax.tree.map(lambda a: a[k],
+                                                    clients.local))
+      outs.append(steps.evaluate(self.step, self.mesh, w.params,
+                                 w.batch_stats, self.ds.x_test,
+                                 self.ds.y_test, self.batch))
+    return {'client_test_accuracy': float(np.mean([o['accuracy']
+                                                   for o in outs])),
+            'client_test_loss': float(np.mean([o['loss'] for o in outs])),
+            'clients_evaluated': int(trained.size)}
 
 
 def _hold_out(ds: data.Dataset, fraction: float, seed: int):
@@ -275,8 +295,12 @@ def _simulate(config, workdir: str, alg, overwrite: bool,
         'algorithm hyperparameter is too large', config.on_nonfinite,
         'config.on_nonfinite')
     done = t + 1
-    test = (evaluate(fed.global_weights(alg, server))
-            if done % config.eval.every == 0 or done == f.rounds else None)
+    test = None
+    if done % config.eval.every == 0 or done == f.rounds:
+      test = evaluate(fed.global_weights(alg, server))
+      if f.bn_policy == 'local':
+        test.update(evaluate.clients(fed.global_weights(alg, server),
+                                     clients))
     history.append(_round_row(t, m, test, time.time() - t0))
     if done % config.checkpoint_every == 0 or done == f.rounds:
       checkpoint.save_items(mngr, done, states, config.to_dict(), history)
@@ -321,7 +345,8 @@ def _finish(config, workdir, alg, server, history, part_info):
   final = evaluated[-1] if evaluated else {}
   done = history[-1]['round'] if history else 0
   keys = ('round', 'test_accuracy', 'test_loss') + tuple(
-      k for k in ('val_accuracy', 'val_loss') if k in final)
+      k for k in ('val_accuracy', 'val_loss', 'client_test_accuracy',
+                  'client_test_loss', 'clients_evaluated') if k in final)
   results = {
       'algorithm': alg.name, 'hparams': dict(alg.hparams),
       'rounds_done': done, 'finished': done == config.fed.rounds,
