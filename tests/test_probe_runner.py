@@ -10,7 +10,7 @@ from conftest import (check_curve_schema as _check_schema,
                       kinds_probe_config as _config, load_json as _load,
                       patch_study_run, small_probe_config, tiny_train_config)
 
-from valley_jax import checkpoint, defaults, outputs
+from valley_jax import checkpoint, defaults, outputs, rundir
 from valley_jax.core import sweep
 from valley_jax.probe import prober, registry
 from valley_jax.fed import runner as fed_runner
@@ -203,6 +203,7 @@ def test_retrained_checkpoint_is_probed_again(tmp_path, monkeypatch):
   assert prov['fingerprint'] == checkpoint.fingerprint(
       checkpoint.restore_model(w)[0])
   assert prov['train_config']['optim']['lr'] == 0.05
+  assert first['code'] == rundir.code_version()
   c2 = tiny_train_config(epochs=1)
   c2.optim.lr = 0.01
   train_runner.run(c2, w, overwrite=True)

@@ -10,6 +10,7 @@ drawn clipped to the panel's largest finite value.
 """
 
 import contextlib
+import contextvars
 import io
 from typing import Any, Sequence
 
@@ -56,6 +57,43 @@ def formats(exts: Sequence[str]):
     _FORMATS[:] = old
 
 
+# A line `save` writes under every figure (what was measured, by which code).
+_FOOTER: contextvars.ContextVar[str] = contextvars.ContextVar('footer',
+                                                              default='')
+
+
+@contextlib.contextmanager
+def footer(text: str):
+  """Within the context (this thread), `save` writes `text` under every
+  figure, e.g. the checkpoint, its fingerprint and the code version."""
+  token = _FOOTER.set(text)
+  try:
+    yield
+  finally:
+    _FOOTER.reset(token)
+
+
+def provenance_line(provenance: list[dict[str, Any]], code: str) -> str:
+  """'runs/default @ epoch 30, fingerprint 1a2b3c4d5e6f · git 0123abcd'.
+
+  >>> provenance_line([{'workdir': 'r', 'epoch': 3, 'fingerprint': 'abc'}],
+  ...                 'git 0123456789abcdef')
+  'r @ epoch 3, fingerprint abc · git 0123456789ab'
+  """
+  parts = []
+  for p in provenance:
+    if 'weights' in p:
+      parts.append(f"{p['weights']}, sha256 {p['sha256'][:12]}")
+    else:
+      parts.append(f"{p['workdir']} @ epoch {p['epoch']}, fingerprint "
+                   f"{str(p['fingerprint'])[:12]}")
+  if len(parts) > 3:
+    parts = parts[:2] + [f'... {len(parts) - 2} more checkpoints']
+  head, _, rest = code.partition(' ')
+  short = f'{head} {rest[:12]}{"+dirty" if rest.endswith("+dirty") else ""}'
+  return '; '.join(parts + [short]) if parts else short
+
+
 def current_formats() -> tuple[str, ...]:
   """The formats `save` writes now (PNG and PDF outside a `formats` block)."""
   return tuple(_FORMATS)
@@ -73,6 +111,9 @@ def save(fig, folder: str, name: str) -> list[str]:
     The paths written.
   """
   paths = []
+  if _FOOTER.get():
+    fig.text(0.01, 0.0, _FOOTER.get(), fontsize=5.5, color='0.35',
+             ha='left', va='top', transform=fig.transFigure)
   for ext in list(_FORMATS):
     path = epath.Path(folder) / f'{name}.{ext}'
     buf = io.BytesIO()

@@ -297,7 +297,9 @@ def _finished(folder: epath.Path, config,
 def _draw(kind: str, results: dict[str, Any], folder: epath.Path,
           formats: tuple[str, ...] = ('png',)) -> list[str]:
   """Draws a kind's figure files; returns their names."""
-  with plots.formats(formats):
+  line = plots.provenance_line(results.get('provenance') or [],
+                               results.get('code') or rundir.code_version())
+  with plots.formats(formats), plots.footer(line):
     paths = registry.STUDIES[kind].figure(results, str(folder))
   return [epath.Path(f).name for f in paths]
 
@@ -345,7 +347,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, str]:
         results = outputs.finite_or_none({
             'kind': kind, 'version': RESULTS_VERSION,
             **_kind_header(config, kind),
-            'provenance': prov, 'config': config.to_dict(),
+            'provenance': prov, 'code': rundir.code_version(),
+            'config': config.to_dict(),
             'precision': precision_of(config),
             'batch_sizes': used, **out})
         folder.mkdir(parents=True, exist_ok=True)
