@@ -1,18 +1,21 @@
-"""Fig. 6 on ImageNet: noise on parameter groups of a pre-trained ResNet50.
+"""Figs 6 and 20 on ImageNet: noise on parameter groups of pre-trained
+ResNeXt101 (the paper's Fig. 6, the default) and ResNet50 (its Fig. 20, arg
+`resnet50`).
 
 Save torchvision's weights (IMAGENET1K_V1, as `pretrained=True` gave) once,
 where PyTorch and safetensors are installed:
   python -c "import torchvision; from safetensors.torch import save_file; \
-    save_file(torchvision.models.resnet50(weights='IMAGENET1K_V1') \
-    .state_dict(), 'weights/resnet50.safetensors')"
+    save_file(torchvision.models.resnext101_32x8d(weights='IMAGENET1K_V1') \
+    .state_dict(), 'weights/resnext101_32x8d.safetensors')"
 Probing it needs only `pip install 'valley_jax[weights]'` (.npz needs
 nothing, .pth needs PyTorch):
   python probe.py --config=configs/probe_imagenet_fig6.py \
-    --weights=weights/resnet50.safetensors --workdir=runs/imagenet_fig6 \
+    --weights=weights/resnext101_32x8d.safetensors \
+    --workdir=runs/imagenet_fig6 --config.train.data.data_dir=DIR
+(DIR: `tfds build imagenet2012 --file_format=array_record`). Fig. 20:
+  python probe.py --config=configs/probe_imagenet_fig6.py:resnet50 \
+    --weights=weights/resnet50.safetensors --workdir=runs/imagenet_fig20 \
     --config.train.data.data_dir=DIR
-(DIR: `tfds build imagenet2012 --file_format=array_record`). The arg picks
-another converted model, e.g. configs/probe_imagenet_fig6.py:resnext101_32x8d
-with its weights (Fig. 20).
 
 Groups ALL, CLF, FEAT, LAYER1, CONV, BN, each with plain and sign-consistent
 Gaussian noise (12 curves, cross-entropy and error), 41 λ points in [-1, 1],
@@ -34,8 +37,9 @@ def get_config(arg: str | None = None):
   c = defaults.probe_config(checkpoint_dir='')
   c.kind = 'groups'
   # The state dict probed instead of a checkpoint (probe.py --weights=...).
-  c.weights = 'weights/resnet50.safetensors'
-  c.train = defaults.train_config(arg or 'resnet50', 'imagenet2012')
+  name = arg or 'resnext101_32x8d'
+  c.weights = f'weights/{name}.safetensors'
+  c.train = defaults.train_config(name, 'imagenet2012')
   c.train.data.augment = False
   c.groups.groups = groups.GROUPS
   c.groups.noise = 'gaussian'

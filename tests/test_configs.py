@@ -44,3 +44,14 @@ def test_config_builds(path):
                              bn_init=m.bn_init, **m.kwargs)
   models.check_input_shape(m.name, model, shape)
   assert models.count_params(model, shape) > 0
+
+
+def test_imagenet_groups_config_names_figs_6_and_20_as_the_paper():
+  """The paper's Fig. 6 is ResNeXt101, its Fig. 20 ResNet50."""
+  module = _load('configs/probe_imagenet_fig6.py')
+  fig6, fig20 = module.get_config(None), module.get_config('resnet50')
+  assert fig6.train.model.name == 'resnext101_32x8d'
+  assert fig6.weights == 'weights/resnext101_32x8d.safetensors'
+  assert fig20.train.model.name == 'resnet50'
+  assert fig20.weights == 'weights/resnet50.safetensors'
+  assert 'Fig. 6' in module.__doc__ and 'Fig. 20' in module.__doc__
