@@ -26,3 +26,27 @@ def test_footer_names_checkpoint_fingerprint_and_commit(tmp_path):
   fig, _ = plots.plt.subplots()
   plots.save(fig, str(tmp_path), 'g')  # Outside the context: no footer.
   assert not fig.texts
+
+
+def _drawn(monkeypatch):
+  """The figures `plots.save` is given, kept for inspection."""
+  figs = []
+  monkeypatch.setattr(plots, 'save', lambda fig, folder, name: figs.append(
+      fig) or [f'{folder}/{name}.png'])
+  return figs
+
+
+def test_sign_ratio_axis_says_what_r_is(monkeypatch, tmp_path):
+  """r is the fraction of elements given sign(θf); the measured sign
+  consistency is (1 + r)/2, on the top axis."""
+  from valley_jax.probe.studies import valley  # pylint: disable=g-import-not-at-top
+  figs = _drawn(monkeypatch)
+  monkeypatch.setattr(plots, 'curve_panels', lambda *a: [])
+  valley.sign_ratio_figure({'summary': {'ratios': [0.0, 0.5, 1.0],
+                                        'positive': [0.2, 0.1, 0.05],
+                                        'negative': [0.2, 0.3, 0.4]}},
+                           str(tmp_path))
+  ax = figs[0].axes[0]
+  assert ax.get_xlabel() == 'fraction r of elements given sign(θf)'
+  (top,) = ax.child_axes
+  assert top.get_xlabel() == 'sign consistency with θf, (1 + r)/2'

@@ -32,7 +32,12 @@ def sign_ratio_figure(results: dict[str, Any], folder: str) -> list[str]:
   fig, ax = plt.subplots(figsize=(4, 3.2))
   ax.plot(s['ratios'], plots.clipped(s['positive']), 'o-', label='λ ∈ [0, 1]')
   ax.plot(s['ratios'], plots.clipped(s['negative']), 's-', label='λ ∈ [-1, 0]')
-  ax.set_xlabel('sign consistency ratio r')
+  # r is the fraction of elements given the sign of θf; the others agree by
+  # chance half the time, so the measured sign consistency is (1 + r)/2.
+  ax.set_xlabel('fraction r of elements given sign(θf)')
+  top = ax.secondary_xaxis('top', functions=(lambda r: (1 + r) / 2,
+                                             lambda q: 2 * q - 1))
+  top.set_xlabel('sign consistency with θf, (1 + r)/2', fontsize=8)
   ax.set_ylabel('mean test error')
   ax.legend()
   ax.grid(alpha=0.3)
