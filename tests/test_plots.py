@@ -50,3 +50,34 @@ def test_sign_ratio_axis_says_what_r_is(monkeypatch, tmp_path):
   assert ax.get_xlabel() == 'fraction r of elements given sign(θf)'
   (top,) = ax.child_axes
   assert top.get_xlabel() == 'sign consistency with θf, (1 + r)/2'
+
+
+def _curve(noise, scale, sc, error):
+  return {'direction': noise, 'scale': scale, 'sign_consistent': sc,
+          'lambdas': [-1.0, 0.0, 1.0], 'error': error, 'label': noise,
+          'panel': f'{noise}, s={scale}'}
+
+
+def test_noise_types_in_the_papers_layout(monkeypatch, tmp_path):
+  """Rows are noises, columns scales; a row shares its y-limits, which
+  reach at least ERROR_FLOOR; one legend for the figure."""
+  from valley_jax.probe.studies import valley  # pylint: disable=g-import-not-at-top
+  figs = _drawn(monkeypatch)
+  curves = [_curve(n, s, sc, [0.01, 0.0, e])
+            for n, e in (('gaussian', 0.003), ('ones', 0.5))
+            for s in (0.2, 1.0, 2.0) for sc in (False, True)]
+  valley.noise_types_figure({'curves': curves, 'model': 'cnn',
+                             'dataset': 'digits', 'provenance': [
+                                 {'workdir': 'runs/x', 'epoch': 3}]},
+                            str(tmp_path))
+  (fig,) = figs
+  axes = [a for a in fig.axes]
+  assert len(axes) == 6
+  assert [a.get_title() for a in axes[:3]] == ['s = 0.2', 's = 1', 's = 2']
+  assert axes[0].get_ylabel().startswith('G(0,1)')
+  assert axes[3].get_ylabel().startswith('{1}')
+  # Row 1 tops at the floor (its errors are below one image of 360).
+  assert {a.get_ylim() for a in axes[:3]} == {(0.0, 0.05 * 1.08)}
+  assert {a.get_ylim() for a in axes[3:]} == {(0.0, 0.5 * 1.08)}
+  assert len(fig.legends) == 1 and not any(a.get_legend() for a in axes)
+  assert 'runs/x @ epoch 3' in fig._suptitle.get_text()

@@ -6,7 +6,10 @@ The file formats of `save` are PNG and PDF unless a caller picks others with
 Every 1D study is drawn as panels of curves: one column per panel key (noise,
 group, checkpoint, ...), test error on the top row and CE loss below. Curves
 that are sign-consistent are solid, plain noise dashed. Non-finite values are
-drawn clipped to the panel's largest finite value.
+drawn clipped to the panel's largest finite value. Error panels of a row
+share their y-limits, from 0 to at least ERROR_FLOOR; titles name the run
+and checkpoint, and `footer` adds a line naming the checkpoint's fingerprint
+and the code version under a figure.
 """
 
 import contextlib
@@ -94,6 +97,19 @@ def provenance_line(provenance: list[dict[str, Any]], code: str) -> str:
   return '; '.join(parts + [short]) if parts else short
 
 
+def checkpoint_label(results: dict[str, Any]) -> str:
+  """', runs/default @ epoch 30' for a title ('' without a checkpoint)."""
+  prov = results.get('provenance') or []
+  if prov and 'workdir' in prov[0]:
+    return f", {prov[0]['workdir']} @ epoch {prov[0]['epoch']}"
+  ck = results.get('checkpoint') or {}
+  if ck.get('weights'):
+    return f", {ck['weights']}"
+  if ck.get('workdir'):
+    return f", {ck['workdir']} @ epoch {ck.get('epoch')}"
+  return ''
+
+
 def current_formats() -> tuple[str, ...]:
   """The formats `save` writes now (PNG and PDF outside a `formats` block)."""
   return tuple(_FORMATS)
@@ -112,8 +128,11 @@ def save(fig, folder: str, name: str) -> list[str]:
   """
   paths = []
   if _FOOTER.get():
-    fig.text(0.01, 0.0, _FOOTER.get(), fontsize=5.5, color='0.35',
-             ha='left', va='top', transform=fig.transFigure)
+    # Below everything drawn so far (x labels included), in figure units.
+    box = fig.get_tightbbox(fig.canvas.get_renderer())
+    height, width = fig.get_figheight(), fig.get_figwidth()
+    fig.text(box.x0 / width, box.y0 / height - 0.01, _FOOTER.get(),
+             fontsize=5.5, color='0.35', ha='left', va='top')
   for ext in list(_FORMATS):
     path = epath.Path(folder) / f'{name}.{ext}'
     buf = io.BytesIO()
@@ -170,10 +189,29 @@ def curve_panels(results: dict[str, Any], folder: str,
       ax.grid(alpha=0.3)
       if m == 0 and len(mine) > 1 and (j % ncols == 0 or len(keys) <= 8):
         ax.legend(fontsize=6)
+    if metric == 'error':  # Each row of panels: one y range from 0.
+      for r in range(rows_per_metric):
+        row_keys = keys[r * ncols:(r + 1) * ncols]
+        top = error_top([v for c in curves if c.get('panel', '') in row_keys
+                         for v in clipped(c['error'])])
+        for ax in axes[m * rows_per_metric + r, :len(row_keys)]:
+          ax.set_ylim(0.0, top)
   fig.suptitle(f"{results['kind']}: {results['model']} on "
-               f"{results['dataset']} (x: λ)", fontsize=10)
+               f"{results['dataset']}{checkpoint_label(results)} (x: λ)",
+               fontsize=10)
   fig.tight_layout()
   return save(fig, folder, name)
+
+
+# Error axes reach at least this high, so that a change of one or two test
+# images (0.3% of digits' 360) does not fill a panel and look like structure.
+ERROR_FLOOR = 0.05
+
+
+def error_top(values) -> float:
+  """The top of an error axis: the largest value (or ERROR_FLOOR) + 8%."""
+  finite = [float(v) for v in values if v is not None and np.isfinite(v)]
+  return max([ERROR_FLOOR] + finite) * 1.08
 
 
 def save_prefix(fig, path_prefix: str) -> list[str]:

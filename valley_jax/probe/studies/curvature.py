@@ -132,9 +132,11 @@ def curvature_figure(results: dict[str, Any], folder: str) -> list[str]:
   axes[0].legend(fontsize=6)
   data = results.get('hessian_data', {})
   fig.suptitle(f"{results['kind']}: {results['model']} on "
-               f"{results['dataset']} (H on {data.get('samples', '?')} "
-               f"{data.get('split', '')} examples; green: flat side)",
-               fontsize=9)
+               f"{results['dataset']}{plots.checkpoint_label(results)}\n"
+               f"H of the CE on {data.get('samples', '?')} "
+               f"{data.get('split', '')} examples, BN statistics recalibrated "
+               'at each λ and held fixed inside H (not differentiated); '
+               'green: flat side', fontsize=8)
   fig.tight_layout()
   return plots.save(fig, folder, 'figure')
 

@@ -54,10 +54,13 @@ def interpolation_figure(results: dict[str, Any], folder: str) -> list[str]:
   axes[0].set_ylabel('test error')
   x = np.arange(len(names))
   for ax, key in zip(axes[1:3], ('mean', 'std')):
-    ax.bar(x - 0.2, [st['groups'][g]['a'][key] for g in names], 0.4,
-           label='θA')
-    ax.bar(x + 0.2, [st['groups'][g]['b'][key] for g in names], 0.4,
-           label='θB')
+    # Values on the bars: a group whose value is 0 (CLF bias std of a
+    # zero-initialised bias, say) would otherwise be an invisible bar.
+    for dx, side, label in ((-0.2, 'a', 'θA'), (0.2, 'b', 'θB')):
+      bars = ax.bar(x + dx, [st['groups'][g][side][key] for g in names], 0.4,
+                    label=label)
+      ax.bar_label(bars, fmt='%.2g', fontsize=5, rotation=90, padding=1)
+    ax.axhline(0.0, color='black', lw=0.6)
     ax.set_xticks(x, names, rotation=45, fontsize=7)
     ax.set_title(f'parameter {key}')
     ax.legend(fontsize=7)
@@ -69,6 +72,10 @@ def interpolation_figure(results: dict[str, Any], folder: str) -> list[str]:
   ax.set_xticks(x, names, rotation=45, fontsize=7)
   ax.set_title('sign consistency ratio')
   ax.legend(fontsize=7)
+  prov = results.get('provenance') or []
+  ends = ' → '.join(f"{p.get('workdir')} @ {p.get('epoch')}" for p in prov)
+  fig.suptitle(f"interpolate: {results['model']} on {results['dataset']}: "
+               f"θA → θB = {ends}", fontsize=9)
   fig.tight_layout()
   return plots.save(fig, folder, 'figure')
 

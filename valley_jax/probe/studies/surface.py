@@ -29,14 +29,18 @@ def surface_figure(results: dict[str, Any], folder: str) -> list[str]:
   s = results['surface']
   a, b = np.asarray(s['alphas']), np.asarray(s['betas'])
   fig, axes = plt.subplots(1, 2, figsize=(9, 3.8))
+  names = {'loss': 'test CE loss', 'error': 'test error'}
   for ax, metric in zip(axes, ('loss', 'error')):
     z = plots.clipped(np.asarray(s[metric], dtype=object).ravel().tolist())
     cs = ax.contourf(a, b, z.reshape(len(a), len(b)).T, levels=20)
-    fig.colorbar(cs, ax=ax)
-    ax.plot([0], [0], 'r*')
+    fig.colorbar(cs, ax=ax, label=names[metric])
+    ax.plot([0], [0], 'r*', label='θf')
     ax.set_xlabel('α (direction 1)')
     ax.set_ylabel('β (direction 2)')
-    ax.set_title(metric)
+    ax.set_title(names[metric], fontsize=9)
+  axes[0].legend(fontsize=7, loc='upper right')
+  fig.suptitle(f"surface: {results['model']} on {results['dataset']}"
+               f"{plots.checkpoint_label(results)}", fontsize=9)
   fig.tight_layout()
   return plots.save(fig, folder, 'figure')
 

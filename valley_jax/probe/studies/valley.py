@@ -45,6 +45,54 @@ def sign_ratio_figure(results: dict[str, Any], folder: str) -> list[str]:
           plots.curve_panels(results, folder))
 
 
+def noise_types_figure(results: dict[str, Any], folder: str) -> list[str]:
+  """Fig. 3 in the paper's layout: one row per noise, one column per scale
+  s; test error against λ, plain ε dashed and |ε|·sign(θ) solid.
+
+  Every panel of a row shares its y-limits, which reach at least
+  plots.ERROR_FLOOR; one legend for the figure; the title names the run.
+  """
+  curves = results['curves']
+  noises = list(dict.fromkeys(c['direction'] for c in curves))
+  scales = sorted({c['scale'] for c in curves})
+  fig, axes = plt.subplots(len(noises), len(scales), squeeze=False,
+                           figsize=(2.5 * len(scales) + 0.6,
+                                    1.75 * len(noises) + 0.8),
+                           sharex=True)
+  styles = {False: ('--', 'tab:blue', 'plain ε'),
+            True: ('-', 'tab:red', '|ε|·sign(θ)')}
+  for i, noise in enumerate(noises):
+    row = [c for c in curves if c['direction'] == noise]
+    top = plots.error_top([v for c in row for v in plots.clipped(c['error'])])
+    for j, sc in enumerate(scales):
+      ax = axes[i, j]
+      for c in row:
+        if c['scale'] != sc:
+          continue
+        style, color, label = styles[bool(c['sign_consistent'])]
+        ax.plot(c['lambdas'], plots.clipped(c['error']), style, color=color,
+                lw=1.4, label=label)
+      ax.set_ylim(0.0, top)
+      ax.axvline(0.0, color='grey', lw=0.5)
+      ax.grid(alpha=0.3)
+      ax.tick_params(labelsize=7)
+      if i == 0:
+        ax.set_title(f's = {sc:g}', fontsize=9)
+      if j == 0:
+        ax.set_ylabel(f'{directions.NOISE_LABELS.get(noise, noise)}\n'
+                      'test error', fontsize=8)
+      if i == len(noises) - 1:
+        ax.set_xlabel('λ', fontsize=8)
+  handles, labels = axes[0, 0].get_legend_handles_labels()
+  fig.legend(handles, labels, loc='upper right', fontsize=8, ncol=2)
+  fig.suptitle(f"noise_types: {results['model']} on {results['dataset']}"
+               f"{plots.checkpoint_label(results)}; rows: noise, columns: "
+               f"scale s; error axes from 0 to ≥ {plots.ERROR_FLOOR:g}",
+               fontsize=9, x=0.02, ha='left')
+  fig.tight_layout(rect=(0, 0, 1, 0.97))
+  return plots.save(fig, folder, 'figure')
+
+
 # --------------------------------------------------------------- noise_types
 
 
@@ -78,6 +126,7 @@ def _noise_types_validate(config: Config) -> None:
 
 NOISE_TYPES = Study(
     'noise_types', noise_types, _noise_types_config,
+    figure=noise_types_figure,
     validate=_noise_types_validate,
     fields=(checks.positive('noise_types.scales', why=common.SCALE_WHY),))
 
