@@ -148,11 +148,67 @@ def test_naming_rule_for_resnet():
       assert module == 'head'
 
 
+def test_projection_option_by_hand():
+  """MOON's head in the model: logits = head(dense2(relu(dense1(f)))) with
+  f = relu(x V + c), and that projection z is the sown representation."""
+  model = models.build_model('mlp', 3, hidden=(4,), bn=False, projection=2)
+  x = np.random.default_rng(0).normal(size=(5, 6)).astype(np.float32)
+  v = model.init(jax.random.key(0), x[:1], train=False)
+  p = jax.tree.map(lambda a: np.asarray(a, np.float64), v['params'])
+  assert jax.tree.map(np.shape, p['projection']) == {
+      'dense1': {'bias': (4,), 'kernel': (4, 4)},
+      'dense2': {'bias': (2,), 'kernel': (4, 2)}}
+  for d in ('dense1', 'dense2'):  # PyTorch's Linear bias: U(±1/√4).
+    b = p['projection'][d]['bias']
+    assert np.all(b != 0) and np.all(np.abs(b) <= 0.5)
+  f = np.maximum(x @ p['dense1']['kernel'] + p['dense1']['bias'], 0)
+  q = p['projection']
+  h = np.maximum(f @ q['dense1']['kernel'] + q['dense1']['bias'], 0)
+  z = h @ q['dense2']['kernel'] + q['dense2']['bias']
+  logits, state = model.apply(v, x, train=False, mutable=['intermediates'])
+  np.testing.assert_allclose(logits, z @ p['head']['kernel'] +
+                             p['head']['bias'], rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(state['intermediates']['features'][0], z,
+                             rtol=1e-5, atol=1e-6)
+
+
+_PROJ_SHAPES = {'mlp': (6,), 'vit': (8, 8, 3)}
+
+
+@pytest.mark.parametrize('name', sorted(
+    set(models.MODELS) - {'resnet50', 'resnext101_32x8d'}))
+def test_projection_zero_changes_no_model(name):
+  """projection=0 is the plain model (same tree; same values and outputs
+  for the dense-only MLP); projection=P adds the module 'projection' (d→d,
+  d→P) before a head of P inputs."""
+  shape = _PROJ_SHAPES.get(name, (8, 8, 3))
+  kw = dict(num_classes=7, width=0.0625, **_TINY.get(name, {}))
+  plain = models.build_model(name, **kw)
+  zero = models.build_model(name, projection=0, **kw)
+  want = models.abstract_variables(plain, shape)
+  assert models.abstract_variables(zero, shape) == want
+  proj = models.abstract_variables(models.build_model(name, projection=5,
+                                                      **kw), shape)['params']
+  d = want['params']['head']['kernel'].shape[0]
+  assert jax.tree.map(lambda a: a.shape, proj['projection']) == {
+      'dense1': {'bias': (d,), 'kernel': (d, d)},
+      'dense2': {'bias': (5,), 'kernel': (d, 5)}}
+  assert proj['head']['kernel'].shape == (5, 7)
+  if name == 'mlp':
+    x = jnp.ones((2, *shape))
+    v0 = plain.init(jax.random.key(0), x, train=False)
+    v1 = zero.init(jax.random.key(0), x, train=False)
+    jax.tree.map(np.testing.assert_array_equal, v0, v1)
+    np.testing.assert_array_equal(plain.apply(v0, x), zero.apply(v1, x))
+
+
 @pytest.mark.parametrize('kwargs,match', [
     (dict(name='vgg17', num_classes=10), 'Unknown model'),
     (dict(name='mlp', num_classes=10, bn_init='zeros'), 'bn_init'),
     (dict(name='resnet20', num_classes=10, bn=False), 'always has BatchNorm'),
     (dict(name='mlp', num_classes=1), 'num_classes'),
+    (dict(name='mlp', num_classes=10, projection=-1), 'projection'),
+    (dict(name='mlp', num_classes=10, projection=2.5), 'projection'),
 ])
 def test_bad_model_options(kwargs, match):
   with pytest.raises(ValueError, match=match):

@@ -60,6 +60,27 @@ def test_vmapped_clients_equal_the_reference(name):
               _reference_rounds(model, alg, data, server, clients), bn)
 
 
+# The defaults (conftest's FED_HPARAMS) are checked above; here the other
+# options: MOON's old head and negative, its head in `extra` with each
+# client's own initial negative (new in round 1's first participants), and
+# FedDyn's single α.
+@pytest.mark.slow
+@pytest.mark.parametrize('name,options', [
+    ('moon', {'classifier': 'representation', 'first_negative': 'global'}),
+    ('moon', {'classifier': 'representation', 'first_negative': 'initial'}),
+    ('feddyn', {'alpha_scaling': 'none'}),
+])
+def test_algorithm_options_equal_the_reference(name, options):
+  data = _client_data()
+  alg = fed.build_algorithm(name, {**HPARAMS[name], **options})
+  model = models.build_model('mlp', 4, hidden=(8,), **alg.model_kwargs)
+  v = model.init(jax.random.key(0), jnp.zeros((1, 6)))
+  server, clients = fed.init_states(alg, model, v, data.num_clients,
+                                    input_shape=(6,), key=jax.random.key(1))
+  _check_same(_fast_rounds(model, alg, data, server, clients),
+              _reference_rounds(model, alg, data, server, clients))
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize('name,kw', [
     ('scaffold', {'chunk': 2}),  # lax.map: a chunk of 2 and a remainder.

@@ -44,7 +44,8 @@ class Weights:
     params: the model's parameters.
     batch_stats: its BatchNorm running statistics ({} without BN).
     extra: parameters owned by the algorithm and trained with the model
-      (MOON's projection head); {} for the others.
+      (MOON's projection head under classifier='representation'); {} for
+      the others.
   """
 
   params: PyTree
@@ -102,6 +103,10 @@ class LocalContext:
     lr: the local learning rate.
     features_fn: (weights, x) -> penultimate features of that model on x in
       eval mode (MOON's global and previous models).
+    round_index: the round t (0-based; MOON has no contrastive term in
+      round 0 under first_negative='initial').
+    data_weight: the client's relative data size n_k / mean_j n_j over all
+      K clients (FedDyn's α_k = α / data_weight); 1 for an average client.
   """
 
   anchor: Weights
@@ -111,6 +116,8 @@ class LocalContext:
   lr: float = flax.struct.field(pytree_node=False)
   features_fn: Callable[[Weights, jax.Array], jax.Array] = flax.struct.field(
       pytree_node=False)
+  round_index: jax.Array | int = 0
+  data_weight: jax.Array | float = 1.0
 
 
 def _empty(*_) -> dict[str, Any]:
@@ -141,7 +148,8 @@ class Algorithm:
     name: registry name.
     hparams: its hyperparameters, defaults filled in.
     init_server: (θ0 weights) -> server aux state.
-    init_client: (θ0 weights) -> one client's aux state.
+    init_client: (θ0 weights) -> one client's aux state; under
+      independent_client_init, (the client's own initial weights) -> it.
     init_extra: (key, feature dim d) -> algorithm-owned trainable parameters,
       or None.
     local_loss: (trainable, features, batch, ctx) -> scalar added to the
@@ -156,7 +164,12 @@ class Algorithm:
       round's client slots, active_S mask, K) -> next server state.
     eval_weights: (server) -> the weights to evaluate as the global model.
     needs_features: the model must expose its representation (MOON).
-    model_kwargs: options the model must be built with (FedPAN).
+    model_kwargs: options the model must be built with (FedPAN; MOON's
+      projection head).
+    independent_client_init: `rounds.init_states` gives every client its
+      own initial weights, an independent model.init (and init_extra), and
+      its aux state is init_client of those (MOON's first negative); else
+      every client's aux is init_client(θ0).
   """
 
   name: str
@@ -171,6 +184,7 @@ class Algorithm:
   eval_weights: Callable[[ServerState], Weights] = _server_weights
   needs_features: bool = False
   model_kwargs: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+  independent_client_init: bool = False
 
 
 def check_hparams(name: str, hparams: Mapping[str, Any] | None,
@@ -194,6 +208,14 @@ def check_positive(hp: Mapping[str, Any], *keys: str) -> None:
   for k in keys:
     if not hp[k] > 0:
       raise InputError(f'{FIELD}.hparams.{k} must be > 0, got {hp[k]}.')
+
+
+def check_choice(hp: Mapping[str, Any], key: str,
+                 choices: tuple[str, ...]) -> None:
+  """InputError naming the field unless hp[key] is one of `choices`."""
+  if hp[key] not in choices:
+    raise InputError(f'{FIELD}.hparams.{key}={hp[key]!r} must be one of '
+                     f'{choices}.')
 
 
 def masked_sum(messages_S: PyTree, active_S: jax.Array) -> PyTree:

@@ -6,64 +6,65 @@ Client k starts from θt and minimises, per batch,
                                 target 0),
 
 where z = P(f(x)) is the projection of the model's representation f(x) (the
-penultimate features, the input of its classifier `head`) by a head
-P: d → d, ReLU, d → `proj_dim` (256); z_glob and z_prev are the same for the
-global model θt and for the client's previous local model (with their heads),
-both run in eval mode (BN running statistics) and without gradient. In a
-client's first participation its previous model is θt. τ = 0.5, μ = 5 by
+output of its feature extractor) by a head P: d → d, ReLU, d → `proj_dim`
+(256; `layers.ProjectionHead`); z_glob and z_prev are the same for the
+global model θt and for the client's previous local model, both run in eval
+mode (BN running statistics) and without gradient. τ = 0.5, μ = 5 by
 default; cos(a, b) = a·b / (max(|a|, 1e-8)·max(|b|, 1e-8)) as in PyTorch.
+The per-client state is the previous local model of all K clients.
 
-Head placement: P's parameters belong to the algorithm (`Weights.extra`):
-they are trained by the local optimiser (weight decay included) and averaged
-with the model, but the classifier stays on f(x), so the global model's
-architecture and parameters are those of every other algorithm (the authors'
-code instead puts the classifier on z). The per-client state is the
-previous local model (parameters, BN statistics, head) for all K clients.
+hparams `classifier` (valley_jax.checks.MOON_CLASSIFIERS), what the
+classifier `head` reads:
 
->>> make().hparams == {'mu': 5.0, 'tau': 0.5, 'proj_dim': 256}
-True
+* 'projection' (the default): z, as in the authors' code (github
+  QinbinLi/MOON, model.py, ModelFedCon: `x = self.l1(h); x = F.relu(x);
+  x = self.l2(x); y = self.l3(x)`). P is part of the model: the registry
+  models' option `projection` = proj_dim (`model_kwargs`), so the global
+  model, its export and every probe of it carry P, and the features the
+  model sows are z.
+* 'representation': f(x), so the model is that of every other algorithm;
+  P's parameters belong to the algorithm (`Weights.extra`): trained by the
+  local optimiser (weight decay included) and averaged with the model, but
+  not part of the exported model. (valley_jax's MOON before this option.)
+
+hparams `first_negative` (valley_jax.checks.MOON_FIRST_NEGATIVES), z_prev in
+a client's first participation:
+
+* 'initial' (the default): the client's own initial model, an independent
+  random initialisation per client (`independent_client_init`: see
+  `rounds.init_states` for its keys), and in round 0 no contrastive term at
+  all. This is the authors' main.py: every client's `nets[k]` is its own
+  `init_nets()` initialisation and only the round's participants load the
+  global weights (`for net in nets_this_round.values():
+  net.load_state_dict(global_w)`); after each round all K nets are copied
+  into the model pool (`old_nets = copy.deepcopy(nets)`,
+  `old_nets_pool.append(old_nets)`), which is still empty in round 0, so
+  there the logits are [cos(z, z_glob)] alone and their CE is 0.
+* 'global': θt (valley_jax's MOON before this option); then both logits are
+  the same function of θ and the contrastive gradient is zero, so a first
+  participation is FedAvg's.
+
+>>> make().hparams['classifier'], make().model_kwargs
+('projection', {'projection': 256})
+>>> make({'classifier': 'representation'}).model_kwargs
+{}
 """
 
 from typing import Any, Mapping
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import optax
 
-from valley_jax.fed.algorithm import (Algorithm, Weights, check_hparams,
-                                      check_nonnegative, check_positive)
+from valley_jax.checks import MOON_CLASSIFIERS, MOON_FIRST_NEGATIVES
+from valley_jax.fed.algorithm import (Algorithm, Weights, check_choice,
+                                      check_hparams, check_nonnegative,
+                                      check_positive)
 from valley_jax.fed.local import masked_mean
 from valley_jax.models import layers
 
-DEFAULTS = {'mu': 5.0, 'tau': 0.5, 'proj_dim': 256}
-
-
-def _torch_bias(fan_in: int):
-  """PyTorch's Linear bias init U(±1/√fan_in)."""
-  bound = 1.0 / fan_in ** 0.5
-  return lambda key, shape, dtype=jnp.float32: jax.random.uniform(
-      key, shape, dtype, -bound, bound)
-
-
-class ProjectionHead(nn.Module):
-  """MOON's projection head: dense1 (d → d), ReLU, dense2 (d → out).
-
-  Initialised as PyTorch's Linear (the MOON code's): with flax's zero biases
-  an example whose features are all zero (dead ReLUs) would project to z = 0
-  exactly, where the cosine's gradient is 1/eps.
-  """
-
-  width: int
-  out: int
-
-  @nn.compact
-  def __call__(self, h: jax.Array) -> jax.Array:
-    def dense(n, name):
-      return nn.Dense(n, kernel_init=layers.KERNEL_INIT,
-                      bias_init=_torch_bias(self.width), name=name)
-
-    return dense(self.out, 'dense2')(nn.relu(dense(self.width, 'dense1')(h)))
+DEFAULTS = {'mu': 5.0, 'tau': 0.5, 'proj_dim': 256,
+            'classifier': 'projection', 'first_negative': 'initial'}
 
 
 def cosine(a: jax.Array, b: jax.Array, eps: float = 1e-8) -> jax.Array:
@@ -81,38 +82,56 @@ def contrastive_loss(z, z_glob, z_prev, w, tau: float) -> jax.Array:
   return masked_mean(ce, w)
 
 
-def previous(ctx) -> Weights:
-  """The client's previous local model, θt in its first participation."""
+def previous(ctx, first_negative: str = 'global') -> Weights:
+  """The client's negative model: its previous local model; before its
+  first participation θt ('global') or its own initial model ('initial',
+  the state init_states gave it)."""
+  if first_negative == 'initial':
+    return ctx.client_aux['prev']
   return jax.tree.map(lambda g, p: jnp.where(ctx.first, g, p), ctx.anchor,
                       ctx.client_aux['prev'])
 
 
 def make(hparams: Mapping[str, Any] | None = None) -> Algorithm:
-  """MOON with mu (>= 0), tau (> 0) and the head's output size proj_dim."""
+  """MOON with mu (>= 0), tau (> 0), the head's output size proj_dim (> 0),
+  classifier and first_negative (see the module docstring)."""
   hp = check_hparams('moon', hparams, DEFAULTS)
   check_nonnegative(hp, 'mu')
   check_positive(hp, 'tau', 'proj_dim')
+  check_choice(hp, 'classifier', MOON_CLASSIFIERS)
+  check_choice(hp, 'first_negative', MOON_FIRST_NEGATIVES)
   mu, tau, out = float(hp['mu']), float(hp['tau']), int(hp['proj_dim'])
+  in_model = hp['classifier'] == 'projection'
+  initial = hp['first_negative'] == 'initial'
 
   def init_extra(key, dim: int):
-    return ProjectionHead(dim, out).init(key, jnp.zeros((1, dim)))['params']
+    return layers.ProjectionHead(dim, out).init(
+        key, jnp.zeros((1, dim)))['params']
 
   def project(extra, f):
     f = f.reshape(f.shape[0], -1)
-    return ProjectionHead(f.shape[-1], out).apply({'params': extra}, f)
+    if in_model:  # The model's features are already z.
+      return f
+    return layers.ProjectionHead(f.shape[-1], out).apply({'params': extra}, f)
 
   def local_loss(trainable, features, batch, ctx):
     z = project(trainable['extra'], features)
     others = []
-    for w in (ctx.anchor, previous(ctx)):
+    for w in (ctx.anchor, previous(ctx, hp['first_negative'])):
       f = ctx.features_fn(w, batch.x)
       others.append(jax.lax.stop_gradient(project(w.extra, f)))
-    return mu * contrastive_loss(z, *others, batch.w, tau)
+    term = mu * contrastive_loss(z, *others, batch.w, tau)
+    if initial:  # Round 0: the authors' model pool is empty, no negative.
+      term = jnp.where(ctx.round_index > 0, term, 0.0)
+    return term
 
   def client_update(ctx, local: Weights, steps):
-    del steps
+    del ctx, steps
     return {'prev': local}, {}
 
   return Algorithm('moon', hp, init_client=lambda w: {'prev': w},
-                   init_extra=init_extra, local_loss=local_loss,
-                   client_update=client_update, needs_features=True)
+                   init_extra=None if in_model else init_extra,
+                   local_loss=local_loss, client_update=client_update,
+                   needs_features=True,
+                   model_kwargs={'projection': out} if in_model else {},
+                   independent_client_init=initial)

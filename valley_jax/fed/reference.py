@@ -2,11 +2,14 @@
 
 No scan, no vmap, no masks: every local step is one call of a plain jitted
 step on a batch of its real size (a last partial batch is a smaller batch),
-the average is a Python sum, the metrics use `valley_jax.tree`. It shares
-with the fast path only the specification (client sampling, epoch orders,
-the algorithms' hooks and the optimiser), so the tests that compare the two
-check the engine: padding, masking, the scan, vmap/lax.map chunks, device
-sharding, gathers and scatters. Slow; for tests and debugging.
+the average is a Python sum, the metrics use `valley_jax.tree`, and what a
+client's hooks read of the round (its index t and the client's relative data
+size n_k / mean_j n_j, FedDyn's α scaling) is computed here in float64. It
+shares with the fast path only the specification (client sampling, epoch
+orders, the initial states, the algorithms' hooks and the optimiser), so the
+tests that compare the two check the engine: padding, masking, the scan,
+vmap/lax.map chunks, device sharding, gathers and scatters. Slow; for tests
+and debugging.
 """
 
 import math
@@ -88,6 +91,7 @@ def make_reference_round(model: nn.Module, algorithm: Algorithm,
                      bn_policy=bn_policy, chunk=None)
   x_K, y_K = np.asarray(data.x), np.asarray(data.y)
   counts = np.asarray(data.counts)
+  sizes = counts / counts.astype(np.float64).mean()  # n_k / mean_j n_j.
   tx, lr = local.client_optimizer(optim)
   step = jax.jit(local.make_local_step(model, algorithm, tx, mean, std,
                                        augment))
@@ -96,7 +100,8 @@ def make_reference_round(model: nn.Module, algorithm: Algorithm,
   def one_client(server, state, k: int, round_index: int):
     start = local.start_weights(server.weights, state, bn_policy)
     ctx = LocalContext(start, server.aux, state.aux, state.rounds == 0, lr,
-                       features_fn)
+                       features_fn, round_index=jnp.int32(round_index),
+                       data_weight=jnp.float32(sizes[k]))
     w, losses = _train_client(
         step, start, ctx, tx, x_K[k], y_K[k], int(counts[k]),
         local.client_key(seed, round_index, k), local_epochs, batch_size)

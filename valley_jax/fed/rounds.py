@@ -130,31 +130,85 @@ def init_states(algorithm: Algorithm, model: nn.Module,
                 mesh=None) -> tuple[ServerState, ClientState]:
   """The server state at θ0 and the initial states of all K clients.
 
+  Every client's aux state is algorithm.init_client(θ0), or, under
+  algorithm.independent_client_init (MOON's first negative), init_client
+  of the client's own initial weights (`client_initial_weights`).
+
   Args:
     algorithm: from `build_algorithm`.
     model: the network (built with algorithm.model_kwargs).
     variables: its {'params', 'batch_stats'} at θ0.
     num_clients: K.
     input_shape: one example's shape (MOON's head needs the feature width).
-    key: initialises algorithm-owned parameters (MOON's head).
+    key: initialises algorithm-owned parameters (MOON's head) and the
+      clients' own initial weights.
     bn_policy: 'average' or 'local' (FedBN).
     mesh: replicate the states on this mesh (None: leave them).
   Returns:
     (server state, client states stacked on a leading axis of size K).
   """
   check_bn_policy(bn_policy)
-  extra = {}
-  if algorithm.init_extra is not None:
+  check_model_kwargs(algorithm, model)
+  extra, dim = {}, 0
+  if algorithm.init_extra is not None or algorithm.needs_features:
     dim = local.feature_dim(model, input_shape, algorithm.name)
+  if algorithm.init_extra is not None:
     extra = algorithm.init_extra(key, dim)
-  elif algorithm.needs_features:
-    local.feature_dim(model, input_shape, algorithm.name)
   w = Weights(variables['params'], variables.get('batch_stats') or {}, extra)
   server = ServerState(w, algorithm.init_server(w))
   own = local.bn_part(w) if bn_policy == 'local' else {}
-  one = ClientState(algorithm.init_client(w), own, jnp.zeros((), jnp.int32))
-  states = (server, _broadcast(one, num_clients))
+  if algorithm.independent_client_init:
+    aux_K = jax.vmap(algorithm.init_client)(client_initial_weights(
+        algorithm, model, num_clients, input_shape=input_shape, key=key,
+        dim=dim))
+  else:
+    aux_K = _broadcast(algorithm.init_client(w), num_clients)
+  states = (server, ClientState(aux_K, _broadcast(own, num_clients),
+                                jnp.zeros((num_clients,), jnp.int32)))
   return states if mesh is None else sharding.put_replicated(mesh, states)
+
+
+def client_initial_weights(algorithm: Algorithm, model: nn.Module,
+                           num_clients: int, *, input_shape: tuple[int, ...],
+                           key: jax.Array, dim: int = 0) -> Weights:
+  """Every client's own random initial model, stacked over the K clients.
+
+  Client k's are independent of θ0 and of the other clients': with
+  `k_model, k_extra = jax.random.split(jax.random.fold_in(key, k))`, its
+  parameters and BN statistics are `model.init(k_model, x, train=False)`
+  on zeros x [1, *input_shape] and its algorithm-owned parameters
+  `algorithm.init_extra(k_extra, dim)` ({} without init_extra). As the
+  MOON authors' main.py, where every client's net is its own init_nets()
+  model until it first trains.
+
+  One client after another (`lax.map` in one jit): for the digits MLP and
+  4 clients on CPU this compiled in 1.8 s against 4.9 s vmapped.
+  """
+  x = jnp.zeros((1, *input_shape), jnp.float32)
+
+  def one(key, k):
+    k_model, k_extra = jax.random.split(jax.random.fold_in(key, k))
+    v = model.init(k_model, x, train=False)
+    extra = ({} if algorithm.init_extra is None else
+             algorithm.init_extra(k_extra, dim))
+    return Weights(v['params'], v.get('batch_stats') or {}, extra)
+
+  return jax.jit(lambda key: jax.lax.map(lambda k: one(key, k), jnp.arange(
+      num_clients)))(key)
+
+
+def check_model_kwargs(algorithm: Algorithm, model: nn.Module) -> None:
+  """InputError if the model lacks an option the algorithm needs.
+
+  Only options the module has as attributes are checked (registry models
+  have them all; a custom module without the attribute is trusted).
+  """
+  for name, want in algorithm.model_kwargs.items():
+    got = getattr(model, name, want)
+    if got != want:
+      raise InputError(f'{FIELD}.algorithm={algorithm.name!r} needs the '
+                       f'model built with {name}={want!r} '
+                       f'(algorithm.model_kwargs), got {got!r}.')
 
 
 def check_bn_policy(bn_policy: str) -> None:
@@ -224,6 +278,16 @@ def auto_chunk(params: PyTree, num_clients: int) -> int:
   return sweep.auto_chunk(params, num_clients)
 
 
+def relative_size(counts_K: jax.Array, client_id) -> jax.Array:
+  """n_k / mean_j n_j over all K clients (LocalContext.data_weight).
+
+  >>> float(relative_size(jnp.array([6, 2, 4]), 0))
+  1.5
+  """
+  counts_K = counts_K.astype(jnp.float32)
+  return counts_K[client_id] / jnp.mean(counts_K)
+
+
 def _take(tree: PyTree, idx: jax.Array) -> PyTree:
   return jax.tree.map(lambda a: jnp.take(a, idx, axis=0, mode='clip'), tree)
 
@@ -262,7 +326,8 @@ def make_client_fn(model: nn.Module, algorithm: Algorithm, optim, *,
     count = jnp.where(active, data.counts[client_id], 0)
     start = local.start_weights(server.weights, state, bn_policy)
     ctx = LocalContext(start, server.aux, state.aux, state.rounds == 0, lr,
-                       features_fn)
+                       features_fn, round_index=round_index,
+                       data_weight=relative_size(data.counts, client_id))
     key = local.client_key(seed, round_index, client_id)
     w, steps, loss_sum = train(start, ctx, data.x[client_id],
                                data.y[client_id], count, key, tx)

@@ -12,6 +12,7 @@ from typing import Any, Callable
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from valley_jax.errors import InputError
 from valley_jax.models import alexnet, layers, mlp, resnet, vgg, vit
@@ -29,15 +30,16 @@ class ModelSpec:
 
 
 def _vgg(cfg_name, *, num_classes, width, bn, bn_init, head_width=512,
-         pan_amplitude=0.0, pan_periods=4.0, **kw):
+         pan_amplitude=0.0, pan_periods=4.0, projection=0, **kw):
   del kw
   return vgg.VGG(num_classes, vgg.CFGS[cfg_name], head_width, width, bn,
-                 bn_init, pan_amplitude, pan_periods)
+                 bn_init, pan_amplitude, pan_periods, projection)
 
 
 def _resnet(sizes, feats, imagenet, *, num_classes, width, bn_init,
             pan_amplitude=0.0, pan_periods=4.0, shortcut=None,
-            bottleneck=False, groups=1, width_per_group=64, **kw):
+            bottleneck=False, groups=1, width_per_group=64, projection=0,
+            **kw):
   """CIFAR ResNets default to option A shortcuts, ImageNet ones to B."""
   del kw
   shortcut = shortcut or ('B' if imagenet else 'A')
@@ -46,31 +48,33 @@ def _resnet(sizes, feats, imagenet, *, num_classes, width, bn_init,
                      f'{resnet.SHORTCUTS} (config.model.kwargs.shortcut).')
   return resnet.ResNet(num_classes, sizes, feats, imagenet, width, bn_init,
                        pan_amplitude, pan_periods, shortcut, bottleneck,
-                       groups, width_per_group)
+                       groups, width_per_group, projection)
 
 
 def _mlp(*, num_classes, width, bn, bn_init, hidden=(256, 256),
-         pan_amplitude=0.0, pan_periods=4.0, **kw):
+         pan_amplitude=0.0, pan_periods=4.0, projection=0, **kw):
   del kw
   return mlp.MLP(num_classes, tuple(hidden), width, bn, bn_init,
-                 pan_amplitude, pan_periods)
+                 pan_amplitude, pan_periods, projection)
 
 
 def _alexnet(*, num_classes, width, bn, bn_init, pan_amplitude=0.0,
-             pan_periods=4.0, **kw):
+             pan_periods=4.0, projection=0, **kw):
   del kw
   return alexnet.AlexNet(num_classes, width, bn=bn, bn_init=bn_init,
-                         pan_amplitude=pan_amplitude, pan_periods=pan_periods)
+                         pan_amplitude=pan_amplitude, pan_periods=pan_periods,
+                         projection=projection)
 
 
 def _vit(*, num_classes, width, patch_size=4, depth=12, heads=8, dim=128,
-         pan_amplitude=0.0, **kw):
+         pan_amplitude=0.0, projection=0, **kw):
   del kw
   if pan_amplitude:
     raise InputError('FedPAN position encodings are not implemented for the '
                      'ViT; set config.model.kwargs.pan_amplitude=0 or pick a '
                      'convolutional or MLP model.')
-  return vit.ViT(num_classes, patch_size, depth, heads, dim, width=width)
+  return vit.ViT(num_classes, patch_size, depth, heads, dim, width=width,
+                 projection=projection)
 
 
 _CIFAR = (16, 32, 64)
@@ -144,8 +148,9 @@ def build_model(name: str, num_classes: int, *, width: float = 1.0,
     bn: BatchNorm on/off where the architecture allows both.
     bn_init: one of 'ones', 'uniform' (U(0,1)), 'gaussian' (G(0,0.1)).
     **kwargs: model-specific options (hidden, patch_size, depth, heads, dim;
-      ResNet shortcut 'A' or 'B') and FedPAN's pan_amplitude (0 = off)
-      and pan_periods (layers.pan).
+      ResNet shortcut 'A' or 'B'), FedPAN's pan_amplitude (0 = off)
+      and pan_periods (layers.pan), and MOON's projection head size
+      `projection` (0 = none; layers.sow_features).
   Returns:
     A flax.linen module called as model.apply(variables, x, train=...).
   """
@@ -162,6 +167,12 @@ def build_model(name: str, num_classes: int, *, width: float = 1.0,
   if amplitude < 0 or periods <= 0:
     raise InputError('FedPAN needs config.model.kwargs.pan_amplitude >= 0 and '
                      f'pan_periods > 0, got {amplitude} and {periods}.')
+  projection = kwargs.get('projection', 0)
+  if (isinstance(projection, bool) or not isinstance(
+      projection, (int, np.integer)) or projection < 0):
+    raise InputError('config.model.kwargs.projection (MOON\'s projection '
+                     'head size) must be an integer >= 0 (0 = none), got '
+                     f'{projection!r}.')
   spec = MODELS[name]
   if not bn and spec.always_bn:
     raise InputError(f'{name} always has BatchNorm; drop '

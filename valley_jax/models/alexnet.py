@@ -22,6 +22,7 @@ class AlexNet(nn.Module):
   bn_init: str = 'ones'
   pan_amplitude: float = 0.0  # FedPAN encodings (layers.pan); 0 = off.
   pan_periods: float = 4.0
+  projection: int = 0  # MOON's projection head (layers.sow_features).
 
   @nn.compact
   def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
@@ -34,4 +35,4 @@ class AlexNet(nn.Module):
         x = nn.max_pool(x, (2, 2), strides=(2, 2))
     return layers.classifier_head(
         self, x, layers.scaled(self.head_width, self.width), self.num_classes,
-        self.pan_amplitude, self.pan_periods)
+        self.pan_amplitude, self.pan_periods, self.projection)

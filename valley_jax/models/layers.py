@@ -17,6 +17,14 @@ Representation: every registry model sows the input of its classifier ``head``
 returned only when ``intermediates`` is mutable (MOON reads it), so outputs and
 parameters are the same with or without it.
 
+Projection head (MOON, Li, He, Song, CVPR 2021): with ``projection`` P > 0 a
+registry model maps its representation h (width d) through the module
+``projection`` (``dense1`` d → d, ReLU, ``dense2`` d → P, `ProjectionHead`)
+before the classifier, as the MOON authors' ModelFedCon does (github
+QinbinLi/MOON, model.py: l1, ReLU, l2, then l3 on their output); the
+projection's output is what is sown as the features and what ``head`` reads.
+P = 0 (the default) adds nothing: the model is exactly the plain one.
+
 Position-aware neurons (FedPAN, Li, Li, Zhan, "Federated Learning with
 Position-Aware Neurons", CVPR 2022): with ``pan_amplitude`` A > 0 the output
 channel j of J of every hidden conv/dense layer (after its BN, before the
@@ -33,6 +41,7 @@ model is exactly the plain one.
 from typing import Any
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -89,16 +98,18 @@ def global_avg_pool(x: jnp.ndarray) -> jnp.ndarray:
 
 def classifier_head(module: nn.Module, x: jnp.ndarray, hidden: int,
                     num_classes: int, pan_amplitude: float = 0.0,
-                    pan_periods: float = 4.0) -> jnp.ndarray:
+                    pan_periods: float = 4.0,
+                    projection: int = 0) -> jnp.ndarray:
   """Global average pool, dense1-ReLU, dense2-ReLU, head (VGG, AlexNet).
 
   Call inside the compact method of `module`: the layers become its
-  dense1/dense2/head, and the input of head is sown as its features.
+  dense1/dense2/head, and the input of head is sown as its features (after
+  the projection head when projection > 0; see sow_features).
   """
   x = global_avg_pool(x)
   x = nn.relu(pan(dense(hidden, 'dense1')(x), pan_amplitude, pan_periods))
   x = nn.relu(pan(dense(hidden, 'dense2')(x), pan_amplitude, pan_periods))
-  return dense(num_classes, 'head')(sow_features(module, x))
+  return dense(num_classes, 'head')(sow_features(module, x, projection))
 
 
 def position_encoding(channels: int, amplitude: float,
@@ -121,7 +132,48 @@ def pan(x: jnp.ndarray, amplitude: float, periods: float) -> jnp.ndarray:
   return x * jnp.asarray(e, x.dtype)
 
 
-def sow_features(module: nn.Module, x: jnp.ndarray) -> jnp.ndarray:
-  """Records the classifier's input as intermediates/features; returns x."""
+def torch_bias(fan_in: int) -> nn.initializers.Initializer:
+  """PyTorch's Linear bias init U(±1/√fan_in)."""
+  bound = 1.0 / fan_in ** 0.5
+  return lambda key, shape, dtype=jnp.float32: jax.random.uniform(
+      key, shape, dtype, -bound, bound)
+
+
+class ProjectionHead(nn.Module):
+  """MOON's projection head: dense1 (d → d), ReLU, dense2 (d → out).
+
+  Initialised as PyTorch's Linear (the MOON code's): with flax's zero biases
+  an example whose features are all zero (dead ReLUs) would project to z = 0
+  exactly, where the cosine's gradient is 1/eps.
+
+  >>> h = ProjectionHead(3, 2)
+  >>> v = h.init(jax.random.key(0), jnp.ones((1, 3)))
+  >>> jax.tree.map(jnp.shape, v['params'])['dense2']
+  {'bias': (2,), 'kernel': (3, 2)}
+  """
+
+  width: int
+  out: int
+
+  @nn.compact
+  def __call__(self, h: jnp.ndarray) -> jnp.ndarray:
+    def linear(n, name):
+      return nn.Dense(n, kernel_init=KERNEL_INIT,
+                      bias_init=torch_bias(self.width), name=name)
+
+    return linear(self.out, 'dense2')(nn.relu(linear(self.width,
+                                                     'dense1')(h)))
+
+
+def sow_features(module: nn.Module, x: jnp.ndarray,
+                 projection: int = 0) -> jnp.ndarray:
+  """The classifier's input, recorded as intermediates/features.
+
+  Call inside the compact method of `module`, on its representation x
+  [B, d]. With projection P > 0, x first goes through the submodule
+  `projection` (ProjectionHead(d, P)); P = 0 returns x as it is.
+  """
+  if projection:
+    x = ProjectionHead(x.shape[-1], projection, name='projection')(x)
   module.sow('intermediates', 'features', x)
   return x

@@ -18,6 +18,7 @@ class MLP(nn.Module):
   bn_init: str = 'ones'
   pan_amplitude: float = 0.0  # FedPAN encodings (layers.pan); 0 = off.
   pan_periods: float = 4.0
+  projection: int = 0  # MOON's projection head (layers.sow_features).
 
   @nn.compact
   def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
@@ -27,5 +28,5 @@ class MLP(nn.Module):
       if self.bn:
         x = layers.batch_norm(train, self.bn_init, f'bn{i}')(x)
       x = nn.relu(layers.pan(x, self.pan_amplitude, self.pan_periods))
-    x = layers.sow_features(self, x)
+    x = layers.sow_features(self, x, self.projection)
     return layers.dense(self.num_classes, 'head')(x)

@@ -116,6 +116,7 @@ class ResNet(nn.Module):
   bottleneck: bool = False
   groups: int = 1  # Bottleneck only (ResNeXt).
   width_per_group: int = 64
+  projection: int = 0  # MOON's projection head (layers.sow_features).
 
   @nn.compact
   def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
@@ -140,5 +141,6 @@ class ResNet(nn.Module):
           block = BasicBlock(f, strides, self.bn_init, pan, self.shortcut,
                              name=name)
         x = block(x, train)
-    x = layers.sow_features(self, layers.global_avg_pool(x))
+    x = layers.sow_features(self, layers.global_avg_pool(x),
+                            self.projection)
     return layers.dense(self.num_classes, 'head')(x)

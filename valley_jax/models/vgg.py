@@ -38,6 +38,7 @@ class VGG(nn.Module):
   bn_init: str = 'ones'
   pan_amplitude: float = 0.0  # FedPAN encodings (layers.pan); 0 = off.
   pan_periods: float = 4.0
+  projection: int = 0  # MOON's projection head (layers.sow_features).
 
   @nn.compact
   def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
@@ -56,4 +57,4 @@ class VGG(nn.Module):
       x = nn.relu(layers.pan(x, self.pan_amplitude, self.pan_periods))
     return layers.classifier_head(
         self, x, layers.scaled(self.head_width, self.width), self.num_classes,
-        self.pan_amplitude, self.pan_periods)
+        self.pan_amplitude, self.pan_periods, self.projection)

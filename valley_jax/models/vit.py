@@ -38,6 +38,7 @@ class ViT(nn.Module):
   dim: int = 128
   mlp_ratio: int = 2
   width: float = 1.0
+  projection: int = 0  # MOON's projection head (layers.sow_features).
 
   @nn.compact
   def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
@@ -56,5 +57,5 @@ class ViT(nn.Module):
       x = EncoderBlock(dim, self.heads, self.mlp_ratio * dim,
                        name=f'block{i}')(x)
     x = nn.LayerNorm(name='ln_final')(x[:, 0])
-    x = layers.sow_features(self, x)
+    x = layers.sow_features(self, x, self.projection)
     return layers.dense(self.num_classes, 'head')(x)
