@@ -85,6 +85,7 @@ def test_algorithm_options_equal_the_reference(name, options):
 @pytest.mark.parametrize('name,kw', [
     ('scaffold', {'chunk': 2}),  # lax.map: a chunk of 2 and a remainder.
     ('fedpan', {'bn_policy': 'local', 'aggregation': 'weighted'}),
+    ('fedavg', {'bn_policy': 'local', 'bn_first': 'average'}),
 ])
 def test_chunked_and_policy_variants_equal_the_reference(name, kw):
   data = _client_data()
@@ -197,6 +198,7 @@ def test_fedpan_options_reach_the_model():
     ('chunk', 0, 'config.fed.chunk'),
     ('aggregation', 'median', 'config.fed.aggregation'),
     ('bn_policy', 'fedbn', 'config.fed.bn_policy'),
+    ('bn_first', 'global', 'config.fed.bn_first'),
     ('optim', fed.SGD(name='lamb'), 'config.optim.name'),
     ('optim', fed.SGD(lr=-1.0), 'config.optim.lr'),
 ])

@@ -80,7 +80,8 @@ def make_reference_round(model: nn.Module, algorithm: Algorithm,
                          local_epochs: int, batch_size: int, seed: int,
                          mean=(0.0,), std=(1.0,), augment: bool = False,
                          aggregation: str = 'uniform',
-                         bn_policy: str = 'average') -> Callable[..., Any]:
+                         bn_policy: str = 'average',
+                         bn_first: str = 'init') -> Callable[..., Any]:
   """The slow round; same arguments and results as `make_round`'s round_fn.
 
   Only the local step is jitted (once per batch size); everything else runs
@@ -88,7 +89,7 @@ def make_reference_round(model: nn.Module, algorithm: Algorithm,
   """
   check_round_config(fraction=fraction, local_epochs=local_epochs,
                      batch_size=batch_size, aggregation=aggregation,
-                     bn_policy=bn_policy, chunk=None)
+                     bn_policy=bn_policy, chunk=None, bn_first=bn_first)
   x_K, y_K = np.asarray(data.x), np.asarray(data.y)
   counts = np.asarray(data.counts)
   sizes = counts / counts.astype(np.float64).mean()  # n_k / mean_j n_j.
@@ -98,7 +99,7 @@ def make_reference_round(model: nn.Module, algorithm: Algorithm,
   features_fn = local.make_features_fn(model)
 
   def one_client(server, state, k: int, round_index: int):
-    start = local.start_weights(server.weights, state, bn_policy)
+    start = local.start_weights(server.weights, state, bn_policy, bn_first)
     ctx = LocalContext(start, server.aux, state.aux, state.rounds == 0, lr,
                        features_fn, round_index=jnp.int32(round_index),
                        data_weight=jnp.float32(sizes[k]))

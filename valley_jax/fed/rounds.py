@@ -39,7 +39,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from valley_jax import sharding
+from valley_jax import checks, sharding
 from valley_jax.core import sweep
 from valley_jax.errors import InputError
 from valley_jax.fed import local
@@ -49,6 +49,7 @@ from valley_jax.fed.algorithm import (FIELD, Algorithm, ClientState,
 PyTree = Any
 AGGREGATIONS = ('uniform', 'weighted')
 BN_POLICIES = ('average', 'local')
+BN_FIRST = checks.FEDBN_FIRST
 _SAMPLE = 1  # Salt of the sampling key (clients use 2: local.client_key).
 
 
@@ -211,18 +212,21 @@ def check_model_kwargs(algorithm: Algorithm, model: nn.Module) -> None:
                        f'(algorithm.model_kwargs), got {got!r}.')
 
 
-def check_bn_policy(bn_policy: str) -> None:
+def check_bn_policy(bn_policy: str, bn_first: str = 'init') -> None:
   if bn_policy not in BN_POLICIES:
     raise InputError(f'Unknown {FIELD}.bn_policy={bn_policy!r}; choose one '
                      f'of {BN_POLICIES}.')
+  if bn_first not in BN_FIRST:
+    raise InputError(f'Unknown {FIELD}.bn_first={bn_first!r}; choose one of '
+                     f'{BN_FIRST}.')
 
 
 def check_round_config(*, fraction: float, local_epochs: int,
                        batch_size: int, aggregation: str, bn_policy: str,
-                       chunk: int | None) -> None:
+                       chunk: int | None, bn_first: str = 'init') -> None:
   """ValueError naming the config field of a bad round setting."""
   check_fraction(fraction)
-  check_bn_policy(bn_policy)
+  check_bn_policy(bn_policy, bn_first)
   if aggregation not in AGGREGATIONS:
     raise InputError(f'Unknown {FIELD}.aggregation={aggregation!r}; choose '
                      f'one of {AGGREGATIONS}.')
@@ -307,7 +311,7 @@ def _mean_metrics(metrics_S: dict[str, jax.Array],
 def make_client_fn(model: nn.Module, algorithm: Algorithm, optim, *,
                    local_epochs: int, batch_size: int, max_count: int,
                    seed: int, mean=(0.0,), std=(1.0,), augment: bool = False,
-                   bn_policy: str = 'average',
+                   bn_policy: str = 'average', bn_first: str = 'init',
                    dtype=jnp.float32) -> Callable[..., Any]:
   """One client's round, pure: what the engine maps over the client axis.
 
@@ -324,7 +328,7 @@ def make_client_fn(model: nn.Module, algorithm: Algorithm, optim, *,
   def client(server: ServerState, data: ClientData, round_index, client_id,
              active, state: ClientState):
     count = jnp.where(active, data.counts[client_id], 0)
-    start = local.start_weights(server.weights, state, bn_policy)
+    start = local.start_weights(server.weights, state, bn_policy, bn_first)
     ctx = LocalContext(start, server.aux, state.aux, state.rounds == 0, lr,
                        features_fn, round_index=round_index,
                        data_weight=relative_size(data.counts, client_id))
@@ -344,6 +348,7 @@ def make_round(model: nn.Module, algorithm: Algorithm, data: ClientData, *,
                optim, fraction: float, local_epochs: int, batch_size: int,
                seed: int, mean=(0.0,), std=(1.0,), augment: bool = False,
                aggregation: str = 'uniform', bn_policy: str = 'average',
+               bn_first: str = 'init',
                chunk: int | None = None, mesh=None, dtype=jnp.float32,
                donate: bool = False) -> Callable[..., Any]:
   """The jitted round: fn(server, clients_K, round_index) -> (server,
@@ -362,6 +367,8 @@ def make_round(model: nn.Module, algorithm: Algorithm, data: ClientData, *,
     augment: random crop and flip per local step (colour images).
     aggregation: 'uniform' (Algorithm 1) or 'weighted' by sample counts.
     bn_policy: 'average' or 'local' (FedBN).
+    bn_first: FedBN: a client's BN layers before its first participation,
+      'init' (its initial ones, as FedBN's code) or 'average' (the server's).
     chunk: clients side by side per device (None: auto_chunk).
     mesh: split the client axis over this mesh (None: one device).
     dtype: compute dtype of the forward pass (parameters stay float32).
@@ -371,11 +378,12 @@ def make_round(model: nn.Module, algorithm: Algorithm, data: ClientData, *,
   """
   check_round_config(fraction=fraction, local_epochs=local_epochs,
                      batch_size=batch_size, aggregation=aggregation,
-                     bn_policy=bn_policy, chunk=chunk)
+                     bn_policy=bn_policy, chunk=chunk, bn_first=bn_first)
   client = make_client_fn(model, algorithm, optim, local_epochs=local_epochs,
                           batch_size=batch_size, max_count=data.max_count,
                           seed=seed, mean=mean, std=std, augment=augment,
-                          bn_policy=bn_policy, dtype=dtype)
+                          bn_policy=bn_policy, bn_first=bn_first,
+                          dtype=dtype)
   round_impl = _make_round_impl(algorithm, _map_clients(client, chunk, mesh),
                                 num_clients=data.num_clients,
                                 fraction=fraction, seed=seed,

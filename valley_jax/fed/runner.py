@@ -91,7 +91,8 @@ def validate(config: ml_collections.ConfigDict) -> fed.Algorithm:
   fed.check_round_config(
       fraction=config.fed.fraction, local_epochs=config.fed.local_epochs,
       batch_size=config.fed.batch_size, aggregation=config.fed.aggregation,
-      bn_policy=config.fed.bn_policy, chunk=config.fed.chunk or None)
+      bn_policy=config.fed.bn_policy, chunk=config.fed.chunk or None,
+      bn_first=config.fed.bn_first)
   if config.mode == 'table':
     _check_table(config)
   return fed.build_algorithm(config.fed.algorithm,
@@ -266,7 +267,7 @@ def _simulate(config, workdir: str, alg, overwrite: bool,
       optim=config.optim, fraction=f.fraction, local_epochs=f.local_epochs,
       batch_size=f.batch_size, seed=config.seed, mean=ds.mean, std=ds.std,
       augment=config.data.augment and ds.augmentable,
-      aggregation=f.aggregation, bn_policy=f.bn_policy,
+      aggregation=f.aggregation, bn_policy=f.bn_policy, bn_first=f.bn_first,
       chunk=f.chunk or None, mesh=mesh, dtype=DTYPES[f.dtype])
   mngr = rundir.open_run(workdir, config.to_dict(), overwrite=overwrite,
                          arrays=('server', 'clients'),
