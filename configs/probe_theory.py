@@ -9,7 +9,7 @@ One figure each (results.json + figure.png under <workdir>/<kind>/):
   Fig. 27  python probe.py --config=configs/probe_theory.py:listing1 \
              --workdir=runs/theory                                  (~7 s)
   Fig. 29  python probe.py --config=configs/probe_theory.py:listing2 \
-             --workdir=runs/theory                                 (~11 s)
+             --workdir=runs/theory                                 (~14 s)
   Fig. 28  python probe.py --config=configs/probe_theory.py:activations \
              --workdir=runs/theory                                 (~20 s)
   App. D.1 python probe.py --config=configs/probe_theory.py:gradient \
@@ -24,12 +24,18 @@ Findings measured then (seed 0):
 * Fig. 27: the mean of (w + λ·s(w))ᵀh is 11.1, 32.3, 53.5, 74.7, 96.0 for
   λ = −1, −0.5, 0, 0.5, 1 (closed form 11.0, 32.2, 53.4, 74.6, 95.8); the
   fraction of positive values is 0.77 at λ = −1 and 0.99 at λ = +1.
-* Fig. 29, 100 draws of n: with |n|·s(W) the error and CE are lower at +λ
-  than at −λ in every draw at every λ ≥ 0.5, Σ p(1 − p) and tr H in 88% and
-  87% of (draw, λ) pairs (relative asymmetry +0.41 error, +0.71 CE, +0.21
-  Σ p(1 − p), +0.21 tr H); with G(0,1) noise +λ wins in 57%, 50%, 42%, 43%
-  of pairs (asymmetry +0.00, +0.01, −0.05, −0.05): no side is favoured.
-  Single draws vary: seed 0's own draw has tr H higher at +λ.
+* Fig. 29, 100 draws of n (CE clipped as the listing's sklearn log_loss,
+  p in [eps, 1 − eps] with eps = 2.2e-16; the exact CE in brackets): with
+  |n|·s(W) the error and CE are lower at +λ than at −λ in every draw at
+  every λ ≥ 0.5, Σ p(1 − p) and tr H in 88% and 87% of (draw, λ) pairs
+  (relative asymmetry +0.41 error, +0.54 CE (+0.71), +0.21 Σ p(1 − p),
+  +0.21 tr H); with G(0,1) noise +λ wins in 57%, 56% (50%), 42%, 43% of
+  pairs (asymmetry +0.00, +0.01 (+0.01), −0.05, −0.05): no side is
+  favoured. Single draws vary: seed 0's own draw has tr H higher at +λ.
+  The listing's own draw (np.random.seed(0), results.json listing_draw)
+  gives CE 7.13 / 28.74 at λ = ±0.5 along |n|·s(W), the listing's printed
+  7.1 / 28.7 (exact CE 7.98 / 48.22; log_loss clips 7% / 67% of the
+  samples); with 1e-15, older sklearn's clip, it would be 7.01 / 27.72.
 * Fig. 28 (digits CNN, 6 ReLU layers, 500 test images): the fraction of
   units whose state is unchanged is 0.963 / 0.936 / 0.915 / 0.896 / 0.880 at
   λ = +0.2 … +1.0 and 0.952 / 0.885 / 0.807 / 0.733 / 0.674 at λ = −0.2 …

@@ -61,18 +61,97 @@ def _check_softmax_maps(res):
 
 def _check_listing2(res):
   r = res['listing2']
+  assert set(r['definitions']) == set(theory.LISTING2_METRICS)
+  assert r['log_loss_eps'] == np.finfo(np.float64).eps
   sc, g = r['favoured']['|G(0,1)|·s(W)'], r['favoured']['G(0,1)']
   assert sc['error'] == sc['loss'] == 1.0  # Every draw, every λ ≥ 0.5.
+  assert sc['loss_unclipped'] == 1.0
   assert sc['spread'] >= 0.6 and sc['trace'] >= 0.6
   assert 0.1 <= g['error'] <= 0.9 and 0.1 <= g['loss'] <= 0.9
   asym_sc, asym_g = r['asymmetry']['|G(0,1)|·s(W)'], r['asymmetry']['G(0,1)']
-  for k in ('error', 'loss'):  # 100 draws: SC 0.41, 0.71; G 0.00, 0.01.
+  # 100 draws: SC 0.41, 0.54 (0.71 unclipped); G 0.00, 0.01 (0.01).
+  for k in ('error', 'loss', 'loss_unclipped'):
     assert asym_sc[k] > 0.3 > 4 * abs(asym_g[k])
   for k in ('spread', 'trace'):  # 100 draws: SC 0.21; G -0.05.
     assert asym_sc[k] > max(0.05, asym_g[k] + 0.1)
-  assert len(r['metrics']['G(0,1)']['trace']) == 8  # One row per draw.
+  for name, m in r['metrics'].items():
+    assert set(m) == set(theory.LISTING2_METRICS)
+    assert len(m['trace']) == 8  # One row per draw.
+    clipped, exact = np.asarray(m['loss']), np.asarray(m['loss_unclipped'])
+    assert np.all(clipped <= exact + 1e-12)
+    cap = -np.log(np.finfo(np.float64).eps)
+    assert np.all(clipped < cap) and np.all(np.asarray(m['clipped']) <= 1)
+  draw = r['listing_draw']
+  assert draw['seed'] == 0 and set(draw['metrics']) == set(r['metrics'])
+  assert len(draw['metrics']['G(0,1)']['first_text']) == 11
   lams = np.asarray(r['lambdas'])
   assert lams.tolist() == np.linspace(-1, 1, 11).tolist()
+
+
+def _listing2_results(rng, draws=3):
+  lams = np.linspace(-1.0, 1.0, 5)
+
+  def block(scale, rows):
+    return {k: (rng.random((rows, 5)) * scale).tolist() if rows else (
+        rng.random(5) * scale).tolist() for k in theory.LISTING2_METRICS}
+
+  names = ('G(0,1)', '|G(0,1)|·s(W)')
+  return {'kind': 'listing2', 'model': 'softmax regression',
+          'dataset': 'digits',
+          'config': {'seed': 0, 'listing2': {'max_iter': 500}},
+          'listing2': {
+              'lambdas': lams.tolist(),
+              'metrics': {n: block(s, draws) for n, s in zip(names, (1, 3))},
+              'listing_draw': {'seed': 0, 'metrics': {
+                  n: block(s, 0) for n, s in zip(names, (2, 5))}}}}
+
+
+def test_listing2_figure_is_one_row_of_six_panels_per_noise(tmp_path,
+                                                            monkeypatch):
+  """Fig. 29's layout: a row per noise, both Taylor definitions labelled,
+  one legend, a y range per quantity, a title naming the run."""
+  figs = []
+  monkeypatch.setattr(theory_study.plots, 'save',
+                      lambda fig, folder, name: figs.append(fig) or [name])
+  results = _listing2_results(np.random.default_rng(0))
+  theory_study.listing2_figure(results, str(tmp_path / 'run' / 'listing2'))
+  (fig,) = figs
+  try:
+    titled = [ax for ax in fig.axes if ax.get_title()]
+    rows = {}
+    for ax in titled:
+      rows.setdefault(ax.get_subplotspec().rowspan.start, []).append(ax)
+    assert sorted(rows) == [0, 1]
+    want = ['error', 'CE loss', 'mean Σ_c p_c(1 − p_c)', 'tr H',
+            'first-order term', 'second-order term']
+    for row in rows.values():
+      row.sort(key=lambda ax: ax.get_subplotspec().colspan.start)
+      assert [ax.get_title() for ax in row] == want
+      assert all(ax.get_xlabel() == 'λ' for ax in row)
+      assert row[0].get_ylim()[0] == 0.0  # Error from zero.
+      for ax in row[4:]:
+        assert ax.get_ylabel().startswith('listing: ')
+    twins = [ax for ax in fig.axes if not ax.get_title()]
+    assert len(twins) == 4
+    assert sorted(ax.get_ylabel() for ax in twins) == sorted(
+        ['text: εᵀg_λ = ⟨∇L(Wn), ε⟩'] * 2 +
+        ['text: εᵀH_λε = vec(ε)ᵀ H(Wn) vec(ε)'] * 2)
+    for top, bottom in zip(rows[0], rows[1]):  # One range per quantity.
+      assert top.get_ylim() == bottom.get_ylim()
+    by_col = {}
+    for ax in twins:
+      by_col.setdefault(ax.get_subplotspec().colspan.start, []).append(ax)
+    assert all(a.get_ylim() == b.get_ylim() for a, b in by_col.values())
+    assert len(fig.legends) == 1
+    assert all(ax.get_legend() is None for ax in fig.axes)
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert any('Listing 2' in t for t in labels)
+    assert any('text' in t for t in labels)
+    title = fig._suptitle.get_text()  # pylint: disable=protected-access
+    assert 'listing2' in title and str(tmp_path / 'run') in title
+    assert 'seed 0' in title
+  finally:
+    theory_study.plt.close(fig)
 
 
 @pytest.mark.slow

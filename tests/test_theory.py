@@ -54,8 +54,8 @@ def test_hessian_and_taylor_terms_match_autodiff():
   assert second == pytest.approx(v.ravel() @ h @ v.ravel(), rel=1e-10)
   m = theory.softmax_metrics(w, x, y)
   with jax.enable_x64(True):
-    assert m['loss'] == pytest.approx(float(jax.jit(_mean_ce)(w, x, y)),
-                                      rel=1e-12)
+    assert m['loss_unclipped'] == pytest.approx(
+        float(jax.jit(_mean_ce)(w, x, y)), rel=1e-12)
   # Spread and error by plain numpy (float64 softmax), not theory's helpers.
   z = x @ w.T
   q = np.exp(z - z.max(1, keepdims=True))
@@ -64,6 +64,128 @@ def test_hessian_and_taylor_terms_match_autodiff():
                                       rel=1e-12)
   assert m['error'] == np.mean(z.argmax(1) != y)
   assert m['trace'] == pytest.approx(np.trace(h), rel=1e-12)  # Autodiff H.
+
+
+# ---------------------------------------- Listing 2 (Fig. 29), numpy reference
+
+
+def _np_softmax(w, x):
+  z = x @ w.T
+  e = np.exp(z - z.max(1, keepdims=True))
+  return e / e.sum(1, keepdims=True)
+
+
+def _np_grad_hessian(w, x, y):
+  """∇L and ∇²L of the mean (unclipped) CE of softmax(x wᵀ), in closed form:
+  G = mean_i (p_i − e_{y_i}) x_iᵀ and H = mean_i (diag p_i − p_i p_iᵀ) ⊗
+  x_i x_iᵀ, for vec(W) row-major (index c·D + d)."""
+  p = _np_softmax(w, x)
+  onehot = np.eye(w.shape[0])[y]
+  g = (p - onehot).T @ x / len(y)
+  h = sum(np.kron(np.diag(pi) - np.outer(pi, pi), np.outer(xi, xi))
+          for pi, xi in zip(p, x)) / len(y)
+  return g, h
+
+
+def _np_ce(w, x, y):
+  z = x @ w.T
+  zmax = z.max(1)
+  lse = zmax + np.log(np.exp(z - zmax[:, None]).sum(1))
+  return float(np.mean(lse - z[np.arange(len(y)), y]))
+
+
+def _far_softmax(seed=0, n=40, c=3, d=4):
+  """Weights large enough that log_loss clips part of the samples."""
+  rng = np.random.default_rng(seed)
+  return (rng.normal(size=(c, d)) * 6.0, rng.normal(size=(n, d)) * 2.0,
+          rng.integers(0, c, n), rng.normal(size=(c, d)))
+
+
+def test_loss_is_clipped_as_sklearn_log_loss():
+  from sklearn import metrics  # pylint: disable=g-import-not-at-top
+  w, x, y, eps_dir = _far_softmax()
+  for lam in (-1.0, 0.0, 1.0):
+    wn = w + lam * eps_dir
+    p = _np_softmax(wn, x)
+    want = metrics.log_loss(y, p, labels=np.arange(3))
+    m = theory.listing2_point(w, eps_dir, lam, x, y)
+    assert m['loss'] == pytest.approx(want, rel=1e-4)
+    assert theory.log_loss(p, y) == pytest.approx(want, rel=1e-4)
+    exact = _np_ce(wn, x, y)
+    assert m['loss_unclipped'] == pytest.approx(exact, rel=1e-4)
+    p_y = p[np.arange(len(y)), y]
+    clipped = np.mean(p_y < np.finfo(np.float64).eps)
+    assert m['clipped'] == clipped
+    assert 0.1 < clipped < 0.9 and exact > want + 1.0  # The clip matters.
+  # 1e-15 (scikit-learn <= 1.2) caps a sample at 34.5 instead of 36.0.
+  assert theory.log_loss(p, y, 1e-15) < want - 0.1
+
+
+def test_error_spread_and_hessian_trace():
+  w, x, y, eps_dir = _far_softmax(1)
+  for lam in (-0.5, 0.0, 0.5):
+    wn = w + lam * eps_dir
+    p = _np_softmax(wn, x)
+    _, h = _np_grad_hessian(wn, x, y)
+    m = theory.listing2_point(w, eps_dir, lam, x, y)
+    assert m['error'] == np.mean(p.argmax(1) != y)
+    assert m['spread'] == pytest.approx(np.mean(1.0 - np.sum(p ** 2, 1)),
+                                        rel=1e-4)
+    assert m['trace'] == pytest.approx(np.trace(h), rel=1e-4)
+  assert 0.0 < m['error'] < 1.0
+
+
+def test_taylor_terms_as_the_listing_computes_them():
+  """⟨∇L(Wn), Wn⟩ and vec(Wn)ᵀ H(Wn) vec(Wn), Wn = W + λε."""
+  w, x, y, eps_dir = _far_softmax(2)
+  w = w / 6.0  # Moderate logits: both terms are far from zero.
+  for lam in (-0.7, 0.0, 0.7):
+    wn = w + lam * eps_dir
+    g, h = _np_grad_hessian(wn, x, y)
+    m = theory.listing2_point(w, eps_dir, lam, x, y)
+    assert m['first_listing'] == pytest.approx(np.sum(g * wn), rel=1e-4)
+    assert m['second_listing'] == pytest.approx(wn.ravel() @ h @ wn.ravel(),
+                                                rel=1e-4)
+
+
+def test_taylor_terms_as_the_text_defines_them():
+  """εᵀg_λ and εᵀH_λε at Wn: the slope and curvature of λ -> L(W + λε)."""
+  w, x, y, eps_dir = _far_softmax(3)
+  w = w / 6.0
+  for lam in (-0.7, 0.0, 0.7):
+    wn = w + lam * eps_dir
+    g, h = _np_grad_hessian(wn, x, y)
+    m = theory.listing2_point(w, eps_dir, lam, x, y)
+    first, second = np.sum(g * eps_dir), eps_dir.ravel() @ h @ eps_dir.ravel()
+    assert m['first_text'] == pytest.approx(first, rel=1e-4)
+    assert m['second_text'] == pytest.approx(second, rel=1e-4)
+    # Finite differences of the exact CE along ε, independently of G and H.
+    d = 1e-3
+    ce = [_np_ce(w + (lam + k * d) * eps_dir, x, y) for k in (-1, 0, 1)]
+    assert m['first_text'] == pytest.approx((ce[2] - ce[0]) / (2 * d),
+                                            rel=1e-4)
+    assert m['second_text'] == pytest.approx(
+        (ce[2] - 2 * ce[1] + ce[0]) / d ** 2, rel=1e-3)
+    assert abs(m['first_text'] - m['first_listing']) > 0.1  # Not the same.
+
+
+def test_listing_draw_gives_the_listings_numbers():
+  """Listing 2 prints CE 7.1 / 28.7 at λ = ±0.5 along |n|·s(W) for
+  np.random.seed(0): log_loss's clip at the float64 eps gives them back (the
+  exact CE is 8.0 / 48.2; 67% of the samples are clipped at λ = −0.5)."""
+  x, y = theory.digits()
+  w = theory.fit_softmax(x, y, 500)
+  np.random.seed(0)
+  n = np.random.randn(*w.shape)
+  np.testing.assert_array_equal(theory.listing_noise(w.shape, 0), n)
+  sc = np.abs(n) * theory.listing_sign(w)
+  plus = theory.listing2_point(w, sc, 0.5, x, y)
+  minus = theory.listing2_point(w, sc, -0.5, x, y)
+  assert plus['loss'] == pytest.approx(7.1, abs=0.05)
+  assert minus['loss'] == pytest.approx(28.7, abs=0.05)
+  assert plus['loss_unclipped'] == pytest.approx(8.0, abs=0.1)
+  assert minus['loss_unclipped'] == pytest.approx(48.2, abs=0.3)
+  assert minus['clipped'] == pytest.approx(0.67, abs=0.01)
 
 
 def test_listing1_mean_is_the_closed_form_and_grows():

@@ -18,7 +18,10 @@ sign(0) = −1 here), while the probe's tree.sign maps 0 to +1; each function
 says which one it uses. The softmax computations are float64 numpy, like the
 listings; the logistic regression is scikit-learn's LogisticRegression
 (lbfgs, multinomial, L2 with C = 1, fit_intercept=False), the listing's own
-solver.
+solver. Listing 2's CE is sklearn's log_loss, which clips p (`log_loss`
+here does the same; softmax_metrics gives the exact CE beside it), and its
+first- and second-order terms put the perturbed weights Wn where the text
+puts the noise ε (`listing2_point` gives both).
 
 >>> import numpy as np
 >>> listing_sign(np.array([-2.0, 0.0, 3.0])).tolist()
@@ -140,36 +143,82 @@ def hessian_trace(W_CxD: np.ndarray, x_NxD: np.ndarray) -> float:
   return float(np.mean(spread(p) * np.sum(x_NxD ** 2, axis=1)))
 
 
+def _taylor(p_NxC: np.ndarray, v_NxC: np.ndarray,
+            y_N: np.ndarray) -> tuple[float, float]:
+  """(mean_i (p_i − e_{y_i})ᵀv_i, mean_i v_iᵀ(diag p_i − p_i p_iᵀ)v_i)."""
+  g = p_NxC.copy()
+  g[np.arange(len(y_N)), y_N] -= 1.0
+  first = np.mean(np.sum(g * v_NxC, axis=1))
+  pv = np.sum(p_NxC * v_NxC, axis=1)
+  second = np.mean(np.sum(p_NxC * v_NxC * v_NxC, axis=1) - pv * pv)
+  return float(first), float(second)
+
+
 def taylor_terms(W_CxD: np.ndarray, V_CxD: np.ndarray, x_NxD: np.ndarray,
                  y_N: np.ndarray) -> tuple[float, float]:
   """The first- and second-order terms of the mean CE at W along V.
 
   first = mean_i (p_i − e_{y_i})ᵀ (V x_i) = ⟨∇L(W), V⟩ and
   second = mean_i (V x_i)ᵀ (diag p_i − p_i p_iᵀ)(V x_i) = vec(V)ᵀ H vec(V),
-  with p_i = softmax(W x_i) (no ½ on the second term).
+  with p_i = softmax(W x_i) and L the unclipped mean CE (no ½ on the
+  second term).
 
   Args:
     W_CxD: where p is computed.
-    V_CxD: the matrix in the products (Listing 2 passes Wn for both).
+    V_CxD: the matrix in the products: Listing 2 passes Wn for both, the
+      paper's text takes V = ε, the noise (see listing2_point).
     x_NxD: the inputs.
     y_N: the labels.
 
   Returns:
     (first, second).
+
+  >>> taylor_terms(np.zeros((2, 1)), np.array([[1.0], [0.0]]),
+  ...              np.array([[2.0]]), np.array([0]))
+  (-1.0, 1.0)
   """
   p = softmax_probs(W_CxD, x_NxD)
-  v = x_NxD @ np.asarray(V_CxD, np.float64).T
-  g = p.copy()
-  g[np.arange(len(y_N)), y_N] -= 1.0
-  first = np.mean(np.sum(g * v, axis=1))
-  pv = np.sum(p * v, axis=1)
-  second = np.mean(np.sum(p * v * v, axis=1) - pv * pv)
-  return float(first), float(second)
+  return _taylor(p, x_NxD @ np.asarray(V_CxD, np.float64).T, y_N)
+
+
+# sklearn.metrics.log_loss clips p to [eps, 1 − eps] with eps the machine
+# epsilon of p's dtype (scikit-learn ≥ 1.3 with its default eps='auto', and
+# the only choice since 1.5): float64 here, so −log(eps) ≈ 36.04 caps the
+# CE of a sample. Scikit-learn ≤ 1.2 clipped at 1e-15 (cap 34.54) and then
+# renormalised each row, which moves nothing here by more than 1e-14.
+LOG_LOSS_EPS = float(np.finfo(np.float64).eps)
+
+
+def log_loss(p_NxC: np.ndarray, y_N: np.ndarray,
+             eps: float = LOG_LOSS_EPS) -> float:
+  """Mean CE with p clipped to [eps, 1 − eps], as sklearn's log_loss.
+
+  Listing 2 measures its CE with sklearn.metrics.log_loss, whose clip binds
+  far from W: along |n|·s(W) at λ = −0.5 most samples give their own class
+  p_y < eps and each of them counts as −log(eps) ≈ 36.04 instead of its
+  true −log p_y (48 unclipped against 28.7 clipped on the mean). With the
+  float64 eps the listing's numbers come back (CE 7.1 / 28.7 at λ = ±0.5 on
+  the listing's draw); with 1e-15, older sklearn's default, they do not
+  (7.0 / 27.7).
+
+  Args:
+    p_NxC: probabilities (rows sum to 1).
+    y_N: integer labels.
+    eps: the clip.
+
+  Returns:
+    The mean over samples of −log clip(p_{i,y_i}, eps, 1 − eps).
+
+  >>> log_loss(np.array([[1.0, 0.0], [0.5, 0.5]]), np.array([1, 0]))
+  18.36...
+  """
+  p_y = np.asarray(p_NxC, np.float64)[np.arange(len(y_N)), y_N]
+  return float(-np.mean(np.log(np.clip(p_y, eps, 1.0 - eps))))
 
 
 def softmax_metrics(W_CxD: np.ndarray, x_NxD: np.ndarray,
                     y_N: np.ndarray) -> dict[str, float]:
-  """Error, mean CE, mean Σ_c p_c(1 − p_c) and tr H of one weight matrix.
+  """Error, mean CE (clipped and not), mean Σ_c p_c(1 − p_c), tr H.
 
   Args:
     W_CxD: the weights.
@@ -177,25 +226,73 @@ def softmax_metrics(W_CxD: np.ndarray, x_NxD: np.ndarray,
     y_N: the labels.
 
   Returns:
-    {'error', 'loss', 'spread', 'trace'}.
+    {'error', 'loss': the CE as sklearn's log_loss computes it (log_loss),
+    'loss_unclipped': the exact mean CE, 'clipped': the fraction of samples
+    whose p_y < LOG_LOSS_EPS (the clip binds), 'spread', 'trace'}.
   """
   logp = _log_probs(W_CxD, x_NxD)
   p = np.exp(logp)
+  logp_y = logp[np.arange(len(y_N)), y_N]
   return {'error': float(np.mean(p.argmax(1) != y_N)),
-          'loss': float(-np.mean(logp[np.arange(len(y_N)), y_N])),
+          'loss': log_loss(p, y_N),
+          'loss_unclipped': float(-np.mean(logp_y)),
+          'clipped': float(np.mean(logp_y < np.log(LOG_LOSS_EPS))),
           'spread': float(np.mean(spread(p))),
           'trace': float(np.mean(spread(p) * np.sum(x_NxD ** 2, axis=1)))}
 
 
-LISTING2_METRICS = ('error', 'loss', 'spread', 'trace', 'first', 'second')
+# What listing2_point measures; results.json of kind listing2 keeps them all.
+LISTING2_DEFINITIONS = {
+    'error': 'fraction of the digits misclassified by Wn = W + λε',
+    'loss': 'mean CE as sklearn.metrics.log_loss computes it (p clipped '
+            'to [eps, 1 − eps], eps = float64 machine epsilon): Listing 2',
+    'loss_unclipped': 'the exact mean CE, −mean_i log p_{i,y_i}',
+    'clipped': 'fraction of samples with p_y < eps (where log_loss clips)',
+    'spread': 'mean_i Σ_c p_ic(1 − p_ic)',
+    'trace': 'tr H(Wn) = mean_i Σ_c p_ic(1 − p_ic)·||x_i||²',
+    'first_listing': '⟨∇L(Wn), Wn⟩, Listing 2\'s first-order term',
+    'second_listing': 'vec(Wn)ᵀ H(Wn) vec(Wn), Listing 2\'s second-order '
+                      'term (no ½)',
+    'first_text': 'εᵀg_λ = ⟨∇L(Wn), ε⟩ = dL(Wn)/dλ, the text\'s first-order '
+                  'term (ε: the noise)',
+    'second_text': 'εᵀH_λε = vec(ε)ᵀ H(Wn) vec(ε) = d²L(Wn)/dλ², the text\'s '
+                   'second-order term (no ½)',
+}
+LISTING2_METRICS = tuple(LISTING2_DEFINITIONS)
+
+
+def listing2_point(W_CxD: np.ndarray, noise_CxD: np.ndarray, lam: float,
+                   x_NxD: np.ndarray, y_N: np.ndarray) -> dict[str, float]:
+  """Every metric of Listing 2 at Wn = W + λ·ε (LISTING2_DEFINITIONS).
+
+  The Taylor terms come in two versions, both at p = softmax(Wn x) and with
+  the unclipped CE L: the listing's, with the perturbed weights Wn in the
+  products (taylor_terms(Wn, Wn)), and the text's εᵀg_λ and εᵀH_λε, with
+  g_λ = ∇L(Wn), H_λ = ∇²L(Wn) and ε the noise itself (taylor_terms(Wn, ε)),
+  which are the slope and curvature of λ -> L(W + λε).
+
+  Args:
+    W_CxD: the fitted weights.
+    noise_CxD: ε: n, or |n|·s(W) for the sign-consistent noise.
+    lam: λ.
+    x_NxD: the inputs.
+    y_N: the labels.
+
+  Returns:
+    metric -> value for every metric of LISTING2_METRICS.
+  """
+  eps = np.asarray(noise_CxD, np.float64)
+  wn = W_CxD + lam * eps
+  m = softmax_metrics(wn, x_NxD, y_N)
+  p = softmax_probs(wn, x_NxD)
+  m['first_listing'], m['second_listing'] = _taylor(p, x_NxD @ wn.T, y_N)
+  m['first_text'], m['second_text'] = _taylor(p, x_NxD @ eps.T, y_N)
+  return m
 
 
 def listing2_curve(W_CxD: np.ndarray, noise_CxD: np.ndarray, lams,
                    x_NxD: np.ndarray, y_N: np.ndarray) -> dict[str, list]:
-  """Listing 2 along one noise: every metric at Wn = W + λ·noise.
-
-  The first- and second-order terms are computed as the listing does, with
-  the perturbed weights Wn in the products: taylor_terms(Wn, Wn, x, y).
+  """Listing 2 along one noise: listing2_point at every λ.
 
   Args:
     W_CxD: the fitted weights.
@@ -211,12 +308,23 @@ def listing2_curve(W_CxD: np.ndarray, noise_CxD: np.ndarray, lams,
   out = {k: [] for k in LISTING2_METRICS}
   with threadpoolctl.threadpool_limits(limits=1):  # 3x faster (fit_softmax).
     for lam in np.asarray(lams, np.float64):
-      wn = W_CxD + lam * noise_CxD
-      m = softmax_metrics(wn, x_NxD, y_N)
-      m['first'], m['second'] = taylor_terms(wn, wn, x_NxD, y_N)
+      m = listing2_point(W_CxD, noise_CxD, lam, x_NxD, y_N)
       for k in LISTING2_METRICS:
         out[k].append(m[k])
   return out
+
+
+def listing_noise(shape, seed: int = 0) -> np.ndarray:
+  """n as NumPy's legacy generator draws it after np.random.seed(seed).
+
+  np.random.RandomState(seed).randn(*shape), float64: with seed 0 and W's
+  shape (10, 64) this is the draw whose clipped CE at λ = ±0.5 along
+  |n|·s(W) is the listing's 7.1 / 28.7 (see log_loss).
+
+  >>> listing_noise((2,), 0).round(4).tolist()
+  [1.7641, 0.4002]
+  """
+  return np.random.RandomState(seed).randn(*shape)
 
 
 def favoured(lams, values, min_abs: float = 0.5) -> float:

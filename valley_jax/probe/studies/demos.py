@@ -1,6 +1,6 @@
 """The theory demos (paper Sect. 5 and Appendix D) as probe kinds.
 
-Kinds (the functions themselves live in valley_jax/theory.py):
+Kinds (the functions themselves live in valley_jax/core/theory.py):
 
 * softmax_maps (Fig. 10) and listing2 (Fig. 29, Listing 2): a multinomial
   logistic regression without intercept fitted by scikit-learn on all 1,797
@@ -15,7 +15,12 @@ softmax_maps, listing1 and listing2 measure no checkpoint (Study
 checkpoints = []): they run without any training run and their provenance
 is []. Random draws come from the probe's root key (config.seed), so a run
 is reproducible; Listing 2's n of draw s uses the key of the G(0,1)
-direction of seed s (directions.direction_key). The softmax kinds and
+direction of seed s (directions.direction_key), and its listing_draw is
+NumPy's np.random.seed(config.seed); randn(*W.shape), the listing's own
+draw (theory.listing_noise). Listing 2's CE is clipped as sklearn's
+log_loss clips it (theory.log_loss; the exact CE is kept beside it), and
+its Taylor terms come in the listing's and the text's definitions
+(theory.listing2_point). The softmax kinds and
 listing1 use the listings' sign s(w) = 2·[w > 0] − 1; activations and
 gradient the probe's (tree.sign, sign(0) = +1).
 """
@@ -28,9 +33,11 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import matplotlib.lines
 import ml_collections
 import numpy as np
 import optax
+from etils import epath
 
 from valley_jax import checks, plots, sharding
 from valley_jax.core import directions, normalize, sweep, theory, tree
@@ -149,33 +156,136 @@ def activations_figure(results: dict[str, Any], folder: str) -> list[str]:
                                                     'figure_curve')
 
 
-_LISTING2_TITLES = {'error': 'error', 'loss': 'CE loss',
-                    'spread': 'mean Σ p(1 − p)', 'trace': 'tr(H)',
-                    'first': 'first-order term', 'second': 'second-order term'}
+# Fig. 29's six panels per noise: (title, left-axis metric, right-axis metric
+# or None). The two Taylor definitions differ ~1000-fold in the second-order
+# term (vec(Wn)ᵀH vec(Wn) ≈ 0.05 against εᵀH_λε ≈ 10), so each has its axis.
+_LISTING2_PANELS = (
+    ('error', 'error', None),
+    ('CE loss', 'loss', None),
+    ('mean Σ_c p_c(1 − p_c)', 'spread', None),
+    ('tr H', 'trace', None),
+    ('first-order term', 'first_listing', 'first_text'),
+    ('second-order term', 'second_listing', 'second_text'))
+_LISTING2_YLABELS = {
+    'error': 'error (share of the 1,797 digits)',
+    'loss': 'CE, log_loss (p clipped at eps)',
+    'spread': 'mean Σ p(1 − p)', 'trace': 'tr H(Wn)',
+    'first_listing': 'listing: ⟨∇L(Wn), Wn⟩',
+    'second_listing': 'listing: vec(Wn)ᵀ H(Wn) vec(Wn)',
+    'first_text': 'text: εᵀg_λ = ⟨∇L(Wn), ε⟩',
+    'second_text': 'text: εᵀH_λε = vec(ε)ᵀ H(Wn) vec(ε)'}
+_LISTING, _TEXT, _EXACT = 'C0', 'C3', 'C1'  # Colours: listing, text, exact.
+
+
+def _listing2_lines(ax, lams, rows, draw, color, style='-') -> None:
+  """Mean ± std over the draws of n (rows), the listing's draw dashed."""
+  v = np.asarray([plots.clipped(row) for row in rows])
+  mean = v.mean(0)
+  ax.plot(lams, mean, style, color=color, lw=1.5)
+  if len(v) > 1 and style == '-':
+    ax.fill_between(lams, mean - v.std(0), mean + v.std(0), color=color,
+                    alpha=0.2, lw=0)
+  if draw is not None:
+    ax.plot(lams, plots.clipped(draw), '--', color=color, lw=1)
+
+
+def _colour_axis(ax, color, side: str) -> None:
+  ax.tick_params(axis='y', colors=color, labelsize=7)
+  ax.yaxis.label.set_color(color)
+  ax.spines[side].set_color(color)
+
+
+def _listing2_panel(ax, lams, m, draw, panel) -> Any:
+  """One panel; returns its right (text definition) axis, or None."""
+  title, left, right = panel
+  _listing2_lines(ax, lams, m[left], draw.get(left), _LISTING)
+  if left == 'loss':
+    _listing2_lines(ax, lams, m['loss_unclipped'], None, _EXACT, ':')
+  ax.set_ylabel(_LISTING2_YLABELS[left], fontsize=7)
+  ax.set_title(title, fontsize=9)
+  ax.set_xlabel('λ', fontsize=8)
+  ax.tick_params(labelsize=7)
+  ax.axvline(0.0, color='grey', lw=0.5)
+  ax.grid(alpha=0.3)
+  if right is None:
+    return None
+  twin = ax.twinx()
+  _listing2_lines(twin, lams, m[right], draw.get(right), _TEXT)
+  twin.set_ylabel(_LISTING2_YLABELS[right], fontsize=7)
+  _colour_axis(ax, _LISTING, 'left')
+  _colour_axis(twin, _TEXT, 'right')
+  return twin
+
+
+def _share_y(axes) -> None:
+  """One y range for axes that show the same quantity."""
+  lims = np.asarray([ax.get_ylim() for ax in axes])
+  for ax in axes:
+    ax.set_ylim(lims[:, 0].min(), lims[:, 1].max())
+
+
+def _listing2_legend(fig, draws: int, seed) -> None:
+  """The figure's one legend: what colours and line styles mean."""
+  line = matplotlib.lines.Line2D
+  handles = [
+      line([], [], color='0.3', lw=1.5,
+           label=f'mean ± std over {draws} draws of n'),
+      line([], [], color='0.3', ls='--', lw=1,
+           label=f'the listing\'s draw (np.random.seed({seed}))'),
+      line([], [], color=_LISTING, lw=1.5,
+           label='as Listing 2 computes it (Taylor terms: Wn in the '
+                 'products; left axis)'),
+      line([], [], color=_TEXT, lw=1.5,
+           label='Taylor terms as the text defines them (ε = the noise, '
+                 'g_λ, H_λ at Wn; right axis)'),
+      line([], [], color=_EXACT, ls=':', lw=1.5,
+           label='exact CE (unclipped), mean')]
+  fig.legend(handles=handles, loc='lower center', ncol=3, fontsize=7,
+             frameon=False)
 
 
 def listing2_figure(results: dict[str, Any], folder: str) -> list[str]:
-  """Fig. 29: the six metrics of Listing 2 against λ, one panel each."""
+  """Fig. 29: one row of six panels per noise, Wn = W + λε.
+
+  Error, CE (clipped as the listing's log_loss; the exact CE dotted),
+  mean Σ p(1 − p), tr H, and the first- and second-order terms in both
+  definitions (the listing's on the left axis, the text's on the right).
+  The panels of one quantity share their y range across the rows.
+  """
   r = results['listing2']
-  lams = np.asarray(r['lambdas'])
-  fig, axes = plt.subplots(2, 3, figsize=(10, 5.4))
-  for ax, (key, title) in zip(axes.ravel(), _LISTING2_TITLES.items()):
-    for n, (name, m) in enumerate(r['metrics'].items()):
-      v = np.asarray([plots.clipped(row) for row in m[key]])
-      style = '-' if n else '--'
-      ax.plot(lams, v.mean(0), style, color=f'C{n}', label=name, lw=1.5)
-      if len(v) > 1:
-        ax.fill_between(lams, v.mean(0) - v.std(0), v.mean(0) + v.std(0),
-                        color=f'C{n}', alpha=0.2)
-    ax.axvline(0.0, color='grey', lw=0.5)
-    ax.set_title(title, fontsize=9)
-    ax.set_xlabel('λ', fontsize=8)
-    ax.tick_params(labelsize=7)
-    ax.grid(alpha=0.3)
-  axes[0, 0].legend(fontsize=7)
-  fig.suptitle('Listing 2: softmax regression on digits, W + λ·noise',
-               fontsize=9)
-  fig.tight_layout()
+  lams, names = np.asarray(r['lambdas']), list(r['metrics'])
+  draws = r.get('listing_draw', {})
+  fig, axes = plt.subplots(len(names), len(_LISTING2_PANELS),
+                           figsize=(18, 2.9 * len(names) + 1.0),
+                           squeeze=False)
+  twins = np.full(axes.shape, None, object)
+  for i, name in enumerate(names):
+    draw = draws.get('metrics', {}).get(name, {})
+    for j, panel in enumerate(_LISTING2_PANELS):
+      twins[i, j] = _listing2_panel(axes[i, j], lams, r['metrics'][name],
+                                    draw, panel)
+    axes[i, 0].annotate(f'ε = {name}', (-0.42, 0.5),
+                        xycoords='axes fraction', rotation=90, ha='center',
+                        va='center', fontsize=10, fontweight='bold')
+  for j in range(axes.shape[1]):
+    _share_y(axes[:, j])
+    if twins[0, j] is not None:
+      _share_y(twins[:, j])
+  top = plots.error_top([v for m in r['metrics'].values()
+                         for row in m['error'] for v in row])
+  for ax in axes[:, 0]:
+    ax.set_ylim(0.0, top)
+  n_draws = len(next(iter(r['metrics'].values()))['error'])
+  _listing2_legend(fig, n_draws, draws.get('seed', '?'))
+  cfg = results.get('config', {})
+  max_iter = cfg.get('listing2', {}).get('max_iter', '?')
+  fig.suptitle(
+      f"{results.get('kind', 'listing2')} (Fig. 29, Listing 2): "
+      f"{results['model']} on all {results['dataset']} (sklearn lbfgs, "
+      f"max_iter {max_iter}; no checkpoint), run "
+      f"{epath.Path(folder).parent}, seed {cfg.get('seed', '?')}; "
+      'Wn = W + λε', fontsize=10)
+  fig.tight_layout(rect=(0, 0.05, 1, 1))
   return plots.save(fig, folder, 'figure')
 
 
@@ -232,8 +342,10 @@ def softmax_maps(p: Prober, _) -> dict[str, Any]:
   curve_lams = _sweep_lams(p)
   m = [theory.softmax_metrics(w + lam * theory.listing_sign(w), x, y)
        for lam in curve_lams]
+  # The exact CE: this curve is no listing's, so nothing is clipped.
   curve = common.curve('W + λ·s(W)', 'digits', curve_lams,
-                       [r['loss'] for r in m], [r['error'] for r in m],
+                       [r['loss_unclipped'] for r in m],
+                       [r['error'] for r in m],
                        **common.curve_meta('sign', True, None, 'none'))
   p.bar.update(1)
   samples = [x[np.flatnonzero(y == k)[0]].reshape(8, 8) for k in c.classes]
@@ -436,27 +548,40 @@ ACTIVATIONS = Study(
 # ------------------------------------------------------------------ listing2
 
 
+# The two noises of Fig. 29, one row each: (sign-consistent, name).
+_LISTING2_NOISES = ((False, 'G(0,1)'), (True, '|G(0,1)|·s(W)'))
+
+
 def listing2(p: Prober, _) -> dict[str, Any]:
   """Fig. 29 (Listing 2): W + λ·n and W + λ·|n|·s(W) on the digits.
 
-  config.seeds draws of n (the listing makes one); every metric is kept
-  per draw. Per noise and metric, `favoured` is the fraction of (draw,
-  λ ≥ 0.5) pairs where the metric is lower at +λ than at −λ (0.5: no side
-  favoured), and `asymmetry` the mean of theory.asymmetry over draws (> 0:
-  the positive side is lower).
+  config.seeds draws of n (the listing makes one); every metric of
+  theory.LISTING2_DEFINITIONS is kept per draw: the CE as the listing's
+  sklearn log_loss computes it ('loss', clipped) beside the exact one
+  ('loss_unclipped'), and the first- and second-order terms as the listing
+  computes them (Wn in the products) and as the text defines them (ε).
+  Per noise and metric, `favoured` is the fraction of (draw, λ ≥ 0.5) pairs
+  where the metric is lower at +λ than at −λ (0.5: no side favoured), and
+  `asymmetry` the mean of theory.asymmetry over draws (> 0: the positive
+  side is lower); both compare signed values, so for the slope first_text
+  (< 0 left of the minimum, > 0 right of it) they say nothing about the
+  valley. `listing_draw` repeats every metric on the listing's own
+  draw, np.random.seed(config.seed); randn(*W.shape) (theory.listing_noise),
+  the curve the paper's figure shows.
 
   Args:
     p: the Prober.
 
   Returns:
-    One curve (error, CE) per noise and the per-draw metrics.
+    One curve (error, clipped CE) per noise and the per-draw metrics.
   """
   c = p.config.listing2
   x, y = theory.digits()
   w = theory.fit_softmax(x, y, c.max_iter)
   lams = np.linspace(c.lam_min, c.lam_max, c.num_points)
-  curves, metrics, favoured, asymmetry = [], {}, {}, {}
-  for sc, name in ((False, 'G(0,1)'), (True, '|G(0,1)|·s(W)')):
+  n_listing = theory.listing_noise(w.shape, p.config.seed)
+  curves, metrics, favoured, asymmetry, draw = [], {}, {}, {}, {}
+  for sc, name in _LISTING2_NOISES:
     runs = [theory.listing2_curve(w, _listing2_noise(p, w, seed, sc), lams,
                                   x, y) for seed in range(p.config.seeds)]
     per = {k: np.asarray([r[k] for r in runs]) for k in
@@ -466,18 +591,33 @@ def listing2(p: Prober, _) -> dict[str, Any]:
                                **common.curve_meta('gaussian', sc, None,
                                                    'none')))
     metrics[name] = {k: v.tolist() for k, v in per.items()}
-    favoured[name] = {k: float(np.mean([theory.favoured(lams, r)
-                                        for r in v]))
-                      for k, v in per.items()}
-    asymmetry[name] = {k: float(np.mean([theory.asymmetry(lams, r)
-                                         for r in v]))
-                       for k, v in per.items()}
+    favoured[name], asymmetry[name] = _sides(lams, per)
+    draw[name] = theory.listing2_curve(
+        w, _sign_consistent(n_listing, w) if sc else n_listing, lams, x, y)
     p.bar.update(1)
   return {'model': 'softmax regression', 'dataset': 'digits',
           'curves': curves,
-          'listing2': {'lambdas': lams.tolist(), 'metrics': metrics,
-                       'favoured': favoured, 'asymmetry': asymmetry,
+          'listing2': {'lambdas': lams.tolist(),
+                       'definitions': dict(theory.LISTING2_DEFINITIONS),
+                       'log_loss_eps': theory.LOG_LOSS_EPS,
+                       'metrics': metrics, 'favoured': favoured,
+                       'asymmetry': asymmetry,
+                       'listing_draw': {'seed': p.config.seed,
+                                        'metrics': draw},
                        'weight_abs_mean': float(np.abs(w).mean())}}
+
+
+def _sides(lams, per: dict[str, np.ndarray]) -> tuple[dict, dict]:
+  """(favoured, asymmetry) per metric, averaged over the draws."""
+  fav = {k: float(np.mean([theory.favoured(lams, r) for r in v]))
+         for k, v in per.items()}
+  asym = {k: float(np.mean([theory.asymmetry(lams, r) for r in v]))
+          for k, v in per.items()}
+  return fav, asym
+
+
+def _sign_consistent(n: np.ndarray, w: np.ndarray) -> np.ndarray:
+  return np.abs(n) * theory.listing_sign(w)
 
 
 def _listing2_noise(p: Prober, w: np.ndarray, seed: int,
@@ -486,7 +626,7 @@ def _listing2_noise(p: Prober, w: np.ndarray, seed: int,
   key = directions.direction_key(p.root, seed,
                                  list(directions.NOISES).index('gaussian'))
   n = np.asarray(jax.random.normal(key, w.shape), np.float64)
-  return np.abs(n) * theory.listing_sign(w) if sign_consistent else n
+  return _sign_consistent(n, w) if sign_consistent else n
 
 
 def _listing2_config() -> Config:
