@@ -176,6 +176,22 @@ def test_command_line_overrides_reach_every_cell():
       assert hp.mu == dict(cell.point)['mu'] and hp.mu in (0.5, 2.0)
 
 
+def test_named_options_as_variants_reach_the_run():
+  """fed.hparams starts empty, so a flag cannot add these: variants do."""
+  c = defaults.fed_offline('digits', 'moon,classifier_representation,'
+                                     'first_negative_global')
+  alg = fed_runner.validate(c)
+  assert (alg.hparams['classifier'], alg.hparams['first_negative']) == (
+      'representation', 'global')
+  c = defaults.fed_offline('digits', 'feddyn,alpha_scaling_none,alpha0.1')
+  assert fed_runner.validate(c).hparams['alpha_scaling'] == 'none'
+  assert c.fed.alpha == 0.1  # The Dirichlet α, not FedDyn's.
+  assert defaults.fed_offline('digits', 'fedbn,bn_first_average'
+                              ).fed.bn_first == 'average'
+  with pytest.raises(ValueError, match=r"classifier='head' must be one of"):
+    fed_runner.validate(defaults.fed_offline('digits', 'moon,classifier_head'))
+
+
 def test_table_variants_set_the_table_axes():
   c = defaults.fed_offline('digits', 'table,fedsign,fedavg,alpha0.5,alpha10,'
                                      'seed3,gamma0.1,rounds2')
@@ -183,6 +199,8 @@ def test_table_variants_set_the_table_axes():
   assert c.table.algorithms == ('fedsign', 'fedavg')
   assert c.table.alphas == (0.5, 10.0) and c.table.seeds == (3,)
   assert c.table.grids.fedsign.gamma == (0.1,)
+  assert defaults.fed_offline('digits', 'table,fedsign,reduction_sum'
+                              ).table.hparams.fedsign.reduction == 'sum'
   moon = defaults.fed_offline('digits', 'table,moon,mu0.5')
   assert moon.table.grids.moon.mu == (0.5,)
   with pytest.raises(ValueError, match=r"mu is a hyperparameter of "

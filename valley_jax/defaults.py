@@ -5,6 +5,8 @@
 (0.1, 32)
 """
 
+import functools
+
 import ml_collections
 from ml_collections import config_dict
 
@@ -201,6 +203,10 @@ def _set_hparam(c, key: str, v: str) -> None:
   c.fed.hparams[key] = float(v)
 
 
+def _set_named(c, v: str, *, key: str) -> None:
+  c.fed.hparams[key] = v
+
+
 _FED_VARIANTS = {
     'alpha': lambda c, v: setattr(c.fed, 'alpha', float(v)),
     'gamma': lambda c, v: _set_hparam(c, 'gamma', v),
@@ -210,17 +216,26 @@ _FED_VARIANTS = {
     'clients': lambda c, v: setattr(c.fed, 'num_clients', int(v)),
     'iid': lambda c, v: setattr(c.fed, 'partition', 'iid'),
     'fedbn': lambda c, v: setattr(c.fed, 'bn_policy', 'local'),
+    'bn_first': lambda c, v: setattr(c.fed, 'bn_first', v),
     'table': lambda c, v: setattr(c, 'mode', 'table'),
+    # The algorithms' named options (checks.NAMED_HPARAMS), e.g.
+    # reduction_sum, classifier_representation, first_negative_global,
+    # alpha_scaling_none: fed.hparams starts empty, so a flag cannot add
+    # them.
+    **{k: functools.partial(_set_named, key=k) for k in (
+        'reduction', 'classifier', 'first_negative', 'alpha_scaling')},
 }
 
 
 def apply_fed_variant(c: ml_collections.ConfigDict,
                       arg: str | None) -> ml_collections.ConfigDict:
   """Applies 'alpha0.5', an algorithm name ('fedsign'), 'gamma0.01', 'mu0.01',
-  'seed3', 'rounds50', 'clients20', 'iid', 'fedbn', 'table' or a model name
-  ('vgg11') to a fed config (a comma-separated list). With 'table', the
-  algorithm names, α, seeds and hyperparameter values set the table's axes
-  instead (`_apply_table_variants`).
+  'seed3', 'rounds50', 'clients20', 'iid', 'fedbn', 'bn_first_average',
+  'table', an algorithm option ('reduction_sum', 'classifier_representation',
+  'first_negative_global', 'alpha_scaling_none') or a model name ('vgg11')
+  to a fed config (a comma-separated list). With 'table', the algorithm
+  names, α, seeds and hyperparameter values set the table's axes instead
+  (`_apply_table_variants`).
 
   >>> c = apply_fed_variant(fed_config('resnet20', 'cifar10'),
   ...                       'alpha10,fedsign,gamma0.1')
@@ -268,17 +283,21 @@ def _apply_table_variants(c: ml_collections.ConfigDict,
   ...                       'table,fedavg,fedsign,alpha0.5,gamma0.1')
   >>> c.table.algorithms, c.table.alphas, c.table.grids.fedsign.gamma
   (('fedavg', 'fedsign'), (0.5,), (0.1,))
+
+  An algorithm option ('reduction_sum') fixes table.hparams of the one
+  table algorithm that takes it.
   """
-  from valley_jax import fed  # pylint: disable=g-import-not-at-top
+  from valley_jax import checks, fed  # pylint: disable=g-import-not-at-top
   names = tuple(i for i in items if i in fed.ALGORITHMS)
   if names:
     c.table.algorithms = names
   axes, grids, rest = {}, {}, []
+  fixed = {}
   for item in items:
     if item in fed.ALGORITHMS:
       continue
-    key = next((k for k in (*_TABLE_AXES, *_GRID_VARIANTS)
-                if item.startswith(k)), None)
+    key = next((k for k in (*checks.NAMED_HPARAMS, *_TABLE_AXES,
+                            *_GRID_VARIANTS) if item.startswith(k)), None)
     if key is None:
       rest.append(item)
       continue
@@ -287,6 +306,9 @@ def _apply_table_variants(c: ml_collections.ConfigDict,
       axes.setdefault(key, []).append(_TABLE_AXES[key][1](value))
       continue
     takers = [a for a in c.table.algorithms if key in c.table.hparams[a]]
+    if key in checks.NAMED_HPARAMS and len(takers) == 1:
+      fixed[(takers[0], key)] = value
+      continue
     if len(takers) != 1:
       raise InputError(
           f'Fed config variant {item!r} with table: {key} is a '
@@ -301,6 +323,8 @@ def _apply_table_variants(c: ml_collections.ConfigDict,
     if name not in c.table.grids:
       c.table.grids[name] = ml_collections.ConfigDict()
     c.table.grids[name][key] = tuple(values)
+  for (name, key), value in fixed.items():
+    c.table.hparams[name][key] = value
   return rest
 
 
