@@ -22,6 +22,16 @@ Plain G(0,1) noise favours no side: error 0.139 vs 0.172, dᵀHd/‖d‖² 0.050
 vs 0.034, tr(H) 606 vs 543. At θf tr(H) ≈ 2.4 and the top eigenvalue is
 0.61 (residual 4e-4), above dᵀHd/‖d‖² along both directions (0.0002 and
 0.0013).
+With --config.curvature.through_bn=True the kind also computes both with
+the BN statistics recomputed from θ and differentiated (the bend of the
+curves themselves, which recalibrate at every point) beside the default's
+statistics held fixed inside H; dotted in the figure. Same checkpoint
+(2026-12-02, 2 CPU cores, 7 min on cores shared with five other jobs):
+sign-consistent, mean over λ ∈ [0, 1] vs [-1, 0], dᵀHd/‖d‖² 0.0010 vs
+0.0135 and tr(H) 9.2 vs 114 (held fixed: 0.0054 vs 0.130, 35 vs 762); plain
+G(0,1) 0.032 vs 0.036 and 163 vs 218. The statistics' own dependence on θ
+lowers the curvature 3-10× but keeps the flat side; on the far negative
+side (λ < −0.6) the sign-consistent curvature turns negative.
 Another checkpoint: --config=configs/probe_curvature.py:<workdir>.
 """
 

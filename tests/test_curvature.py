@@ -29,6 +29,7 @@ def _kind_config(checkpoint_dir):
 @pytest.mark.slow
 def test_kind_end_to_end(trained_mlp, tmp_path):
   c = _kind_config(trained_mlp)
+  c.curvature.through_bn = True
   path = probe_runner.run(c, str(tmp_path))['curvature']
   with open(path) as f:
     res = json.load(f)
@@ -50,6 +51,12 @@ def test_kind_end_to_end(trained_mlp, tmp_path):
   # The finding, with a margin: sign-consistent noise is flatter at λ > 0.
   assert sc['trace'][1] > 1.5 * sc['trace'][3]  # λ = -0.5 and 0.5.
   _check_recalibrated_point(c, trained_mlp, sc)
+  # through_bn: the statistics differentiated too (tests/test_hessian.py
+  # checks the value): another number than with them held fixed.
+  for cv in res['curves']:
+    assert len(cv['curvature_through_bn']) == len(cv['trace_through_bn']) == 5
+    assert not np.allclose(cv['curvature_through_bn'], cv['curvature'],
+                           rtol=1e-3)
 
 
 def _check_recalibrated_point(c, trained_mlp, curve):

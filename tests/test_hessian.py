@@ -229,3 +229,45 @@ def test_batch_loss_is_the_eval_step_loss():
   step = steps.make_eval_step(model, (0.0,), (1.0,))
   assert float(hessian.batch_loss(model)(params, stats, x, y, w)) == (
       pytest.approx(float(step(params, stats, x, y, w)['loss'])))
+
+
+def test_curvature_through_bn_is_the_recalibrated_curves_bend(x64):
+  """vᵀH̃v with the statistics recomputed from θ equals the second
+  difference of the curve λ ↦ L(θ + λv, recal(θ + λv)) that a recalibrating
+  sweep draws (central differences; the recalibration computes its
+  statistics in float32, so h = 1e-2 and 2%), and the exact Hessian of that
+  composed function (reverse-over-reverse, 1e-5); holding the statistics
+  fixed gives another number."""
+  model, params, stats, x, y, data = _problem(True)
+  f = _ce64(model)
+  recal_x = jnp.asarray(np.random.default_rng(2).normal(size=(3, 6, 4)))
+
+  def stats_fn(p):
+    return sweep.recalibrate(model, p, stats, recal_x, dtype=jnp.float64)
+
+  flat, unravel = flatten_util.ravel_pytree(params)
+  v = unravel(jnp.asarray(np.random.default_rng(1).normal(size=flat.size)))
+
+  def curve(lam):
+    p = jax.tree.map(lambda a, b: a + lam * b, params, v)
+    return float(hessian.loss(f, p, stats_fn(p), data))
+
+  h = 1e-2
+  second = (curve(h) - 2 * curve(0.0) + curve(-h)) / h ** 2
+  got = float(jax.jit(lambda p, v: hessian.quadratic_form_through(
+      f, stats_fn, p, v, data))(params, v))
+  np.testing.assert_allclose(got, second, rtol=2e-2)
+  composed = jax.hessian(lambda fl: hessian.loss(
+      f, unravel(fl), stats_fn(unravel(fl)), data))(flat)
+  vf = _flat(v)
+  np.testing.assert_allclose(got, vf @ np.asarray(composed) @ vf, rtol=1e-5)
+  fixed = float(hessian.quadratic_form(f, params, stats_fn(params), v, data))
+  assert abs(fixed - got) > 0.05 * abs(got)
+  # Hutchinson with stats_fn averages the same quadratic forms.
+  key = jax.random.key(3)
+  tr, _ = hessian.hutchinson(f, params, stats, key, data, 4, stats_fn=stats_fn)
+  probes = hessian.rademacher(key, params, 4)
+  each = [hessian.quadratic_form_through(
+      f, stats_fn, params, jax.tree.map(lambda a: a[i], probes), data)
+          for i in range(4)]
+  np.testing.assert_allclose(tr, np.mean(each), rtol=1e-6)

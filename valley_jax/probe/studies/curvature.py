@@ -32,6 +32,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+import optax
 
 from valley_jax import checks, plots, sharding
 from valley_jax.core import directions, hessian, sweep, tree
@@ -57,6 +58,10 @@ class Track:
   data: sweep.Batches
   recal: Any  # jitted (params, batch_stats, recal_x) -> stats, or None.
   probes: int
+  # jitted (params, batch_stats, d, key, recal_x, data) -> (dᵀH̃d/‖d‖²,
+  # tr H̃, its s.e.) with the statistics differentiated, or None.
+  through: Any = None
+  mesh: Any = None
 
   def stats(self, params):
     """The BN statistics the point is evaluated with (as the sweep)."""
@@ -73,15 +78,33 @@ class Track:
     tr, se = self.curv.hutchinson(params, stats, key, self.data, self.probes)
     return float(dc), float(tr), float(se)
 
+  def point_through(self, d, coeff: float, key) -> tuple[float, float, float]:
+    """As `point`, with the BN statistics recomputed from θ and
+    differentiated with it (hessian.quadratic_form_through): the curvature
+    of the curve the sweep draws."""
+    s = self.subject
+    params = tree.combine(s.params, [d], jnp.full((1,), coeff))
+    args = (params, s.batch_stats, d, key)
+    if self.mesh is not None:
+      args = sharding.put_replicated(self.mesh, args)
+    dc, tr, se = self.through(*args, s.sweep.recal_x, self.data)
+    return float(dc), float(tr), float(se)
+
 
 # -------------------------------------------------------------------- figures
 
 
 def _curvature_scale(ax, curves: list[dict[str, Any]], metric: str) -> None:
-  """Log y when every value is positive (curvature spans decades)."""
-  v = np.concatenate([plots.clipped(c[metric]) for c in curves])
-  if v.size and np.all(v > 0):
+  """Log y when every value is positive (curvature spans decades); symlog
+  when some are not (the curvature with BN differentiated can be < 0)."""
+  v = np.concatenate([plots.clipped(c[k]) for c in curves
+                      for k in (metric, f'{metric}_through_bn') if k in c])
+  if not v.size:
+    return
+  if np.all(v > 0):
     ax.set_yscale('log')
+  elif np.any(v > 0):
+    ax.set_yscale('symlog', linthresh=float(np.percentile(v[v > 0], 10)))
 
 
 def _shade_flat_side(ax, curves: list[dict[str, Any]]) -> None:
@@ -115,10 +138,15 @@ def curvature_figure(results: dict[str, Any], folder: str) -> list[str]:
           ('curvature', 'dᵀHd / ‖d‖²'), ('trace', 'tr(H), Hutchinson'))
   fig, axes = plt.subplots(1, len(rows), figsize=(3.2 * len(rows), 3.0))
   colors = plt.get_cmap('tab10')
+  through = any('curvature_through_bn' in c for c in curves)
   for ax, (metric, title) in zip(axes, rows):
     _shade_flat_side(ax, curves)
     for n, c in enumerate(curves):
       plots.draw_curve(ax, c, metric, colors(n % 10))
+      if metric in ('curvature', 'trace') and through:
+        ax.plot(c['lambdas'], plots.clipped(c[f'{metric}_through_bn']), ':',
+                color=colors(n % 10), lw=1.8,
+                label=f"{c['label']}, BN differentiated")
     if metric in ('curvature', 'trace'):
       _curvature_scale(ax, curves, metric)
     top = results.get('top_eigenvalue')
@@ -130,13 +158,17 @@ def curvature_figure(results: dict[str, Any], folder: str) -> list[str]:
     ax.tick_params(labelsize=7)
     ax.grid(alpha=0.3)
   axes[0].legend(fontsize=6)
+  if through:
+    axes[2].legend(fontsize=5)
   data = results.get('hessian_data', {})
   fig.suptitle(f"{results['kind']}: {results['model']} on "
                f"{results['dataset']}{plots.checkpoint_label(results)}\n"
                f"H of the CE on {data.get('samples', '?')} "
                f"{data.get('split', '')} examples, BN statistics recalibrated "
-               'at each λ and held fixed inside H (not differentiated); '
-               'green: flat side', fontsize=8)
+               'at each λ and held fixed inside H' + (
+                   '; dotted: statistics differentiated with θ, as the '
+                   'curves' if through else ' (not differentiated)') +
+               '; green: flat side', fontsize=8)
   fig.tight_layout()
   return plots.save(fig, folder, 'figure')
 
@@ -161,11 +193,29 @@ def make_track(p: Prober, s: Subject) -> Track:
   data = sweep.make_batches(x[order], y[order], bs, p.mesh)
   curv = hessian.make_curvature(s.model, ds.mean, ds.std,
                                 chunk=c.probe_chunk or None, mesh=p.mesh)
-  recal = None
+  recal = through = None
   if s.sweep.recal_x is not None:
     recal = jax.jit(functools.partial(sweep.recalibrate, s.model,
                                       mean=ds.mean, std=ds.std))
-  return Track(s, curv, data, recal, c.probes)
+    if c.through_bn:
+      through = _make_through(s.model, ds.mean, ds.std, curv.loss_fn,
+                              c.probes, c.probe_chunk or None)
+  return Track(s, curv, data, recal, c.probes, through, p.mesh)
+
+
+def _make_through(model, mean, std, loss_fn, probes: int, chunk):
+  """Track.through: the curvature with BN statistics differentiated."""
+
+  def fn(params, stats0, d, key, recal_x, data):
+    def stats_fn(p):
+      return sweep.recalibrate(model, p, stats0, recal_x, mean, std)
+
+    q = hessian.quadratic_form_through(loss_fn, stats_fn, params, d, data)
+    tr, se = hessian.hutchinson(loss_fn, params, stats0, key, data, probes,
+                                chunk, stats_fn=stats_fn)
+    return q / optax.tree.norm(d, squared=True), tr, se
+
+  return jax.jit(fn)
 
 
 def _mean_std(name: str, values_SxP) -> dict[str, Any]:
@@ -205,6 +255,13 @@ def track_curve(p: Prober, t: Track, lams, sc: bool) -> dict[str, Any]:
   out.update(_mean_std('curvature', vals_SxPx3[..., 0]),
              **_mean_std('trace', vals_SxPx3[..., 1]),
              trace_sem=vals_SxPx3[..., 2].mean(0).tolist())
+  if t.through is not None:
+    thr_SxPx3 = np.array([[t.point_through(
+        d, lam * c.scale, directions.direction_key(p.root, seed,
+                                                   _PROBE_INDEX))
+                           for lam in lams] for seed, d in zip(seeds, ds)])
+    out.update(_mean_std('curvature_through_bn', thr_SxPx3[..., 0]),
+               **_mean_std('trace_through_bn', thr_SxPx3[..., 1]))
   for key in ('curvature', 'trace'):
     out[f'positive_{key}'], out[f'negative_{key}'] = common.halves(lams,
                                                                    out[key])
@@ -251,9 +308,13 @@ def curvature_kind(p: Prober, s: Subject) -> dict[str, Any]:
 
 
 def _config() -> Config:
+  # through_bn: also the curvature with the BN statistics recomputed from θ
+  # and differentiated (what the recalibrated curves bend by), beside the
+  # default's statistics recalibrated at each point and held fixed in H.
   return Config(dict(noise='gaussian', scale=1.0, lam_min=-1.0, lam_max=1.0,
                      num_points=11, probes=8, probe_chunk=0, split='train',
-                     samples=1000, batch_size=100, power_iters=20))
+                     samples=1000, batch_size=100, power_iters=20,
+                     through_bn=False))
 
 
 def _validate(config: Config) -> None:
