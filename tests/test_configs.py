@@ -7,6 +7,7 @@ import pytest
 
 from valley_jax import data, models
 from valley_jax.fed import runner as fed_runner
+from valley_jax.probe import registry
 from valley_jax.probe import runner as probe_runner
 from valley_jax.train import runner as train_runner
 
@@ -55,3 +56,25 @@ def test_imagenet_groups_config_names_figs_6_and_20_as_the_paper():
   assert fig20.train.model.name == 'resnet50'
   assert fig20.weights == 'weights/resnet50.safetensors'
   assert 'Fig. 6' in module.__doc__ and 'Fig. 20' in module.__doc__
+
+
+# The multi-run figures: their default (CIFAR-10) and offline settings.
+_RUN_FIGURES = [(f'configs/probe_{name}.py', arg)
+                for name in ('bn_init', 'interpolate', 'hparams')
+                for arg in (None, 'digits')]
+
+
+@pytest.mark.parametrize('path,arg', _RUN_FIGURES)
+def test_run_figures_name_a_training_config_for_every_run(path, arg):
+  """One command per figure: every run the figure measures is named in
+  config.train_runs, whose entries load and pass train.py's checks."""
+  config = _load(path).get_config(arg)
+  kind = probe_runner.kinds_of(config)[0]
+  measured = [w for w, _ in registry.STUDIES[kind].checkpoints(config)]
+  runs = probe_runner.train_runs(config)
+  assert [r.workdir for r in runs] == measured
+  for r in runs:
+    if r.config.data.name == 'digits':
+      # A batch fits in digits' training split (1,437 images, not 2,048).
+      n_train = len(data.from_config(r.config.data).y_train)
+      assert r.config.train.batch_size <= n_train, r.source

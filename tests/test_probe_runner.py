@@ -383,3 +383,132 @@ def test_fedsim_workdir_is_explained(tmp_path):
                                            rel=1e-5)
   assert 1 - curve['error'][1] == pytest.approx(
       fed_res['final']['test_accuracy'], abs=1e-6)
+
+
+# --------------------------------- 10. multi-run studies train their runs
+
+# A training config file as a user writes one (tiny_train_config's run).
+_TINY_CONFIG = '''
+from valley_jax import defaults
+
+
+def get_config(arg=None):
+  c = defaults.train_config('mlp', 'digits')
+  c.model.width = 0.125
+  c.data.augment = False
+  c.data.n_train = 512
+  c.optim.lr = 0.05
+  c.train.update(dict(epochs=1, batch_size=64, eval_batch_size=120,
+                      keep_epochs=(1,)))
+  return defaults.apply_variant(c, arg)
+'''
+
+
+def _config_file(tmp_path, text=_TINY_CONFIG, name='tiny.py') -> str:
+  path = tmp_path / name
+  path.write_text(text)
+  return str(path)
+
+
+def _load_config_file(path, arg=None):
+  """A config file loaded as train.py would (not by the code under test)."""
+  import importlib.util  # pylint: disable=g-import-not-at-top
+  spec = importlib.util.spec_from_file_location('tiny_config', path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(arg)
+
+
+def _runs_config(tmp_path, runs: dict[str, str]):
+  """An hparams probe of `runs` (name -> 'CONFIG_FILE[:VARIANT]'), each a
+  workdir under tmp_path/runs named in config.train_runs."""
+  dirs = [str(tmp_path / 'runs' / name) for name in runs]
+  c = _probe_config('', 'hparams')
+  c.sweep.num_points = 3
+  c.hparams.checkpoints = tuple(dirs)
+  c.train_runs = tuple(f'{d}={spec}' for d, spec in zip(dirs, runs.values()))
+  return c, dirs
+
+
+def _no_training(*a, **k):
+  raise AssertionError('a run was trained before the input was checked')
+
+
+@pytest.mark.slow
+def test_train_runs_trains_only_what_is_missing(tmp_path, monkeypatch):
+  f = _config_file(tmp_path)
+  c, (done, missing, killed) = _runs_config(
+      tmp_path, {'done': f, 'missing': f'{f}:lr0.1', 'killed': f'{f}:epochs2'})
+  train_runner.run(_load_config_file(f), done)  # Trained by hand.
+  train_runner.run(_load_config_file(f, 'epochs2'), killed,
+                   stop_after=1)  # Pre-empted after epoch 1.
+  calls, original = [], train_runner.run
+  monkeypatch.setattr(train_runner, 'run', lambda cfg, w, **k: (
+      calls.append(w), original(cfg, w, **k))[1])
+  probe_runner.run(c, str(tmp_path / 'probe'))
+  assert calls == [missing, killed]  # The finished run is not trained.
+  assert checkpoint.epochs(killed)[-1] == 2  # Resumed to its last epoch.
+  assert checkpoint.load_config(missing)['optim']['lr'] == 0.1
+  res = _load(tmp_path / 'probe' / 'hparams' / 'results.json')
+  assert [p['workdir'] for p in res['provenance']] == [done, missing, killed]
+  assert [p['epoch'] for p in res['provenance']] == [1, 1, 2]
+  probe_runner.run(c, str(tmp_path / 'probe'))  # Again: nothing to train.
+  assert calls == [missing, killed]
+
+
+_PROBE_CONFIG = '''
+from valley_jax import defaults
+
+
+def get_config(arg=None):
+  return defaults.probe_config()
+'''
+
+
+@pytest.mark.parametrize('spec,error,match', [
+    ('{b}={dir}/nothere.py', FileNotFoundError,
+     r'train_runs\[1\].*nothere\.py.* does not exist'),
+    ('{b}={f}:speed9', ValueError,
+     r"train_runs\[1\].*Unknown config variant 'speed9'"),
+    ('{b}={f}:bninit_flat', ValueError,
+     r"train_runs\[1\].*Unknown bn_init 'flat'"),
+    ('{b}={f}:lr-1', ValueError, r'train_runs\[1\].*config\.optim\.lr=-1'),
+    ('{b}', ValueError, r'train_runs\[1\].*WORKDIR=CONFIG_FILE'),
+    ('{b}={probe}', ValueError, r'train_runs\[1\].*not a training config'),
+    ('{a}={f}:lr0.1', ValueError, r'train_runs\[1\].*names too'),
+])
+def test_bad_train_run_is_refused_before_training(tmp_path, monkeypatch,
+                                                  spec, error, match):
+  """The first entry is fine and missing: nothing is trained all the same."""
+  monkeypatch.setattr(sweep, 'make_sweep', _no_compile)
+  monkeypatch.setattr(train_runner, 'run', _no_training)
+  f = _config_file(tmp_path)
+  c, (a, b) = _runs_config(tmp_path, {'a': f, 'b': f})
+  probe = _config_file(tmp_path, _PROBE_CONFIG, 'probe_cfg.py')
+  c.train_runs = (c.train_runs[0],
+                  spec.format(a=a, b=b, f=f, probe=probe, dir=tmp_path))
+  with pytest.raises(error, match=match):
+    probe_runner.run(c, str(tmp_path / 'probe'))
+  assert not (tmp_path / 'runs').exists()
+  assert not (tmp_path / 'probe').exists()
+
+
+def test_missing_run_that_no_entry_trains_fails_first(tmp_path, monkeypatch):
+  monkeypatch.setattr(train_runner, 'run', _no_training)
+  f = _config_file(tmp_path)
+  c, (_, b) = _runs_config(tmp_path, {'a': f, 'b': f})
+  c.train_runs = c.train_runs[:1]  # Only a would be trained.
+  with pytest.raises(FileNotFoundError,
+                     match=r"config\.hparams.*/runs/b'.*holds no checkpoint"):
+    probe_runner.run(c, str(tmp_path / 'probe'))
+  assert not (tmp_path / 'runs').exists()
+
+
+def test_train_run_that_no_kind_measures_is_not_trained(tmp_path, caplog):
+  f = _config_file(tmp_path)
+  c, _ = _runs_config(tmp_path, {'a': f})
+  c.kind = 'listing1'  # Measures no checkpoint.
+  with caplog.at_level(logging.WARNING):
+    kinds, plan = probe_runner._validate(c)
+  assert kinds == ['listing1'] and plan == []
+  assert 'which no kind' in caplog.text and 'not trained' in caplog.text

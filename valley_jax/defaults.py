@@ -110,6 +110,21 @@ def probe_config(
   # --config.checkpoint is an error rather than a new run. '' = never.
   c.train_if_missing = ''
   c.train = digits_cnn()
+  # Runs that probe.py trains before probing when they are missing, one
+  # after another (the runs of bn_init, interpolate, hparams; or the
+  # checkpoint): a tuple of 'WORKDIR=CONFIG_FILE[:VARIANT]', e.g.
+  # 'runs/digits_bs8=configs/digits_cnn.py:bs8' trains what
+  # `python train.py --config=configs/digits_cnn.py:bs8
+  # --workdir=runs/digits_bs8` would. A relative CONFIG_FILE is looked up in
+  # the working directory, then in the repository. Every entry is loaded and
+  # validated first; an entry is trained only when a selected kind measures
+  # its workdir and that holds no checkpoint, or a run of the same config
+  # stopped before its last epoch (resumed). A finished run, or a run of
+  # another config, is measured as it is.
+  c.train_runs = ()
+  # config.data.data_dir of the train_runs whose config leaves it '' (where
+  # `tfds build` put CIFAR-10, say); '' = TFDS's default.
+  c.train_data_dir = ''
   c.seed = 0
   c.seeds = 1  # Draws per random direction (mean ± std when > 1).
   c.num_devices = 0
@@ -132,6 +147,21 @@ def probe_config(
   c.compile_cache = 'default'
   for name, study in registry.STUDIES.items():
     c[name] = study.config()
+  return c
+
+
+def digits_probe(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """The sweep settings of the offline digits probes (probe_default.py's):
+  21 λ points, BN recalibrated on 1,000 training images, batches of 200
+  and 360.
+
+  >>> digits_probe(probe_config()).sweep.num_points
+  21
+  """
+  c.sweep.num_points = 21
+  c.sweep.recal_samples = 1000
+  c.sweep.recal_batch_size = 200
+  c.sweep.eval_batch_size = 360
   return c
 
 

@@ -30,10 +30,27 @@ training config; or, with config.weights, the state-dict file's path and
 SHA-256). A rerun skips a kind only when its results.json is readable
 and holds the same probe config and the same provenance; a missing figure
 beside it is redrawn.
+
+Training first: a probe trains the runs it measures that are missing before
+it measures anything. config.train_if_missing names the one workdir of
+config.checkpoint that config.train may train (the embedded default);
+config.train_runs names the training config of any other run, as
+'WORKDIR=CONFIG_FILE[:VARIANT]' (the runs of bn_init, interpolate and
+hparams: configs/probe_bn_init.py:digits trains its three runs and probes
+them in one command). Every entry is loaded and validated before anything
+is trained; then the runs are trained one after another, each only when its
+workdir holds no checkpoint, or holds a run of the same config stopped
+before its last epoch (which is resumed). A finished run, or a run of
+another config (trained by hand with other flags), is measured as it is.
+The checkpoint checks of a study whose runs are trained here come after the
+training.
 """
 
 import concurrent.futures
+import dataclasses
+import importlib.util
 import math
+import os
 from typing import Any
 
 import jax.numpy as jnp
@@ -41,10 +58,10 @@ import ml_collections
 from absl import logging
 from etils import epath
 
-from valley_jax import (checkpoint, checks, compile_cache, convert, outputs,
-                        plots, rundir)
+from valley_jax import (checkpoint, checks, compile_cache, convert, models,
+                        outputs, plots, rundir)
 from valley_jax.core import normalize, sweep
-from valley_jax.errors import InputError, InputFileError
+from valley_jax.errors import InputError, InputFileError, UserError
 from valley_jax.probe import registry
 from valley_jax.probe.prober import DTYPES, PRECISIONS, Prober, batch_sizes
 from valley_jax.probe.studies import common
@@ -55,8 +72,10 @@ FIGURE_FORMATS = ('png', 'pdf', 'svg')
 # results.json files of another version are recomputed, not reused: version 2
 # (2026-12-01) changed what some results mean (option-A CIFAR ResNets,
 # seeded ImageNet/Flowers subsets, adaptive normalisation of dense kernels,
-# BN biases outside the Fig. 8 groups, precision HIGHEST for 'float32').
-RESULTS_VERSION = 2
+# BN biases outside the Fig. 8 groups, precision HIGHEST for 'float32');
+# version 3 (2026-12-02): listing2's loss is clipped as sklearn's log_loss
+# and its Taylor terms come in two definitions under new keys.
+RESULTS_VERSION = 3
 
 def kinds_of(config) -> list[str]:
   """The kinds of config.kind, in order.
@@ -81,13 +100,23 @@ def kinds_of(config) -> list[str]:
 def validate(config: ml_collections.ConfigDict) -> list[str]:
   """Every name, range and checkpoint, before anything is compiled.
 
+  The entries of config.train_runs are loaded and validated too; the
+  checkpoints of runs that probe.py is about to train are checked after
+  that training (see run).
+
   Args:
     config: the probe config.
 
   Returns:
     The kinds to run.
   """
+  return _validate(config)[0]
+
+
+def _validate(config) -> tuple[list[str], list['TrainRun']]:
+  """validate(), and the runs to train before probing (in order)."""
   kinds = check_names(config)
+  plan = _training_plan(config, kinds)
   selected = [registry.STUDIES[k] for k in kinds]
   probes_main = any(_probes_main(s, config) for s in selected)
   if probes_main and config.get('weights'):
@@ -97,17 +126,19 @@ def validate(config: ml_collections.ConfigDict) -> list[str]:
     if 'special' in kinds and 'init' in config.special.directions:
       raise InputError("config.weights holds no initialisation θ0: drop "
                        "'init' from config.special.directions.")
-  elif probes_main and not _will_train(config):
+  elif probes_main and not _planned(plan, config.checkpoint):
     if not checkpoint.epochs(config.checkpoint):
       raise InputFileError(
           f'config.checkpoint={config.checkpoint!r} holds no checkpoint. '
           'Check the path, or train it first: python train.py '
-          f'--config=configs/<config>.py --workdir={config.checkpoint}')
+          f'--config=configs/<config>.py --workdir={config.checkpoint} '
+          "(or name its training config in config.train_runs: "
+          f"'{config.checkpoint}=configs/<config>.py').")
     common.check_checkpoint(config.checkpoint, config.epoch)
   for s in selected:
     if s.multi_run:
-      _check_runs(s, config)
-  return kinds
+      _check_runs_before_training(s, config, plan)
+  return kinds, plan
 
 
 def _probes_main(study: Study, config) -> bool:
@@ -125,6 +156,24 @@ def _check_runs(study: Study, config) -> None:
     common.check_checkpoint(w, e, f'config.{study.name}')
 
 
+def _check_runs_before_training(study: Study, config,
+                                plan: list['TrainRun']) -> None:
+  """_check_runs, except that a run about to be trained may be missing.
+
+  The study's own checks run in full (its names and counts fail here); when
+  only a file is missing and the study measures runs of the plan, each of
+  its runs that is not about to be trained must be kept now, and the full
+  check runs again after the training (run)."""
+  try:
+    _check_runs(study, config)
+  except InputFileError:
+    if not any(_planned(plan, w) for w, _ in study.checkpoints(config)):
+      raise
+    for w, e in study.checkpoints(config):
+      if not _planned(plan, w):
+        common.check_checkpoint(w, e, f'config.{study.name}')
+
+
 def _will_train(config) -> bool:
   """Whether probe.py trains config.checkpoint itself (the embedded default
   only: config.train_if_missing names that one workdir): when it holds no
@@ -134,11 +183,199 @@ def _will_train(config) -> bool:
   if config.get('weights') or not config.train_if_missing or (
       config.checkpoint != config.train_if_missing):
     return False
-  kept = checkpoint.epochs(config.checkpoint)
+  return _needs_training(config.checkpoint, config.train)
+
+
+def _needs_training(workdir: str, train: ml_collections.ConfigDict) -> bool:
+  """Whether `workdir` holds no checkpoint, or a run of `train` stopped
+  before its last epoch (train_runner.run resumes it)."""
+  kept = checkpoint.epochs(workdir)
   if not kept:
     return True
-  return max(kept) < config.train.train.epochs and not rundir.config_diff(
-      checkpoint.load_config(config.checkpoint), config.train.to_dict())
+  old = checkpoint.load_config(workdir)
+  return (old is not None and max(kept) < train.train.epochs and
+          not rundir.config_diff(old, train.to_dict()))
+
+
+# -------------------------------------------------------------- train_runs
+
+# A relative config file of config.train_runs that is not found from the
+# working directory is looked up in the repository, so that
+# 'configs/digits_cnn.py' works wherever probe.py is started (a temporary
+# folder that receives runs/, say).
+_REPO = os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))))
+_ENTRY_FORM = ("'WORKDIR=CONFIG_FILE[:VARIANT]', e.g. "
+               "'runs/digits_bs8=configs/digits_cnn.py:bs8'")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainRun:
+  """A run that probe.py may train: its workdir and training config.
+
+  Attributes:
+    where: the field that names it, for messages
+      ('config.train_runs[1]' or 'config.train').
+    workdir: where it is trained.
+    config: its training config (validated).
+    source: what it was made from: the entry as written, or
+      'config.train'.
+  """
+
+  where: str
+  workdir: str
+  config: ml_collections.ConfigDict
+  source: str
+
+
+def train_runs(config: ml_collections.ConfigDict) -> list[TrainRun]:
+  """config.train_runs, every entry loaded and validated (no run is read).
+
+  Args:
+    config: the probe config.
+
+  Returns:
+    One TrainRun per entry, in order; InputError (or InputFileError)
+    naming the entry and the fix for an entry that is malformed, names a
+    missing config file, a config that does not load (a bad variant) or is
+    not a training config, fails train.py's validation, or names a workdir
+    another entry names too.
+  """
+  entries = config.get('train_runs', ())
+  if isinstance(entries, str):
+    raise InputError(f'config.train_runs={entries!r} must be a tuple of '
+                     f'{_ENTRY_FORM}.')
+  data_dir = config.get('train_data_dir', '')
+  runs = [_load_entry(str(e), f'config.train_runs[{i}]', data_dir)
+          for i, e in enumerate(entries)]
+  seen = {}
+  for r in runs:
+    key = _dir_key(r.workdir)
+    if key in seen:
+      raise InputError(f'{r.where}={r.source!r} trains {r.workdir!r}, which '
+                       f'{seen[key]} names too: give every run its own '
+                       'workdir.')
+    seen[key] = r.where
+  return runs
+
+
+def _load_entry(entry: str, where: str, data_dir: str) -> TrainRun:
+  """One entry of config.train_runs, loaded and validated."""
+  workdir, sep, spec = entry.partition('=')
+  path, _, variant = spec.partition(':')
+  workdir, path, variant = workdir.strip(), path.strip(), variant.strip()
+  if not (sep and workdir and path):
+    raise InputError(f'{where}={entry!r}: write {_ENTRY_FORM}.')
+  cfg = _load_train_config(_config_file(path, where, entry), variant, where,
+                           entry)
+  if data_dir and not cfg.data.get('data_dir'):
+    cfg.data.data_dir = data_dir
+  try:
+    train_runner.validate(cfg)
+    _check_model(cfg.model)
+  except UserError as e:
+    raise type(e)(f'{where}={entry!r}: {e} Fix the config file or the '
+                  'variant.') from e
+  return TrainRun(where, workdir, cfg, entry)
+
+
+def _check_model(m: ml_collections.ConfigDict) -> None:
+  """The model options build (bn_init, width, bn; no data are read, so
+  10 classes stand in for the dataset's)."""
+  models.build_model(m.name, 10, width=m.width, bn=m.bn, bn_init=m.bn_init,
+                     **m.get('kwargs', {}))
+
+
+def _config_file(path: str, where: str, entry: str) -> str:
+  """The config file of an entry: as given, else in the repository."""
+  candidates = [path]
+  if not os.path.isabs(path) and not outputs.is_remote(path):
+    candidates.append(os.path.join(_REPO, path))
+  for c in candidates:
+    if os.path.isfile(c):
+      return c
+  raise InputFileError(
+      f'{where}={entry!r}: the config file {path!r} does not exist (looked '
+      f'in {os.getcwd()} and in {_REPO}). Name a training config file of '
+      'configs/, e.g. configs/digits_cnn.py.')
+
+
+def _load_train_config(path: str, variant: str, where: str,
+                       entry: str) -> ml_collections.ConfigDict:
+  """get_config(variant) of a config file, as train.py would load it."""
+  try:
+    spec = importlib.util.spec_from_file_location('_train_run_config', path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    cfg = module.get_config(variant) if variant else module.get_config()
+  except Exception as e:  # pylint: disable=broad-except
+    arg = f' with variant {variant!r}' if variant else ''
+    raise InputError(f'{where}={entry!r}: {path} does not load{arg}: '
+                     f'{e}') from e
+  if not isinstance(cfg, ml_collections.ConfigDict) or 'kind' in cfg or (
+      'fed' in cfg) or not {'model', 'data', 'optim', 'train'} <= set(cfg):
+    raise InputError(f'{where}={entry!r}: {path} is not a training config '
+                     "(train.py's); name one such as configs/digits_cnn.py.")
+  return cfg
+
+
+def _dir_key(workdir: str) -> str:
+  """A workdir as compared with another (the same folder, however
+  written)."""
+  if outputs.is_remote(workdir):
+    return workdir.rstrip('/')
+  return os.path.normpath(os.path.abspath(workdir))
+
+
+def _planned(plan: list[TrainRun], workdir: str) -> bool:
+  return any(_dir_key(r.workdir) == _dir_key(workdir) for r in plan)
+
+
+def _measured(config, kinds: list[str]) -> set[str]:
+  """The workdirs the selected kinds measure (as _dir_key)."""
+  out = set()
+  for k in kinds:
+    s = registry.STUDIES[k]
+    if _probes_main(s, config) and not config.get('weights'):
+      out.add(_dir_key(config.checkpoint))
+    elif s.multi_run:
+      out.update(_dir_key(w) for w, _ in s.checkpoints(config) if w)
+  return out
+
+
+def _training_plan(config, kinds: list[str]) -> list[TrainRun]:
+  """The runs to train before probing: the default of
+  config.train_if_missing, then each entry of config.train_runs that a
+  selected kind measures and whose workdir needs training."""
+  runs = train_runs(config)  # Every entry is checked, needed or not.
+  plan = []
+  if _will_train(config) and any(
+      _probes_main(registry.STUDIES[k], config) for k in kinds):
+    plan.append(TrainRun('config.train', config.checkpoint, config.train,
+                         'config.train'))
+  measured = _measured(config, kinds)
+  for r in runs:
+    if _dir_key(r.workdir) not in measured:
+      logging.warning('%s names %s, which no kind of config.kind=%r '
+                      'measures: not trained.', r.where, r.workdir,
+                      config.kind)
+    elif not _planned(plan, r.workdir) and _needs_training(r.workdir,
+                                                           r.config):
+      plan.append(r)
+    elif not _planned(plan, r.workdir):
+      _warn_if_other_config(r)
+  return plan
+
+
+def _warn_if_other_config(r: TrainRun) -> None:
+  """A kept run that is not of the entry's config is measured as it is."""
+  old = checkpoint.load_config(r.workdir)
+  diff = (rundir.config_diff(old, r.config.to_dict()) if old else
+          ['its stored config'])
+  if diff:
+    logging.warning('%s holds a run of another config than %s=%r (%s '
+                    'differ): measured as it is.', r.workdir, r.where,
+                    r.source, ', '.join(diff[:5]))
 
 
 def check_names(config: ml_collections.ConfigDict) -> list[str]:
@@ -227,12 +464,23 @@ def table(results: dict[str, Any]) -> str:
   return '\n'.join(rows)
 
 
-def _ensure_trained(config, kinds: list[str]) -> None:
-  if _will_train(config) and any(
-      _probes_main(registry.STUDIES[k], config) for k in kinds):
-    logging.warning('No finished run in %s: training %s first.',
-                    config.checkpoint, config.train.model.name)
-    train_runner.run(config.train, config.checkpoint)
+def _train_missing(config, kinds: list[str], plan: list[TrainRun]) -> None:
+  """Trains (or resumes) the runs of the plan, one after another, then
+  checks the checkpoints of the kinds that measure them."""
+  for i, r in enumerate(plan):
+    state = 'resuming' if checkpoint.epochs(r.workdir) else 'training'
+    logging.warning('Run %d of %d to train before probing: %s %s (%s, %s).',
+                    i + 1, len(plan), state, r.workdir, r.source,
+                    r.config.model.name)
+    train_runner.run(r.config, r.workdir)
+  if not plan:
+    return
+  for k in kinds:
+    s = registry.STUDIES[k]
+    if s.multi_run and any(_planned(plan, w) for w, _ in s.checkpoints(config)):
+      _check_runs(s, config)
+    elif _probes_main(s, config) and _planned(plan, config.checkpoint):
+      common.check_checkpoint(config.checkpoint, config.epoch)
 
 
 # The header of a kind that measures no checkpoint; its results override
@@ -315,15 +563,18 @@ def _finish(kind: str, results: dict[str, Any], folder: epath.Path,
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, str]:
   """Runs every kind of config.kind; returns kind -> results.json path.
 
+  The runs it measures that are missing (or were stopped before their last
+  epoch) are trained first, one after another: config.train_if_missing
+  and the entries of config.train_runs (see the module docstring).
   A kind whose results.json already holds this config and was measured on
   the same checkpoints (same fingerprints) is not recomputed, so an
   interrupted probe started again resumes after its last finished kind.
   Figures are drawn by one worker thread while the next kind sweeps; run
   returns once every figure and results.json is written.
   """
-  kinds = validate(config)
+  kinds, plan = _validate(config)
   outputs.check_writable(workdir, '--workdir')
-  _ensure_trained(config, kinds)
+  _train_missing(config, kinds, plan)
   formats = figure_formats(config)
   p = Prober(config)
   main, paths, pending = None, {}, []
