@@ -102,8 +102,9 @@ def table_curves(table: dict[str, Any], path_prefix: str) -> list[str]:
     ax.set_title(f"{row['dataset']}, α = {row['alpha']:g}", fontsize=9)
     ax.set_xlabel('round')
     ax.grid(alpha=0.3)
+    # A legend per panel: each α has its own selected grid values.
+    ax.legend(fontsize=6, loc='lower right')
   axes[0][0].set_ylabel('test accuracy (mean ± sample std)')
-  axes[0][-1].legend(fontsize=7)
   p = table['protocol']
   fig.suptitle(f"selection: {p['selection']}; seeds {p['seeds']}; "
                f"{p['code']}", fontsize=8)
