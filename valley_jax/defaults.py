@@ -59,13 +59,15 @@ _VARIANTS = {
     'seed': lambda c, v: setattr(c, 'seed', int(v)),
     'half': lambda c, v: setattr(c.data, 'half', int(v)),
     'nobn': lambda c, v: setattr(c.model, 'bn', False),
+    'width': lambda c, v: setattr(c.model, 'width', float(v)),
 }
 
 
 def apply_variant(c: ml_collections.ConfigDict,
                   arg: str | None) -> ml_collections.ConfigDict:
   """Applies 'lr0.1', 'bs32', 'wd1e-5', 'bninit_uniform', 'nobn', 'half0',
-  'seed3', 'epochs50' (a comma-separated list) to a config."""
+  'seed3', 'epochs50', 'width2' (model width multiplier) (a comma-separated
+  list) to a config."""
   for item in filter(None, (arg or '').split(',')):
     key = next((k for k in sorted(_VARIANTS, key=len, reverse=True)
                 if item.startswith(k)), None)
