@@ -81,3 +81,18 @@ def test_noise_types_in_the_papers_layout(monkeypatch, tmp_path):
   assert {a.get_ylim() for a in axes[3:]} == {(0.0, 0.5 * 1.08)}
   assert len(fig.legends) == 1 and not any(a.get_legend() for a in axes)
   assert 'runs/x @ epoch 3' in fig._suptitle.get_text()
+
+
+def test_curve_panels_have_one_legend_for_the_figure(monkeypatch, tmp_path):
+  """Labels repeated across panels are one entry of one figure legend."""
+  figs = _drawn(monkeypatch)
+  curves = [dict(_curve('gaussian', 1.0, sc, [0.3, 0.0, 0.1]),
+                 panel=group, label='|G|·sign(θ)' if sc else 'G',
+                 loss=[1.0, 0.1, 0.5])
+            for group in ('ALL', 'CLF', 'BN') for sc in (False, True)]
+  plots.curve_panels({'kind': 'groups', 'model': 'm', 'dataset': 'd',
+                      'curves': curves}, str(tmp_path))
+  (fig,) = figs
+  assert not any(a.get_legend() for a in fig.axes)
+  (legend,) = fig.legends
+  assert [t.get_text() for t in legend.get_texts()] == ['G', '|G|·sign(θ)']

@@ -5,7 +5,8 @@ The file formats of `save` are PNG and PDF unless a caller picks others with
 
 Every 1D study is drawn as panels of curves: one column per panel key (noise,
 group, checkpoint, ...), test error on the top row and CE loss below. Curves
-that are sign-consistent are solid, plain noise dashed. Non-finite values are
+that are sign-consistent are solid, plain noise dashed; one legend for the
+figure, below the panels. Non-finite values are
 drawn clipped to the panel's largest finite value. Error panels of a row
 share their y-limits, from 0 to at least ERROR_FLOOR; titles name the run
 and checkpoint, and `footer` adds a line naming the checkpoint's fingerprint
@@ -187,8 +188,6 @@ def curve_panels(results: dict[str, Any], folder: str,
                     fontsize=8)
       ax.tick_params(labelsize=7)
       ax.grid(alpha=0.3)
-      if m == 0 and len(mine) > 1 and (j % ncols == 0 or len(keys) <= 8):
-        ax.legend(fontsize=6)
     if metric == 'error':  # Each row of panels: one y range from 0.
       for r in range(rows_per_metric):
         row_keys = keys[r * ncols:(r + 1) * ncols]
@@ -200,7 +199,23 @@ def curve_panels(results: dict[str, Any], folder: str,
                f"{results['dataset']}{checkpoint_label(results)} (x: λ)",
                fontsize=10)
   fig.tight_layout()
+  figure_legend(fig, axes.ravel())
   return save(fig, folder, name)
+
+
+def figure_legend(fig, axes) -> None:
+  """One legend for the figure, below its panels: every label drawn, once
+  (a label repeated across panels, as a noise in every group, is one
+  entry). No legend when only one curve is drawn."""
+  entries: dict[str, Any] = {}
+  for ax in axes:
+    for handle, label in zip(*ax.get_legend_handles_labels()):
+      entries.setdefault(label, handle)
+  if len(entries) < 2:
+    return
+  fig.legend(list(entries.values()), list(entries), loc='upper center',
+             bbox_to_anchor=(0.5, 0.0), ncol=min(len(entries), 6),
+             fontsize=7, frameon=False)
 
 
 # Error axes reach at least this high, so that a change of one or two test
