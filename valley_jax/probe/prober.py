@@ -97,10 +97,15 @@ def architecture(cfg: dict[str, Any]) -> str:
 
 
 class Prober:
-  """Loads checkpoints and data once and compiles one sweep per model."""
+  """Loads checkpoints and data once and compiles one sweep per model.
 
-  def __init__(self, config: ml_collections.ConfigDict):
+  `workdir` is the probe's output folder ('' outside probe.py): a study that
+  keeps state of its own (the simplex's trained connectors) puts it there.
+  """
+
+  def __init__(self, config: ml_collections.ConfigDict, workdir: str = ''):
     self.config = config
+    self.workdir = workdir
     self.mesh = sharding.make_mesh(config.get('num_devices', 0))
     self.root = jax.random.key(config.seed)
     self._datasets: dict[str, data.Dataset] = {}

@@ -11,15 +11,21 @@ implied by the order modules happen to be imported in.
 * demos: the theory demos softmax_maps, listing1, activations, listing2,
   gradient (Sect. 5, Appendix D).
 * curvature: curvature along the valley curves.
+* wedges: cuts (planes, radial cuts, wedge widths) and paths (trajectory
+  geometry and curvature) of Fort & Jastrzebski 2019.
+* simplex: simplex (raw and trained simplexes of N runs) and ensembles
+  (independent runs, one trajectory, the trained simplex) of Fort &
+  Jastrzebski 2019.
 """
 
 from valley_jax import checks
 from valley_jax.errors import InputError
-from valley_jax.probe.studies import (curvature, demos, runs, soups, surface,
-                                      valley)
+from valley_jax.probe.studies import (curvature, demos, runs, simplex, soups,
+                                      surface, valley, wedges)
 from valley_jax.probe.study import Study
 
-_FAMILIES = (valley, runs, surface, soups, demos, curvature)
+_FAMILIES = (valley, runs, surface, soups, demos, curvature, wedges,
+             simplex)
 
 
 def _build() -> dict[str, Study]:

@@ -576,7 +576,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, str]:
   outputs.check_writable(workdir, '--workdir')
   _train_missing(config, kinds, plan)
   formats = figure_formats(config)
-  p = Prober(config)
+  p = Prober(config, workdir)
   main, paths, pending = None, {}, []
   with concurrent.futures.ThreadPoolExecutor(1, 'figures') as figures:
     for kind in kinds:
