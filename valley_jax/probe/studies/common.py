@@ -25,7 +25,7 @@ import numpy as np
 from jax import flatten_util
 
 from valley_jax import checkpoint, sharding
-from valley_jax.core import directions, groups, normalize, sweep, tree
+from valley_jax.core import directions, groups, hessian, normalize, sweep, tree
 from valley_jax.errors import InputError, InputFileError
 from valley_jax.probe.prober import Prober, Subject, architecture
 
@@ -320,3 +320,33 @@ def noise_line(p: Prober, s: Subject, noise: str, sc: bool, panel: str, *,
                                           normalization=norm, group=group),
               scale=scale, seeds=seeds or p.config.seeds,
               **curve_meta(noise, sc, None, norm, group))
+
+
+def hessian_setup(p: Prober, s: Subject, c) -> tuple[hessian.Curvature,
+                                                     sweep.Batches, Any]:
+  """What a curvature measurement of s needs: the compiled curvature
+  functions, the batches of `c.samples` examples of `c.split` (a seeded
+  subset; 0 = all) in batches of `c.batch_size`, and the jitted BN
+  recalibration (params, batch_stats, recal_x) -> stats, or None when the
+  sweep does not recalibrate.
+
+  Args:
+    p: the Prober (config.seed, the mesh).
+    s: the subject (its model and dataset).
+    c: a study's config block with split, samples, batch_size, probe_chunk.
+  """
+  ds = s.dataset
+  x, y = (ds.x_train, ds.y_train) if c.split == 'train' else (ds.x_test,
+                                                              ds.y_test)
+  order = np.random.default_rng(p.config.seed).permutation(len(y))
+  order = order[:c.samples or len(y)]
+  n_dev = sharding.size(p.mesh)
+  bs = -(-min(c.batch_size, len(order)) // n_dev) * n_dev
+  data = sweep.make_batches(x[order], y[order], bs, p.mesh)
+  curv = hessian.make_curvature(s.model, ds.mean, ds.std,
+                                chunk=c.probe_chunk or None, mesh=p.mesh)
+  recal = None
+  if s.sweep.recal_x is not None:
+    recal = jax.jit(functools.partial(sweep.recalibrate, s.model,
+                                      mean=ds.mean, std=ds.std))
+  return curv, data, recal

@@ -25,7 +25,6 @@ Choices the paper leaves open:
 from __future__ import annotations
 
 import dataclasses
-import functools
 from typing import Any
 
 import jax
@@ -184,22 +183,11 @@ def make_track(p: Prober, s: Subject) -> Track:
     The Track.
   """
   c, ds = p.config.curvature, s.dataset
-  x, y = (ds.x_train, ds.y_train) if c.split == 'train' else (ds.x_test,
-                                                              ds.y_test)
-  order = np.random.default_rng(p.config.seed).permutation(len(y))
-  order = order[:c.samples or len(y)]
-  n_dev = sharding.size(p.mesh)
-  bs = -(-min(c.batch_size, len(order)) // n_dev) * n_dev
-  data = sweep.make_batches(x[order], y[order], bs, p.mesh)
-  curv = hessian.make_curvature(s.model, ds.mean, ds.std,
-                                chunk=c.probe_chunk or None, mesh=p.mesh)
-  recal = through = None
-  if s.sweep.recal_x is not None:
-    recal = jax.jit(functools.partial(sweep.recalibrate, s.model,
-                                      mean=ds.mean, std=ds.std))
-    if c.through_bn:
-      through = _make_through(s.model, ds.mean, ds.std, curv.loss_fn,
-                              c.probes, c.probe_chunk or None)
+  curv, data, recal = common.hessian_setup(p, s, c)
+  through = None
+  if recal is not None and c.through_bn:
+    through = _make_through(s.model, ds.mean, ds.std, curv.loss_fn,
+                            c.probes, c.probe_chunk or None)
   return Track(s, curv, data, recal, c.probes, through, p.mesh)
 
 

@@ -58,16 +58,14 @@ configs/probe_cuts.py:nobn measures runs without BN.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 from typing import Any
 
-import jax
 import ml_collections
 import numpy as np
 import optax
 
-from valley_jax import checkpoint, checks, plots, sharding
+from valley_jax import checkpoint, checks, plots
 from valley_jax.core import cuts as cutmath
 from valley_jax.core import directions, hessian, sweep, tree
 from valley_jax.errors import InputError
@@ -517,20 +515,7 @@ def make_tracker(p: Prober, s: Subject) -> Tracker:
   Returns:
     The Tracker.
   """
-  c, ds = p.config.paths, s.dataset
-  x, y = (ds.x_train, ds.y_train) if c.split == 'train' else (ds.x_test,
-                                                              ds.y_test)
-  order = np.random.default_rng(p.config.seed).permutation(len(y))
-  order = order[:c.samples or len(y)]
-  n_dev = sharding.size(p.mesh)
-  bs = -(-min(c.batch_size, len(order)) // n_dev) * n_dev
-  data = sweep.make_batches(x[order], y[order], bs, p.mesh)
-  curv = hessian.make_curvature(s.model, ds.mean, ds.std,
-                                chunk=c.probe_chunk or None, mesh=p.mesh)
-  recal = None
-  if s.sweep.recal_x is not None:
-    recal = jax.jit(functools.partial(sweep.recalibrate, s.model,
-                                      mean=ds.mean, std=ds.std))
+  curv, data, recal = common.hessian_setup(p, s, p.config.paths)
   return Tracker(curv, data, recal)
 
 
