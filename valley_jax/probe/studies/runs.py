@@ -61,6 +61,8 @@ def interpolation_figure(results: dict[str, Any], folder: str) -> list[str]:
                     label=label)
       ax.bar_label(bars, fmt='%.2g', fontsize=5, rotation=90, padding=1)
     ax.axhline(0.0, color='black', lw=0.6)
+    lo, hi = ax.get_ylim()
+    ax.set_ylim(lo, hi + 0.15 * (hi - lo))  # Room for the values on top.
     ax.set_xticks(x, names, rotation=45, fontsize=7)
     ax.set_title(f'parameter {key}')
     ax.legend(fontsize=7)
@@ -71,7 +73,8 @@ def interpolation_figure(results: dict[str, Any], folder: str) -> list[str]:
          label='SSR(θB, θB−θA)')
   ax.set_xticks(x, names, rotation=45, fontsize=7)
   ax.set_title('sign consistency ratio')
-  ax.legend(fontsize=7)
+  ax.set_ylim(0.0, 1.0)  # A ratio; the legend sits above the bars.
+  ax.legend(fontsize=7, loc='upper right')
   prov = results.get('provenance') or []
   ends = ' → '.join(f"{p.get('workdir')} @ {p.get('epoch')}" for p in prov)
   fig.suptitle(f"interpolate: {results['model']} on {results['dataset']}: "
