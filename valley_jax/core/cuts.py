@@ -33,8 +33,6 @@ import itertools
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
 
@@ -66,15 +64,6 @@ def _dot(a: PyTree, b: PyTree) -> float:
   return float(optax.tree.vdot(a, b))
 
 
-def _axpy(alpha, x: PyTree, y: PyTree) -> PyTree:
-  """alpha·x + y."""
-  return jax.tree.map(lambda u, v: alpha * u + v, x, y)
-
-
-def _scale(alpha, x: PyTree) -> PyTree:
-  return jax.tree.map(lambda u: alpha * u, x)
-
-
 def plane(a: PyTree, b: PyTree, c: PyTree, where: str = 'the plane',
           rtol: float = COLLINEAR_RTOL) -> Plane:
   """The plane through a, b, c with an orthonormal basis (Gram-Schmidt).
@@ -98,17 +87,17 @@ def plane(a: PyTree, b: PyTree, c: PyTree, where: str = 'the plane',
   if not nu > 0.0 or not np.isfinite(nu):
     raise InputError(f'{where}: its first two points coincide (‖b − a‖ = '
                      f'{nu}); cut through three distinct points.')
-  e1 = _scale(1.0 / nu, u)
+  e1 = optax.tree.scale(1.0 / nu, u)
   w = v
   for _ in range(2):
-    w = _axpy(-_dot(w, e1), e1, w)
+    w = optax.tree.add_scale(w, -_dot(w, e1), e1)
   nw = float(optax.tree.norm(w))
   if not nw > rtol * max(nu, nv):
     raise InputError(
         f'{where}: its three points are collinear (the third is '
         f'{nw:.3g} from the line through the first two, which are {nu:.3g} '
         'apart); a plane needs three points that are not on one line.')
-  e2 = _scale(1.0 / nw, w)
+  e2 = optax.tree.scale(1.0 / nw, w)
   pl = Plane(a, e1, e2, np.zeros((3, 2)))
   return pl._replace(coords_Nx2=np.array([coords(pl, p) for p in (a, b, c)]))
 
@@ -129,7 +118,8 @@ def coords(pl: Plane, p: PyTree) -> tuple[float, float]:
 
 def point(pl: Plane, x: float, y: float) -> PyTree:
   """a + x·e1 + y·e2."""
-  return _axpy(y, pl.e2, _axpy(x, pl.e1, pl.origin))
+  return optax.tree.add_scale(optax.tree.add_scale(pl.origin, x, pl.e1), y,
+                              pl.e2)
 
 
 def square_grid(coords_Nx2, num: int, margin: float
@@ -167,13 +157,14 @@ def square_grid(coords_Nx2, num: int, margin: float
 def orthogonal_unit(u: PyTree, axis: PyTree) -> PyTree:
   """u without its component along `axis`, scaled to norm 1.
 
+  >>> import jax.numpy as jnp
   >>> d = orthogonal_unit({'w': jnp.array([1.0, 1.0])},
   ...                     {'w': jnp.array([2.0, 0.0])})
   >>> d['w'].tolist()
   [0.0, 1.0]
   """
-  w = _axpy(-_dot(u, axis) / _dot(axis, axis), axis, u)
-  return _scale(1.0 / float(optax.tree.norm(w)), w)
+  w = optax.tree.add_scale(u, -_dot(u, axis) / _dot(axis, axis), axis)
+  return optax.tree.scale(1.0 / float(optax.tree.norm(w)), w)
 
 
 def offsets(half: float, num: int) -> np.ndarray:
@@ -340,6 +331,7 @@ def trajectory(thetas: Sequence[PyTree]) -> dict[str, list[float]]:
     (NaN at the two ends), and 'step' ‖θ_{t_i} − θ_{t_{i−1}}‖ (NaN at the
     start).
 
+  >>> import jax.numpy as jnp
   >>> t = trajectory([{'w': jnp.array([1.0, 0.0])},
   ...                 {'w': jnp.array([1.0, 1.0])},
   ...                 {'w': jnp.array([0.0, 1.0])}])
@@ -369,12 +361,3 @@ def degrees(cosines) -> list[float]:
   c = np.clip(np.asarray(cosines, np.float64), -1.0, 1.0)
   return np.degrees(np.arccos(c)).tolist()
 
-
-def num_params(t: PyTree) -> int:
-  """The number of elements of a pytree."""
-  return sum(int(np.prod(x.shape)) for x in jax.tree.leaves(t))
-
-
-def zeros_like(t: PyTree) -> PyTree:
-  """The origin of θ's space."""
-  return jax.tree.map(jnp.zeros_like, t)

@@ -107,7 +107,7 @@ def _plane_points(name: str, runs: list[Run]) -> list[tuple[str, str, Any]]:
             (f'θf {r[1].label}', 'final', r[1].final.params)]
   if name == 'finals':
     return [(f'θf {x.label}', 'final', x.final.params) for x in r[:3]]
-  return [('origin', 'origin', cutmath.zeros_like(r[0].theta0)),
+  return [('origin', 'origin', optax.tree.zeros_like(r[0].theta0)),
           (f'θ0 {r[0].label}', 'init', r[0].theta0),
           (f'θf {r[0].label}', 'final', r[0].final.params)]
 
@@ -551,7 +551,7 @@ def measure_path(p: Prober, workdir: str, trackers: dict[str, Tracker]
     trackers[key] = make_tracker(p, subs[0])
   t = trackers[key]
   geo = cutmath.trajectory([s.params for s in subs])
-  n = cutmath.num_params(subs[0].params)
+  n = tree.size(subs[0].params)
   probe = directions.direction_key(p.root, 0, _PROBE_INDEX)
   rows = []
   for i, s in enumerate(subs):
