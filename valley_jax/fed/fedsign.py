@@ -35,9 +35,8 @@ import jax
 import jax.numpy as jnp
 
 from valley_jax.checks import FEDSIGN_REDUCTIONS
-from valley_jax.errors import InputError
-from valley_jax.fed.algorithm import (FIELD, Algorithm, check_hparams,
-                                      check_nonnegative)
+from valley_jax.fed.algorithm import (Algorithm, check_choice,
+                                      check_hparams, check_nonnegative)
 
 DEFAULTS = {'gamma': 0.01, 'reduction': 'tensor_mean'}
 
@@ -53,21 +52,15 @@ def sign_reward(params, anchor, reduction: str = 'sum') -> jax.Array:
     return total
   if reduction == 'tensor_mean':
     return total / len(sums)
-  _check_reduction(reduction)
+  check_choice({'reduction': reduction}, 'reduction', FEDSIGN_REDUCTIONS)
   return total / sum(x.size for x in jax.tree.leaves(params))
-
-
-def _check_reduction(reduction: str) -> None:
-  if reduction not in FEDSIGN_REDUCTIONS:
-    raise InputError(f'{FIELD}.hparams.reduction={reduction!r} must be one '
-                     f'of {FEDSIGN_REDUCTIONS}.')
 
 
 def make(hparams: Mapping[str, Any] | None = None) -> Algorithm:
   """FedSign with hyperparameters gamma (>= 0) and reduction."""
   hp = check_hparams('fedsign', hparams, DEFAULTS)
   check_nonnegative({'gamma': hp['gamma']}, 'gamma')
-  _check_reduction(hp['reduction'])
+  check_choice(hp, 'reduction', FEDSIGN_REDUCTIONS)
   gamma, reduction = float(hp['gamma']), hp['reduction']
 
   def local_loss(trainable, features, batch, ctx):

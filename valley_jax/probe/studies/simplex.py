@@ -66,6 +66,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+from jax import flatten_util
 import matplotlib.colors
 import matplotlib.tri
 import ml_collections
@@ -588,8 +589,7 @@ def make_predict(model, mean, std):
 
 
 def _flat(params: PyTree) -> np.ndarray:
-  return np.concatenate([np.ravel(np.asarray(x, np.float64))
-                         for x in jax.tree.leaves(params)])
+  return np.asarray(flatten_util.ravel_pytree(params)[0], np.float64)
 
 
 def ensemble_row(name: str, labels: list[str], members, predict,
