@@ -230,15 +230,21 @@ def softmax_metrics(W_CxD: np.ndarray, x_NxD: np.ndarray,
     'loss_unclipped': the exact mean CE, 'clipped': the fraction of samples
     whose p_y < LOG_LOSS_EPS (the clip binds), 'spread', 'trace'}.
   """
-  logp = _log_probs(W_CxD, x_NxD)
-  p = np.exp(logp)
-  logp_y = logp[np.arange(len(y_N)), y_N]
+  return _metrics(_log_probs(W_CxD, x_NxD), x_NxD, y_N)
+
+
+def _metrics(logp_NxC: np.ndarray, x_NxD: np.ndarray,
+             y_N: np.ndarray) -> dict[str, float]:
+  """softmax_metrics from the log-probabilities."""
+  p = np.exp(logp_NxC)
+  logp_y = logp_NxC[np.arange(len(y_N)), y_N]
+  s_N = spread(p)
   return {'error': float(np.mean(p.argmax(1) != y_N)),
           'loss': log_loss(p, y_N),
           'loss_unclipped': float(-np.mean(logp_y)),
           'clipped': float(np.mean(logp_y < np.log(LOG_LOSS_EPS))),
-          'spread': float(np.mean(spread(p))),
-          'trace': float(np.mean(spread(p) * np.sum(x_NxD ** 2, axis=1)))}
+          'spread': float(np.mean(s_N)),
+          'trace': float(np.mean(s_N * np.sum(x_NxD ** 2, axis=1)))}
 
 
 # What listing2_point measures; results.json of kind listing2 keeps them all.
@@ -283,8 +289,8 @@ def listing2_point(W_CxD: np.ndarray, noise_CxD: np.ndarray, lam: float,
   """
   eps = np.asarray(noise_CxD, np.float64)
   wn = W_CxD + lam * eps
-  m = softmax_metrics(wn, x_NxD, y_N)
-  p = softmax_probs(wn, x_NxD)
+  logp = _log_probs(wn, x_NxD)
+  m, p = _metrics(logp, x_NxD, y_N), np.exp(logp)
   m['first_listing'], m['second_listing'] = _taylor(p, x_NxD @ wn.T, y_N)
   m['first_text'], m['second_text'] = _taylor(p, x_NxD @ eps.T, y_N)
   return m
