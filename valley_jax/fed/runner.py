@@ -616,8 +616,7 @@ def summarize(config, runs: list[dict[str, Any]]) -> dict[str, Any]:
       'fraction': f.fraction, 'local_epochs': f.local_epochs,
       'batch_size': f.batch_size, 'alphas': [float(a) for a in t.alphas],
       'seeds': [int(s) for s in t.seeds],
-      'grids': {a: _grid(config, a) for a in t.algorithms
-                if _grid(config, a)},
+      'grids': {a: g for a in t.algorithms if (g := _grid(config, a))},
       'hparams': {a: _table_hparams(config, a) for a in t.algorithms},
       'model': config.model.name, 'dataset': config.data.name,
       'optim': config.optim.to_dict(), 'code': rundir.code_version()}
