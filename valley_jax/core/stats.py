@@ -69,7 +69,7 @@ def summary(values: Sequence[float], *, confidence: float = 0.95,
          'per_seed': v.tolist()}
   if v.size > 1:
     std = float(v.std(ddof=1))
-    sem = std / np.sqrt(v.size)
+    sem = float(std / np.sqrt(v.size))
     half = float(sp_stats.t.ppf(0.5 + confidence / 2, v.size - 1)) * sem
     out.update(std=std, sem=sem, ci=_clip(
         [out['mean'] - half, out['mean'] + half], bounds))
