@@ -135,7 +135,28 @@ def make_batches(x: np.ndarray, y: np.ndarray, batch_size: int,
 
 def make_recal_batches(x: np.ndarray, n: int, batch_size: int,
                        mesh=None) -> jax.Array:
-  """The first `n` examples of x as full [S, B, ...] batches (n % B == 0)."""
+  """The first `n` examples of x as full [S, B, ...] batches (n % B == 0).
+
+  Recalibration averages the batches' moments with equal weights, so every
+  batch is full: n must be a multiple of the batch size.
+
+  Args:
+    x: the examples BN statistics are recomputed on (usually training
+      images, as the paper's Appendix A.3; host array, uint8 or float).
+    n: how many of the first examples to use.
+    batch_size: examples per batch (min(batch_size, n)).
+    mesh: the mesh whose 'data' axis splits each batch (None: one device).
+
+  Returns:
+    A [n // B, B, ...] device array, the `recal_x` of a make_sweep function.
+
+  Raises:
+    InputError: n outside [1, len(x)] or not a multiple of the batch size.
+
+  >>> import numpy as np
+  >>> make_recal_batches(np.zeros((10, 3)), 8, 4).shape
+  (2, 4, 3)
+  """
   if not 0 < n <= len(x):
     raise InputError(f'recal samples must be in [1, {len(x)}], got {n}.')
   b = min(batch_size, n)
@@ -296,7 +317,20 @@ def recalibrate(model: nn.Module, params: PyTree, batch_stats: PyTree,
 def evaluate(model: nn.Module, params: PyTree, batch_stats: PyTree,
              data: Batches, mean=(0.0,), std=(1.0,),
              dtype=jnp.float32) -> tuple[jax.Array, jax.Array]:
-  """Mean CE loss and error (1 − accuracy) of one parameter point."""
+  """Mean CE loss and error (1 − accuracy) of one parameter point.
+
+  Args:
+    model: the flax module (called with train=False).
+    params, batch_stats: the point and the BN statistics it is evaluated
+      with ({} for a model without BN).
+    data: evaluation Batches (make_batches); padding has weight 0.
+    mean, std: input normalisation of uint8 images (ignored for floats).
+    dtype: compute dtype of the forward pass.
+
+  Returns:
+    (loss, error) as float32 scalars: sums over the batches divided by the
+    number of real examples.
+  """
   step = make_eval_step(model, mean, std, dtype)
 
   def batch(carry, b):
@@ -497,6 +531,21 @@ def make_sweep(model: nn.Module, mean=(0.0,), std=(1.0,), *,
                fold: bool = False):
   """A jitted fn(params, batch_stats, directions, coeffs_PxK, eval, recal_x).
 
+  The model contract (checked on the first call, abstractly): `model.apply(
+  {'params': p, 'batch_stats': s}, x, train=False)` returns [B, classes]
+  logits; its BatchNorm layers are flax `nn.BatchNorm(use_running_average=
+  not train)`, any momentum, each called once per forward pass (needed only
+  with recal=True); a model without BN passes batch_stats={}. Only `params`
+  are perturbed.
+
+  The returned fn(params, batch_stats, directions, coeffs_PxK, eval,
+  recal_x=None) evaluates θ + Σ_k c_pk·d_k for every row p of coeffs_PxK:
+  directions is a list of K trees like params (pass [d] for one),
+  coeffs_PxK a [P, K] array (linspace_coeffs, grid_coeffs), eval the
+  Batches or HostBatches of make_batches, recal_x the batches of
+  make_recal_batches (with recal=True). It compiles once per shape; new
+  parameters, directions or coefficients of the same shapes reuse it.
+
   Args:
     model: a flax module called as model.apply(vars, x, train=...).
     mean, std: input normalisation of uint8 images (ignored for floats).
@@ -678,7 +727,21 @@ def _bn_inputs(model, params, zeros, x) -> dict:
 
 def linspace_coeffs(lo: float, hi: float, num: int,
                     scale: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
-  """λ values and their [P, 1] coefficients λ·s."""
+  """λ values and their [P, 1] coefficients λ·s.
+
+  Args:
+    lo, hi: the λ range (lo <= hi, finite).
+    num: the number of points (numpy.linspace, both ends included).
+    scale: s, the step the paper multiplies λ by.
+
+  Returns:
+    (lams [P], coeffs [P, 1] = λ·s): pass coeffs to a make_sweep function
+    with one direction.
+
+  >>> lams, c = linspace_coeffs(-1, 1, 3, scale=0.5)
+  >>> lams.tolist(), c[:, 0].tolist()
+  ([-1.0, 0.0, 1.0], [-0.5, 0.0, 0.5])
+  """
   if num < 1 or not math.isfinite(lo) or not math.isfinite(hi) or hi < lo:
     raise InputError(f'Empty or invalid λ range [{lo}, {hi}] with {num} '
                      'points; need lo <= hi and num >= 1.')
