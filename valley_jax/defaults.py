@@ -45,7 +45,10 @@ def train_config(model: str, dataset: str,
       init_from='',
       # A parameter group (e.g. 'CLF') that keeps its fresh init when
       # starting from init_from: a new classifier head for new classes.
-      init_fresh=''))
+      init_fresh='',
+      # Also save a mid-epoch checkpoint every this many optimiser steps
+      # (0 = at epoch ends only); a pre-emption saves its step anyway.
+      checkpoint_every_steps=0))
   return c
 
 

@@ -30,9 +30,10 @@ from valley_jax.errors import InputError, WorkdirBusyError
 METRICS = 'metrics.jsonl'
 # Keys that may change between a run and its resumption.
 _RESUMABLE_KEYS = ('data.data_dir', 'num_devices', 'train.on_nonfinite',
-                   'compile_cache')
+                   'compile_cache', 'train.checkpoint_every_steps')
 # Keys added after runs were stored: a stored config without one holds this.
-_NEW_KEY_DEFAULTS = {'train.init_from': '', 'train.init_fresh': ''}
+_NEW_KEY_DEFAULTS = {'train.init_from': '', 'train.init_fresh': '',
+                     'train.checkpoint_every_steps': 0}
 
 def _flat(d: dict[str, Any], prefix: str = '') -> dict[str, Any]:
   out = {}
@@ -163,6 +164,7 @@ def open_run(workdir: str, config: dict[str, Any], *, overwrite: bool,
     logging.warning('Overwriting the run in %s.', workdir)
     mngr.close()
     (epath.Path(workdir) / checkpoint.CKPT_DIR).rmtree(missing_ok=True)
+    (epath.Path(workdir) / checkpoint.STEPS_DIR).rmtree(missing_ok=True)
     for name in outputs_to_drop:
       (epath.Path(workdir) / name).unlink(missing_ok=True)
     mngr = checkpoint.manager(workdir, keep, arrays=arrays)
