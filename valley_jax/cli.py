@@ -99,6 +99,7 @@ def start(holders: Flags):
                          holders.process_timeout.value)
   if not flags.FLAGS['verbosity'].present:
     logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO.
+    quiet_write_fault_logs()
   try:
     config = holders.config.value
     config.keys()  # A file that did not load raises on first use.
@@ -262,16 +263,50 @@ def _strings(tree: Any, prefix: str) -> list[tuple[str, str]]:
   return [(prefix, tree)] if isinstance(tree, str) else []
 
 
-def _write_fault(e: BaseException) -> OSError | None:
-  """The OSError of a full disk or a refused write behind `e`, if any (Orbax
-  and TensorStore wrap it in their own exceptions)."""
-  seen = set()
-  while e is not None and id(e) not in seen:
-    seen.add(id(e))
-    if isinstance(e, OSError) and e.errno in _WRITE_FAULTS:
-      return e
-    e = e.__cause__ or e.__context__
+# TensorStore (Orbax's array writer) raises ValueError with an absl status
+# code, not an OSError: 'RESOURCE_EXHAUSTED: ... No space left on device'.
+_STATUS_FAULTS = {'RESOURCE_EXHAUSTED': 'the disk is full or a storage quota '
+                                        'is exceeded',
+                  'PERMISSION_DENIED': 'permission was denied'}
+
+
+class _Fault(NamedTuple):
+  reason: str
+  filename: str
+
+
+def _write_fault(e: BaseException) -> _Fault | None:
+  """The full disk or refused write behind `e`, if any: an OSError of
+  _WRITE_FAULTS, or TensorStore's RESOURCE_EXHAUSTED / PERMISSION_DENIED
+  (Orbax wraps both in its own exceptions)."""
+  for c in _chain(e):
+    if isinstance(c, OSError) and c.errno in _WRITE_FAULTS:
+      return _Fault(_WRITE_FAULTS[c.errno], c.filename or '')
+    if isinstance(c, (ValueError, RuntimeError)):
+      m = re.match(r'\s*(RESOURCE_EXHAUSTED|PERMISSION_DENIED)\b', str(c))
+      if m:
+        path = re.search(r'["\']((?:gs://|/)[^"\']+)["\']', str(c))
+        return _Fault(_STATUS_FAULTS[m.group(1)], path.group(1) if path
+                      else '')
   return None
+
+
+class _DropWriteFaultLogs:
+  """A logging filter: Orbax's background threads (and asyncio, for its
+  unretrieved tasks) log a write fault with its traceback, dozens of times,
+  while the main thread raises it; the boundary reports it once, so these
+  records are dropped (records of other errors are kept)."""
+
+  def filter(self, record) -> bool:
+    exc = record.exc_info[1] if record.exc_info else None
+    return exc is None or _write_fault(exc) is None
+
+
+def quiet_write_fault_logs() -> None:
+  """Installs _DropWriteFaultLogs on absl's handler (once)."""
+  handler = logging.get_absl_handler()
+  if not any(isinstance(f, _DropWriteFaultLogs) for f in handler.filters):
+    handler.addFilter(_DropWriteFaultLogs())
 
 
 def _show_traceback() -> bool:
@@ -309,7 +344,7 @@ def boundary():
     if fault is None or _show_traceback():
       raise
     where = f' ({fault.filename})' if fault.filename else ''
-    _stop(f'Could not write{where}: {_WRITE_FAULTS[fault.errno]}. Nothing '
+    _stop(f'Could not write{where}: {fault.reason}. Nothing '
           'finished was lost (outputs and checkpoints are written whole or '
           'not at all). Free space or fix the permissions, then run the same '
           'command again: it resumes from the last checkpoint.')

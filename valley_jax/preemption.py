@@ -83,7 +83,7 @@ def _handler(signum, frame) -> None:
                     'stopping now; finished results are kept.'
                     if _state.interrupt else
                     'finishing the step in flight, then saving a checkpoint.')
-  if _state.interrupt:
+  if _state.interrupt and first:
     raise Preempted('every finished part (the part in flight is computed '
                     'again)')
 

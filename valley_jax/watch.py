@@ -29,41 +29,85 @@ uploaded whole at each flush, as TensorFlow's own writer does on GCS.
 
 import io
 import json
+import os
 import sys
 import time
 from typing import Any
 
 import tqdm
+from absl import logging
+from etils import epath
+
 from valley_jax import distributed, outputs
 
 # Seconds between progress lines (and between event file flushes).
 EVERY_S = 60.0
 
 
-class _EpathRecordFile:
-  """A write-only event file on epath storage (gs://): kept in memory and
-  uploaded whole at each flush."""
+# tensorboardX opens event files through a factory chosen by the text before
+# the first ':' of the path; local logdirs get this prefix so that they are
+# written by _EventFile too.
+_LOCAL = 'valleyjaxlocal'
+
+
+class _EventFile:
+  """An event file that a write fault cannot stop the run through: the
+  first OSError (a full disk) is logged once and later events are dropped;
+  metrics.jsonl remains the record. On gs:// (no appends) the file is kept
+  in memory and uploaded whole at each flush.
+  """
 
   def __init__(self, path: str):
-    self.path, self.buffer = path, io.BytesIO()
+    self.remote = not path.startswith(_LOCAL + ':')
+    self.path = path if self.remote else path[len(_LOCAL) + 1:]
+    self.buffer, self.file, self.broken = io.BytesIO(), None, False
+
+  def _guard(self, fn, *args) -> None:
+    if self.broken:
+      return
+    try:
+      fn(*args)
+    except OSError as e:
+      self.broken = True
+      logging.warning('TensorBoard events stop here (%s: %s); metrics.jsonl '
+                      'keeps every row.', self.path, e)
 
   def write(self, data: bytes) -> None:
-    self.buffer.write(data)
+    if self.remote:
+      self.buffer.write(data)
+    else:
+      self._guard(self._append, data)
+
+  def _append(self, data: bytes) -> None:
+    if self.file is None:
+      self.file = open(self.path, 'ab')  # pylint: disable=consider-using-with
+    self.file.write(data)
 
   def flush(self) -> None:
-    outputs.write_bytes(self.path, self.buffer.getvalue())
+    if self.remote:
+      self._guard(outputs.write_bytes, self.path, self.buffer.getvalue())
+    elif self.file is not None:
+      self._guard(self.file.flush)
 
   def close(self) -> None:
     self.flush()
+    if self.file is not None:
+      try:
+        self.file.close()
+      except OSError:
+        pass
+      self.file = None
 
 
-class _EpathRecordFactory:
+class _EventFiles:
+  """tensorboardX's writer factory interface, for _EventFile."""
 
-  def open(self, path: str) -> _EpathRecordFile:
-    return _EpathRecordFile(path)
+  def open(self, path: str) -> _EventFile:
+    return _EventFile(path)
 
   def directory_check(self, path: str) -> None:
-    del path  # Object stores have no folders to create.
+    if path.startswith(_LOCAL + ':'):
+      epath.Path(path[len(_LOCAL) + 1:]).mkdir(parents=True, exist_ok=True)
 
 
 def _writer(logdir: str, purge_step: int | None):
@@ -71,9 +115,12 @@ def _writer(logdir: str, purge_step: int | None):
   import tensorboardX  # pylint: disable=g-import-not-at-top
   from tensorboardX import record_writer  # pylint: disable=g-import-not-at-top
   if outputs.is_remote(logdir):
-    scheme = str(logdir).split('://', 1)[0]
-    record_writer.register_writer_factory(scheme, _EpathRecordFactory())
-  return tensorboardX.SummaryWriter(logdir=str(logdir), purge_step=purge_step,
+    record_writer.register_writer_factory(str(logdir).split('://', 1)[0],
+                                          _EventFiles())
+  else:
+    record_writer.register_writer_factory(_LOCAL, _EventFiles())
+    logdir = f'{_LOCAL}:{os.path.abspath(os.path.expanduser(logdir))}'
+  return tensorboardX.SummaryWriter(logdir=logdir, purge_step=purge_step,
                                     flush_secs=int(EVERY_S))
 
 

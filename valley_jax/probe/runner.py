@@ -59,7 +59,7 @@ from absl import logging
 from etils import epath
 
 from valley_jax import (checkpoint, checks, compile_cache, convert, models,
-                        outputs, plots, rundir)
+                        outputs, plots, preemption, rundir)
 from valley_jax.core import normalize, sweep
 from valley_jax.errors import InputError, InputFileError, UserError
 from valley_jax.probe import registry
@@ -574,10 +574,28 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, str]:
   """
   kinds, plan = _validate(config)
   outputs.check_writable(workdir, '--workdir')
+  paths = {}
+  # A signal stops the kind in flight at once; the finished ones are kept.
+  with preemption.graceful(interrupt=True):
+    try:
+      return _run(config, workdir, kinds, plan, paths)
+    except preemption.Preempted as e:
+      if not paths:
+        raise
+      lost = [k for k in kinds if k not in paths]
+      raise preemption.Preempted(
+          f'the results of {list(paths)} in {workdir}' + (
+              f' ({lost[0]} was stopped and is computed again)'
+              if lost else '')) from None
+
+
+def _run(config, workdir: str, kinds: list[str], plan: list[TrainRun],
+         paths: dict[str, str]) -> dict[str, str]:
+  """run()'s work once validated; fills `paths` as kinds finish."""
   _train_missing(config, kinds, plan)
   formats = figure_formats(config)
   p = Prober(config, workdir)
-  main, paths, pending = None, {}, []
+  main, pending = None, []
   with concurrent.futures.ThreadPoolExecutor(1, 'figures') as figures:
     for kind in kinds:
       folder = epath.Path(workdir) / kind

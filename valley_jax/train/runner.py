@@ -20,6 +20,7 @@ rows of every batch (`sharding.gather`); metrics.jsonl is written by process
 many devices to float tolerance (tests/test_distributed.py).
 """
 
+import contextlib
 import os
 import time
 from typing import Any
@@ -218,7 +219,7 @@ def _train(config, workdir: str, overwrite: bool, stop_after: int | None
                           total=n_steps * config.train.epochs,
                           start=start * n_steps + pos)
   row = {}
-  with preemption.graceful():
+  with preemption.graceful(), contextlib.closing(watcher):
     for epoch in tqdm.trange(start + 1, last + 1, desc='train',
                              disable=distributed.progress_disabled(),
                              initial=start, total=config.train.epochs):
