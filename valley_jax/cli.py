@@ -106,9 +106,8 @@ def start(holders: Flags):
   except Exception as e:  # pylint: disable=broad-except
     _config_error(e, sys.argv)
   apply_open_overrides(config)
-  for field, value in [('--workdir', holders.workdir.value),
-                       *_strings(config.to_dict(), 'config')]:
-    outputs.check_storage(value, field)  # gs:// without gcsfs, before work.
+  check_paths([('--workdir', holders.workdir.value),
+               *_strings(config.to_dict(), 'config')])
   # A rerun loads its executables from disk instead of compiling them.
   compile_cache.enable(config.get('compile_cache', 'default'))
   return config
@@ -251,6 +250,30 @@ def _config_error(e: BaseException, argv: list[str]) -> None:
   if _show_traceback():
     raise e
   _stop(_config_message(e, argv))
+
+
+# A config string that begins like a URL ('gs://...', 'hdfs://...'); other
+# strings holding '://' (a train_runs entry 'runs/x=gs://...') are checked
+# by their runner, which knows their parts.
+_URL = re.compile(r'[A-Za-z][A-Za-z0-9+.-]*://')
+
+
+def check_paths(fields: list[tuple[str, str]]) -> None:
+  """Before any work: every storage scheme is supported and its package
+  installed; each gs:// bucket answers (asked once per bucket).
+
+  Args:
+    fields: (flag or config field, value); the first is --workdir, checked
+      whatever it holds, the others only where they begin like a URL.
+  """
+  asked = set()
+  for i, (field, value) in enumerate(fields):
+    if i and not _URL.match(value):
+      continue
+    outputs.check_storage(value, field)  # gs:// without gcsfs, hdfs://.
+    if outputs.is_remote(value) and outputs.bucket_of(value) not in asked:
+      asked.add(outputs.bucket_of(value))
+      outputs.check_reachable(value, field)
 
 
 def _strings(tree: Any, prefix: str) -> list[tuple[str, str]]:

@@ -222,6 +222,30 @@ def lock(workdir: str, what: str = '--workdir'):
       fcntl.flock(f, fcntl.LOCK_UN)
 
 
+def writer(workdir: str) -> str | None:
+  """Who holds the one-writer lock of `workdir` now ('pid 12 on host,
+  started ...'), or None when nobody does (or the workdir is on gs://, where
+  no lock exists). A reader that must not see checkpoints change under it
+  (probe.py) asks before it starts.
+
+  Args:
+    workdir: a run's folder.
+
+  Returns:
+    The holder, or None.
+  """
+  path = epath.Path(workdir) / LOCK
+  if outputs.is_remote(workdir) or not path.exists():
+    return None
+  with open(path, 'r', encoding='utf-8') as f:
+    try:
+      fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+      return _holder(f.read())
+    fcntl.flock(f, fcntl.LOCK_UN)
+  return None
+
+
 def _holder(text: str) -> str:
   try:
     h = json.loads(text)
