@@ -10,7 +10,9 @@ import sys
 import time
 
 import pytest
-from conftest import kinds_probe_config, tiny_train_config
+import numpy as np
+from conftest import (kinds_probe_config, tensorboard_scalars,
+                      tiny_train_config)
 
 from valley_jax import checkpoint, defaults, preemption
 from valley_jax.fed import runner as fed_runner
@@ -126,6 +128,11 @@ def test_train_sigterm_mid_epoch_then_rerun_equals_uninterrupted(
       checkpoint.provenance(trained_mlp)['fingerprint'])
   assert _rows(w) == _rows(trained_mlp)
   assert not list((w / checkpoint.STEPS_DIR).iterdir())  # Dropped at the end.
+  # TensorBoard shows each epoch once (the rerun purged what it redid).
+  tb = tensorboard_scalars(w)['test_accuracy']
+  assert [s for s, _ in tb] == [8, 16, 24]
+  np.testing.assert_array_equal([v for _, v in tb], np.float32(
+      [r['test_accuracy'] for r in _rows(w)]))
 
 
 @pytest.mark.slow
@@ -171,6 +178,7 @@ def test_fedsim_table_sigterm_mid_table_then_rerun_equals_uninterrupted(
   for cell in ('seed0', 'seed1'):
     a, b = (d / 'fedavg' / 'alpha0.5' / cell for d in (ref, w))
     assert _rows(a) == _rows(b)
+    assert [s for s, _ in tensorboard_scalars(b)['test_accuracy']] == [1]
     assert json.loads((b / 'results.json').read_text())[
         'global_fingerprint'] == json.loads((a / 'results.json').read_text())[
             'global_fingerprint']

@@ -180,7 +180,9 @@ class Watcher:
     self.last_t, self.last_done = time.monotonic(), start
     self.writer = None
     if self.lead and tensorboard:
-      self.writer = _writer(workdir, start or None)
+      # Steps after `start` in older event files were lost with the process
+      # that wrote them: TensorBoard drops them (purge) from this step on.
+      self.writer = _writer(workdir, start + 1 if start else None)
       self._record_config(config, start)
 
   def _record_config(self, config: dict[str, Any], step: int) -> None:

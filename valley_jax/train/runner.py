@@ -263,8 +263,7 @@ def _train(config, workdir: str, overwrite: bool, stop_after: int | None
       if stop:
         _stop(mngr, mid, watcher, f'epoch {epoch} in {workdir}/'
               f'{checkpoint.CKPT_DIR}')
-  watcher.step((last if row else start) * n_steps, force=True)
-  watcher.close()
+    watcher.step(max(last, start) * n_steps, force=True)
   mngr.wait_until_finished()
   mngr.close()
   mid.close(finished=last >= config.train.epochs)
