@@ -236,7 +236,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, *,
   config = config.copy_and_resolve_references()
   config.fed.hparams = _full_hparams(alg)
   outputs.check_writable(workdir, '--workdir')
-  with rundir.lock(workdir):
+  with rundir.lock(workdir), preemption.graceful():
     return _simulate(config, workdir, alg, overwrite, stop_after)
 
 

@@ -167,7 +167,9 @@ def run(config: ml_collections.ConfigDict, workdir: str, *,
   validate(config)
   outputs.check_writable(workdir, '--workdir')
   _check_init_from(config, workdir)
-  with rundir.lock(workdir):
+  # A signal while data load and compile is recorded; the run then stops
+  # before its first step.
+  with rundir.lock(workdir), preemption.graceful():
     return _train(config, workdir, overwrite, stop_after)
 
 
@@ -219,6 +221,9 @@ def _train(config, workdir: str, overwrite: bool, stop_after: int | None
                           total=n_steps * config.train.epochs,
                           start=start * n_steps + pos)
   row = {}
+  if preemption.pending():
+    _stop(mngr, mid, watcher, f'nothing new: the run stopped before its '
+          f'first step; its latest checkpoint is epoch {start} in {workdir}')
   with preemption.graceful(), contextlib.closing(watcher):
     for epoch in tqdm.trange(start + 1, last + 1, desc='train',
                              disable=distributed.progress_disabled(),
