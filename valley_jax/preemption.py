@@ -64,7 +64,8 @@ _state = _State()
 def signal_name() -> str:
   """'SIGTERM' or 'SIGINT': the signal received (or 'a signal')."""
   if _state.signum is None:
-    return 'a signal'
+    return ('a preemption notice (SIGTERM to a process of this run)'
+            if _distributed() else 'a signal')
   return signal.Signals(_state.signum).name
 
 
