@@ -13,8 +13,9 @@ from valley_jax import watch
 
 def plugin_tags(workdir, plugin: str) -> set[str]:
   """The tags a TensorBoard plugin ('text', 'hparams') finds in a run."""
-  from tensorboard.backend.event_processing import event_accumulator  # pylint: disable=g-import-not-at-top
-  acc = event_accumulator.EventAccumulator(str(workdir))
+  accumulator = pytest.importorskip(
+      'tensorboard.backend.event_processing.event_accumulator')
+  acc = accumulator.EventAccumulator(str(workdir))
   acc.Reload()
   return set(acc.PluginTagToContent(plugin))
 
@@ -59,8 +60,8 @@ def test_eta_by_hand():
 
 
 def test_event_file_write_fault_is_logged_once_not_raised(tmp_path, caplog):
-  path = f'{watch._LOCAL}:{tmp_path}/missing/events'  # pylint: disable=protected-access
-  f = watch._EventFile(path)  # pylint: disable=protected-access
+  # pylint: disable=protected-access
+  f = watch._EventFile(f'{watch._LOCAL}:{tmp_path}/missing/events')
   f.write(b'x')  # The folder does not exist: open fails.
   f.write(b'y')
   f.flush()

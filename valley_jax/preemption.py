@@ -27,7 +27,7 @@ step numbers.
 import contextlib
 import signal
 import threading
-from typing import Iterator
+from collections.abc import Iterator
 
 import jax
 from absl import logging

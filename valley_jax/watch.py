@@ -29,6 +29,7 @@ uploaded whole at each flush, as TensorFlow's own writer does on GCS.
 
 import io
 import json
+import math
 import os
 import sys
 import time
@@ -198,7 +199,7 @@ class Watcher:
       return
     for k, v in values.items():
       if isinstance(v, (int, float)) and not isinstance(v, bool) and (
-          v == v and abs(v) != float('inf')):
+          math.isfinite(v)):
         self.writer.add_scalar(k, v, step)
 
   def step(self, done: int, *, force: bool = False) -> None:

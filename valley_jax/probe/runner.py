@@ -609,7 +609,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, str]:
   with preemption.graceful(interrupt=True):
     try:
       return _run(config, workdir, kinds, plan, paths)
-    except preemption.Preempted as e:
+    except preemption.Preempted:
       if not paths:
         raise
       lost = [k for k in kinds if k not in paths]
