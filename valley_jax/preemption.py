@@ -122,6 +122,8 @@ def graceful(interrupt: bool = False) -> Iterator[None]:
   finally:
     _state.depth -= 1
     _state.interrupt = outer_interrupt
+    if _state.depth == 0:
+      _state.signum = None
     for s, h in previous.items():
       signal.signal(s, h)
 
