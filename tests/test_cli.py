@@ -132,10 +132,11 @@ ocp.CheckpointManager.save = save
 
 @pytest.mark.slow
 def test_orbax_full_disk_is_the_documented_message(tmp_path):
-  """The fault is injected into Orbax's save of epoch 1 (sitecustomize):
-  one message naming the checkpoint, no traceback (nor the thread's log)."""
+  """The fault is injected into Orbax's save of epoch 0, the first
+  (sitecustomize): one message naming the checkpoint, no traceback (nor the
+  thread's log)."""
   (tmp_path / 'sitecustomize.py').write_text(
-      _FULL_DISK.format(step=1, status='RESOURCE_EXHAUSTED'))
+      _FULL_DISK.format(step=0, status='RESOURCE_EXHAUSTED'))
   config = tmp_path / 'cfg.py'
   config.write_text(
       f'import sys\nsys.path.insert(0, {str(_REPO / "tests")!r})\n'
@@ -147,7 +148,7 @@ def test_orbax_full_disk_is_the_documented_message(tmp_path):
       text=True, timeout=300,
       env={**os.environ, 'PYTHONPATH': str(tmp_path)})
   assert out.returncode == cli.USER_ERROR_STATUS, out.stderr[-3000:]
-  assert (f'Could not write ({tmp_path / "run" / "checkpoints"}/1/x): the '
+  assert (f'Could not write ({tmp_path / "run" / "checkpoints"}/0/x): the '
           'disk is full or a storage quota is exceeded.') in out.stderr
   assert 'Traceback' not in out.stderr and 'Save failed' not in out.stderr
 
