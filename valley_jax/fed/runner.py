@@ -330,7 +330,7 @@ def _rounds(config, workdir, alg, round_fn, evaluate, mngr, states, history,
     watcher.step(done)
     watcher.scalars(done, {k: v for k, v in history[-1].items()
                            if k != 'round'})
-    if stop:
+    if stop and done < last:  # A signal in the last round: just finish.
       return done
   watcher.step(last, force=True)
   return None

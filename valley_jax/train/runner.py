@@ -265,7 +265,7 @@ def _train(config, workdir: str, overwrite: bool, stop_after: int | None
       outputs.write_jsonl(rundir.metrics_path(workdir), history)
       watcher.scalars(epoch * n_steps, {k: v for k, v in history[-1].items()
                                         if k != 'epoch'})
-      if stop:
+      if stop and epoch < last:  # A signal in the last epoch: just finish.
         _stop(mngr, mid, watcher, f'epoch {epoch} in {workdir}/'
               f'{checkpoint.CKPT_DIR}')
     watcher.step(max(last, start) * n_steps, force=True)
