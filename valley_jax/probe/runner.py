@@ -627,7 +627,11 @@ def _run(config, workdir: str, kinds: list[str], plan: list[TrainRun],
   p = Prober(config, workdir)
   main, pending = None, []
   with concurrent.futures.ThreadPoolExecutor(1, 'figures') as figures:
-    for kind in kinds:
+    for i, kind in enumerate(kinds):
+      # Several processes: JAX's preemption service holds SIGTERM, and all
+      # processes stop before the same kind.
+      if preemption.requested(i):
+        raise preemption.Preempted('nothing yet (no kind had finished)')
       folder = epath.Path(workdir) / kind
       prov = _provenance(config, kind, p)
       results = _finished(folder, config, prov)
