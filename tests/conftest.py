@@ -181,6 +181,19 @@ def kinds_probe_config(checkpoint_dir, kind):
   return c
 
 
+def tensorboard_scalars(workdir) -> dict[str, list[tuple[int, float]]]:
+  """Every scalar series of a run folder as TensorBoard reads it (where a
+  resumed run restarted, the older files' later steps purged)."""
+  accumulator = pytest.importorskip(
+      'tensorboard.backend.event_processing.event_accumulator',
+      reason='tensorboard (the test extra) reads the event files')
+  acc = accumulator.EventAccumulator(str(workdir), size_guidance={
+      accumulator.SCALARS: 0})
+  acc.Reload()
+  return {tag: [(e.step, e.value) for e in acc.Scalars(tag)]
+          for tag in acc.Tags()['scalars']}
+
+
 def load_json(path):
   """A results file, read with the json module."""
   with open(path) as f:

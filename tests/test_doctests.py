@@ -12,7 +12,8 @@ _MODULES = ['valley_jax.models', 'valley_jax.core.tree',
             'valley_jax.defaults', 'valley_jax.data.pipeline',
             'valley_jax.outputs', 'valley_jax.checks', 'valley_jax.checkpoint',
             'valley_jax.data.partition', 'valley_jax.distributed',
-            'valley_jax.convert', 'valley_jax.data.sources']
+            'valley_jax.convert', 'valley_jax.data.sources',
+            'valley_jax.watch', 'valley_jax.cli']
 
 
 @pytest.mark.parametrize('name', _MODULES)

@@ -18,7 +18,7 @@ _ALIASES = {'valley_jax.tree', 'valley_jax.directions', 'valley_jax.normalize',
 _LAYERS = [
     # Building blocks with no project imports above them.
     ('valley_jax', 'valley_jax.errors', 'valley_jax.checks',
-     'valley_jax.compile_cache',
+     'valley_jax.compile_cache', 'valley_jax.preemption', 'valley_jax.watch',
      'valley_jax.distributed', 'valley_jax.sharding', 'valley_jax.outputs',
      'valley_jax.data*', 'valley_jax.models*'),
     # Config-free math.

@@ -34,6 +34,10 @@ from valley_jax.core.steps import TrainState
 from valley_jax.errors import InputError, InputFileError, UserError
 
 CKPT_DIR = 'checkpoints'
+# Mid-epoch checkpoints of train.py (config.train.checkpoint_every_steps, or
+# a pre-emption): keyed by the global optimiser step, the latest one kept,
+# apart from the epochs that probes and init_from read.
+STEPS_DIR = 'checkpoints_steps'
 DEFAULT_KEEP = (1, 2, 3, 5, 10, 20, 30, 50)
 
 
@@ -103,15 +107,15 @@ def as_json(cfg: dict[str, Any]) -> dict[str, Any]:
   return json.loads(json.dumps(cfg))
 
 
-def _ckpt_dir(workdir: str) -> epath.Path:
+def _ckpt_dir(workdir: str, folder: str = CKPT_DIR) -> epath.Path:
   """Orbax wants absolute paths; local ones are resolved, gs:// kept."""
   if outputs.is_remote(workdir):
-    return epath.Path(workdir) / CKPT_DIR
-  return epath.Path(os.path.abspath(os.path.expanduser(workdir))) / CKPT_DIR
+    return epath.Path(workdir) / folder
+  return epath.Path(os.path.abspath(os.path.expanduser(workdir))) / folder
 
 
 def manager(workdir: str, keep: Iterable[int] = (), read_only: bool = False,
-            arrays: Iterable[str] = ('model', 'opt')
+            arrays: Iterable[str] = ('model', 'opt'), folder: str = CKPT_DIR
             ) -> ocp.CheckpointManager:
   """A manager keeping step 0, the steps in `keep` and the latest one.
 
@@ -121,6 +125,7 @@ def manager(workdir: str, keep: Iterable[int] = (), read_only: bool = False,
     read_only: open an existing run for reading (creates no folder).
     arrays: names of the array items; items `config` and `meta` (JSON) are
       always there.
+    folder: the folder in `workdir` (STEPS_DIR: mid-epoch checkpoints).
   """
   policy = ocp.checkpoint_managers.AnyPreservationPolicy([
       ocp.checkpoint_managers.LatestN(1),
@@ -133,21 +138,23 @@ def manager(workdir: str, keep: Iterable[int] = (), read_only: bool = False,
   handlers = {name: ocp.StandardCheckpointHandler() for name in arrays}
   handlers.update(config=ocp.JsonCheckpointHandler(),
                   meta=ocp.JsonCheckpointHandler())
-  return ocp.CheckpointManager(_ckpt_dir(workdir), options=options,
+  return ocp.CheckpointManager(_ckpt_dir(workdir, folder), options=options,
                                item_handlers=handlers)
 
 
 def save_items(mngr: ocp.CheckpointManager, step: int,
                arrays: dict[str, Any], config: dict[str, Any],
-               metrics: list[dict[str, Any]] | None = None) -> None:
+               metrics: list[dict[str, Any]] | None = None,
+               extra: dict[str, Any] | None = None) -> None:
   """Saves array items, the config and a `meta` item (asynchronously).
 
   `meta` holds the SHA-256 of every array (verified by `restore_items`),
   the fingerprint of item `model` if there is one, and `metrics`: the
-  history up to this step, from which a resumed run rebuilds its JSON lines.
+  history up to this step, from which a resumed run rebuilds its JSON lines;
+  `extra` adds further JSON entries (a mid-epoch checkpoint's step metrics).
   """
   meta = {'checksums': {k: checksums(v) for k, v in arrays.items()},
-          'metrics': metrics or []}
+          'metrics': metrics or [], **(extra or {})}
   if 'model' in arrays:
     meta['fingerprint'] = fingerprint(arrays['model'])
   mngr.save(step, args=ocp.args.Composite(

@@ -234,6 +234,8 @@ TRAIN_FIELDS = [
     count('train.batch_size'),
     count('train.eval_batch_size'),
     count('train.keep_epochs', 0),
+    count('train.checkpoint_every_steps', 0, optional=True,
+          why='0 = at epoch ends only'),
 ]
 
 # The probe config (valley_jax.defaults.probe_config) without its `train` and

@@ -45,7 +45,10 @@ def train_config(model: str, dataset: str,
       init_from='',
       # A parameter group (e.g. 'CLF') that keeps its fresh init when
       # starting from init_from: a new classifier head for new classes.
-      init_fresh=''))
+      init_fresh='',
+      # Also save a mid-epoch checkpoint every this many optimiser steps
+      # (0 = at epoch ends only); a pre-emption saves its step anyway.
+      checkpoint_every_steps=0))
   return c
 
 
@@ -257,8 +260,8 @@ _FED_VARIANTS = {
     'table': lambda c, v: setattr(c, 'mode', 'table'),
     # The algorithms' named options (checks.NAMED_HPARAMS), e.g.
     # reduction_sum, classifier_representation, first_negative_global,
-    # alpha_scaling_none: fed.hparams starts empty, so a flag cannot add
-    # them.
+    # alpha_scaling_none (or by flag: --config.fed.hparams.reduction=sum,
+    # which the mains' flag parsing adds to the empty fed.hparams).
     **{k: functools.partial(_set_named, key=k) for k in (
         'reduction', 'classifier', 'first_negative', 'alpha_scaling')},
 }

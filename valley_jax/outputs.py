@@ -27,6 +27,9 @@ True
 import importlib.util
 import json
 import math
+import os
+import re
+import threading
 import uuid
 from typing import Any, Iterable
 
@@ -85,15 +88,87 @@ def check_storage(path: epath.PathLike, what: str) -> None:
     path: a path (local or remote).
     what: the flag or config field naming it, for the message.
   """
-  scheme = str(path).split('://', 1)[0].lower() if is_remote(path) else ''
-  if scheme not in _STORES:
+  if not is_remote(path):
     return
+  scheme = str(path).split('://', 1)[0].lower()
+  if not re.fullmatch(r'[a-z][a-z0-9+.-]*', scheme):
+    raise InputError(
+        f"{what}={str(path)!r} holds '://' after {scheme!r}, which is not a "
+        "storage scheme: a local name cannot contain '://'. Rename the "
+        'folder, or write gs://BUCKET/FOLDER for Cloud Storage.')
+  if scheme not in _STORES:
+    raise InputError(
+        f'{what}={str(path)!r} is on {scheme}://, which valley_jax does not '
+        f'support: use a local (or mounted) folder, or '
+        f'{" or ".join(f"{s}://" for s in _STORES)} (checkpoints, outputs and '
+        "the compilation cache are written through Orbax's TensorStore and "
+        'etils.epath, tested on those only).')
   module, extra = _STORES[scheme]
   if not any(importlib.util.find_spec(m) for m in (module, 'tensorflow')):
     raise MissingPackageError(
         f'{what}={str(path)!r} is on {scheme}://, which needs {module}: '
         f'pip install -e ".[{extra}]" (or pip install {module}), then run '
         'the same command again.')
+
+
+# Seconds to wait for a gs:// bucket to answer (VALLEY_JAX_STORAGE_TIMEOUT).
+STORAGE_TIMEOUT_ENV = 'VALLEY_JAX_STORAGE_TIMEOUT'
+_STORAGE_TIMEOUT_S = 10.0
+
+
+def bucket_of(path: epath.PathLike) -> str:
+  """'gs://bucket' of a gs:// path.
+
+  >>> bucket_of('gs://b/runs/x')
+  'gs://b'
+  """
+  scheme, rest = str(path).split('://', 1)
+  return f'{scheme}://{rest.split("/", 1)[0]}'
+
+
+def check_reachable(path: epath.PathLike, what: str) -> None:
+  """Raises InputError unless the bucket of a gs:// path answers within
+  STORAGE_TIMEOUT_ENV seconds (default 10): once, before any work, instead of
+  a minute of retries and an aiohttp traceback at the first write.
+
+  Args:
+    path: a gs:// path (other paths are not checked).
+    what: the flag or config field naming it, for the message.
+  """
+  if not is_remote(path):
+    return
+  bucket = bucket_of(path)
+  timeout = float(os.environ.get(STORAGE_TIMEOUT_ENV) or _STORAGE_TIMEOUT_S)
+  out: dict[str, Any] = {}
+
+  def ask():
+    try:
+      out['exists'] = epath.Path(bucket).exists()
+    except Exception as e:  # pylint: disable=broad-except
+      out['error'] = e
+
+  thread = threading.Thread(target=ask, daemon=True, name='storage-check')
+  thread.start()
+  thread.join(timeout)
+  hint = ('Check the network and the credentials (gcloud auth '
+          'application-default login, or GOOGLE_APPLICATION_CREDENTIALS), '
+          f'or wait longer with {STORAGE_TIMEOUT_ENV}=SECONDS.')
+  if thread.is_alive():
+    raise InputError(f'{what}={str(path)!r}: {bucket} did not answer within '
+                     f'{timeout:g} s. {hint}')
+  if 'error' in out:
+    e = out['error']
+    text = f'{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ""}'
+    if re.search(r'\b(401|403)\b|[Uu]nauthori[sz]ed|[Ff]orbidden|'
+                 r'[Cc]redentials', text):
+      raise InputError(f'{what}={str(path)!r}: access to {bucket} was '
+                       f'refused ({text[:200]}). {hint}')
+    raise InputError(f'{what}={str(path)!r}: {bucket} could not be reached '
+                     f'({text[:200]}). {hint}')
+  if not out['exists']:
+    raise InputError(f'{what}={str(path)!r}: the bucket {bucket} does not '
+                     'exist (or this account cannot see it). Create it, or '
+                     'check its name.')
 
 
 def write_bytes(path: epath.PathLike, data: bytes) -> None:

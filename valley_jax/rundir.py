@@ -30,9 +30,10 @@ from valley_jax.errors import InputError, WorkdirBusyError
 METRICS = 'metrics.jsonl'
 # Keys that may change between a run and its resumption.
 _RESUMABLE_KEYS = ('data.data_dir', 'num_devices', 'train.on_nonfinite',
-                   'compile_cache')
+                   'compile_cache', 'train.checkpoint_every_steps')
 # Keys added after runs were stored: a stored config without one holds this.
-_NEW_KEY_DEFAULTS = {'train.init_from': '', 'train.init_fresh': ''}
+_NEW_KEY_DEFAULTS = {'train.init_from': '', 'train.init_fresh': '',
+                     'train.checkpoint_every_steps': 0}
 
 def _flat(d: dict[str, Any], prefix: str = '') -> dict[str, Any]:
   out = {}
@@ -163,6 +164,7 @@ def open_run(workdir: str, config: dict[str, Any], *, overwrite: bool,
     logging.warning('Overwriting the run in %s.', workdir)
     mngr.close()
     (epath.Path(workdir) / checkpoint.CKPT_DIR).rmtree(missing_ok=True)
+    (epath.Path(workdir) / checkpoint.STEPS_DIR).rmtree(missing_ok=True)
     for name in outputs_to_drop:
       (epath.Path(workdir) / name).unlink(missing_ok=True)
     mngr = checkpoint.manager(workdir, keep, arrays=arrays)
@@ -218,6 +220,30 @@ def lock(workdir: str, what: str = '--workdir'):
       yield
     finally:
       fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def writer(workdir: str) -> str | None:
+  """Who holds the one-writer lock of `workdir` now ('pid 12 on host,
+  started ...'), or None when nobody does (or the workdir is on gs://, where
+  no lock exists). A reader that must not see checkpoints change under it
+  (probe.py) asks before it starts.
+
+  Args:
+    workdir: a run's folder.
+
+  Returns:
+    The holder, or None.
+  """
+  path = epath.Path(workdir) / LOCK
+  if outputs.is_remote(workdir) or not path.exists():
+    return None
+  with open(path, 'r', encoding='utf-8') as f:
+    try:
+      fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+      return _holder(f.read())
+    fcntl.flock(f, fcntl.LOCK_UN)
+  return None
 
 
 def _holder(text: str) -> str:

@@ -30,6 +30,7 @@ is checked, the workdir proven writable, and a table's cells compared with
 what their workdirs hold, before anything is loaded or compiled.
 """
 
+import contextlib
 import dataclasses
 import itertools
 import math
@@ -44,7 +45,8 @@ import tqdm
 from etils import epath
 
 from valley_jax import (checkpoint, checks, compile_cache, data, distributed,
-                        fed, models, outputs, rundir, sharding)
+                        fed, models, outputs, preemption, rundir, sharding,
+                        watch)
 from valley_jax.core import steps
 from valley_jax.data import partition
 from valley_jax.errors import InputError
@@ -234,7 +236,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, *,
   config = config.copy_and_resolve_references()
   config.fed.hparams = _full_hparams(alg)
   outputs.check_writable(workdir, '--workdir')
-  with rundir.lock(workdir):
+  with rundir.lock(workdir), preemption.graceful():
     return _simulate(config, workdir, alg, overwrite, stop_after)
 
 
@@ -283,12 +285,30 @@ def _simulate(config, workdir: str, alg, overwrite: bool,
       rundir.metrics_path(workdir))
   evaluate = _Evaluator(config, model, ds, mesh, val)
   last = min(stop_after or f.rounds, f.rounds)
+  watcher = watch.Watcher(workdir, f'fedsim {f.algorithm}', config.to_dict(),
+                          total=f.rounds, start=start, unit='rounds')
+  with preemption.graceful(), contextlib.closing(watcher):
+    start = _rounds(config, workdir, alg, round_fn, evaluate, mngr, states,
+                    history, start, last, watcher)
+  mngr.wait_until_finished()
+  mngr.close()
+  if start is not None:  # Stopped by a signal after saving round `start`.
+    _finish(config, workdir, alg, states['server'], history, part_info)
+    raise preemption.Preempted(f'round {start} of {f.rounds} in {workdir}')
+  return _finish(config, workdir, alg, states['server'], history, part_info)
+
+
+def _rounds(config, workdir, alg, round_fn, evaluate, mngr, states, history,
+            start: int, last: int, watcher) -> int | None:
+  """The round loop of run(); `states` and `history` are updated in place.
+  Returns None, or the round saved when a signal stopped the run."""
+  f = config.fed
   for t in tqdm.trange(start, last, desc=f'fedsim {f.algorithm}',
                        disable=distributed.progress_disabled(),
                        initial=start, total=f.rounds):
     t0 = time.time()
     server, clients, m = round_fn(states['server'], states['clients'], t)
-    states = {'server': server, 'clients': clients}
+    states.update(server=server, clients=clients)
     m = jax.device_get(m)
     checks.stop_if_nonfinite(
         [m['train_loss']], f'round {t + 1}', t,
@@ -303,12 +323,17 @@ def _simulate(config, workdir: str, alg, overwrite: bool,
         test.update(evaluate.clients(fed.global_weights(alg, server),
                                      clients))
     history.append(_round_row(t, m, test, time.time() - t0))
-    if done % config.checkpoint_every == 0 or done == f.rounds:
+    stop = preemption.requested(done)  # Every round, on every process.
+    if done % config.checkpoint_every == 0 or done == f.rounds or stop:
       checkpoint.save_items(mngr, done, states, config.to_dict(), history)
     outputs.write_jsonl(rundir.metrics_path(workdir), history)
-  mngr.wait_until_finished()
-  mngr.close()
-  return _finish(config, workdir, alg, states['server'], history, part_info)
+    watcher.step(done)
+    watcher.scalars(done, {k: v for k, v in history[-1].items()
+                           if k != 'round'})
+    if stop and done < last:  # A signal in the last round: just finish.
+      return done
+  watcher.step(last, force=True)
+  return None
 
 
 def global_model_dir(workdir: str) -> str:
@@ -528,10 +553,18 @@ def table(config: ml_collections.ConfigDict, workdir: str, *,
   if not overwrite:
     _check_cells(config, workdir)
   runs = []
-  with rundir.lock(workdir):
-    for cell in cells(config):
+  with rundir.lock(workdir), preemption.graceful():
+    todo = cells(config)
+    for i, cell in enumerate(todo):
       w = cell_dir(workdir, cell)
-      res = run(cell_config(config, cell), w, overwrite=overwrite)
+      try:
+        if preemption.pending():  # A signal between two cells.
+          raise preemption.Preempted(f'every finished cell in {workdir}')
+        res = run(cell_config(config, cell), w, overwrite=overwrite)
+      except preemption.Preempted as e:
+        raise preemption.Preempted(
+            f'{e.saved} (table cell {i + 1} of {len(todo)}; {i} finished)'
+        ) from None
       runs.append(_cell_record(cell, w, res))
     out = summarize(config, runs)
     folder = epath.Path(workdir)

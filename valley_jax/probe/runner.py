@@ -51,6 +51,7 @@ import dataclasses
 import importlib.util
 import math
 import os
+import re
 from typing import Any
 
 import jax.numpy as jnp
@@ -59,9 +60,10 @@ from absl import logging
 from etils import epath
 
 from valley_jax import (checkpoint, checks, compile_cache, convert, models,
-                        outputs, plots, rundir)
+                        outputs, plots, preemption, rundir)
 from valley_jax.core import normalize, sweep
-from valley_jax.errors import InputError, InputFileError, UserError
+from valley_jax.errors import (InputError, InputFileError, UserError,
+                               WorkdirBusyError)
 from valley_jax.probe import registry
 from valley_jax.probe.prober import DTYPES, PRECISIONS, Prober, batch_sizes
 from valley_jax.probe.studies import common
@@ -138,7 +140,20 @@ def _validate(config) -> tuple[list[str], list['TrainRun']]:
   for s in selected:
     if s.multi_run:
       _check_runs_before_training(s, config, plan)
+  _check_not_training(config, kinds, plan)
   return kinds, plan
+
+
+def _check_not_training(config, kinds: list[str], plan) -> None:
+  """Refuses to measure a workdir that train.py (or fedsim.py) is writing
+  now: its 'last' epoch, and any epoch its keep policy drops, could vanish
+  between two kinds."""
+  for w in sorted(_measured(config, kinds)):
+    if not _planned(plan, w) and (holder := rundir.writer(w)):
+      raise WorkdirBusyError(
+          f'{w} is being written by a training run now ({holder}); its '
+          'checkpoints can change while they are probed. Probe it when that '
+          'run has ended.')
 
 
 def _probes_main(study: Study, config) -> bool:
@@ -205,6 +220,11 @@ def _needs_training(workdir: str, train: ml_collections.ConfigDict) -> bool:
 # folder that receives runs/, say).
 _REPO = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
+# WORKDIR=CONFIG_FILE[:VARIANT]: the workdir may hold '=' ('runs/lr=0.1'), the
+# config file may be a URL ('gs://...'); the variant follows the last ':'
+# after '.py'.
+_ENTRY = re.compile(r'^(?P<workdir>.*)=(?P<path>[^=]*?\.py)'
+                    r'(?::(?P<variant>[^:=]*))?$')
 _ENTRY_FORM = ("'WORKDIR=CONFIG_FILE[:VARIANT]', e.g. "
                "'runs/digits_bs8=configs/digits_cnn.py:bs8'")
 
@@ -261,8 +281,13 @@ def train_runs(config: ml_collections.ConfigDict) -> list[TrainRun]:
 
 def _load_entry(entry: str, where: str, data_dir: str) -> TrainRun:
   """One entry of config.train_runs, loaded and validated."""
-  workdir, sep, spec = entry.partition('=')
-  path, _, variant = spec.partition(':')
+  m = _ENTRY.match(entry)
+  if m:  # The config path is the part ending in .py after the last '='.
+    workdir, sep, path, variant = (m['workdir'], '=', m['path'],
+                                   m['variant'] or '')
+  else:
+    workdir, sep, spec = entry.partition('=')
+    path, _, variant = spec.partition(':')
   workdir, path, variant = workdir.strip(), path.strip(), variant.strip()
   if not (sep and workdir and path):
     raise InputError(f'{where}={entry!r}: write {_ENTRY_FORM}.')
@@ -288,8 +313,13 @@ def _check_model(m: ml_collections.ConfigDict) -> None:
 
 def _config_file(path: str, where: str, entry: str) -> str:
   """The config file of an entry: as given, else in the repository."""
+  if outputs.is_remote(path):
+    raise InputError(
+        f'{where}={entry!r}: the config file {path!r} is remote; config '
+        'files are read from the local disk (they are Python modules): copy '
+        'it here and name the copy.')
   candidates = [path]
-  if not os.path.isabs(path) and not outputs.is_remote(path):
+  if not os.path.isabs(path):
     candidates.append(os.path.join(_REPO, path))
   for c in candidates:
     if os.path.isfile(c):
@@ -574,12 +604,34 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, str]:
   """
   kinds, plan = _validate(config)
   outputs.check_writable(workdir, '--workdir')
+  paths = {}
+  # A signal stops the kind in flight at once; the finished ones are kept.
+  with preemption.graceful(interrupt=True):
+    try:
+      return _run(config, workdir, kinds, plan, paths)
+    except preemption.Preempted:
+      if not paths:
+        raise
+      lost = [k for k in kinds if k not in paths]
+      raise preemption.Preempted(
+          f'the results of {list(paths)} in {workdir}' + (
+              f' ({lost[0]} was stopped and is computed again)'
+              if lost else '')) from None
+
+
+def _run(config, workdir: str, kinds: list[str], plan: list[TrainRun],
+         paths: dict[str, str]) -> dict[str, str]:
+  """run()'s work once validated; fills `paths` as kinds finish."""
   _train_missing(config, kinds, plan)
   formats = figure_formats(config)
   p = Prober(config, workdir)
-  main, paths, pending = None, {}, []
+  main, pending = None, []
   with concurrent.futures.ThreadPoolExecutor(1, 'figures') as figures:
-    for kind in kinds:
+    for i, kind in enumerate(kinds):
+      # Several processes: JAX's preemption service holds SIGTERM, and all
+      # processes stop before the same kind.
+      if preemption.requested(i):
+        raise preemption.Preempted('nothing yet (no kind had finished)')
       folder = epath.Path(workdir) / kind
       prov = _provenance(config, kind, p)
       results = _finished(folder, config, prov)

@@ -20,6 +20,7 @@ rows of every batch (`sharding.gather`); metrics.jsonl is written by process
 many devices to float tolerance (tests/test_distributed.py).
 """
 
+import contextlib
 import os
 import time
 from typing import Any
@@ -32,7 +33,7 @@ import tqdm
 from absl import logging
 
 from valley_jax import (checkpoint, checks, compile_cache, data, distributed,
-                        models, outputs, rundir, sharding)
+                        models, outputs, preemption, rundir, sharding, watch)
 from valley_jax.core import groups, steps
 from valley_jax.errors import InputError, InputFileError
 
@@ -166,7 +167,9 @@ def run(config: ml_collections.ConfigDict, workdir: str, *,
   validate(config)
   outputs.check_writable(workdir, '--workdir')
   _check_init_from(config, workdir)
-  with rundir.lock(workdir):
+  # A signal while data load and compile is recorded; the run then stops
+  # before its first step.
+  with rundir.lock(workdir), preemption.graceful():
     return _train(config, workdir, overwrite, stop_after)
 
 
@@ -210,36 +213,133 @@ def _train(config, workdir: str, overwrite: bool, stop_after: int | None
   eval_step = jax.jit(steps.make_eval_step(model, ds.mean, ds.std))
   train_key = jax.random.fold_in(root, 1)
   last = stop_after if stop_after is not None else config.train.epochs
+  mid = _MidEpoch(workdir, config, n_steps, start)
+  pos, ms = 0, []
+  if mid.resumable(state):
+    pos, state, ms = mid.restore(state)
+  watcher = watch.Watcher(workdir, 'train', config.to_dict(),
+                          total=n_steps * config.train.epochs,
+                          start=start * n_steps + pos)
   row = {}
-  for epoch in tqdm.trange(start + 1, last + 1, desc='train',
-                           disable=distributed.progress_disabled(),
-                           initial=start, total=config.train.epochs):
-    t0 = time.time()
-    ms = []
-    for idx in data.epoch_batches(len(ds.y_train), bs, config.data.seed,
-                                  epoch):
-      # Each process reads its own rows of the batch (the global batch is
-      # config.train.batch_size, split over all processes' devices).
-      xb, yb = sharding.gather(mesh, (ds.x_train, ds.y_train), idx)
-      state, m = train_step(state, xb, yb, train_key)
-      ms.append(m)
-    losses = np.array([m['loss'] for m in ms], np.float64)
-    _check_finite(losses, epoch, config)
-    test = steps.evaluate(eval_step, mesh, state.params, state.batch_stats,
-                          ds.x_test, ds.y_test, config.train.eval_batch_size)
-    row = {'epoch': epoch,
-           'train_loss': float(losses.mean()),
-           'train_accuracy': float(np.mean([m['accuracy'] for m in ms])),
-           'test_loss': test['loss'], 'test_accuracy': test['accuracy'],
-           'lr': float(schedule(int(state.step) - 1)),
-           'seconds': round(time.time() - t0, 3)}
-    history.append(outputs.finite_or_none(row))
-    checkpoint.save(mngr, epoch, state, config.to_dict(), history)
-    outputs.write_jsonl(rundir.metrics_path(workdir), history)
+  if preemption.pending():
+    _stop(mngr, mid, watcher, f'nothing new: the run stopped before its '
+          f'first step; its latest checkpoint is epoch {start} in {workdir}')
+  with preemption.graceful(), contextlib.closing(watcher):
+    for epoch in tqdm.trange(start + 1, last + 1, desc='train',
+                             disable=distributed.progress_disabled(),
+                             initial=start, total=config.train.epochs):
+      t0 = time.time()
+      stop = False
+      batches = data.epoch_batches(len(ds.y_train), bs, config.data.seed,
+                                   epoch)
+      for i in range(pos, n_steps):
+        # Each process reads its own rows of the batch (the global batch is
+        # config.train.batch_size, split over all processes' devices).
+        xb, yb = sharding.gather(mesh, (ds.x_train, ds.y_train), batches[i])
+        state, m = train_step(state, xb, yb, train_key)
+        ms.append(m)
+        done = (epoch - 1) * n_steps + i + 1
+        watcher.step(done)
+        stop = preemption.requested(done)  # Every step, on every process.
+        if i + 1 < n_steps and (stop or mid.due(done)):
+          mid.save(done, state, history, ms)
+        if stop and i + 1 < n_steps:
+          _stop(mngr, mid, watcher, f'epoch {epoch - 1} and {i + 1} of the '
+                f'{n_steps} steps of epoch {epoch} (global step {done}) in '
+                f'{workdir}/{checkpoint.STEPS_DIR}')
+      pos = 0
+      losses = np.array([m['loss'] for m in ms], np.float64)
+      _check_finite(losses, epoch, config)
+      test = steps.evaluate(eval_step, mesh, state.params, state.batch_stats,
+                            ds.x_test, ds.y_test,
+                            config.train.eval_batch_size)
+      row = {'epoch': epoch,
+             'train_loss': float(losses.mean()),
+             'train_accuracy': float(np.mean([m['accuracy'] for m in ms])),
+             'test_loss': test['loss'], 'test_accuracy': test['accuracy'],
+             'lr': float(schedule(int(state.step) - 1)),
+             'seconds': round(time.time() - t0, 3)}
+      ms = []
+      history.append(outputs.finite_or_none(row))
+      checkpoint.save(mngr, epoch, state, config.to_dict(), history)
+      outputs.write_jsonl(rundir.metrics_path(workdir), history)
+      watcher.scalars(epoch * n_steps, {k: v for k, v in history[-1].items()
+                                        if k != 'epoch'})
+      if stop and epoch < last:  # A signal in the last epoch: just finish.
+        _stop(mngr, mid, watcher, f'epoch {epoch} in {workdir}/'
+              f'{checkpoint.CKPT_DIR}')
+    watcher.step(max(last, start) * n_steps, force=True)
   mngr.wait_until_finished()
   mngr.close()
+  mid.close(finished=last >= config.train.epochs)
   # A finished run started again trains nothing: report its last epoch.
   return row or (history or [{}])[-1]
+
+
+def _stop(mngr, mid: '_MidEpoch', watcher: watch.Watcher, saved: str):
+  """Waits for the checkpoints in flight, then raises Preempted."""
+  watcher.close()
+  mngr.wait_until_finished()
+  mngr.close()
+  mid.close(finished=False)
+  raise preemption.Preempted(saved)
+
+
+class _MidEpoch:
+  """The mid-epoch checkpoints of a run (checkpoint.STEPS_DIR): the state
+  after a global step, and the step metrics of its epoch so far, so that a
+  resumed epoch ends with the same metrics row as an uninterrupted one.
+
+  Each epoch's data order is a function of (config.data.seed, epoch), so
+  the global step says where in the order the epoch resumes.
+  """
+
+  def __init__(self, workdir: str, config, n_steps: int, start: int):
+    self.every = config.train.get('checkpoint_every_steps', 0)
+    self.config, self.n_steps, self.start = config, n_steps, start
+    self.mngr = checkpoint.manager(workdir, arrays=('model', 'opt'),
+                                   folder=checkpoint.STEPS_DIR)
+
+  def due(self, step: int) -> bool:
+    return bool(self.every) and step % self.every == 0
+
+  def resumable(self, state) -> bool:
+    """Whether the latest mid-epoch checkpoint lies inside the epoch after
+    the resumed one and belongs to this run's config."""
+    step = self.mngr.latest_step()
+    if step is None or int(state.step) != self.start * self.n_steps or not (
+        self.start * self.n_steps < step < (self.start + 1) * self.n_steps):
+      return False
+    old = checkpoint.stored_config(self.mngr, step)
+    return old is not None and not rundir.config_diff(old,
+                                                      self.config.to_dict())
+
+  def restore(self, state):
+    """(position in the epoch, the state, the epoch's step metrics so far)."""
+    step = self.mngr.latest_step()
+    items = checkpoint.restore_items(self.mngr, step,
+                                     checkpoint.state_items(state))
+    part = checkpoint.stored_meta(self.mngr, step)['epoch_steps']
+    ms = [{'loss': np.float32(a), 'accuracy': np.float32(b)}
+          for a, b in zip(part['loss'], part['accuracy'])]
+    logging.info('Resuming mid-epoch at global step %d.', step)
+    return step - self.start * self.n_steps, checkpoint.state_from_items(
+        items), ms
+
+  def save(self, step: int, state, history, ms) -> None:
+    part = {'loss': [float(m['loss']) for m in ms],
+            'accuracy': [float(m['accuracy']) for m in ms]}
+    checkpoint.save_items(self.mngr, step, checkpoint.state_items(state),
+                          self.config.to_dict(), history,
+                          extra={'epoch_steps': part})
+
+  def close(self, finished: bool) -> None:
+    """Waits for saves; a finished run drops its mid-epoch checkpoints."""
+    self.mngr.wait_until_finished()
+    if finished:
+      for step in self.mngr.all_steps():
+        self.mngr.delete(step)
+    self.mngr.close()
 
 
 def _check_finite(losses: np.ndarray, epoch: int, config) -> None:
