@@ -11,6 +11,7 @@ import functools
 from typing import Any
 
 import ml_collections
+import numpy as np
 
 from valley_jax import checks, plots
 from valley_jax.core import directions, groups, tree
@@ -112,7 +113,71 @@ def noise_types(p: Prober, s: Subject) -> dict[str, Any]:
                               scale=sc_)
             for sc_ in c.scales for n in c.noises for sc in (False, True)]
   return {'curves': curves, 'layout': {'ncols': len(c.noises),
-                                       'metrics': ['error']}}
+                                       'metrics': ['error']},
+          'findings': _noise_types_findings(c, curves),
+          'digest': _noise_types_digest(c, curves)}
+
+
+# Noises whose mean is not zero: the paper sees a slight asymmetry of their
+# plain curves at s = 0.2 in networks with BN.
+_NOT_CENTRED = ('gaussian_mean1', 'uniform01', 'binary', 'ones')
+# The rows of the README's table that noise_types gives (at s = 1).
+_NOISE_DIGEST = ('gaussian', 'ones')
+
+
+def _by_key(curves) -> dict[tuple[str, float, bool], dict[str, Any]]:
+  return {(c['direction'], c['scale'], bool(c['sign_consistent'])): c
+          for c in curves}
+
+
+def _main_scale(scales) -> float:
+  """The scale of the headline findings: the one nearest s = 1."""
+  return min(scales, key=lambda x: abs(x - 1.0))
+
+
+def _noise_types_findings(c: Config, curves) -> list[dict[str, Any]]:
+  """Fig. 3's claims, at the scale nearest 1 (and the smallest scale for
+  the non-centred noises' plain curves): sign-consistent noise makes the
+  positive side flatter (err+ − err− < 0); plain noise, whose valleys the
+  paper finds almost symmetric, is tested for any difference."""
+  by, lams = _by_key(curves), curves[0]['lambdas']
+  main, small = _main_scale(c.scales), min(c.scales)
+  out = []
+  for n in c.noises:
+    name = directions.NOISE_LABELS[n]
+    out.append(common.finding(
+        f'|{name}|·sign(θ), s={main:g}: positive side flatter', lams,
+        [by[(n, main, True)]], common.half_diff, expect='negative',
+        statistic='err+ − err−'))
+  for n in c.noises:
+    name = directions.NOISE_LABELS[n]
+    out.append(common.finding(
+        f'{name} plain, s={main:g}: halves differ', lams,
+        [by[(n, main, False)]], common.half_diff, expect='nonzero',
+        statistic='err+ − err−'))
+  if small != main:
+    for n in c.noises:
+      if n in _NOT_CENTRED:
+        name = directions.NOISE_LABELS[n]
+        out.append(common.finding(
+            f'{name} plain, s={small:g}: halves differ (paper: slight '
+            'asymmetry with BN)', lams, [by[(n, small, False)]],
+            common.half_diff, expect='nonzero', statistic='err+ − err−'))
+  return out
+
+
+def _noise_types_digest(c: Config, curves) -> list[dict[str, Any]]:
+  """The README's rows: plain and sign-consistent G(0,1) and {1} at s = 1."""
+  if 1.0 not in c.scales:
+    return []
+  index = {k: i for i, k in enumerate(_by_key(curves))}
+  rows = []
+  for n in _NOISE_DIGEST:
+    for sc in (False, True):
+      if (n, 1.0, sc) in index:
+        rows.append({'label': curves[index[(n, 1.0, sc)]]['label'],
+                     'curve': index[(n, 1.0, sc)]})
+  return rows
 
 
 def _noise_types_config() -> Config:
@@ -155,8 +220,39 @@ def sign_ratio(p: Prober, s: Subject) -> dict[str, Any]:
       for r in c.ratios]
   summary = {'ratios': [float(r) for r in c.ratios],
              'positive': [cv['positive_error'] for cv in curves],
-             'negative': [cv['negative_error'] for cv in curves]}
-  return {'curves': curves, 'summary': summary}
+             'negative': [cv['negative_error'] for cv in curves],
+             'positive_ci': [cv.get('positive_error_ci') for cv in curves],
+             'negative_ci': [cv.get('negative_error_ci') for cv in curves],
+             'noise': c.noise, 'scale': c.scale}
+  return {'curves': curves, 'summary': summary,
+          'findings': _sign_ratio_findings(c, curves),
+          'digest': [{'label': f'sign ratio r = {float(r):.1f}', 'curve': i}
+                     for i, r in enumerate(c.ratios) if r in (0.0, 0.5, 1.0)]}
+
+
+def _sign_ratio_findings(c: Config, curves) -> list[dict[str, Any]]:
+  """Fig. 4's claims between the smallest and the largest r: the positive
+  side falls and the negative side rises as r grows (the same draws of ε,
+  seed by seed), and the halves at the smallest r differ (the paper: equal
+  at r = 0)."""
+  if len(curves) < 2:
+    return []
+  order = np.argsort(c.ratios)
+  lo, hi = curves[order[0]], curves[order[-1]]
+  r_lo, r_hi = float(c.ratios[order[0]]), float(c.ratios[order[-1]])
+  lams = lo['lambdas']
+  return [
+      common.finding(f'r {r_lo:g} → {r_hi:g}: positive side falls', lams,
+                     [lo, hi], lambda a, b: a[..., 0] - b[..., 0],
+                     expect='positive',
+                     statistic=f'err+(r={r_lo:g}) − err+(r={r_hi:g})'),
+      common.finding(f'r {r_lo:g} → {r_hi:g}: negative side rises', lams,
+                     [lo, hi], lambda a, b: b[..., 1] - a[..., 1],
+                     expect='positive',
+                     statistic=f'err−(r={r_hi:g}) − err−(r={r_lo:g})'),
+      common.finding(f'r={r_lo:g}: halves differ (paper: equal at r = 0)',
+                     lams, [lo], common.half_diff, expect='nonzero',
+                     statistic='err+ − err−')]
 
 
 def _sign_ratio_config() -> Config:
@@ -185,6 +281,9 @@ _SPECIAL_LABELS = {'init': 'ε1 = θ0', 'theta': 'ε2 = θf',
                    'sgp': 'ε5 = sgp(θf)', 'sgp_centered': 'ε6 = sgp(θf−μ)'}
 # Special directions whose elements all have θf's sign.
 _SIGN_CONSISTENT = {'sign', 'theta', 'sign_centered'}
+# Special directions the paper finds symmetric (ε5, ε6); it finds the others
+# asymmetric (ε1 = θ0 in networks with BN).
+_SYMMETRIC = {'sgp', 'sgp_centered'}
 
 
 def special(p: Prober, s: Subject) -> dict[str, Any]:
@@ -205,7 +304,18 @@ def special(p: Prober, s: Subject) -> dict[str, Any]:
                         **common.curve_meta(d, d in _SIGN_CONSISTENT, None,
                                             norm))
             for d in c.directions]
-  return {'curves': curves}
+  lams = curves[0]['lambdas'] if curves else []
+  findings = []
+  for d, cv in zip(c.directions, curves):
+    asym = d not in _SYMMETRIC
+    findings.append(common.finding(
+        f'{_SPECIAL_LABELS[d]}: ' + ('positive side flatter' if asym else
+                                     'halves differ (paper: symmetric)'),
+        lams, [cv], common.half_diff,
+        expect='negative' if asym else 'nonzero', statistic='err+ − err−'))
+  digest = [{'label': _SPECIAL_LABELS[d], 'curve': i}
+            for i, d in enumerate(c.directions) if d in ('sign', 'sgp')]
+  return {'curves': curves, 'findings': findings, 'digest': digest}
 
 
 def _special_config() -> Config:
@@ -239,7 +349,11 @@ def groups_kind(p: Prober, s: Subject) -> dict[str, Any]:
   curves = [common.noise_line(p, s, c.noise, sc, g, scale=c.scale, group=g)
             for g in c.groups for sc in (False, True)
             if tree.size(s.params, groups.mask(s.params, g))]
-  return {'curves': curves}
+  findings = [common.finding(f"{cv['label']} on {cv['group']}: positive side "
+                             'flatter', cv['lambdas'], [cv], common.half_diff,
+                             expect='negative', statistic='err+ − err−')
+              for cv in curves if cv['sign_consistent']]
+  return {'curves': curves, 'findings': findings}
 
 
 def _groups_config() -> Config:
