@@ -1,8 +1,13 @@
-"""Federated simulation: python fedsim.py --config=configs/fed_digits.py.
+"""Federated simulation (FedAvg, FedProx, MOON, FedDyn, SCAFFOLD, FedPAN, FedSign).
+
+  python fedsim.py                                  # FedAvg on digits
+  python fedsim.py --config=configs/fed_digits.py:fedavg,alpha0.5
+  python fedsim.py --config=configs/fed_digits.py:table,seed0,seed1
 
 With --config.mode=table (or the config variant `:table`) it runs the grid
 algorithms × α × grid values × seeds of config.table, selects a grid value per
-(algorithm, α) and writes Table 1's layout (docs/fedsim.md).
+(algorithm, α) and writes Table 1's layout. Config fields:
+docs/config-fields.md; guide: docs/fedsim.md.
 """
 
 from absl import app

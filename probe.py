@@ -1,7 +1,12 @@
-"""Valley studies of trained checkpoints: python probe.py --config=configs/X.py.
+"""Valley studies of trained checkpoints.
 
-With no flags: trains the digits CNN (if needed) and runs noise_types,
-sign_ratio and special on it.
+  python probe.py                       # digits CNN: noise_types, sign_ratio, special
+  python probe.py --config=configs/probe_interpolate.py:digits --workdir=runs/i
+  python probe.py --config.seeds=5      # more noise draws per direction
+
+With no flags it trains the digits CNN into runs/default (if needed) and
+writes results.json and figure.png per study under --workdir. Config fields:
+docs/config-fields.md; every figure's command: docs/reproduce.md.
 """
 
 from absl import app, flags

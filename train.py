@@ -1,4 +1,12 @@
-"""Trains a model of the registry: python train.py --config=configs/X.py."""
+"""Trains a model of the registry with exact resume.
+
+  python train.py                                   # digits CNN -> runs/default
+  python train.py --config=configs/cifar10_resnet20.py --workdir=gs://b/r
+  python train.py --config.train.epochs=5 --config.seed=1
+
+Writes Orbax checkpoints and metrics.jsonl to --workdir; rerunning the same
+command resumes. Config fields: docs/config-fields.md; guide: docs/training.md.
+"""
 
 from absl import app
 

@@ -124,12 +124,16 @@ def test_partial_flags_refused(args):
 
 
 @pytest.mark.slow
-def test_default_config_found_from_any_directory(tmp_path):
-  """The mains' default configs live beside them, not in the cwd."""
+def test_help_names_the_flags_and_the_default_config(tmp_path):
+  """--help (not only --helpfull) names --config, --workdir and the fields'
+  doc; the default configs live beside the mains, not in the cwd."""
   for main, name in (('train.py', 'digits_cnn.py'),
                      ('probe.py', 'probe_default.py'),
                      ('fedsim.py', 'fed_digits.py')):
     out = subprocess.run([sys.executable, os.path.join(_REPO, main),
-                          '--helpfull'], cwd=tmp_path, capture_output=True,
+                          '--help'], cwd=tmp_path, capture_output=True,
                          text=True, check=False)
     assert os.path.join(_REPO, 'configs', name) in out.stdout, out.stderr[-500:]
+    for needed in ('--config:', '--workdir:', '--config.FIELD=VALUE',
+                   'docs/config-fields.md', '--num_processes'):
+      assert needed in out.stdout, (main, needed)

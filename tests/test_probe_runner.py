@@ -512,3 +512,17 @@ def test_train_run_that_no_kind_measures_is_not_trained(tmp_path, caplog):
     kinds, plan = probe_runner._validate(c)
   assert kinds == ['listing1'] and plan == []
   assert 'which no kind' in caplog.text and 'not trained' in caplog.text
+
+
+def test_library_example_of_probe_md_runs(trained_mlp, capsys):
+  """docs/probe.md's 'As a library' block, on a tiny trained run (its
+  training set has 512 images, so 500 recalibrate instead of 1,000)."""
+  doc = (pathlib.Path(__file__).parents[1] / 'docs' / 'probe.md').read_text()
+  code = doc.split('## As a library', 1)[1].split('```python\n', 1)[1]
+  code = code.split('```', 1)[0]
+  assert "'runs/default'" in code and 'ds.x_train, 1000, 100' in code
+  code = code.replace("'runs/default'", repr(trained_mlp)).replace(
+      'ds.x_train, 1000, 100', 'ds.x_train, 500, 100')
+  exec(compile(code, 'probe.md', 'exec'), {})  # pylint: disable=exec-used
+  errors = eval(capsys.readouterr().out)  # pylint: disable=eval-used
+  assert len(errors) == 21 and errors[0.0] < 0.5

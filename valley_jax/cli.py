@@ -41,6 +41,10 @@ _WRITE_FAULTS = {errno.ENOSPC: 'the disk is full',
 CONFIGS = os.path.join(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))), 'configs')
 
+# The flags this module defines belong to the main that asks for them: absl
+# then lists them in the main's --help (not only in --helpfull).
+flags.disclaim_key_flags()
+
 
 class Flags(NamedTuple):
   """The FlagHolders of a main (overwrite is None where it has none)."""
@@ -69,13 +73,21 @@ def define_flags(config: str, what: str, workdir: str, workdir_help: str, *,
     The flag holders.
   """
   cfg = config_flags.DEFINE_config_file(
-      'config', os.path.join(CONFIGS, config), f'{what} config file '
-      '(get_config).')
+      'config', os.path.join(CONFIGS, config),
+      f'{what} config file (a get_config() file), optionally with a variant: '
+      '--config=configs/FILE.py:VARIANT. Override any field with '
+      '--config.FIELD=VALUE (e.g. --config.seed=1); docs/config-fields.md '
+      'lists every field with its range.')
   wd = flags.DEFINE_string('workdir', workdir, workdir_help)
   ow = flags.DEFINE_bool(
       'overwrite', False, 'Replace a run of a different config in '
       '--workdir.') if overwrite else None
-  return Flags(cfg, wd, ow, *distributed.define_flags())
+  out = Flags(cfg, wd, ow, *distributed.define_flags())
+  for name in ('config', 'workdir', 'overwrite', 'coordinator_address',
+               'num_processes', 'process_id', 'process_timeout'):
+    if name in flags.FLAGS:
+      flags.declare_key_flag(name)
+  return out
 
 
 def start(holders: Flags):

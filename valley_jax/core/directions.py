@@ -66,14 +66,49 @@ def check_special(name: str) -> None:
 
 
 def sample(noise: str, key: jax.Array, like: PyTree) -> PyTree:
-  """Elementwise noise with the shapes (and dtypes) of `like`."""
+  """Elementwise noise with the shapes (and dtypes) of `like`.
+
+  Args:
+    noise: a name of NOISES: 'gaussian' G(0,1), 'uniform' U(-1,1),
+      'ternary' {-1,0,1}, 'gaussian_mean1' G(1,1), 'uniform01' U(0,1),
+      'binary' {0,1}, 'ones' {1} (NOISE_LABELS has the paper's labels).
+    key: a typed PRNG key (jax.random.key; direction_key for the project's
+      per-seed, per-direction keys).
+    like: the tree whose structure, shapes and dtypes the noise takes.
+
+  Returns:
+    The noise tree (un-normalised: pass it through normalize.normalize).
+
+  Raises:
+    InputError: an unknown noise name.
+
+  >>> import jax, jax.numpy as jnp
+  >>> sample('ones', jax.random.key(0), {'w': jnp.zeros(3)})['w'].tolist()
+  [1.0, 1.0, 1.0]
+  """
   check_noise(noise)
   flat, unravel = flatten_util.ravel_pytree(like)
   return unravel(NOISES[noise](key, flat.shape, flat.dtype))
 
 
 def sign_consistent(eps: PyTree, theta: PyTree) -> PyTree:
-  """|ε|·sign(θ): the noise takes the sign of the converged point."""
+  """|ε|·sign(θ): the noise takes the sign of the converged point.
+
+  The paper's sign-consistent noise (Sect. 4.1): along +λ it scales every
+  weight away from zero, along −λ towards (and past) zero. sign(0) is +1.
+
+  Args:
+    eps: a noise tree (e.g. from `sample`).
+    theta: the point whose signs the noise takes.
+
+  Returns:
+    A tree like `eps` with |ε| and θ's signs.
+
+  >>> import jax.numpy as jnp
+  >>> sign_consistent({'w': jnp.array([0.5, 2.0])},
+  ...                 {'w': jnp.array([-1.0, 3.0])})['w'].tolist()
+  [-0.5, 2.0]
+  """
   return jax.tree.map(jnp.multiply, tree.sign(theta),
                       jax.tree.map(jnp.abs, eps))
 

@@ -66,7 +66,27 @@ def check_normalization(method: str) -> None:
 
 
 def normalize(direction: Any, theta: Any, method: str = 'ns') -> Any:
-  """Normalises `direction` relative to `theta` (see module docstring)."""
+  """Normalises `direction` relative to `theta` (see module docstring).
+
+  Args:
+    direction: a tree with the structure and shapes of `theta`.
+    theta: the point the direction perturbs (its norms set the scale).
+    method: one of NORMALIZATIONS: 'none', 'ns' (whole-tree norm, the
+      paper's default), 'filter' (Li et al. 2018), 'layer' (per tensor) or
+      'adaptive' (ASAM's T_θ, then NS).
+
+  Returns:
+    The normalised direction (same structure as `direction`).
+
+  Raises:
+    InputError: an unknown method.
+
+  >>> import jax.numpy as jnp
+  >>> t = {'k': jnp.array([[3.0, 0.0], [4.0, 1.0]])}
+  >>> d = {'k': jnp.array([[1.0, 2.0], [0.0, 0.0]])}
+  >>> normalize(d, t, 'filter')['k'].tolist()  # column j gets ‖θ[:, j]‖
+  [[5.0, 1.0], [0.0, 0.0]]
+  """
   check_normalization(method)
   if method == 'none':
     return direction
