@@ -50,6 +50,20 @@ def test_single_checkpoint_kinds(trained_mlp, tmp_path, capsys):
   # The table: one row per curve with the two halves and their difference.
   out = capsys.readouterr().out
   assert 'err+' in out and '|G(0,1)|·sign(θ)' in out
+  # Intervals and findings (issue 25): every kind of the valley family
+  # writes a verdict per claim, the table prints them before the curves.
+  for kind in ('noise_types', 'sign_ratio', 'special', 'groups'):
+    res = _load(paths[kind])
+    assert res['findings'] and all(
+        {'claim', 'mean', 'ci', 'n', 'n_examples', 'resolved', 'method'}
+        <= set(f) for f in res['findings'])
+    assert res['evaluation']['n_examples'] == 360
+    c0 = res['curves'][0]
+    assert c0['diff']['ci'][0] <= c0['diff']['mean'] <= c0['diff']['ci'][1]
+    assert not any(k.startswith('_') for k in c0)
+  assert [f['n'] for f in nt['findings']] == [2, 2, 2, 2]
+  assert out.index('findings:') < out.index('all curves:')
+  assert 'one example = 0.0028' in out
 
 
 @pytest.mark.slow
