@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
+import matplotlib
 import ml_collections
 import numpy as np
 
@@ -28,30 +29,86 @@ Config = ml_collections.ConfigDict
 
 
 def sign_ratio_figure(results: dict[str, Any], folder: str) -> list[str]:
-  """Fig. 4: mean error of the positive and negative halves against r."""
+  """Fig. 4: mean error of the positive and negative halves against r, with
+  their 95 % intervals as error bars; then every curve, coloured by r."""
   s = results['summary']
-  fig, ax = plt.subplots(figsize=(4, 3.2))
-  ax.plot(s['ratios'], plots.clipped(s['positive']), 'o-', label='λ ∈ [0, 1]')
-  ax.plot(s['ratios'], plots.clipped(s['negative']), 's-', label='λ ∈ [-1, 0]')
+  fig, ax = plt.subplots(figsize=(4.4, 3.4))
+  for key, marker, label in (('positive', 'o-', 'λ ∈ [0, 1]'),
+                             ('negative', 's-', 'λ ∈ [-1, 0]')):
+    y = plots.clipped(s[key])
+    yerr = _yerr(y, s.get(f'{key}_ci'))
+    ax.errorbar(s['ratios'], y, yerr=yerr, fmt=marker, capsize=2, ms=4,
+                label=label)
   # r is the fraction of elements given the sign of θf; the others agree by
   # chance half the time, so the measured sign consistency is (1 + r)/2.
   ax.set_xlabel('fraction r of elements given sign(θf)')
   top = ax.secondary_xaxis('top', functions=(lambda r: (1 + r) / 2,
                                              lambda q: 2 * q - 1))
   top.set_xlabel('sign consistency with θf, (1 + r)/2', fontsize=8)
-  ax.set_ylabel('mean test error')
-  ax.legend()
+  ax.set_ylabel('mean test error of the half')
+  ax.set_ylim(0.0, None)
+  ax.legend(fontsize=8)
   ax.grid(alpha=0.3)
+  ax.set_title(_ratio_title(results, s) + '\nbars: ' +
+               plots.band_note(results['curves']).replace('\nbands: ', ''),
+               fontsize=7)
+  fig.tight_layout()
   return (plots.save(fig, folder, 'figure_ratio') +
-          plots.curve_panels(results, folder))
+          _ratio_curves(results, folder))
+
+
+def _yerr(y, ci) -> np.ndarray | None:
+  """Error bar lengths [2, n] from [low, high] intervals (None: no bars)."""
+  if not ci or any(c is None for c in ci):
+    return None
+  lo_hi = np.asarray(ci, np.float64)
+  return np.abs(np.stack([y - lo_hi[:, 0], lo_hi[:, 1] - y]))
+
+
+def _ratio_title(results: dict[str, Any], s: dict[str, Any]) -> str:
+  noise = directions.NOISE_LABELS.get(s.get('noise'), s.get('noise', 'ε'))
+  return (f"sign_ratio: ε ~ {noise}, a fraction r given sign(θf), s = "
+          f"{s.get('scale', 1.0):g}; {results['model']} on "
+          f"{results['dataset']}{plots.checkpoint_label(results)}")
+
+
+def _ratio_curves(results: dict[str, Any], folder: str) -> list[str]:
+  """Every curve of sign_ratio, error and loss against λ, coloured by r on a
+  sequential colour map (a colour bar reads r), with its band."""
+  s, curves = results['summary'], results['curves']
+  ratios = [c['ratio'] for c in curves]
+  norm = matplotlib.colors.Normalize(min(ratios), max(ratios) or 1.0)
+  cmap = plt.get_cmap('viridis')
+  fig, axes = plt.subplots(1, 2, figsize=(8.4, 3.4))
+  for ax, metric in zip(axes, ('error', 'loss')):
+    for c in curves:
+      color = cmap(norm(c['ratio']))
+      lams = np.asarray(c['lambdas'])
+      ax.plot(lams, plots.clipped(c[metric]), color=color, lw=1.3)
+      b = plots.band(c, metric)
+      if b is not None:
+        ax.fill_between(lams, b[0], b[1], color=color, alpha=0.15, lw=0)
+    ax.axvline(0.0, color='grey', lw=0.5)
+    ax.set_xlabel('λ')
+    ax.set_ylabel('test error' if metric == 'error' else 'CE loss')
+    ax.set_ylim(0.0, None)
+    ax.grid(alpha=0.3)
+  bar = fig.colorbar(matplotlib.cm.ScalarMappable(norm, cmap), ax=axes,
+                     fraction=0.04)
+  bar.set_label('r: fraction given sign(θf)')
+  fig.suptitle(_ratio_title(results, s) + plots.band_note(curves),
+               fontsize=8)
+  return plots.save(fig, folder, 'figure')
 
 
 def noise_types_figure(results: dict[str, Any], folder: str) -> list[str]:
   """Fig. 3 in the paper's layout: one row per noise, one column per scale
-  s; test error against λ, plain ε dashed and |ε|·sign(θ) solid.
+  s; test error against λ, plain ε dashed and |ε|·sign(θ) solid, each with
+  its 95 % band.
 
-  Every panel of a row shares its y-limits, which reach at least
-  plots.ERROR_FLOOR; one legend for the figure; the title names the run.
+  Every panel has its own y-limits from 0 to at least plots.ERROR_FLOOR (a
+  shared axis flattened the s = 0.2 column); one legend for the figure; the
+  title names the run.
   """
   curves = results['curves']
   noises = list(dict.fromkeys(c['direction'] for c in curves))
@@ -64,16 +121,22 @@ def noise_types_figure(results: dict[str, Any], folder: str) -> list[str]:
             True: ('-', 'tab:red', '|ε|·sign(θ)')}
   for i, noise in enumerate(noises):
     row = [c for c in curves if c['direction'] == noise]
-    top = plots.error_top([v for c in row for v in plots.clipped(c['error'])])
     for j, sc in enumerate(scales):
       ax = axes[i, j]
+      tops = []
       for c in row:
         if c['scale'] != sc:
           continue
         style, color, label = styles[bool(c['sign_consistent'])]
-        ax.plot(c['lambdas'], plots.clipped(c['error']), style, color=color,
-                lw=1.4, label=label)
-      ax.set_ylim(0.0, top)
+        lams = np.asarray(c['lambdas'])
+        y = plots.clipped(c['error'])
+        ax.plot(lams, y, style, color=color, lw=1.4, label=label)
+        b = plots.band(c, 'error')
+        if b is not None:
+          ax.fill_between(lams, b[0], b[1], color=color, alpha=0.2, lw=0)
+          y = np.concatenate([y, b[1]])
+        tops.extend(y)
+      ax.set_ylim(0.0, min(plots.error_top(tops), 1.0))
       ax.axvline(0.0, color='grey', lw=0.5)
       ax.grid(alpha=0.3)
       ax.tick_params(labelsize=7)
@@ -88,9 +151,10 @@ def noise_types_figure(results: dict[str, Any], folder: str) -> list[str]:
   fig.legend(handles, labels, loc='upper right', fontsize=8, ncol=2)
   fig.suptitle(f"noise_types: {results['model']} on {results['dataset']}"
                f"{plots.checkpoint_label(results)}; rows: noise, columns: "
-               f"scale s; error axes from 0 to ≥ {plots.ERROR_FLOOR:g}",
-               fontsize=9, x=0.02, ha='left')
-  fig.tight_layout(rect=(0, 0, 1, 0.97))
+               f"scale s; each panel's error axis from 0 to ≥ "
+               f"{plots.ERROR_FLOOR:g}{plots.band_note(curves)}",
+               fontsize=8, x=0.02, ha='left')
+  fig.tight_layout(rect=(0, 0, 1, 0.965))
   return plots.save(fig, folder, 'figure')
 
 
