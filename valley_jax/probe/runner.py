@@ -251,6 +251,8 @@ def train_runs(config: ml_collections.ConfigDict) -> list[TrainRun]:
   data_dir = config.get('train_data_dir', '')
   runs = [_load_entry(str(e), f'config.train_runs[{i}]', data_dir)
           for i, e in enumerate(entries)]
+  runs = [r for run in runs
+          for r in _seeded(run, config.get('train_seeds', 1))]
   seen = {}
   for r in runs:
     key = _dir_key(r.workdir)
@@ -260,6 +262,18 @@ def train_runs(config: ml_collections.ConfigDict) -> list[TrainRun]:
                        'workdir.')
     seen[key] = r.where
   return runs
+
+
+def _seeded(run: TrainRun, n: int) -> list[TrainRun]:
+  """An entry over config.train_seeds training seeds: the entry itself and
+  its replicas (common.replicas), trained with seed + k."""
+  out = [run]
+  for k, workdir in enumerate(common.replicas(run.workdir, n)[1:], 1):
+    cfg = ml_collections.ConfigDict(run.config.to_dict())
+    cfg.seed = run.config.seed + k
+    out.append(TrainRun(f'{run.where} (train seed +{k})', workdir, cfg,
+                        run.source))
+  return out
 
 
 def _load_entry(entry: str, where: str, data_dir: str) -> TrainRun:

@@ -450,6 +450,55 @@ def finding(claim: str, lams, curves: list[dict[str, Any]],
   return stats.finding(claim, summary, expect=expect, statistic=statistic)
 
 
+def replicas(workdir: str, n: int) -> list[str]:
+  """The workdirs of a run over `n` training seeds (config.train_seeds).
+
+  Args:
+    workdir: the run as its study's block names it (training seed +0).
+    n: how many training seeds.
+
+  Returns:
+    [workdir, workdir_seed1, ..., workdir_seed{n-1}].
+
+  >>> replicas('runs/a/', 3)
+  ['runs/a/', 'runs/a_seed1', 'runs/a_seed2']
+  """
+  base = workdir.rstrip('/')
+  return [workdir] + [f'{base}_seed{k}' for k in range(1, n)]
+
+
+def over_runs(curves: list[dict[str, Any]], runs: list[str]
+              ) -> dict[str, Any]:
+  """One curve from the same curve of each training seed of a run.
+
+  The draws of the direction are averaged within each run, so that the
+  seeds of the intervals are the training runs (the units that were
+  repeated); 'draws' keeps how many directions each run averaged.
+
+  Args:
+    curves: the curve of each run (made by `line`, same λ and metadata).
+    runs: their workdirs, in order.
+
+  Returns:
+    The curve over runs: 'seeds' is the number of runs, 'runs' their
+    workdirs; intervals over runs and test examples.
+  """
+  if len(curves) == 1:
+    return dict(curves[0], runs=list(runs))
+  first = curves[0]
+  keep = {k: v for k, v in first.items() if k in (
+      'direction', 'sign_consistent', 'ratio', 'normalization', 'group')}
+  per = [c.get(PER_EXAMPLE) for c in curves]
+  examples = (None if any(e is None for e in per) else
+              np.stack([e.mean(0) for e in per]))
+  out = curve(first['label'], first['panel'], first['lambdas'],
+              np.stack([c['loss'] for c in curves]),
+              np.stack([c['error'] for c in curves]), scale=first['scale'],
+              error_SxNxP=examples, n_examples=first.get('n_examples'),
+              **keep)
+  return dict(out, runs=list(runs), draws=first['seeds'])
+
+
 def half_diff(h: np.ndarray) -> np.ndarray:
   """err+ − err− of each example (a `finding` combine)."""
   return h[..., 0] - h[..., 1]
