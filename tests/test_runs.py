@@ -115,6 +115,11 @@ def test_interpolation_endpoints_and_midpoint(tmp_path):
     assert abs(curve['error'][i] - err) <= 1.5 / len(ds.y_test)
   # The two ends are the runs themselves, and they differ.
   assert curve['loss'][0] != curve['loss'][-1]
+  # The barrier finding's statistic, from the curve by hand.
+  (f,) = res['findings']
+  e = curve['error']
+  assert f['mean'] == pytest.approx(max(e[1:4]) - max(e[0], e[4]))
+  assert f['n'] == 1 and f['n_examples'] == 360
 
 
 def test_train_seeds_replicate_every_run(tmp_path):

@@ -16,7 +16,7 @@ import ml_collections
 import numpy as np
 
 from valley_jax import checks, plots
-from valley_jax.core import directions, groups, normalize, tree
+from valley_jax.core import directions, groups, normalize, stats, tree
 from valley_jax.errors import InputError
 from valley_jax.plots import plt
 from valley_jax.probe.prober import Prober
@@ -284,10 +284,44 @@ def interpolate(p: Prober, _) -> dict[str, Any]:
         **common.curve_meta('difference', False, None, 'none')))
     stats_ab.append(pair_statistics(a.params, b.params))
   curve = common.over_runs(curves, [f'{wa} → {wb}' for wa, wb in pairs])
-  out = {'curves': [curve], 'statistics': stats_ab[0]}
+  out = {'curves': [curve], 'statistics': stats_ab[0],
+         'findings': _barrier_findings(curve)}
   if len(pairs) > 1:
     out['statistics_per_seed'] = stats_ab
   return out
+
+
+def barrier(lams, error_SxNxP) -> np.ndarray:
+  """Per seed, the error barrier on the segment: the largest mean error at
+  0 < λ < 1 minus the larger of the two ends' (λ = 0 and 1); [S].
+
+  Args:
+    lams: the λ of each point (must hold 0 and 1 and a point between).
+    error_SxNxP: the error per seed, example and point.
+
+  Returns:
+    The barrier of each seed.
+  """
+  lams = np.asarray(lams)
+  e_SxP = np.asarray(error_SxNxP, np.float64).mean(1)
+  inner = (lams > 0) & (lams < 1)
+  ends = [int(np.argmin(np.abs(lams - x))) for x in (0.0, 1.0)]
+  return e_SxP[:, inner].max(-1) - e_SxP[:, ends].max(-1)
+
+
+def _barrier_findings(curve: dict[str, Any]) -> list[dict[str, Any]]:
+  """Fig. 8's segment: a barrier between θA and θB (> 0), by the
+  hierarchical bootstrap over training seeds and test examples."""
+  e, lams = curve.get(common.PER_EXAMPLE), np.asarray(curve['lambdas'])
+  if e is None or not ((lams > 0) & (lams < 1)).any() or not (
+      np.isclose(lams, 0).any() and np.isclose(lams, 1).any()):
+    return []
+  b = stats.hierarchical_bootstrap(e, lambda x: barrier(lams, x),
+                                   bounds=(-1.0, 1.0))
+  return [stats.finding('θA → θB: an error barrier between the two '
+                        'solutions', b, expect='positive',
+                        statistic='max error at 0 < λ < 1 − max(error at '
+                        'λ = 0, 1)')]
 
 
 def pair_statistics(pa, pb) -> dict[str, Any]:
