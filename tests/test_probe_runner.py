@@ -47,6 +47,9 @@ def test_single_checkpoint_kinds(trained_mlp, tmp_path, capsys):
   assert {c['group'] for c in gr['curves']} == {'ALL', 'CLF', 'BN'}
   su = _load(paths['surface'])
   assert len(su['surface']['loss']) == 3 and len(su['surface']['loss'][0]) == 3
+  alpha = su['curves'][0]  # The α axis: the grid's middle column.
+  assert alpha['error'] == pytest.approx([r[1] for r in su['surface']['error']])
+  assert len(alpha['error_ci']) == 3 and alpha['n_examples'] == 360
   # The table: one row per curve with the two halves and their difference.
   out = capsys.readouterr().out
   assert 'err+' in out and '|G(0,1)|·sign(θ)' in out
