@@ -116,3 +116,13 @@ def test_curve_panels_have_one_legend_for_the_figure(monkeypatch, tmp_path):
   # Each label once, then what the line styles mean.
   assert [t.get_text() for t in legend.get_texts()] == [
       'G', '|G|·sign(θ)', plots.STYLE_NOTES['-'], plots.STYLE_NOTES['--']]
+
+
+def test_runs_label_names_every_run_once():
+  """A multi-run title names each run; training-seed replicas are counted."""
+  prov = [{'workdir': f'runs/{r}{s}', 'epoch': 30}
+          for r in ('ones', 'gauss') for s in ('', '_seed1', '_seed2')]
+  assert plots.runs_label({'provenance': prov}) == (
+      ', runs: runs/ones, runs/gauss @ 30, each × 3 training seeds')
+  assert plots.runs_label({'provenance': prov[:1]}) == (
+      ', runs/ones @ epoch 30')

@@ -16,6 +16,7 @@ and the code version under a figure.
 import contextlib
 import contextvars
 import io
+import re
 from typing import Any, Sequence
 
 import matplotlib
@@ -100,14 +101,18 @@ def provenance_line(provenance: list[dict[str, Any]], code: str) -> str:
 
 def runs_label(results: dict[str, Any]) -> str:
   """checkpoint_label, except that a study of several runs names each
-  (', runs: runs/a @ 30, runs/b @ 30'; past four, the count of the rest)."""
+  (', runs: runs/a, runs/b @ 30'); replicas over training seeds
+  (W_seed1, ...) are counted, not listed (', each × 3 training seeds')."""
   prov = [p for p in results.get('provenance') or [] if 'workdir' in p]
   if len(prov) < 2:
     return checkpoint_label(results)
-  names = [f"{p['workdir']} @ {p['epoch']}" for p in prov]
-  if len(names) > 4:
-    names = names[:3] + [f'{len(names) - 3} more']
-  return ', runs: ' + ', '.join(names)
+  bases = [re.sub(r'_seed\d+$', '', str(p['workdir']).rstrip('/'))
+           for p in prov]
+  names = list(dict.fromkeys(bases))
+  epochs = sorted({str(p['epoch']) for p in prov})
+  seeds = len(bases) // len(names)
+  label = ', runs: ' + ', '.join(names) + f" @ {'/'.join(epochs)}"
+  return label + (f', each × {seeds} training seeds' if seeds > 1 else '')
 
 
 def checkpoint_label(results: dict[str, Any]) -> str:
@@ -256,8 +261,13 @@ def band_note(curves: list[dict[str, Any]]) -> str:
   """What a figure's bands are, for its title ('' when none is drawn)."""
   if any(c.get('error_ci') for c in curves):
     n = max(c.get('seeds', 1) for c in curves)
-    return (f'\nbands: 95% interval over {n} draw(s) and '
-            f"{max(c.get('n_examples') or 0 for c in curves)} test examples")
+    what = ('training runs' if any(len(c.get('runs') or ()) > 1
+                                   for c in curves) else 'draw(s)')
+    loss = ('; loss: ± std' if any(c.get('loss_std') for c in curves) else
+            '')
+    return (f'\nbands: error 95% interval over {n} {what} and '
+            f"{max(c.get('n_examples') or 0 for c in curves)} test examples"
+            f'{loss}')
   if any(c.get('error_std') for c in curves):
     return '\nbands: ± std over draws'
   return ''
