@@ -209,3 +209,24 @@ def test_per_example_errors_match_a_forward_pass(devices):
   plain = setting(v['params'], v['batch_stats'], [d], coeffs)
   np.testing.assert_allclose(out['error'], plain['error'], atol=1e-6)
   np.testing.assert_allclose(out['loss'], plain['loss'], rtol=1e-5)
+
+
+def test_streamed_data_keep_means_only():
+  """Data streamed from the host (HostBatches) have no per-example errors:
+  the means are the sweep's, the curve has no interval and a finding on it
+  is None (the runner drops it)."""
+  model = models.build_model('mlp', 3, hidden=(4,), bn=False)
+  x = np.random.default_rng(0).normal(size=(10, 5)).astype(np.float32)
+  y = np.arange(10) % 3
+  v = model.init(jax.random.key(0), x[:2])
+  data = sweep.make_batches(x, y, 4, stream=1)
+  setting = sweep.Setting(sweep.make_sweep(model), data, None)
+  coeffs = np.array([[-1.0], [0.0], [1.0]], np.float32)
+  out = common.per_example(setting, v['params'], {}, [v['params']], coeffs)
+  assert out['error_NxP'] is None and out['n'] is None
+  np.testing.assert_allclose(
+      out['error'], setting(v['params'], {}, [v['params']], coeffs)['error'])
+  c = common.curve('c', 'p', [-1.0, 0.0, 1.0], out['loss'], out['error'])
+  assert 'diff' not in c and common.PER_EXAMPLE not in c
+  assert common.finding('x', c['lambdas'], [c], common.half_diff,
+                        expect='negative', statistic='') is None
