@@ -51,6 +51,7 @@ import dataclasses
 import importlib.util
 import math
 import os
+import re
 from typing import Any
 
 import jax.numpy as jnp
@@ -560,8 +561,8 @@ def _public(out: dict[str, Any]) -> dict[str, Any]:
     out['evaluation'] = {
         'n_examples': sizes[-1] if len(sizes) == 1 else sizes,
         'one_example': 1.0 / sizes[-1],
-        'method': (methods[0].replace(f" over {curves[0].get('seeds')} seeds",
-                                      ' over seeds') if methods else
+        'method': (re.sub(r'over \d+ seeds', 'over seeds', methods[0])
+                   if methods else
                    'hierarchical bootstrap over seeds and examples')}
   out.setdefault('findings', [])
   out['findings'] = [f for f in out['findings'] if f is not None]
