@@ -399,7 +399,9 @@ def intervals(lams, error_SxNxP) -> dict[str, Any]:
   """
   e = np.asarray(error_SxNxP, np.float64)
   h = halves_per_example(lams, e)
-  if np.isnan(h).any():  # A curve with no half (a radial line, a path).
+  if np.isnan(h).any() or min(m.sum() for m in half_masks(lams)) < 2:
+    # A curve without two halves (a radial line, a path, a segment θA → θB
+    # on [0, 1]): each point's interval only.
     cols, bounds = e, [(0.0, 1.0)] * e.shape[-1]
     boot = stats.bootstrap_means(cols, bounds=bounds)
     return {'error_ci': [b['ci'] for b in boot],
