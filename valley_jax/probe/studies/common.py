@@ -291,7 +291,7 @@ def per_example(setting: sweep.Setting, params, batch_stats, dirs,
   if isinstance(data, sweep.HostBatches):
     out = setting(params, batch_stats, dirs, coeffs_PxK)
     return {**out, 'error_NxP': None, 'n': None}
-  w = np.asarray(data.w)
+  w = sharding.to_host(data.w)  # Split over processes in a multi-process run.
   n = int(w.sum())
   k = min(n, MAX_GROUPS)
   onehot = np.zeros((k, w.size), np.float32)
@@ -305,7 +305,7 @@ def per_example(setting: sweep.Setting, params, batch_stats, dirs,
     return setting.sweep(params, batch_stats, dirs, coeffs_PxK,
                          sweep.Batches(data.x, data.y, wk), setting.recal_x)
 
-  out = jax.vmap(one)(weights)
+  out = sharding.to_host(jax.vmap(one)(weights))
   loss_KxP, error_KxP = (np.asarray(out[key], np.float64)
                          for key in ('loss', 'error'))
   counts = onehot.sum(1)[:, None]
