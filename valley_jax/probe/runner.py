@@ -563,7 +563,8 @@ def _public(out: dict[str, Any]) -> dict[str, Any]:
         'one_example': 1.0 / sizes[-1],
         'method': (re.sub(r'over \d+ seeds', 'over seeds', methods[0])
                    if methods else
-                   'hierarchical bootstrap over seeds and examples')}
+                   'hierarchical bootstrap over seeds and examples, 2000 '
+                   'replicates, percentile 95%')}
   out.setdefault('findings', [])
   out['findings'] = [f for f in out['findings'] if f is not None]
   return out
