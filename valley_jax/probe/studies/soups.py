@@ -140,8 +140,9 @@ def soups_figure(results: dict[str, Any], folder: str) -> list[str]:
   epochs = sorted({r['epoch'] for s in ss for r in s['soups']})
   _ssr_panel(axes[-2], ss, epochs)
   _gain_panel(axes[-1], ss, epochs)
-  fig.suptitle(f"soups: {results['model']} on {results['dataset']}",
-               fontsize=9)
+  note = plots.band_note(results['curves']).split(';')[0]
+  fig.suptitle(f"soups: {results['model']} on {results['dataset']}"
+               f"{note.replace('error 95%', 'accuracy 95%')}", fontsize=9)
   fig.tight_layout()
   return plots.save(fig, folder, 'figure')
 
