@@ -36,6 +36,12 @@ python probe.py --config=configs/probe_soups.py:ft --workdir=runs/soups/probe_ft
 Both starts in one figure:
 python probe.py --config=configs/probe_soups.py:digits \
   --workdir=runs/soups/probe
+The same on mnist1d (an MLP, 256-256 with BN; 1,000 training signals of
+digits 5-9 split in halves, 493 test signals: one = 0.0020 of accuracy),
+into runs/soups_mnist1d/: train.py with mnist1d_a, mnist1d_b,
+mnist1d_pretrain, mnist1d_ft_a, mnist1d_ft_b, then
+python probe.py --config=configs/probe_soups.py:mnist1d \
+  --workdir=runs/soups_mnist1d/probe
 Result at epoch 50, mean ± std of 3 seeds (A/B seeds 0, 1, 2; θI seeds 1,
 11, 21), 2 CPU cores, 2026-12-02. LR 0.05 (as above): pre-trained SSR-AB
 0.924 ± 0.010, gain +0.000 ± 0.003; random SSR-AB 0.841 ± 0.031, gain
@@ -49,6 +55,9 @@ SSR; the pre-trained soup does not beat its models here.
 from valley_jax import checkpoint, defaults
 
 PRETRAINED = 'runs/soups/pre'  # Override: --config.train.init_from=DIR[@N].
+# The same five roles on mnist1d with an MLP (`mnist1d_a`, ...): the task
+# of A and B has 493 test signals instead of digits' 180.
+PRETRAINED_MNIST1D = 'runs/soups_mnist1d/pre'
 # The task of A and B, and θI's task: no class, hence no image, in common.
 TASK, PRETRAIN_TASK = '5-9', '0-4'
 _ROLES = {
@@ -62,10 +71,18 @@ _ROLES = {
 
 def get_config(arg: str | None = None):
   role, _, rest = (arg or 'a').partition(',')
+  mnist1d = role.startswith('mnist1d_')
+  role = role.removeprefix('mnist1d_')
   if role not in _ROLES:
     raise ValueError(f'Unknown soups run {role!r}; choose one of '
-                     f'{sorted(_ROLES)} (configs/soups_digits.py:ROLE).')
-  c = defaults.digits_cnn()
+                     f'{sorted(_ROLES)}, or mnist1d_ before one of them '
+                     '(configs/soups_digits.py:ROLE).')
+  if mnist1d:
+    c = defaults.digits_config('mlp', hidden=(256, 256))
+    c.data.name = 'mnist1d'
+    c.train.eval_batch_size = 500
+  else:
+    c = defaults.digits_cnn()
   c.train.epochs = 50
   c.train.keep_epochs = checkpoint.DEFAULT_KEEP
   r = _ROLES[role]
@@ -73,5 +90,7 @@ def get_config(arg: str | None = None):
   c.data.half = r['half']
   c.seed = r.get('seed', 0)
   c.train.init_from = r.get('init_from', '')
+  if mnist1d and c.train.init_from:
+    c.train.init_from = PRETRAINED_MNIST1D
   c.train.init_fresh = 'CLF' if c.train.init_from else ''
   return defaults.apply_variant(c, rest)

@@ -50,6 +50,13 @@ def test_kind_end_to_end(trained_mlp, tmp_path):
   assert plain['trace'][2] == pytest.approx(sc['trace'][2], rel=1e-5)
   # The finding, with a margin: sign-consistent noise is flatter at λ > 0.
   assert sc['trace'][1] > 1.5 * sc['trace'][3]  # λ = -0.5 and 0.5.
+  # Findings (issue 25): error halves and dᵀHd/‖d‖² halves per curve; the
+  # curvature's statistic is the per-seed difference of its halves.
+  claims = [f['claim'] for f in res['findings']]
+  assert len(claims) == 4 and 'dᵀHd/‖d‖²' in claims[3]
+  diff = np.mean(sc['curvature'][2:]) - np.mean(sc['curvature'][:3])
+  assert res['findings'][3]['mean'] == pytest.approx(diff, rel=1e-6)
+  assert not any(k.startswith('_') for k in sc)
   _check_recalibrated_point(c, trained_mlp, sc)
   # through_bn: the statistics differentiated too (tests/test_hessian.py
   # checks the value): another number than with them held fixed.

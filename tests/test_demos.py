@@ -81,6 +81,13 @@ def _check_listing2(res):
     assert np.all(clipped <= exact + 1e-12)
     cap = -np.log(np.finfo(np.float64).eps)
     assert np.all(clipped < cap) and np.all(np.asarray(m['clipped']) <= 1)
+  # Findings (issue 25): each draw's asymmetry, a t interval over draws.
+  f = {x['claim']: x for x in res['findings']}
+  sc_err = f['|G(0,1)|·s(W): error lower on the positive side']
+  assert sc_err['resolved'] and sc_err['n'] == 8
+  assert sc_err['mean'] == pytest.approx(asym_sc['error'])
+  assert f['G(0,1): loss sides differ']['mean'] == pytest.approx(
+      asym_g['loss'])
   draw = r['listing_draw']
   assert draw['seed'] == 0 and set(draw['metrics']) == set(r['metrics'])
   assert len(draw['metrics']['G(0,1)']['first_text']) == 11

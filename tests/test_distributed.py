@@ -26,7 +26,7 @@ _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _TRAIN = {'model.name': 'mlp', 'model.width': 0.125, 'train.epochs': 2,
           'data.n_train': 512, 'train.batch_size': 64,
           'train.eval_batch_size': 120}
-_PROBE = {'kind': 'sign_ratio', 'sweep.num_points': 5,
+_PROBE = {'kind': 'sign_ratio', 'seeds': 1, 'sweep.num_points': 5,
           'sweep.recal_samples': 200, 'sweep.recal_batch_size': 200,
           'sweep.eval_batch_size': 360, 'sign_ratio.ratios': (0.0, 1.0)}
 
@@ -94,6 +94,8 @@ def test_two_processes_equal_one_process(two_process_run, tmp_path):
     assert c['label'] == r['label']
     _assert_close(c['loss'], r['loss'])
     _assert_close(c['error'], r['error'])
+    # Per-example errors gathered over both processes: the same intervals.
+    _assert_close(c['error_ci'], r['error_ci'])
   assert res['provenance'][0]['epoch'] == 2
   # Process 1 wrote nothing of its own, and no temporary file was left.
   stray = [f for _, _, fs in os.walk(two_process_run) for f in fs

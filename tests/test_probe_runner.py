@@ -5,16 +5,18 @@ import json
 import logging
 import pathlib
 
+import numpy as np
 import pytest
 from conftest import (check_curve_schema as _check_schema,
                       kinds_probe_config as _config, load_json as _load,
                       patch_study_run, small_probe_config, tiny_train_config)
 
 from valley_jax import checkpoint, defaults, outputs, rundir
-from valley_jax.core import sweep
+from valley_jax.core import stats, sweep
 from valley_jax.probe import prober, registry
 from valley_jax.fed import runner as fed_runner
 from valley_jax.probe import runner as probe_runner
+from valley_jax.probe.studies import common
 from valley_jax.train import runner as train_runner
 
 
@@ -47,9 +49,26 @@ def test_single_checkpoint_kinds(trained_mlp, tmp_path, capsys):
   assert {c['group'] for c in gr['curves']} == {'ALL', 'CLF', 'BN'}
   su = _load(paths['surface'])
   assert len(su['surface']['loss']) == 3 and len(su['surface']['loss'][0]) == 3
+  alpha = su['curves'][0]  # The α axis: the grid's middle column.
+  assert alpha['error'] == pytest.approx([r[1] for r in su['surface']['error']])
+  assert len(alpha['error_ci']) == 3 and alpha['n_examples'] == 360
   # The table: one row per curve with the two halves and their difference.
   out = capsys.readouterr().out
   assert 'err+' in out and '|G(0,1)|·sign(θ)' in out
+  # Intervals and findings (issue 25): every kind of the valley family
+  # writes a verdict per claim, the table prints them before the curves.
+  for kind in ('noise_types', 'sign_ratio', 'special', 'groups'):
+    res = _load(paths[kind])
+    assert res['findings'] and all(
+        {'claim', 'mean', 'ci', 'n', 'n_examples', 'resolved', 'method'}
+        <= set(f) for f in res['findings'])
+    assert res['evaluation']['n_examples'] == 360
+    c0 = res['curves'][0]
+    assert c0['diff']['ci'][0] <= c0['diff']['mean'] <= c0['diff']['ci'][1]
+    assert not any(k.startswith('_') for k in c0)
+  assert [f['n'] for f in nt['findings']] == [2, 2, 2, 2]
+  assert out.index('findings:') < out.index('all curves:')
+  assert 'one example = 0.0028' in out
 
 
 @pytest.mark.slow
@@ -526,3 +545,49 @@ def test_library_example_of_probe_md_runs(trained_mlp, capsys):
   exec(compile(code, 'probe.md', 'exec'), {})  # pylint: disable=exec-used
   errors = eval(capsys.readouterr().out)  # pylint: disable=eval-used
   assert len(errors) == 21 and errors[0.0] < 0.5
+
+
+def test_findings_of_any_study_print():
+  by_seeds = stats.finding('a > b', stats.summary([0.2, 0.3, 0.25]))
+  one = stats.finding('one run', stats.summary([0.1]), expect='nonzero')
+  boot = stats.finding('x < 0', stats.hierarchical_bootstrap(
+      -np.ones((2, 4)), n_boot=20), expect='negative', statistic='x')
+  text = probe_runner.findings_table([by_seeds, one, boot])
+  rows = text.splitlines()
+  assert rows[1].startswith('resolved') and '[+0.126, +0.374]' in rows[1]
+  assert rows[1].rstrip().endswith('a > b') and ' 3 ' in rows[1]
+  assert rows[2].startswith('NOT resolved') and 'no interval' in rows[2]
+  assert '2×4' in rows[3] and rows[3].endswith('x < 0 (x)')
+
+
+@pytest.mark.slow
+def test_results_of_another_version_are_recomputed(trained_mlp, tmp_path,
+                                                   monkeypatch, caplog):
+  calls = []
+
+  def fake(p, s):
+    del p, s
+    calls.append(1)
+    lams = np.linspace(-1, 1, 5)
+    e = (np.random.default_rng(0).random((3, 120, 5)) <
+         np.where(lams > 0, 0.1, 0.4)).astype(float)
+    c = common.curve('c', 'p', lams, e.mean(1), e.mean(1), error_SxNxP=e)
+    return {'curves': [c], 'findings': [common.finding(
+        'flatter', lams, [c], common.half_diff, expect='negative',
+        statistic='err+ − err−')]}
+
+  patch_study_run(monkeypatch, 'special', fake)
+  c = _config(trained_mlp, 'special')
+  path = probe_runner.run(c, str(tmp_path))['special']
+  res = _load(path)
+  assert res['version'] == probe_runner.RESULTS_VERSION == 4
+  assert res['findings'][0]['resolved'] and res['evaluation'][
+      'one_example'] == pytest.approx(1 / 120)
+  assert not any(k.startswith('_') for k in res['curves'][0])
+  probe_runner.run(c, str(tmp_path))
+  assert len(calls) == 1  # Reused.
+  res['version'] = 3
+  (tmp_path / 'special' / 'results.json').write_text(json.dumps(res))
+  with caplog.at_level(logging.WARNING):
+    probe_runner.run(c, str(tmp_path))
+  assert len(calls) == 2 and 'earlier version' in caplog.text

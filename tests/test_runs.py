@@ -115,3 +115,47 @@ def test_interpolation_endpoints_and_midpoint(tmp_path):
     assert abs(curve['error'][i] - err) <= 1.5 / len(ds.y_test)
   # The two ends are the runs themselves, and they differ.
   assert curve['loss'][0] != curve['loss'][-1]
+  # The barrier finding's statistic, from the curve by hand.
+  (f,) = res['findings']
+  e = curve['error']
+  assert f['mean'] == pytest.approx(max(e[1:4]) - max(e[0], e[4]))
+  assert f['n'] == 1 and f['n_examples'] == 360
+
+
+def test_train_seeds_replicate_every_run(tmp_path):
+  """config.train_seeds = 3: each entry of train_runs trains three runs
+  (seed, seed + 1, seed + 2), and each workdir of a multi-run block stands
+  for its three replicas."""
+  c = defaults.probe_config(str(tmp_path / 'none'))
+  c.kind = 'hparams'
+  c.train_seeds = 3
+  c.train_runs = (f'{tmp_path}/a=configs/digits_cnn.py:seed3',)
+  c.hparams.checkpoints = (f'{tmp_path}/a',)
+  runs = probe_runner.train_runs(c)
+  assert [r.workdir for r in runs] == [f'{tmp_path}/a', f'{tmp_path}/a_seed1',
+                                       f'{tmp_path}/a_seed2']
+  assert [r.config.seed for r in runs] == [3, 4, 5]
+  from valley_jax.probe import registry  # pylint: disable=g-import-not-at-top
+  assert [w for w, _ in registry.STUDIES['hparams'].checkpoints(c)] == [
+      r.workdir for r in runs]
+
+
+@pytest.mark.slow
+def test_runs_over_training_seeds(runs, tmp_path):
+  """With train_seeds = 2 each curve's seeds are the runs (draws averaged
+  within a run), and hparams' findings are paired over them."""
+  import shutil  # pylint: disable=g-import-not-at-top
+  for name in ('ones', 'uniform'):
+    shutil.copytree(runs[name], runs[name] + '_seed1', dirs_exist_ok=True)
+  c = _config(runs['ones'], 'hparams')
+  c.train_seeds, c.seeds = 2, 2
+  c.hparams.checkpoints = (runs['ones'], runs['uniform'])
+  hp = _load(probe_runner.run(c, str(tmp_path))['hparams'])
+  assert len(hp['curves']) == 4
+  cv = hp['curves'][0]
+  assert cv['seeds'] == 2 and cv['draws'] == 2
+  assert cv['runs'] == [runs['ones'], runs['ones'] + '_seed1']
+  # The copies are the same run: both seeds give the same value.
+  assert cv['diff']['per_seed'][0] == pytest.approx(cv['diff']['per_seed'][1])
+  assert len(hp['findings']) == 4 and all(
+      f['n'] == 2 for f in hp['findings'])

@@ -298,9 +298,21 @@ def test_soups_end_to_end_and_the_finding(tmp_path, monkeypatch):
   cmp = r_ind['compare']
   assert cmp['label'] == 'fine-tuned' and cmp['n_test'] == 360
   assert cmp['init'] == res['init'] and cmp['halves'] == res['halves']
-  assert cmp['soups'][0] == pytest.approx(res['soups'][1])
+  row_c, row_m = dict(cmp['soups'][0]), dict(res['soups'][1])
+  assert row_c.pop('gain_ci') == pytest.approx(row_m.pop('gain_ci'))
+  assert row_c == pytest.approx(row_m)
   assert [(p['workdir'], p['epoch']) for p in r_ind['provenance']][3:] == [
       (runs['ft_a'], 2), (runs['ft_b'], 2), (runs['ft_a'], 0)]
+  # Intervals (issue 25): each gain's over the test examples; findings per
+  # start and their difference, paired example by example.
+  for row in res['soups']:
+    assert row['gain_ci'][0] <= row['gain'] <= row['gain_ci'][1]
+    assert row['gain_n_examples'] == 360
+  claims = [f['claim'] for f in r_ind['findings']]
+  assert len(claims) == 3 and claims[2].startswith('soup gains differ')
+  assert r_ind['findings'][2]['mean'] == pytest.approx(
+      r_ind['soups'][0]['gain'] - cmp['soups'][0]['gain'])
+  assert not any(k.startswith('_') for k in cmp['curves'][0])
   r_ft, r_ind = res['soups'][1], r_ind['soups'][0]
   assert r_ft['ssr_ab'] > 0.9 and r_ind['ssr_ab'] < 0.7
   assert r_ft['ssr_ab'] > r_ind['ssr_ab'] + 0.25

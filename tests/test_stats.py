@@ -89,3 +89,34 @@ def test_bad_arguments_are_refused():
     stats.finding('a', stats.summary([1.0, 2.0]), expect='up')
   with pytest.raises(ValueError, match='seeds, examples'):
     stats.hierarchical_bootstrap(np.zeros(3))
+
+
+def _bootstrap_by_hand(x_SxN, n_boot=2000, seed=0):
+  """A hierarchical bootstrap of the mean, written as plainly as possible:
+  per replicate, resample seeds, then examples (one index set for every
+  seed), average."""
+  rng = np.random.default_rng(seed)
+  s, n = x_SxN.shape
+  reps = []
+  for _ in range(n_boot):
+    seeds = rng.integers(0, s, s)
+    examples = rng.integers(0, n, n)
+    reps.append(np.mean([x_SxN[i, examples].mean() for i in seeds]))
+  return np.percentile(reps, [2.5, 97.5])
+
+
+def test_bootstrap_means_against_a_plain_loop():
+  rng = np.random.default_rng(3)
+  x = (rng.random((3, 40, 2)) < [0.2, 0.6]).astype(float)
+  got = stats.bootstrap_means(x, n_boot=500)
+  for k in range(2):
+    np.testing.assert_allclose(got[k]['ci'],
+                               _bootstrap_by_hand(x[..., k], 500), atol=1e-12)
+    assert got[k]['mean'] == pytest.approx(x[..., k].mean())
+    assert got[k]['std'] == pytest.approx(x[..., k].mean(1).std(ddof=1))
+    assert got[k]['ci'] == stats.hierarchical_bootstrap(
+        x[..., k], n_boot=500)['ci']
+  # A mean that cannot leave [0, 1] keeps its interval inside.
+  ones = np.ones((2, 10, 1))
+  assert stats.bootstrap_means(ones, n_boot=50, bounds=[(0, 1)])[0]['ci'] == [
+      1.0, 1.0]

@@ -244,6 +244,7 @@ TRAIN_FIELDS = [
 PROBE_BASE_FIELDS = [
     count('seed', 0),
     count('seeds'),
+    count('train_seeds'),
     count('num_devices', 0, why='0 = every local device'),
     count('epoch', 0, also=('last',)),
     finite('sweep.lam_min'),

@@ -137,6 +137,11 @@ def probe_config(
   c.train_data_dir = ''
   c.seed = 0
   c.seeds = 1  # Draws per random direction (mean ± std when > 1).
+  # Training seeds of every run a multi-run study measures (bn_init,
+  # hparams, interpolate): each workdir W of its block stands for W (the
+  # config's seed) and W_seed1 ... W_seed{N-1} (seed + k), and each entry
+  # 'W=CONFIG' of train_runs trains all N; comparisons become N pairs.
+  c.train_seeds = 1
   c.num_devices = 0
   c.normalization = 'ns'
   # dtype: 'float32' (full float32, precision HIGHEST), 'tf32' (XLA's

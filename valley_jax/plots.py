@@ -16,6 +16,7 @@ and the code version under a figure.
 import contextlib
 import contextvars
 import io
+import re
 from typing import Any, Sequence
 
 import matplotlib
@@ -98,6 +99,22 @@ def provenance_line(provenance: list[dict[str, Any]], code: str) -> str:
   return '; '.join(parts + [short]) if parts else short
 
 
+def runs_label(results: dict[str, Any]) -> str:
+  """checkpoint_label, except that a study of several runs names each
+  (', runs: runs/a, runs/b @ 30'); replicas over training seeds
+  (W_seed1, ...) are counted, not listed (', each × 3 training seeds')."""
+  prov = [p for p in results.get('provenance') or [] if 'workdir' in p]
+  if len(prov) < 2:
+    return checkpoint_label(results)
+  bases = [re.sub(r'_seed\d+$', '', str(p['workdir']).rstrip('/'))
+           for p in prov]
+  names = list(dict.fromkeys(bases))
+  epochs = sorted({str(p['epoch']) for p in prov})
+  seeds = len(bases) // len(names)
+  label = ', runs: ' + ', '.join(names) + f" @ {'/'.join(epochs)}"
+  return label + (f', each × {seeds} training seeds' if seeds > 1 else '')
+
+
 def checkpoint_label(results: dict[str, Any]) -> str:
   """', runs/default @ epoch 30' for a title ('' without a checkpoint)."""
   prov = results.get('provenance') or []
@@ -148,15 +165,47 @@ def panel_keys(curves: list[dict[str, Any]]) -> list[str]:
   return list(dict.fromkeys(c.get('panel', '') for c in curves))
 
 
+def band(curve: dict[str, Any], metric: str) -> tuple[np.ndarray,
+                                                       np.ndarray] | None:
+  """The band drawn around a curve: the 95 % interval of each point's error
+  (curve['error_ci']: seeds and test examples, inside [0, 1]) where the
+  curve has one, else mean ± std over seeds, cut at the bounds the metric
+  cannot cross (0 for both, 1 for an error); None without either.
+
+  Args:
+    curve: a results.json curve.
+    metric: 'error' or 'loss'.
+
+  Returns:
+    (low, high) per point, or None.
+  """
+  ci = curve.get(f'{metric}_ci')
+  if ci is not None:
+    lo_hi = np.array([[np.nan, np.nan] if c is None else
+                      [np.nan if v is None else v for v in c] for c in ci],
+                     np.float64)
+    return lo_hi[:, 0], lo_hi[:, 1]
+  std = curve.get(f'{metric}_std')
+  if std is None:
+    return None
+  y, s = clipped(curve[metric]), clipped(std)
+  top = 1.0 if metric == 'error' else np.inf
+  return np.maximum(y - s, 0.0), np.minimum(y + s, top)
+
+
+# The line styles of a curve's direction, explained in every legend.
+STYLE_NOTES = {'-': 'solid: sign-consistent (every element has sign(θf))',
+               '--': 'dashed: not sign-consistent'}
+
+
 def draw_curve(ax, curve: dict[str, Any], metric: str, color) -> None:
   lams = np.asarray(curve['lambdas'])
   y = clipped(curve[metric])
   style = '-' if curve.get('sign_consistent') else '--'
   ax.plot(lams, y, style, color=color, label=curve['label'], lw=1.5)
-  std = curve.get(f'{metric}_std')
-  if std is not None:
-    s = clipped(std)
-    ax.fill_between(lams, y - s, y + s, color=color, alpha=0.2)
+  b = band(curve, metric)
+  if b is not None:
+    ax.fill_between(lams, b[0], b[1], color=color, alpha=0.2, lw=0)
 
 
 def curve_panels(results: dict[str, Any], folder: str,
@@ -175,13 +224,17 @@ def curve_panels(results: dict[str, Any], folder: str,
   fig, axes = plt.subplots(rows_per_metric * len(metrics), ncols,
                            figsize=(2.6 * ncols, 2.4 * rows_per_metric *
                                     len(metrics)), squeeze=False)
-  colors = plt.get_cmap('tab10')
+  # One colour per label across the figure, so that a legend entry names one
+  # colour (the same noise in every group panel is one entry).
+  labels = list(dict.fromkeys(c['label'] for c in curves))
+  cmap = plt.get_cmap('tab10' if len(labels) <= 10 else 'tab20')
+  colors = {label: cmap(i % cmap.N) for i, label in enumerate(labels)}
   for m, metric in enumerate(metrics):
     for j, key in enumerate(keys):
       ax = axes[m * rows_per_metric + j // ncols, j % ncols]
       mine = [c for c in curves if c.get('panel', '') == key]
-      for n, c in enumerate(mine):
-        draw_curve(ax, c, metric, colors(n % 10))
+      for c in mine:
+        draw_curve(ax, c, metric, colors[c['label']])
       ax.axvline(0.0, color='grey', lw=0.5)
       ax.set_title(key, fontsize=8)
       ax.set_ylabel('test error' if metric == 'error' else 'CE loss',
@@ -196,23 +249,45 @@ def curve_panels(results: dict[str, Any], folder: str,
         for ax in axes[m * rows_per_metric + r, :len(row_keys)]:
           ax.set_ylim(0.0, top)
   fig.suptitle(f"{results['kind']}: {results['model']} on "
-               f"{results['dataset']}{checkpoint_label(results)} (x: λ)",
-               fontsize=10)
+               f"{results['dataset']}{runs_label(results)} (x: λ)"
+               f"{band_note(curves)}", fontsize=10)
   fig.tight_layout()
-  figure_legend(fig, axes.ravel())
+  figure_legend(fig, axes.ravel(), styles={
+      '-' if c.get('sign_consistent') else '--' for c in curves})
   return save(fig, folder, name)
 
 
-def figure_legend(fig, axes) -> None:
+def band_note(curves: list[dict[str, Any]]) -> str:
+  """What a figure's bands are, for its title ('' when none is drawn)."""
+  if any(c.get('error_ci') for c in curves):
+    n = max(c.get('seeds', 1) for c in curves)
+    what = ('training runs' if any(len(c.get('runs') or ()) > 1
+                                   for c in curves) else 'draw(s)')
+    loss = ('; loss: ± std' if any(c.get('loss_std') for c in curves) else
+            '')
+    return (f'\nbands: error 95% interval over {n} {what} and '
+            f"{max(c.get('n_examples') or 0 for c in curves)} test examples"
+            f'{loss}')
+  if any(c.get('error_std') for c in curves):
+    return '\nbands: ± std over draws'
+  return ''
+
+
+def figure_legend(fig, axes, styles=()) -> None:
   """One legend for the figure, below its panels: every label drawn, once
   (a label repeated across panels, as a noise in every group, is one
-  entry). No legend when only one curve is drawn."""
+  entry), then what each line style in `styles` means (STYLE_NOTES). No
+  legend when only one curve is drawn."""
   entries: dict[str, Any] = {}
   for ax in axes:
     for handle, label in zip(*ax.get_legend_handles_labels()):
       entries.setdefault(label, handle)
   if len(entries) < 2:
     return
+  for style in sorted(styles, key=len):
+    if style in STYLE_NOTES:
+      entries[STYLE_NOTES[style]] = plt.Line2D([], [], color='grey',
+                                               ls=style, lw=1.2)
   fig.legend(list(entries.values()), list(entries), loc='upper center',
              bbox_to_anchor=(0.5, 0.0), ncol=min(len(entries), 6),
              fontsize=7, frameon=False)

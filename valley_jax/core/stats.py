@@ -25,6 +25,7 @@ a verdict dict that studies put in `results['findings']`.
 (False, 'not resolved at n = 3')
 """
 
+import functools
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -198,3 +199,71 @@ def describe(f: dict[str, Any], digits: int = 3) -> str:
         f"[{f['ci'][0]:.{digits}f}, {f['ci'][1]:.{digits}f}]")
   return (f"{f['claim']}: {f['mean']:.{digits}f} {ci} (n = {f['n']}, "
           f"{f['method'].split(',')[0]}): {verdict(f)}")
+
+
+@functools.lru_cache(maxsize=8)
+def _draws(s: int, n: int, n_boot: int, seed: int
+           ) -> tuple[np.ndarray, np.ndarray]:
+  """The seed indices [B, S] and example counts [B, N] of the replicates,
+  drawn as hierarchical_bootstrap draws them (kept: every curve of a study
+  has the same shape, so they are drawn once)."""
+  rng = np.random.default_rng(seed)
+  seed_idx = np.empty((n_boot, s), np.int64)
+  counts = np.zeros((n_boot, n))
+  for b in range(n_boot):
+    seed_idx[b] = rng.integers(0, s, s)
+    counts[b] = np.bincount(rng.integers(0, n, n), minlength=n)
+  seed_idx.flags.writeable = counts.flags.writeable = False
+  return seed_idx, counts
+
+
+def bootstrap_means(per_example: np.ndarray, *, n_boot: int = 2000,
+                    confidence: float = 0.95, seed: int = 0,
+                    bounds: Sequence[tuple[float, float] | None] | None = None
+                    ) -> list[dict[str, Any]]:
+  """`hierarchical_bootstrap` of many means at once, vectorised.
+
+  For statistics that are means over the examples (a curve's error at each
+  point, the mean error of a half, a difference of two halves), column k's
+  per-seed statistic is `per_example[s, :, k].mean()`. The replicates draw
+  the same seed and example indices, in the same order, as
+  `hierarchical_bootstrap(per_example[..., k], seed=seed)`, so each column's
+  result equals that call's; the means are computed as one product of
+  example counts and values instead of a Python loop per replicate.
+
+  Args:
+    per_example: [S, N, K] values: seed s, example n, column k.
+    n_boot: bootstrap replicates.
+    confidence: the interval's coverage (percentile interval).
+    seed: seed of the resampling.
+    bounds: per column, (low, high) the mean cannot leave, or None.
+
+  Returns:
+    One dict per column, with the keys of `hierarchical_bootstrap`.
+
+  >>> x = np.zeros((2, 4, 2)); x[:, 0, 0] = 1.0
+  >>> [b['mean'] for b in bootstrap_means(x, n_boot=50)]
+  [0.25, 0.0]
+  """
+  x = np.asarray(per_example, np.float64)
+  if x.ndim != 3:
+    raise ValueError(f'per_example needs shape [seeds, examples, columns], '
+                     f'got {x.shape}')
+  s, n, k = x.shape
+  bounds = list(bounds) if bounds is not None else [None] * k
+  seed_idx, counts = _draws(s, n, n_boot, seed)
+  means_BxSxK = (counts @ x.transpose(1, 0, 2).reshape(n, s * k)).reshape(
+      n_boot, s, k) / n
+  reps_BxK = np.take_along_axis(means_BxSxK, seed_idx[:, :, None],
+                                axis=1).mean(1)
+  tail = (1 - confidence) / 2 * 100
+  ci_2xK = np.percentile(reps_BxK, [tail, 100 - tail], axis=0)
+  per_seed_SxK = x.mean(1)
+  method = (f'hierarchical bootstrap over {s} seeds and {n} examples, '
+            f'{n_boot} replicates, percentile {confidence:.0%}')
+  return [{'n': int(s), 'n_examples': int(n),
+           'mean': float(per_seed_SxK[:, j].mean()),
+           'std': float(per_seed_SxK[:, j].std(ddof=1)) if s > 1 else None,
+           'ci': _clip([float(c) for c in ci_2xK[:, j]], bounds[j]),
+           'method': method, 'per_seed': per_seed_SxK[:, j].tolist(),
+           'resolution': 1.0 / n} for j in range(k)]

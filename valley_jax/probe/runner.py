@@ -76,8 +76,11 @@ FIGURE_FORMATS = ('png', 'pdf', 'svg')
 # seeded ImageNet/Flowers subsets, adaptive normalisation of dense kernels,
 # BN biases outside the Fig. 8 groups, precision HIGHEST for 'float32');
 # version 3 (2026-12-02): listing2's loss is clipped as sklearn's log_loss
-# and its Taylor terms come in two definitions under new keys.
-RESULTS_VERSION = 3
+# and its Taylor terms come in two definitions under new keys; version 4
+# (2026-12-07): intervals (issue 25): curves carry 'diff', '*_ci' and
+# 'n_examples', results carry 'findings' and 'evaluation', and the default
+# probe draws config.seeds directions per curve.
+RESULTS_VERSION = 4
 
 def kinds_of(config) -> list[str]:
   """The kinds of config.kind, in order.
@@ -268,6 +271,8 @@ def train_runs(config: ml_collections.ConfigDict) -> list[TrainRun]:
   data_dir = config.get('train_data_dir', '')
   runs = [_load_entry(str(e), f'config.train_runs[{i}]', data_dir)
           for i, e in enumerate(entries)]
+  runs = [r for run in runs
+          for r in _seeded(run, config.get('train_seeds', 1))]
   seen = {}
   for r in runs:
     key = _dir_key(r.workdir)
@@ -277,6 +282,18 @@ def train_runs(config: ml_collections.ConfigDict) -> list[TrainRun]:
                        'workdir.')
     seen[key] = r.where
   return runs
+
+
+def _seeded(run: TrainRun, n: int) -> list[TrainRun]:
+  """An entry over config.train_seeds training seeds: the entry itself and
+  its replicas (common.replicas), trained with seed + k."""
+  out = [run]
+  for k, workdir in enumerate(common.replicas(run.workdir, n)[1:], 1):
+    cfg = ml_collections.ConfigDict(run.config.to_dict())
+    cfg.seed = run.config.seed + k
+    out.append(TrainRun(f'{run.where} (train seed +{k})', workdir, cfg,
+                        run.source))
+  return out
 
 
 def _load_entry(entry: str, where: str, data_dir: str) -> TrainRun:
@@ -484,14 +501,102 @@ def precision_of(config) -> dict[str, Any]:
 
 
 def table(results: dict[str, Any]) -> str:
-  """Per curve: mean error of the positive half, negative half, difference."""
-  rows = [f"{'curve':<34} {'panel':<22} {'err+':>7} {'err-':>7} {'diff':>7}"]
-  for c in results['curves']:
+  """A kind's printed table: the evaluation set's resolution, the rows the
+  README digests (results['digest']), the findings with their verdicts, and
+  per curve the mean error of the positive half, of the negative half, their
+  difference and its 95 % interval.
+
+  Args:
+    results: a kind's results.json.
+
+  Returns:
+    The table as text.
+  """
+  parts = []
+  ev = results.get('evaluation')
+  if ev:
+    parts.append(f"evaluation: {ev['n_examples']} test examples, one example "
+                 f"= {ev['one_example']:.4f} of an error; intervals: "
+                 f"{ev['method']}")
+  if results.get('digest'):
+    parts.append('digest (the README\'s rows):\n' + _curve_rows(
+        [dict(results['curves'][d['curve']], label=d['label'], panel='')
+         for d in results['digest']]))
+  if results.get('findings'):
+    parts.append('findings:\n' + findings_table(results['findings']))
+  parts.append('all curves:\n' + _curve_rows(results['curves']))
+  return '\n'.join(parts)
+
+
+def _fmt(v, spec: str = '7.3f') -> str:
+  return f'{math.nan if v is None else v:{spec}}'
+
+
+def _curve_rows(curves: list[dict[str, Any]]) -> str:
+  """Per curve: err+, err−, diff, its interval and n (seeds)."""
+  rows = [f"{'curve':<30} {'panel':<20} {'err+':>7} {'err-':>7} {'diff':>7}"
+          f" {'95% interval':>17} {'n':>2}"]
+  for c in curves:
     pos, neg = c['positive_error'], c['negative_error']
     pos, neg = (math.nan if v is None else v for v in (pos, neg))
-    rows.append(f"{c['label'][:34]:<34} {str(c.get('panel', ''))[:22]:<22} "
-                f'{pos:7.3f} {neg:7.3f} {pos - neg:+7.3f}')
+    ci = (c.get('diff') or {}).get('ci')
+    ci = (f"[{_fmt(ci[0], '+.3f')}, {_fmt(ci[1], '+.3f')}]" if ci else '')
+    rows.append(f"{c['label'][:30]:<30} {str(c.get('panel', ''))[:20]:<20} "
+                f'{pos:7.3f} {neg:7.3f} {pos - neg:+7.3f} {ci:>17} '
+                f"{c.get('seeds', ''):>2}")
   return '\n'.join(rows)
+
+
+def findings_table(findings: list[dict[str, Any]]) -> str:
+  """One row per finding: verdict, statistic, 95 % interval, n, claim.
+
+  Any study's findings print (stats.finding's dicts); a finding without an
+  interval reads 'no interval'.
+
+  Args:
+    findings: results['findings'].
+
+  Returns:
+    The rows as text.
+  """
+  rows = [f"{'verdict':<12} {'statistic':>9} {'95% interval':>17} "
+          f"{'n':>9}  claim (statistic)"]
+  for f in findings:
+    if f is None:
+      continue
+    ci = f.get('ci')
+    ci = (f"[{_fmt(ci[0], '+.3f')}, {_fmt(ci[1], '+.3f')}]" if ci else
+          'no interval')
+    n = str(f.get('n', ''))
+    if f.get('n_examples'):
+      n += f"×{f['n_examples']}"
+    what = f" ({f['statistic']})" if f.get('statistic') else ''
+    rows.append(f"{'resolved' if f.get('resolved') else 'NOT resolved':<12} "
+                f"{_fmt(f.get('mean'), '+9.3f')} {ci:>17} {n:>9}  "
+                f"{f.get('claim', '')}{what}")
+  return '\n'.join(rows)
+
+
+def _public(out: dict[str, Any]) -> dict[str, Any]:
+  """A study's output without the per-example arrays its curves keep for
+  the findings (curve keys that start with '_'), with 'evaluation' (the
+  resolution of the evaluation set) when its curves have intervals."""
+  curves = [{k: v for k, v in c.items() if not k.startswith('_')}
+            for c in out.get('curves', ())]
+  out = {**out, 'curves': curves} if 'curves' in out else dict(out)
+  sizes = sorted({c['n_examples'] for c in curves if c.get('n_examples')})
+  methods = [c['diff']['method'] for c in curves if c.get('diff')]
+  if sizes and 'evaluation' not in out:
+    out['evaluation'] = {
+        'n_examples': sizes[-1] if len(sizes) == 1 else sizes,
+        'one_example': 1.0 / sizes[-1],
+        'method': (re.sub(r'over \d+ seeds', 'over seeds', methods[0])
+                   if methods else
+                   'hierarchical bootstrap over seeds and examples, 2000 '
+                   'replicates, percentile 95%')}
+  out.setdefault('findings', [])
+  out['findings'] = [f for f in out['findings'] if f is not None]
+  return out
 
 
 def _train_missing(config, kinds: list[str], plan: list[TrainRun]) -> None:
@@ -644,7 +749,8 @@ def _run(config, workdir: str, kinds: list[str], plan: list[TrainRun],
         # 'float32' is full float32 in every kind (curvature, theory), not
         # only in the sweeps.
         with sweep.matmul_precision(PRECISIONS[config.sweep.dtype]):
-          out = registry.STUDIES[kind].run(p, main if probes_main else None)
+          out = _public(registry.STUDIES[kind].run(
+              p, main if probes_main else None))
         eval_bs, recal_bs = batch_sizes(config)
         used = p.batch_sizes or {'eval': eval_bs, 'recal': recal_bs}
         results = outputs.finite_or_none({

@@ -8,6 +8,16 @@ results.json. Choices the paper leaves open:
   the same group, so the step is relative to that group's own scale.
 * Several seeds of a direction are reported as mean and standard deviation.
 
+Uncertainty (issue 25): `line` keeps the error of every evaluation example
+at every point (`per_example`: the sweep vmapped over one-hot example
+weights; the forward pass does not depend on the weights, so it is computed
+once per point). Every curve then carries 95 % intervals of its two halves,
+of their difference err+ − err− (`diff`) and of each point's error
+(`error_ci`), by `stats.bootstrap_means`: a hierarchical bootstrap over the
+seeds (draws of the direction) and the test examples, one example being
+1/N of an error (`n_examples`). `finding` turns a per-example statistic
+into a claim's verdict (results.json's `findings`).
+
 >>> curve('G', 'panel', [-1.0, 0.0, 1.0], [1.0, 0.5, 0.7],
 ...       [0.4, 0.1, 0.2])['negative_error']
 0.25
@@ -25,7 +35,8 @@ import numpy as np
 from jax import flatten_util
 
 from valley_jax import checkpoint, sharding
-from valley_jax.core import directions, groups, hessian, normalize, sweep, tree
+from valley_jax.core import (directions, groups, hessian, normalize, stats,
+                             sweep, tree)
 from valley_jax.errors import InputError, InputFileError
 from valley_jax.probe.prober import Prober, Subject, architecture
 
@@ -237,15 +248,75 @@ def line(p: Prober, s: Subject, label: str, panel: str,
   if lams is None:
     lams = np.linspace(sw.lam_min, sw.lam_max, sw.num_points)
   coeffs = (np.asarray(lams) * scale)[:, None]
-  runs = [s.sweep(s.params, s.batch_stats, [make(seed)], coeffs)
+  runs = [per_example(s.sweep, s.params, s.batch_stats, [make(seed)], coeffs)
           for seed in range(seeds)]
   p.bar.update(1)
+  examples = (None if runs[0]['error_NxP'] is None else
+              np.stack([r['error_NxP'] for r in runs]))
   return curve(label, panel, lams, np.stack([r['loss'] for r in runs]),
-               np.stack([r['error'] for r in runs]), scale=scale, **meta)
+               np.stack([r['error'] for r in runs]), scale=scale,
+               error_SxNxP=examples, n_examples=runs[0]['n'], **meta)
+
+
+# Evaluation sets larger than this are resampled in this many interleaved
+# groups of examples (example j in group j mod MAX_GROUPS), which keeps the
+# one-hot weights of `per_example` small; below it every example is its own
+# group.
+MAX_GROUPS = 2000
+
+
+def per_example(setting: sweep.Setting, params, batch_stats, dirs,
+                coeffs_PxK) -> dict[str, Any]:
+  """A sweep that also returns the error of every evaluation example.
+
+  The compiled sweep is vmapped over one-hot example weights: every weight
+  vector selects one example (or one group of examples, see MAX_GROUPS), so
+  the sweep's weighted mean error is that example's 0/1 error. Parameters,
+  BN recalibration and the forward pass do not depend on the weights, so
+  XLA computes them once per point; only the weighted sums are batched.
+
+  Args:
+    setting: the compiled sweep with its data (a Subject's `sweep`).
+    params, batch_stats: the model.
+    dirs: the directions.
+    coeffs_PxK: the points.
+
+  Returns:
+    {'loss': [P], 'error': [P]} as the sweep gives them, and 'error_NxP':
+    each example's (or group's) error at each point, None for data streamed
+    from the host (HostBatches), whose per-example errors are not kept;
+    'n': the number of examples.
+  """
+  data = setting.eval_data
+  if isinstance(data, sweep.HostBatches):
+    out = setting(params, batch_stats, dirs, coeffs_PxK)
+    return {**out, 'error_NxP': None, 'n': None}
+  w = sharding.to_host(data.w)  # Split over processes in a multi-process run.
+  n = int(w.sum())
+  k = min(n, MAX_GROUPS)
+  onehot = np.zeros((k, w.size), np.float32)
+  real = np.arange(n)  # padded_batches puts the real examples first.
+  onehot[real % k, real] = 1.0
+  weights = onehot.reshape(k, *w.shape) * w
+  if setting.mesh is not None:
+    weights = sharding.put_sharded(setting.mesh, weights, axis=2)
+
+  def one(wk):
+    return setting.sweep(params, batch_stats, dirs, coeffs_PxK,
+                         sweep.Batches(data.x, data.y, wk), setting.recal_x)
+
+  out = sharding.to_host(jax.vmap(one)(weights))
+  loss_KxP, error_KxP = (np.asarray(out[key], np.float64)
+                         for key in ('loss', 'error'))
+  counts = onehot.sum(1)[:, None]
+  return {'loss': (loss_KxP * counts).sum(0) / n,
+          'error': (error_KxP * counts).sum(0) / n, 'error_NxP': error_KxP,
+          'n': n}
 
 
 def curve(label: str, panel: str, lams, loss_SxP, error_SxP, *,
-          scale: float = 1.0, **meta) -> dict[str, Any]:
+          scale: float = 1.0, error_SxNxP=None, n_examples=None,
+          **meta) -> dict[str, Any]:
   """A results.json curve from per-seed [seeds, points] loss and error.
 
   Args:
@@ -253,11 +324,15 @@ def curve(label: str, panel: str, lams, loss_SxP, error_SxP, *,
     lams: the λ of each point.
     loss_SxP, error_SxP: loss and error per seed and point (or per point).
     scale: the step scale s.
+    error_SxNxP: the error of every evaluation example (or group, see
+      MAX_GROUPS) per seed and point; gives the intervals (see intervals).
+    n_examples: how many examples error_SxNxP holds (default its N; more
+      when it holds groups of examples).
     **meta: more keys of the curve (see curve_meta).
 
   Returns:
     The curve: mean (and, for several seeds, std) loss and error, and the
-    mean error of each half.
+    mean error of each half; with error_SxNxP, their intervals too.
   """
   loss_SxP, error_SxP = np.atleast_2d(loss_SxP), np.atleast_2d(error_SxP)
   seeds = len(loss_SxP)
@@ -269,7 +344,166 @@ def curve(label: str, panel: str, lams, loss_SxP, error_SxP, *,
     out['loss_std'] = loss_SxP.std(0).tolist()
     out['error_std'] = error_SxP.std(0).tolist()
   out['positive_error'], out['negative_error'] = halves(lams, out['error'])
+  if error_SxNxP is not None:
+    out.update(intervals(lams, error_SxNxP))
+    out['n_examples'] = int(n_examples or out['n_examples'])
   return out
+
+
+# Per-example arrays a study keeps on its curves for its findings; the runner
+# removes every curve key that starts with '_' before results.json.
+PER_EXAMPLE = '_error_SxNxP'
+
+
+def half_masks(lams) -> tuple[np.ndarray, np.ndarray]:
+  """The points of the positive half λ ∈ [0, 1] and negative half [-1, 0].
+
+  Args:
+    lams: the λ of each point.
+
+  Returns:
+    Two boolean masks over the points.
+  """
+  lams = np.asarray(lams)
+  return (lams >= 0) & (lams <= 1), (lams <= 0) & (lams >= -1)
+
+
+def halves_per_example(lams, error_SxNxP) -> np.ndarray:
+  """Each example's mean error over each half: [S, N, 2] (err+, err−).
+
+  Args:
+    lams: the λ of each point.
+    error_SxNxP: the error per seed, example and point.
+
+  Returns:
+    [S, N, 2]; NaN in a column whose half has no point.
+  """
+  e = np.asarray(error_SxNxP, np.float64)
+  cols = [e[..., m].mean(-1) if m.any() else np.full(e.shape[:2], np.nan)
+          for m in half_masks(lams)]
+  return np.stack(cols, -1)
+
+
+def intervals(lams, error_SxNxP) -> dict[str, Any]:
+  """The intervals of a curve (hierarchical bootstrap, stats.bootstrap_means).
+
+  Args:
+    lams: the λ of each point.
+    error_SxNxP: the error per seed, example and point.
+
+  Returns:
+    'positive_error_ci', 'negative_error_ci' and 'error_ci' (one [low,
+    high] per point, clipped to [0, 1]); 'diff': err+ − err− with its n,
+    std over seeds, interval and method; 'n_examples'; and PER_EXAMPLE, the
+    array itself, for the study's findings (not written to results.json).
+  """
+  e = np.asarray(error_SxNxP, np.float64)
+  h = halves_per_example(lams, e)
+  if np.isnan(h).any() or min(m.sum() for m in half_masks(lams)) < 2:
+    # A curve without two halves (a radial line, a path, a segment θA → θB
+    # on [0, 1]): each point's interval only.
+    cols, bounds = e, [(0.0, 1.0)] * e.shape[-1]
+    boot = stats.bootstrap_means(cols, bounds=bounds)
+    return {'error_ci': [b['ci'] for b in boot],
+            'n_examples': int(e.shape[1]), PER_EXAMPLE: e}
+  cols = np.concatenate([h, h[..., :1] - h[..., 1:], e], -1)
+  bounds = [(0.0, 1.0), (0.0, 1.0), (-1.0, 1.0)] + [(0.0, 1.0)] * e.shape[-1]
+  pos, neg, diff, *points = stats.bootstrap_means(cols, bounds=bounds)
+  return {'positive_error_ci': pos['ci'], 'negative_error_ci': neg['ci'],
+          'diff': _brief(diff), 'error_ci': [b['ci'] for b in points],
+          'n_examples': int(e.shape[1]), PER_EXAMPLE: e}
+
+
+def _brief(summary: dict[str, Any]) -> dict[str, Any]:
+  """A bootstrap summary without its per-replicate details."""
+  return {k: summary[k] for k in ('mean', 'std', 'n', 'n_examples', 'ci',
+                                  'method', 'per_seed')}
+
+
+def finding(claim: str, lams, curves: list[dict[str, Any]],
+            combine: Callable[..., np.ndarray], *, expect: str,
+            statistic: str) -> dict[str, Any]:
+  """A claim's verdict from the per-example halves of one or more curves.
+
+  The curves must share their seeds and evaluation examples (a direction of
+  seed s in one curve and the same seed in the other), so that their
+  difference is taken seed by seed and example by example.
+
+  Args:
+    claim: the claim in words.
+    lams: the λ of the curves' points.
+    curves: curves that carry PER_EXAMPLE (made by `line`).
+    combine: ([S, N, 2] halves of each curve, in order) -> [S, N] values
+      whose mean is the statistic, e.g. `lambda h: h[..., 0] - h[..., 1]`.
+    expect: the sign the claim predicts ('positive', 'negative',
+      'nonzero').
+    statistic: what the number is, in words.
+
+  Returns:
+    stats.finding's dict (claim, statistic, mean, std, n, n_examples, ci,
+    method, resolved, ...), or None when a curve has no per-example errors
+    (data streamed from the host).
+  """
+  if any(c.get(PER_EXAMPLE) is None for c in curves):
+    return None
+  hs = [halves_per_example(lams, c[PER_EXAMPLE]) for c in curves]
+  values = np.asarray(combine(*hs), np.float64)[..., None]
+  (summary,) = stats.bootstrap_means(values, bounds=[(-1.0, 1.0)])
+  return stats.finding(claim, summary, expect=expect, statistic=statistic)
+
+
+def replicas(workdir: str, n: int) -> list[str]:
+  """The workdirs of a run over `n` training seeds (config.train_seeds).
+
+  Args:
+    workdir: the run as its study's block names it (training seed +0).
+    n: how many training seeds.
+
+  Returns:
+    [workdir, workdir_seed1, ..., workdir_seed{n-1}].
+
+  >>> replicas('runs/a/', 3)
+  ['runs/a/', 'runs/a_seed1', 'runs/a_seed2']
+  """
+  base = workdir.rstrip('/')
+  return [workdir] + [f'{base}_seed{k}' for k in range(1, n)]
+
+
+def over_runs(curves: list[dict[str, Any]], runs: list[str]
+              ) -> dict[str, Any]:
+  """One curve from the same curve of each training seed of a run.
+
+  The draws of the direction are averaged within each run, so that the
+  seeds of the intervals are the training runs (the units that were
+  repeated); 'draws' keeps how many directions each run averaged.
+
+  Args:
+    curves: the curve of each run (made by `line`, same λ and metadata).
+    runs: their workdirs, in order.
+
+  Returns:
+    The curve over runs: 'seeds' is the number of runs, 'runs' their
+    workdirs; intervals over runs and test examples.
+  """
+  if len(curves) == 1:
+    return dict(curves[0], runs=list(runs))
+  first = curves[0]
+  keep = {k: v for k, v in first.items() if k in (
+      'direction', 'sign_consistent', 'ratio', 'normalization', 'group')}
+  per = [c.get(PER_EXAMPLE) for c in curves]
+  examples = (None if any(e is None for e in per) else
+              np.stack([e.mean(0) for e in per]))
+  out = curve(first['label'], first['panel'], first['lambdas'],
+              np.stack([c['loss'] for c in curves]),
+              np.stack([c['error'] for c in curves]), scale=first['scale'],
+              error_SxNxP=examples, n_examples=first.get('n_examples'),
+              **keep)
+  return dict(out, runs=list(runs), draws=first['seeds'])
+
+
+def half_diff(h: np.ndarray) -> np.ndarray:
+  """err+ − err− of each example (a `finding` combine)."""
+  return h[..., 0] - h[..., 1]
 
 
 def curve_meta(direction: str, sign_consistent=False, ratio=None,
@@ -290,6 +524,10 @@ def curve_meta(direction: str, sign_consistent=False, ratio=None,
               ratio=ratio, normalization=normalization, group=group)
 
 
+# Noises that draw nothing: one draw is every draw.
+DETERMINISTIC = ('ones',)
+
+
 def noise_line(p: Prober, s: Subject, noise: str, sc: bool, panel: str, *,
                scale: float = 1.0, group: str = 'ALL',
                normalization: str | None = None, label: str = '',
@@ -306,7 +544,8 @@ def noise_line(p: Prober, s: Subject, noise: str, sc: bool, panel: str, *,
     group: restrict the noise to this parameter group.
     normalization: default config.normalization.
     label: default the noise's name.
-    seeds: draws of the noise; default config.seeds.
+    seeds: draws of the noise; default config.seeds (1 for a noise of
+      DETERMINISTIC: every draw is the same direction).
 
   Returns:
     A results.json curve.
@@ -314,6 +553,8 @@ def noise_line(p: Prober, s: Subject, noise: str, sc: bool, panel: str, *,
   norm = normalization or p.config.normalization
   name = directions.NOISE_LABELS[noise]
   label = label or (f'|{name}|·sign(θ)' if sc else name)
+  if noise in DETERMINISTIC:
+    seeds = 1
   return line(p, s, label, panel,
               lambda seed: make_direction(p, s, seed, noise=noise,
                                           sign_consistent=sc,

@@ -34,7 +34,7 @@ import numpy as np
 import optax
 
 from valley_jax import checks, plots, sharding
-from valley_jax.core import directions, hessian, sweep, tree
+from valley_jax.core import directions, hessian, stats, sweep, tree
 from valley_jax.errors import InputError
 from valley_jax.plots import plt
 from valley_jax.probe.prober import Prober, Subject
@@ -253,6 +253,33 @@ def track_curve(p: Prober, t: Track, lams, sc: bool) -> dict[str, Any]:
   for key in ('curvature', 'trace'):
     out[f'positive_{key}'], out[f'negative_{key}'] = common.halves(lams,
                                                                    out[key])
+  # Per seed, err+ − err− of dᵀHd/‖d‖² (for the findings; the runner drops
+  # keys that start with '_').
+  out['_curvature_diff_S'] = [
+      np.subtract(*common.halves(lams, v)) for v in vals_SxPx3[..., 0]]
+  return out
+
+
+def _findings(curves: list[dict[str, Any]]) -> list[dict[str, Any]]:
+  """Per curve: the test error's halves (hierarchical bootstrap over seeds
+  and test examples) and dᵀHd/‖d‖²'s halves (t over the seeds: the curvature
+  is one number per seed and point, with no per-example decomposition).
+  Sign-consistent noise predicts a flatter, less curved positive side;
+  plain noise is tested for any difference."""
+  out = []
+  for cv in curves:
+    sc = bool(cv['sign_consistent'])
+    expect = 'negative' if sc else 'nonzero'
+    what = 'lower on the positive side' if sc else 'halves differ'
+    out.append(common.finding(f"{cv['label']}: test error {what}",
+                              cv['lambdas'], [cv], common.half_diff,
+                              expect=expect, statistic='err+ − err−'))
+    if not np.all(np.isfinite(cv['_curvature_diff_S'])):
+      continue  # A half without points, or a diverged seed: no claim.
+    out.append(stats.finding(
+        f"{cv['label']}: dᵀHd/‖d‖² {what}",
+        stats.summary(cv['_curvature_diff_S']), expect=expect,
+        statistic='mean dᵀHd/‖d‖² of λ ∈ [0, 1] − of λ ∈ [-1, 0]'))
   return out
 
 
@@ -287,7 +314,8 @@ def curvature_kind(p: Prober, s: Subject) -> dict[str, Any]:
   c = p.config.curvature
   t = make_track(p, s)
   lams, _ = sweep.linspace_coeffs(c.lam_min, c.lam_max, c.num_points)
-  out = {'curves': [track_curve(p, t, lams, sc) for sc in (False, True)],
+  curves = [track_curve(p, t, lams, sc) for sc in (False, True)]
+  out = {'curves': curves, 'findings': _findings(curves),
          'hessian_data': {'split': c.split,
                           'samples': int(np.sum(np.asarray(t.data.w)))}}
   if c.power_iters:

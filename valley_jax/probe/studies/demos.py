@@ -40,7 +40,8 @@ import optax
 from etils import epath
 
 from valley_jax import checks, plots, sharding
-from valley_jax.core import directions, normalize, sweep, theory, tree
+from valley_jax.core import (directions, normalize, stats, sweep, theory,
+                             tree)
 from valley_jax.errors import InputError
 from valley_jax.plots import plt
 from valley_jax.probe.prober import Prober, Subject
@@ -581,6 +582,7 @@ def listing2(p: Prober, _) -> dict[str, Any]:
   lams = np.linspace(c.lam_min, c.lam_max, c.num_points)
   n_listing = theory.listing_noise(w.shape, p.config.seed)
   curves, metrics, favoured, asymmetry, draw = [], {}, {}, {}, {}
+  findings = []
   for sc, name in _LISTING2_NOISES:
     runs = [theory.listing2_curve(w, _listing2_noise(p, w, seed, sc), lams,
                                   x, y) for seed in range(p.config.seeds)]
@@ -592,11 +594,12 @@ def listing2(p: Prober, _) -> dict[str, Any]:
                                                    'none')))
     metrics[name] = {k: v.tolist() for k, v in per.items()}
     favoured[name], asymmetry[name] = _sides(lams, per)
+    findings += _listing2_findings(name, sc, lams, per)
     draw[name] = theory.listing2_curve(
         w, _sign_consistent(n_listing, w) if sc else n_listing, lams, x, y)
     p.bar.update(1)
   return {'model': 'softmax regression', 'dataset': 'digits',
-          'curves': curves,
+          'curves': curves, 'findings': findings,
           'listing2': {'lambdas': lams.tolist(),
                        'definitions': dict(theory.LISTING2_DEFINITIONS),
                        'log_loss_eps': theory.LOG_LOSS_EPS,
@@ -605,6 +608,25 @@ def listing2(p: Prober, _) -> dict[str, Any]:
                        'listing_draw': {'seed': p.config.seed,
                                         'metrics': draw},
                        'weight_abs_mean': float(np.abs(w).mean())}}
+
+
+def _listing2_findings(name: str, sc: bool, lams,
+                       per: dict[str, np.ndarray]) -> list[dict[str, Any]]:
+  """Per metric (error, clipped CE): theory.asymmetry of each draw, with a
+  t interval over the draws (the test set is the listing's whole digits
+  set, the same in every draw). Sign-consistent noise predicts a lower
+  positive side (> 0), plain noise any difference."""
+  out = []
+  for metric in ('error', 'loss'):
+    values = [theory.asymmetry(lams, r) for r in per[metric]]
+    if not np.all(np.isfinite(values)):
+      continue
+    out.append(stats.finding(
+        f"{name}: {metric} " + ('lower on the positive side' if sc else
+                                'sides differ'),
+        stats.summary(values), expect='positive' if sc else 'nonzero',
+        statistic=f'theory.asymmetry of the {metric} (λ ≥ 0.5)'))
+  return out
 
 
 def _sides(lams, per: dict[str, np.ndarray]) -> tuple[dict, dict]:

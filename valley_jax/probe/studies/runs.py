@@ -16,7 +16,7 @@ import ml_collections
 import numpy as np
 
 from valley_jax import checks, plots
-from valley_jax.core import directions, groups, normalize, tree
+from valley_jax.core import directions, groups, normalize, stats, tree
 from valley_jax.errors import InputError
 from valley_jax.plots import plt
 from valley_jax.probe.prober import Prober
@@ -84,10 +84,16 @@ def interpolation_figure(results: dict[str, Any], folder: str) -> list[str]:
 
 
 def _last_of_each(kind: str):
-  """checkpoints(config) of a kind that lists runs: their last epochs."""
+  """checkpoints(config) of a kind that lists runs: their last epochs, each
+  run over config.train_seeds training seeds (common.replicas)."""
   def checkpoints(config: Config) -> list[tuple[str, Any]]:
-    return [(w, 'last') for w in config[kind].checkpoints]
+    return [(r, 'last') for w in config[kind].checkpoints
+            for r in common.replicas(w, _train_seeds(config))]
   return checkpoints
+
+
+def _train_seeds(config: Config) -> int:
+  return int(config.get('train_seeds', 1))
 
 
 def _check_list(kind: str):
@@ -100,7 +106,8 @@ def _check_list(kind: str):
     if c.labels and len(c.labels) != len(c.checkpoints):
       raise InputError(f'{where}.labels must match {where}.checkpoints.')
     for w in c.checkpoints:
-      common.check_checkpoint(w, 'last', f'{where}.checkpoints')
+      for r in common.replicas(w, _train_seeds(config)):
+        common.check_checkpoint(r, 'last', f'{where}.checkpoints')
   return check
 
 
@@ -125,16 +132,44 @@ def bn_init(p: Prober, _) -> dict[str, Any]:
   labels = c.labels or c.checkpoints
   curves, hists = [], []
   for w, label in zip(c.checkpoints, labels):
-    s = p.subject(w, label=label)
+    runs = common.replicas(w, _train_seeds(p.config))
+    subjects = [p.subject(r, label=label) for r in runs]
     for norm in c.normalizations:
-      curves.append(common.noise_line(p, s, c.noise, False, f'{label}, {norm}',
-                                      normalization=norm,
-                                      label=f'{label} {norm}'))
+      curves.append(common.over_runs([
+          common.noise_line(p, s, c.noise, False, f'{label}, {norm}',
+                            normalization=norm, label=f'{label} {norm}')
+          for s in subjects], runs))
+    s = subjects[0]
     layer = _bn_layer(s.params, c.layer)
     hists.append({'label': label, 'layer': layer,
                   'init': _leaf(s.theta0, layer), 'final': _leaf(s.params,
                                                                  layer)})
-  return {'curves': curves, 'histograms': hists}
+  return {'curves': curves, 'histograms': hists,
+          'findings': _bn_init_findings(c, curves)}
+
+
+def _bn_init_findings(c: Config, curves) -> list[dict[str, Any]]:
+  """Fig. 7's claims per normalisation: each run's halves differ along the
+  noise, and the first run's err+ − err− differs from the last run's (the
+  paper: BN weights initialised to ones give an asymmetric valley, small
+  ones a nearly symmetric one), paired by training seed and test example."""
+  out = []
+  norms = list(c.normalizations)
+  for cv in curves:
+    out.append(common.finding(f"{cv['label']}: halves differ", cv['lambdas'],
+                              [cv], common.half_diff, expect='nonzero',
+                              statistic='err+ − err−'))
+  for j, norm in enumerate(norms):
+    mine = curves[j::len(norms)]
+    if len(mine) > 1:
+      a, b = mine[0], mine[-1]
+      out.append(common.finding(
+          f"{norm}: {a['label']} and {b['label']} differ in asymmetry",
+          a['lambdas'], [a, b],
+          lambda x, y: common.half_diff(x) - common.half_diff(y),
+          expect='nonzero',
+          statistic=f"(err+ − err−) of {a['label']} − that of {b['label']}"))
+  return out
 
 
 def _bn_layer(params, name: str) -> str:
@@ -190,10 +225,18 @@ def hparams(p: Prober, _) -> dict[str, Any]:
   c = p.config.hparams
   curves = []
   for w, label in zip(c.checkpoints, c.labels or c.checkpoints):
-    s = p.subject(w, label=label)
-    curves += [common.noise_line(p, s, c.noise, sc, label, scale=c.scale)
-               for sc in (False, True)]
-  return {'curves': curves}
+    runs = common.replicas(w, _train_seeds(p.config))
+    subjects = [p.subject(r, label=label) for r in runs]
+    curves += [common.over_runs([
+        common.noise_line(p, s, c.noise, sc, label, scale=c.scale)
+        for s in subjects], runs) for sc in (False, True)]
+  findings = [common.finding(
+      f"{cv['panel']}: {cv['label']} " + (
+          'positive side flatter' if cv['sign_consistent'] else
+          'halves differ'), cv['lambdas'], [cv], common.half_diff,
+      expect='negative' if cv['sign_consistent'] else 'nonzero',
+      statistic='err+ − err−') for cv in curves]
+  return {'curves': curves, 'findings': findings}
 
 
 def _hparams_config() -> Config:
@@ -224,16 +267,61 @@ def interpolate(p: Prober, _) -> dict[str, Any]:
     The interpolation curve and pair_statistics of θA and θB.
   """
   c = p.config.interpolate
-  a = p.subject(c.checkpoint_a, c.epoch_a, 'θA')
-  b = p.subject(c.checkpoint_b, c.epoch_b, 'θB')
-  if jax.tree.structure(a.params) != jax.tree.structure(b.params):
-    raise InputError('interpolate needs checkpoints with the same parameters.')
-  eps = directions.difference(a.params, b.params)
+  n = _train_seeds(p.config)
+  pairs = list(zip(common.replicas(c.checkpoint_a, n),
+                   common.replicas(c.checkpoint_b, n)))
   lams = np.linspace(c.lam_min, c.lam_max, c.num_points)
-  curve = common.line(p, a, 'θA → θB', 'interpolation', lambda _: eps,
-                      lams=lams,
-                      **common.curve_meta('difference', False, None, 'none'))
-  return {'curves': [curve], 'statistics': pair_statistics(a.params, b.params)}
+  curves, stats_ab = [], []
+  for wa, wb in pairs:
+    a = p.subject(wa, c.epoch_a, 'θA')
+    b = p.subject(wb, c.epoch_b, 'θB')
+    if jax.tree.structure(a.params) != jax.tree.structure(b.params):
+      raise InputError('interpolate needs checkpoints with the same '
+                       'parameters.')
+    eps = directions.difference(a.params, b.params)
+    curves.append(common.line(
+        p, a, 'θA → θB', 'interpolation', lambda _, e=eps: e, lams=lams,
+        **common.curve_meta('difference', False, None, 'none')))
+    stats_ab.append(pair_statistics(a.params, b.params))
+  curve = common.over_runs(curves, [f'{wa} → {wb}' for wa, wb in pairs])
+  out = {'curves': [curve], 'statistics': stats_ab[0],
+         'findings': _barrier_findings(curve)}
+  if len(pairs) > 1:
+    out['statistics_per_seed'] = stats_ab
+  return out
+
+
+def barrier(lams, error_SxNxP) -> np.ndarray:
+  """Per seed, the error barrier on the segment: the largest mean error at
+  0 < λ < 1 minus the larger of the two ends' (λ = 0 and 1); [S].
+
+  Args:
+    lams: the λ of each point (must hold 0 and 1 and a point between).
+    error_SxNxP: the error per seed, example and point.
+
+  Returns:
+    The barrier of each seed.
+  """
+  lams = np.asarray(lams)
+  e_SxP = np.asarray(error_SxNxP, np.float64).mean(1)
+  inner = (lams > 0) & (lams < 1)
+  ends = [int(np.argmin(np.abs(lams - x))) for x in (0.0, 1.0)]
+  return e_SxP[:, inner].max(-1) - e_SxP[:, ends].max(-1)
+
+
+def _barrier_findings(curve: dict[str, Any]) -> list[dict[str, Any]]:
+  """Fig. 8's segment: a barrier between θA and θB (> 0), by the
+  hierarchical bootstrap over training seeds and test examples."""
+  e, lams = curve.get(common.PER_EXAMPLE), np.asarray(curve['lambdas'])
+  if e is None or not ((lams > 0) & (lams < 1)).any() or not (
+      np.isclose(lams, 0).any() and np.isclose(lams, 1).any()):
+    return []
+  b = stats.hierarchical_bootstrap(e, lambda x: barrier(lams, x),
+                                   bounds=(-1.0, 1.0))
+  return [stats.finding('θA → θB: an error barrier between the two '
+                        'solutions', b, expect='positive',
+                        statistic='max error at 0 < λ < 1 − max(error at '
+                        'λ = 0, 1)')]
 
 
 def pair_statistics(pa, pb) -> dict[str, Any]:
@@ -271,16 +359,18 @@ def _interpolate_validate(config: Config) -> None:
 
 
 def _pair(config: Config) -> list[tuple[str, Any]]:
-  c = config.interpolate
-  return [(c.checkpoint_a, c.epoch_a), (c.checkpoint_b, c.epoch_b)]
+  c, n = config.interpolate, _train_seeds(config)
+  return [(w, e) for wa, wb in zip(common.replicas(c.checkpoint_a, n),
+                                   common.replicas(c.checkpoint_b, n))
+          for w, e in ((wa, c.epoch_a), (wb, c.epoch_b))]
 
 
 def _check_pair(config: Config) -> None:
-  c = config.interpolate
-  common.check_checkpoint(c.checkpoint_a, c.epoch_a,
-                          'config.interpolate.checkpoint_a')
-  common.check_checkpoint(c.checkpoint_b, c.epoch_b,
-                          'config.interpolate.checkpoint_b')
+  c, n = config.interpolate, _train_seeds(config)
+  for wa, wb in zip(common.replicas(c.checkpoint_a, n),
+                    common.replicas(c.checkpoint_b, n)):
+    common.check_checkpoint(wa, c.epoch_a, 'config.interpolate.checkpoint_a')
+    common.check_checkpoint(wb, c.epoch_b, 'config.interpolate.checkpoint_b')
   a = common.model_signature(c.checkpoint_a)
   b = common.model_signature(c.checkpoint_b)
   if a != b:

@@ -42,7 +42,7 @@ import numpy as np
 import optax
 
 from valley_jax import checkpoint, checks, plots, rundir
-from valley_jax.core import tree
+from valley_jax.core import stats, tree
 from valley_jax.errors import InputError
 from valley_jax.plots import plt
 from valley_jax.probe.prober import Prober, Subject, architecture
@@ -140,8 +140,9 @@ def soups_figure(results: dict[str, Any], folder: str) -> list[str]:
   epochs = sorted({r['epoch'] for s in ss for r in s['soups']})
   _ssr_panel(axes[-2], ss, epochs)
   _gain_panel(axes[-1], ss, epochs)
-  fig.suptitle(f"soups: {results['model']} on {results['dataset']}",
-               fontsize=9)
+  note = plots.band_note(results['curves']).split(';')[0]
+  fig.suptitle(f"soups: {results['model']} on {results['dataset']}"
+               f"{note.replace('error 95%', 'accuracy 95%')}", fontsize=9)
   fig.tight_layout()
   return plots.save(fig, folder, 'figure')
 
@@ -155,9 +156,13 @@ def _label(s: dict[str, Any]) -> str:
 def _accuracy_panel(ax, s: dict[str, Any], legend: bool) -> None:
   cmap, curves = plt.get_cmap('viridis'), s['curves']
   for k, c in enumerate(curves):
+    color = cmap(0.9 * k / max(len(curves) - 1, 1))
     ax.plot(c['lambdas'], 1.0 - plots.clipped(c['error']), '-o', ms=2.5,
-            color=cmap(0.9 * k / max(len(curves) - 1, 1)),
-            label=f"epoch {c.get('epoch', k)}")
+            color=color, label=f"epoch {c.get('epoch', k)}")
+    b = plots.band(c, 'error')  # Accuracy = 1 − error: the band flips.
+    if b is not None:
+      ax.fill_between(c['lambdas'], 1.0 - b[1], 1.0 - b[0], color=color,
+                      alpha=0.15, lw=0)
   ax.set_xlabel('λ: (1−λ)θA + λθB')
   ax.set_ylabel('test accuracy')
   ax.set_title(_label(s), fontsize=8)
@@ -198,6 +203,14 @@ def _gain_panel(ax, ss: list[dict[str, Any]], epochs: list[int]) -> None:
     y = plots.clipped([r['gain'] for r in s['soups']])
     gains += list(y)
     ax.plot(x, y, 'kd', ls=_STYLES[j % 4], ms=4, label=_label(s))
+    ci = [r.get('gain_ci') for r in s['soups']]
+    if all(ci):  # 95 % intervals over the test examples.
+      lo_hi = np.asarray(ci, np.float64)
+      ax.errorbar(x, y, yerr=np.abs(np.stack([y - lo_hi[:, 0],
+                                              lo_hi[:, 1] - y])),
+                  fmt='none', ecolor='k', capsize=2, lw=0.8,
+                  label='95% interval (test examples)' if j == 0 else None)
+      gains += list(lo_hi.ravel())
   top = gain_limit(gains, n)
   ax.set_ylim(-top, top)
   _epoch_axis(ax, epochs)
@@ -335,6 +348,74 @@ def pairs_of(config: Config) -> list[Pair]:
   return out
 
 
+def gain_per_example(curve: dict[str, Any]) -> np.ndarray | None:
+  """Each test example's share of the soup gain: [S, N] values whose mean is
+  Acc(½θA + ½θB) − ½(Acc θA + Acc θB) = ½(e_A + e_B) − e_soup per example
+  (None without per-example errors).
+
+  Args:
+    curve: an interpolation curve made by common.line (holds λ = 0, ½, 1).
+
+  Returns:
+    [S, N] or None.
+  """
+  e = curve.get(common.PER_EXAMPLE)
+  if e is None:
+    return None
+  lams = np.asarray(curve['lambdas'])
+  at = [int(np.argmin(np.abs(lams - lam))) for lam in _ENDS]
+  return 0.5 * (e[..., at[0]] + e[..., at[2]]) - e[..., at[1]]
+
+
+def gain_interval(curve: dict[str, Any]) -> dict[str, Any]:
+  """The 95 % interval of an epoch's soup gain over the test examples (and
+  the seeds of the curve): {'gain_ci', 'gain_n_examples'}, or {}.
+
+  Args:
+    curve: the epoch's interpolation curve.
+
+  Returns:
+    The keys to add to the epoch's row.
+  """
+  g = gain_per_example(curve)
+  if g is None:
+    return {}
+  (b,) = stats.bootstrap_means(g[..., None], bounds=[(-1.0, 1.0)])
+  return {'gain_ci': b['ci'], 'gain_n_examples': b['n_examples']}
+
+
+def _findings(main: dict[str, Any], other: dict[str, Any] | None
+              ) -> list[dict[str, Any]]:
+  """The soup gain at the last epoch is positive, for each start; and the
+  two starts' gains differ (example by example, on the same test set)."""
+  out = []
+  last = {}
+  for m in (main, other):
+    if not m or not m['curves']:
+      continue
+    cv = m['curves'][-1]
+    name = m['label'] or m['init']['workdir']
+    last[name] = cv
+    g = gain_per_example(cv)
+    if g is not None:
+      (b,) = stats.bootstrap_means(g[..., None], bounds=[(-1.0, 1.0)])
+      out.append(stats.finding(
+          f"{name}: soup gain > 0 at epoch {cv['epoch']}", b,
+          expect='positive',
+          statistic='Acc(½θA + ½θB) − ½(Acc θA + Acc θB)'))
+  if len(last) == 2:
+    (na, ca), (nb, cb) = last.items()
+    ga, gb = gain_per_example(ca), gain_per_example(cb)
+    if ga is not None and gb is not None:
+      (b,) = stats.bootstrap_means((ga.mean(0) - gb.mean(0))[None, :, None],
+                                   bounds=[(-2.0, 2.0)])
+      out.append(stats.finding(
+          f'soup gains differ: {na} (epoch {ca["epoch"]}) − {nb} (epoch '
+          f'{cb["epoch"]})', b, expect='nonzero',
+          statistic='difference of the two gains'))
+  return out
+
+
 def soups(p: Prober, _) -> dict[str, Any]:
   """Fig. 11: per kept epoch, (1 − λ)θA + λθB, SSRs and the soup gain.
 
@@ -349,7 +430,12 @@ def soups(p: Prober, _) -> dict[str, Any]:
     config.soups.compare, the same for that pair under 'compare'.
   """
   main, *other = [_measure(p, q, i) for i, q in enumerate(pairs_of(p.config))]
-  return {**main, **({'compare': other[0]} if other else {})}
+  findings = _findings(main, other[0] if other else None)
+  if other:  # The compare pair's curves are not the runner's: strip here.
+    other[0]['curves'] = [{k: v for k, v in c.items() if not k.startswith('_')}
+                          for c in other[0]['curves']]
+  return {**main, **({'compare': other[0]} if other else {}),
+          'findings': findings}
 
 
 def _measure(p: Prober, q: Pair, index: int) -> dict[str, Any]:
@@ -372,6 +458,7 @@ def _measure(p: Prober, q: Pair, index: int) -> dict[str, Any]:
                         **common.curve_meta('difference', False, None, 'none'))
     curves.append(curve)
     rows.append(epoch_row(e, curve, start['params'], a.params, b.params))
+    rows[-1].update(gain_interval(curve))
   return {'label': q.label, 'curves': curves, 'soups': rows,
           'init': {'workdir': init_dir, 'epoch': init_epoch},
           'halves': {'a': a.train_config['data'].get('half'),

@@ -61,15 +61,20 @@ def surface(p: Prober, s: Subject) -> dict[str, Any]:
                               normalization=c.normalization, index=1000 + i)
         for i in range(2)]
   axis, coeffs = sweep.grid_coeffs(c.lam_min, c.lam_max, c.num_points)
-  out = s.sweep(s.params, s.batch_stats, ds, coeffs)
+  out = common.per_example(s.sweep, s.params, s.batch_stats, ds, coeffs)
   n = len(axis)
   grid = {k: out[k].reshape(n, n) for k in ('loss', 'error')}
+  # Each example's error on the grid, for the axes' intervals.
+  e_grid = (None if out['error_NxP'] is None else
+            out['error_NxP'].reshape(-1, n, n))
   curves = []
   if 0.0 in axis:  # The two axis cross-sections as 1D curves.
     mid = int(np.argmin(np.abs(axis)))
     for name, sl in (('α axis', np.s_[:, mid]), ('β axis', np.s_[mid, :])):
+      e = None if e_grid is None else e_grid[(slice(None), *sl)][None]
       curves.append(common.curve(
           name, name, axis, grid['loss'][sl], grid['error'][sl],
+          error_SxNxP=e, n_examples=out['n'],
           **common.curve_meta(c.noise, False, None, c.normalization)))
   return {'curves': curves,
           'surface': {'alphas': axis.tolist(), 'betas': axis.tolist(),
