@@ -7,7 +7,7 @@ import pytest
 
 _MODULES = ['valley_jax.models', 'valley_jax.core.tree',
             'valley_jax.core.groups', 'valley_jax.core.directions',
-            'valley_jax.core.normalize',
+            'valley_jax.core.normalize', 'valley_jax.core.stats',
             'valley_jax.core.sweep', 'valley_jax.sharding',
             'valley_jax.defaults', 'valley_jax.data.pipeline',
             'valley_jax.outputs', 'valley_jax.checks', 'valley_jax.checkpoint',

@@ -303,3 +303,114 @@ def test_float32_sweeps_trace_at_highest_precision(monkeypatch):
     sweep.make_sweep(m, precision=prober.PRECISIONS[dtype])(
         v['params'], v['batch_stats'], [v['params']], np.zeros((1, 1)), ev)
   assert seen == ['highest', None]
+
+
+class _UserNet(flax.linen.Module):
+  """A user's model: flax's own BatchNorm at the given momentum (None: no
+  BN), not the registry's layers."""
+
+  momentum: float | None
+
+  @flax.linen.compact
+  def __call__(self, x, train: bool = False):
+    nn = flax.linen
+    h = nn.Dense(6)(x)
+    if self.momentum is not None:
+      kw = {} if self.momentum == 0.99 else {'momentum': self.momentum}
+      h = nn.BatchNorm(use_running_average=not train, **kw)(h)
+    return nn.Dense(3)(nn.relu(h))
+
+
+def _numpy_recal_eval(p, x_recal, x, y, bn: bool):
+  """Exact recalibration and evaluation in float64 numpy."""
+  p = jax.tree.map(lambda a: np.asarray(a, np.float64), p)
+  dense = lambda a, q: a @ q['kernel'] + q['bias']
+  h = dense(x, p['Dense_0'])
+  if bn:
+    hr = dense(np.asarray(x_recal, np.float64), p['Dense_0'])
+    m, v = hr.mean(0), hr.var(0)  # Equal batches: whole-set moments.
+    h = (h - m) / np.sqrt(v + 1e-5) * p['BatchNorm_0']['scale'] + p[
+        'BatchNorm_0']['bias']
+  z = dense(np.maximum(h, 0), p['Dense_1'])
+  logz = np.log(np.exp(z - z.max(1, keepdims=True)).sum(1)) + z.max(1)
+  return np.mean(logz - z[np.arange(len(y)), y]), np.mean(z.argmax(1) != y)
+
+
+@pytest.mark.parametrize('momentum', [0.99, 0.5, None])
+def test_user_model_recalibration_is_exact_for_any_momentum(momentum):
+  """λ = 0 with recalibration equals an exact numpy recalibration (the
+  statistics were wrong for any momentum but 0.9)."""
+  rng = np.random.default_rng(0)
+  x = rng.normal(size=(60, 4)).astype(np.float32) * 3 + 1
+  y = rng.integers(0, 3, 60).astype(np.int32)
+  model = _UserNet(momentum)
+  v = model.init(jax.random.key(0), x[:1])
+  stats = v.get('batch_stats', {})
+  d = directions.sample('gaussian', jax.random.key(1), v['params'])
+  rx = sweep.make_recal_batches(x[:40], 40, 20)
+  ev = sweep.make_batches(x[40:], y[40:], 8)
+  out = sweep.make_sweep(model, recal=True)(v['params'], stats, [d],
+                                            np.zeros((1, 1)), ev, rx)
+  loss, err = _numpy_recal_eval(v['params'], x[:40], x[40:], y[40:],
+                                momentum is not None)
+  assert float(out['loss'][0]) == pytest.approx(loss, abs=1e-4)
+  assert float(out['error'][0]) == pytest.approx(err, abs=1e-6)
+  ref = sweep.sweep_reference(model, v['params'], stats, [d],
+                              np.zeros((1, 1)), x[40:], y[40:], 8, x[:40], 20)
+  assert ref['loss'][0] == pytest.approx(loss, abs=1e-4)
+
+
+class _TwiceBN(flax.linen.Module):
+
+  @flax.linen.compact
+  def __call__(self, x, train: bool = False):
+    bn = flax.linen.BatchNorm(use_running_average=not train)
+    return flax.linen.Dense(2)(bn(bn(x)))
+
+
+class _FrozenBN(flax.linen.Module):
+
+  @flax.linen.compact
+  def __call__(self, x, train: bool = False):
+    x = flax.linen.BatchNorm(use_running_average=True)(x)
+    return flax.linen.Dense(2)(x)
+
+
+class _NoTrain(flax.linen.Module):
+
+  @flax.linen.compact
+  def __call__(self, x):
+    return flax.linen.Dense(2)(x)
+
+
+@pytest.mark.parametrize('net, match', [
+    (_TwiceBN(), 'called 2 times'),
+    (_FrozenBN(), 'use_running_average=not train'),
+    (_NoTrain(), 'must take a `train` argument')])
+def test_models_the_sweep_cannot_handle_are_refused(net, match):
+  x = np.ones((4, 3), np.float32)
+  v = (net.init(jax.random.key(0), x) if isinstance(net, _NoTrain) else
+       net.init(jax.random.key(0), x, train=False))
+  y = np.zeros(4, np.int32)
+  with pytest.raises(sweep.InputError, match=match):
+    sweep.make_sweep(net, recal=True)(
+        v['params'], v.get('batch_stats', {}), [v['params']],
+        np.zeros((1, 1)), sweep.make_batches(x, y, 2),
+        sweep.make_recal_batches(x, 4, 2))
+
+
+def test_misused_directions_are_refused_with_the_fix():
+  model = _UserNet(None)
+  x = np.ones((4, 4), np.float32)
+  v = model.init(jax.random.key(0), x)
+  p = v['params']
+  ev = sweep.make_batches(x, np.zeros(4, np.int32), 2)
+  run = sweep.make_sweep(model)
+  with pytest.raises(sweep.InputError, match=r'pass \[d\]'):
+    run(p, {}, p, np.zeros((1, 1)), ev)
+  short = {'Dense_0': p['Dense_0']}
+  with pytest.raises(sweep.InputError, match="lacks.*Dense_1"):
+    run(p, {}, [short], np.zeros((1, 1)), ev)
+  wide = jax.tree.map(lambda a: np.zeros((*a.shape, 2)), p)
+  with pytest.raises(sweep.InputError, match='has shape'):
+    run(p, {}, [wide], np.zeros((1, 1)), ev)

@@ -56,7 +56,6 @@ from valley_jax.core import tree
 from valley_jax.core.steps import make_eval_step
 from valley_jax.data import pipeline
 from valley_jax.errors import InputError
-from valley_jax.models.layers import BN_MOMENTUM
 
 PyTree = Any
 # Parameter count under which all points of a chunk are vmapped by default.
@@ -152,13 +151,79 @@ def _cast(t: PyTree, dtype) -> PyTree:
   return jax.tree.map(lambda a: a.astype(dtype), t)
 
 
-def _moments(stats: PyTree) -> tuple[PyTree, PyTree]:
-  """Per-batch (E[x], E[x²]) from BN running stats updated from zero."""
+def _bn_calls(calls: dict, path: tuple[str, ...], module: nn.BatchNorm,
+              args: tuple, kwargs: dict) -> None:
+  """Records one BatchNorm call: its momentum and whether it used batch
+  statistics (flax merges the call's use_running_average with the field)."""
+  ura = kwargs.get('use_running_average',
+                   args[1] if len(args) > 1 else None)
+  ura = module.use_running_average if ura is None else ura
+  calls.setdefault(path, []).append((float(module.momentum), bool(ura)))
+
+
+def _momenta(calls: dict, stats: PyTree) -> dict[tuple[str, ...], float]:
+  """Each BN layer's momentum, after checking recalibration can invert its
+  update: one call per layer, in train mode, with momentum below 1."""
+  out = {}
+  for path in flax.traverse_util.flatten_dict(stats):
+    if path[-1] != 'mean':
+      continue
+    name = '/'.join(path[:-1])
+    seen = calls.get(path[:-1])
+    if not seen:
+      raise InputError(
+          f'batch_stats holds {name!r}, which is not a flax nn.BatchNorm '
+          'called in the forward pass: recalibration only knows how '
+          'nn.BatchNorm updates its statistics. Pass recal=False, or use '
+          'nn.BatchNorm for that layer.')
+    if len(seen) > 1:
+      raise InputError(
+          f'BatchNorm {name!r} is called {len(seen)} times per forward '
+          'pass; recalibration needs one call per BatchNorm layer (give '
+          'each use its own layer).')
+    momentum, frozen = seen[0]
+    if frozen:
+      raise InputError(
+          f'BatchNorm {name!r} uses its running averages under train=True, '
+          'so its statistics cannot be recalibrated: make the model pass '
+          'use_running_average=not train to it.')
+    if not momentum < 1.0:
+      raise InputError(f'BatchNorm {name!r} has momentum {momentum}: its '
+                       'statistics never change, nothing to recalibrate.')
+    out[path[:-1]] = momentum
+  return out
+
+
+def _train_update(model: nn.Module, params: PyTree, zeros: PyTree, x):
+  """The BN statistics after one train-mode update from zero, and each
+  layer's momentum (read from the modules as they are called)."""
+  calls = {}
+
+  def spy(next_fun, args, kwargs, ctx):
+    if ctx.method_name == '__call__' and isinstance(ctx.module,
+                                                    nn.BatchNorm):
+      _bn_calls(calls, tuple(ctx.module.scope.path), ctx.module, args, kwargs)
+    return next_fun(*args, **kwargs)
+
+  with nn.intercept_methods(spy):
+    _, upd = model.apply({'params': params, 'batch_stats': zeros}, x,
+                         train=True, mutable=['batch_stats'])
+  return upd['batch_stats'], _momenta(calls, upd['batch_stats'])
+
+
+def _moments(stats: PyTree, momenta: dict) -> tuple[PyTree, PyTree]:
+  """Per-batch (E[x], E[x²]) from BN running stats updated from zero.
+
+  A BatchNorm with momentum m updates its running mean from zero to
+  (1 − m)·E[x] and its running variance to (1 − m)·Var[x]; dividing by
+  (1 − m), with m read from each layer, gives the batch's moments exactly
+  for any momentum.
+  """
   flat = flax.traverse_util.flatten_dict(stats)
-  scale = 1.0 / (1.0 - BN_MOMENTUM)
   m1, m2 = {}, {}
   for path, v in flat.items():
     if path[-1] == 'mean':
+      scale = 1.0 / (1.0 - momenta[path[:-1]])
       mean = v.astype(jnp.float32) * scale
       var = flat[path[:-1] + ('var',)].astype(jnp.float32) * scale
       m1[path[:-1]], m2[path[:-1]] = mean, var + jnp.square(mean)
@@ -176,17 +241,53 @@ def _stats(m1: dict, m2: dict) -> PyTree:
 def recalibrate(model: nn.Module, params: PyTree, batch_stats: PyTree,
                 x_SB: jax.Array, mean=(0.0,), std=(1.0,),
                 dtype=jnp.float32) -> PyTree:
-  """BN running statistics recomputed on the batches x_SB (see module doc)."""
+  """BN running statistics recomputed on the batches x_SB.
+
+  The statistics are exact moments of the whole recalibration set (see the
+  module doc), whatever each BatchNorm's momentum: every batch's moments are
+  recovered from a train-mode update started at zero, using the momentum
+  read from the layer. A model without BatchNorm gets its (empty)
+  batch_stats back.
+
+  Args:
+    model: a flax module whose __call__ takes `train=` and whose BatchNorm
+      layers are flax `nn.BatchNorm` with `use_running_average=not train`,
+      each called once per forward pass.
+    params: the parameters of the point.
+    batch_stats: the model's batch_stats (only their structure is used).
+    x_SB: [S, B, ...] recalibration batches (make_recal_batches).
+    mean, std: input normalisation of uint8 images (ignored for floats).
+    dtype: compute dtype of the forward passes.
+
+  Returns:
+    batch_stats with 'mean' and biased 'var' of every BN layer's input.
+
+  Raises:
+    InputError: a batch_stats entry that is not an nn.BatchNorm called once
+      in train mode with momentum < 1 (the message names the layer).
+
+  >>> import flax.linen as nn, numpy as np, jax
+  >>> class Net(nn.Module):
+  ...   @nn.compact
+  ...   def __call__(self, x, train):
+  ...     return nn.BatchNorm(use_running_average=not train)(x)  # m = 0.99
+  >>> x = np.array([[1.0], [3.0], [5.0], [7.0]], np.float32)
+  >>> v = Net().init(jax.random.key(0), x, train=False)
+  >>> s = recalibrate(Net(), v['params'], v['batch_stats'], x.reshape(2, 2, 1))
+  >>> float(s['BatchNorm_0']['mean'][0]), float(s['BatchNorm_0']['var'][0])
+  (4.0, 5.0)
+  """
+  if not jax.tree.leaves(batch_stats):
+    return batch_stats
   zeros = jax.tree.map(jnp.zeros_like, batch_stats)
 
   def batch(carry, x):
     x = pipeline.normalize(x, mean, std).astype(dtype)
-    _, upd = model.apply({'params': params, 'batch_stats': zeros}, x,
-                         train=True, mutable=['batch_stats'])
-    m1, m2 = _moments(upd['batch_stats'])
-    return jax.tree.map(jnp.add, carry, (m1, m2)), None
+    upd, momenta = _train_update(model, params, zeros, x)
+    return jax.tree.map(jnp.add, carry, _moments(upd, momenta)), None
 
-  init = _moments(zeros)
+  init = jax.tree.map(jnp.zeros_like, _moments(
+      zeros, {p[:-1]: 0.0 for p in flax.traverse_util.flatten_dict(zeros)}))
   (s1, s2), _ = jax.lax.scan(batch, init, x_SB)
   n = x_SB.shape[0]
   return _stats(*jax.tree.map(lambda a: a / n, (s1, s2)))
@@ -320,6 +421,76 @@ def auto_chunk(params: PyTree, num_points: int) -> int:
   return int(max(1, min(num_points, _AUTO_ELEMENTS // max(n, 1))))
 
 
+def check_directions(params: PyTree, directions) -> tuple[PyTree, ...]:
+  """The directions as a tuple, after checking each matches the parameters.
+
+  Args:
+    params: the parameter tree the directions perturb.
+    directions: a list or tuple of trees with the parameters' structure and
+      shapes (one per coefficient column).
+
+  Returns:
+    tuple(directions).
+
+  Raises:
+    InputError: a single tree instead of a list, or a direction whose paths
+      or shapes differ from the parameters' (the message names the first).
+  """
+  if not isinstance(directions, (list, tuple)):
+    raise InputError(
+        'directions must be a list of direction trees, one per coefficient '
+        f'column: pass [d] for a single direction (got a '
+        f'{type(directions).__name__}).')
+  want = _paths_shapes(params)
+  for k, d in enumerate(directions):
+    got = _paths_shapes(d)
+    if got == want and jax.tree.structure(d) == jax.tree.structure(params):
+      continue
+    missing = sorted(set(want) - set(got))
+    extra = sorted(set(got) - set(want))
+    bad = [p for p in want if p in got and got[p] != want[p]]
+    what = (f'lacks {missing[0]}' if missing else
+            f'has {extra[0]}, which the parameters lack' if extra else
+            f'has shape {got[bad[0]]} at {bad[0]}, the parameters '
+            f'{want[bad[0]]}' if bad else
+            'has other container types (a FrozenDict against a dict?): '
+            'pass both through flax.core.unfreeze')
+    raise InputError(f'direction {k} does not match the parameters: it '
+                     f'{what}. Build directions from these parameters '
+                     '(e.g. directions.sample(params, ...)).')
+  return tuple(directions)
+
+
+def _paths_shapes(t: PyTree) -> dict[str, tuple[int, ...]]:
+  leaves = jax.tree_util.tree_flatten_with_path(t)[0]
+  return {jax.tree_util.keystr(k): tuple(np.shape(v)) for k, v in leaves}
+
+
+def check_model(model: nn.Module, variables: PyTree,
+                input_shape: Sequence[int]) -> None:
+  """Refuses a model the sweep cannot call (traced abstractly, no FLOPs).
+
+  The contract: `model.apply({'params': p, 'batch_stats': s}, x,
+  train=False)` gives [B, classes] logits, and with train=True and
+  mutable=['batch_stats'] updates the BN statistics.
+
+  Raises:
+    InputError: the model's __call__ takes no `train` argument.
+  """
+  x = jax.ShapeDtypeStruct((1, *input_shape), jnp.float32)
+  try:
+    jax.eval_shape(lambda v, x: model.apply(v, x, train=False), variables, x)
+  except TypeError as e:
+    if 'train' not in str(e):
+      raise
+    raise InputError(
+        f'{type(model).__name__}.__call__ must take a `train` argument '
+        '(the sweep calls model.apply(variables, x, train=False), and '
+        'train=True to recalibrate BatchNorm): add `train: bool = False` '
+        f'and pass use_running_average=not train to BatchNorm ({e}).'
+    ) from None
+
+
 def make_sweep(model: nn.Module, mean=(0.0,), std=(1.0,), *,
                recal: bool = False, chunk: int | None = None,
                dtype=jnp.float32, mesh=None, precision: str | None = None,
@@ -347,6 +518,7 @@ def make_sweep(model: nn.Module, mean=(0.0,), std=(1.0,), *,
     after another.
   """
   pairs: list[BnPairs] = []  # Found on the first call (needs a shape).
+  checked: list[bool] = []  # The model contract, checked on the first call.
 
   def recalibrated(params, batch_stats, directions, c_K, recal_x):
     p = tree.combine(params, list(directions), c_K)
@@ -397,14 +569,20 @@ def make_sweep(model: nn.Module, mean=(0.0,), std=(1.0,), *,
 
   def sweep(params, batch_stats, directions: Sequence[PyTree], coeffs_PxK,
             data: Batches, recal_x=None):
+    directions = check_directions(params, directions)
     coeffs_PxK = jnp.asarray(coeffs_PxK, jnp.float32)
     if coeffs_PxK.ndim != 2 or coeffs_PxK.shape[1] != len(directions):
       raise InputError(f'coeffs must be [points, {len(directions)}], got '
                        f'{coeffs_PxK.shape}.')
     if recal and recal_x is None:
       raise InputError('recal=True needs recalibration batches (recal_x).')
+    shape = data.x.shape[1 if isinstance(data, HostBatches) else 2:]
+    if not checked:
+      check_model(model, {'params': params, 'batch_stats': batch_stats},
+                  shape)
+      checked.append(True)
     size = chunk or auto_chunk(params, coeffs_PxK.shape[0])
-    args = (params, batch_stats, tuple(directions), coeffs_PxK)
+    args = (params, batch_stats, directions, coeffs_PxK)
     if mesh is not None:
       args = sharding.put_replicated(mesh, args)
     else:
@@ -415,7 +593,6 @@ def make_sweep(model: nn.Module, mean=(0.0,), std=(1.0,), *,
       if where is not None:
         args = jax.device_put(args, where)
     if fold and not pairs:
-      shape = data.x.shape[1 if isinstance(data, HostBatches) else 2:]
       pairs.append(bn_pairs(model, {'params': params,
                                     'batch_stats': batch_stats}, shape))
     size = min(size, coeffs_PxK.shape[0])
@@ -435,15 +612,13 @@ def sweep_reference(model, params, batch_stats, directions, coeffs_PxK,
   Used by tests as the reference of the fast path; also handy for debugging.
   """
   fwd = jax.jit(lambda v, x: model.apply(v, x, train=False))
-  fwd_train = jax.jit(lambda v, x: model.apply(v, x, train=True,
-                                               mutable=['batch_stats'])[1])
   losses, errors = [], []
   for c in np.asarray(coeffs_PxK):
     p = jax.tree.map(lambda t, *ds: t + sum(ci * d for ci, d in zip(c, ds)),
                      params, *directions)
     stats = batch_stats
     if recal_x is not None:
-      stats = _reference_recal(fwd_train, p, batch_stats, recal_x,
+      stats = _reference_recal(model, p, batch_stats, recal_x,
                                recal_batch_size, mean, std)
     loss, wrong = 0.0, 0
     for i in range(0, len(y), batch_size):
@@ -459,26 +634,46 @@ def sweep_reference(model, params, batch_stats, directions, coeffs_PxK,
   return {'loss': np.array(losses), 'error': np.array(errors)}
 
 
-def _reference_recal(fwd_train, p, batch_stats, recal_x, bs, mean, std):
+def _reference_recal(model, p, batch_stats, recal_x, bs, mean, std):
+  """Exact BN statistics, independent of how BN updates its running stats.
+
+  Every BatchNorm layer's input in the train-mode forward pass is captured
+  (eagerly, as numpy float64) and its moments are averaged over the batches.
+  """
+  if not jax.tree.leaves(batch_stats):
+    return batch_stats
   zeros = jax.tree.map(jnp.zeros_like, batch_stats)
-  sums1, sums2, n = None, None, 0
+  sums, n = {}, 0
   for i in range(0, len(recal_x), bs):
     xb = pipeline.normalize(jnp.asarray(recal_x[i:i + bs]), mean, std)
-    upd = flax.traverse_util.flatten_dict(
-        fwd_train({'params': p, 'batch_stats': zeros}, xb)['batch_stats'])
-    m = {k[:-1]: np.asarray(v, np.float64) / (1 - BN_MOMENTUM)
-         for k, v in upd.items() if k[-1] == 'mean'}
-    v2 = {k: np.asarray(upd[k + ('var',)], np.float64) / (1 - BN_MOMENTUM)
-          + m[k] ** 2 for k in m}
-    sums1 = m if sums1 is None else {k: sums1[k] + m[k] for k in m}
-    sums2 = v2 if sums2 is None else {k: sums2[k] + v2[k] for k in m}
+    for path, moments in _bn_inputs(model, p, zeros, xb).items():
+      old = sums.get(path, (0.0, 0.0))
+      sums[path] = (old[0] + moments[0], old[1] + moments[1])
     n += 1
   flat = {}
-  for k in sums1:
-    flat[k + ('mean',)] = jnp.asarray(sums1[k] / n, jnp.float32)
-    flat[k + ('var',)] = jnp.asarray(sums2[k] / n - (sums1[k] / n) ** 2,
-                                     jnp.float32)
+  for path, (s1, s2) in sums.items():
+    flat[path + ('mean',)] = jnp.asarray(s1 / n, jnp.float32)
+    flat[path + ('var',)] = jnp.asarray(s2 / n - (s1 / n) ** 2, jnp.float32)
   return flax.traverse_util.unflatten_dict(flat)
+
+
+def _bn_inputs(model, params, zeros, x) -> dict:
+  """BN path -> (E[x], E[x²]) of its input over the non-feature axes."""
+  seen = {}
+
+  def spy(next_fun, args, kwargs, ctx):
+    m = ctx.module
+    if ctx.method_name == '__call__' and isinstance(m, nn.BatchNorm):
+      a = np.asarray(args[0], np.float64)
+      feat = np.atleast_1d(m.axis) % a.ndim
+      axes = tuple(i for i in range(a.ndim) if i not in feat)
+      seen[tuple(m.scope.path)] = (a.mean(axes), (a * a).mean(axes))
+    return next_fun(*args, **kwargs)
+
+  with nn.intercept_methods(spy):
+    model.apply({'params': params, 'batch_stats': zeros}, x, train=True,
+                mutable=['batch_stats'])
+  return seen
 
 
 def linspace_coeffs(lo: float, hi: float, num: int,

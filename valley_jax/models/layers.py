@@ -54,7 +54,8 @@ BN_INITS = {
     'gaussian': nn.initializers.normal(stddev=0.1),  # G(0, 0.1)
 }
 
-# Flax BatchNorm momentum equal to PyTorch's 0.1 (see core.sweep.recalibrate).
+# Flax BatchNorm momentum equal to PyTorch's 0.1 (recalibration reads each
+# layer's own momentum: core.sweep.recalibrate).
 BN_MOMENTUM = 0.9
 
 # PyTorch's defaults: kaiming-uniform-like fan-in scaling for conv/dense.
