@@ -109,3 +109,50 @@ def test_align_kind_measures_the_aligned_model(pairs, tmp_path):
   assert 'BN: weight matching raises SSR(θA, θB)' in claims
   assert all(f['n'] == 1 for f in res['findings'])
   assert (tmp_path / 'p' / 'align' / 'figure.png').exists()
+
+
+def _np_ssr(x, y):
+  """The fraction of elements of two trees with the same sign (0 as +)."""
+  fx = np.concatenate([np.ravel(a) for a in jax.tree.leaves(x)])
+  fy = np.concatenate([np.ravel(a) for a in jax.tree.leaves(y)])
+  return float(np.mean((fx >= 0) == (fy >= 0)))
+
+
+@pytest.mark.slow
+def test_interpolate_and_soups_align_option(pairs, tmp_path):
+  """config.interpolate.align and config.soups.align on the no-BN pair:
+  the extra line ends at θB's function, and the soups' SSRs are those of θA
+  with the permuted θB (numpy, from permute.align)."""
+  wa, wb = pairs[2:]
+  c = defaults.probe_config('')
+  c.kind = 'interpolate,soups'
+  c.interpolate.update(checkpoint_a=wa, checkpoint_b=wb, lam_min=0.0,
+                       lam_max=1.0, num_points=3, align=True)
+  c.soups.update(checkpoint_a=wa, checkpoint_b=wb, num_points=3, align=True)
+  c.sweep.eval_batch_size = 360
+  paths = probe_runner.run(c, str(tmp_path))
+  res = load_json(paths['interpolate'])
+  naive, aligned = res['curves']
+  assert aligned['aligned'] and aligned['label'] == 'θA → π(θB)'
+  assert aligned['error'][0] == naive['error'][0]
+  assert aligned['error'][-1] == pytest.approx(naive['error'][-1],
+                                               abs=1.5 / 360)
+  al = res['alignment']
+  assert al['barrier_error_aligned'] == pytest.approx(
+      align.barrier(aligned['lambdas'], aligned['error']))
+  assert al['distance_aligned'] <= al['distance_naive'] + 1e-6
+  (va, cfg), (vb, _) = (checkpoint.restore_model(w) for w in (wa, wb))
+  ds = data.from_config(ml_collections.ConfigDict(cfg['data']))
+  model = models.from_config(ml_collections.ConfigDict(cfg['model']),
+                             ds.num_classes, ds.input_shape)
+  vb2, _ = permute.align(model, va, vb)
+  assert al['ssr_naive'] == pytest.approx(_np_ssr(va['params'],
+                                                  vb['params']), abs=1e-6)
+  assert al['ssr_aligned'] == pytest.approx(_np_ssr(va['params'],
+                                                    vb2['params']), abs=1e-6)
+  soups = load_json(paths['soups'])
+  va1, _ = checkpoint.restore_model(wa, 1)
+  vb1, _ = checkpoint.restore_model(wb, 1)
+  vb1p, _ = permute.align(model, va1, vb1)
+  assert soups['soups'][0]['ssr_ab'] == pytest.approx(
+      _np_ssr(va1['params'], vb1p['params']), abs=1e-6)

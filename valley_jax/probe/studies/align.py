@@ -123,13 +123,76 @@ def _pair(p: Prober, wa: str, wb: str, i: int, lams,
   if has_bn:
     key = prober_lib.architecture(a.train_config)
     plain = plains.setdefault(key, _plain_setting(p, a))
-  va = {'params': a.params, 'batch_stats': a.batch_stats}
   vb = {'params': b.params, 'batch_stats': b.batch_stats}
-  aligned, _ = permute.align(a.model, va, vb, seed=c.seed)
-  versions = {'naive': vb, 'aligned': _placed(p, aligned)}
+  versions = {'naive': vb, 'aligned': aligned(p, a, b, c.seed)}
   return {'a': wa, 'b': wb, 'setting': 'BN' if has_bn else 'no BN',
           'recalibrated': a.sweep.recal_x is not None,
           **{k: _state(p, a, v, lams, plain) for k, v in versions.items()}}
+
+
+def aligned(p: Prober, a: Subject, b: Subject, seed: int = 0) -> Any:
+  """θB's variables with its units permuted to θA's (weight matching),
+  placed as the Prober places parameters.
+
+  Args:
+    p: the Prober (its mesh).
+    a, b: the two subjects (one model).
+    seed: weight matching's order seed.
+
+  Returns:
+    {'params', 'batch_stats'} of the aligned θB.
+  """
+  va = {'params': a.params, 'batch_stats': a.batch_stats}
+  vb = {'params': b.params, 'batch_stats': b.batch_stats}
+  return _placed(p, permute.align(a.model, va, vb, seed=seed)[0])
+
+
+def endpoint_barrier(lams, values) -> float | None:
+  """`barrier` over the points of a curve with 0 ≤ λ ≤ 1, when λ = 0 and
+  λ = 1 are among them (None otherwise).
+
+  >>> endpoint_barrier([-1.0, 0.0, 0.5, 1.0, 2.0], [9, 0.1, 0.5, 0.3, 9])
+  0.3
+  """
+  lams, v = np.asarray(lams, np.float64), np.asarray(values, np.float64)
+  inside = (lams > -1e-9) & (lams < 1 + 1e-9)
+  x = lams[inside]
+  if not (x.size and np.isclose(x[0], 0) and np.isclose(x[-1], 1)):
+    return None
+  return barrier(np.clip(x, 0.0, 1.0), v[inside])
+
+
+def compare_line(p: Prober, a: Subject, b: Subject, naive: dict[str, Any],
+                 lams, seed: int = 0) -> dict[str, Any]:
+  """The line θA → π(θB) beside the naive line θA → θB (config.<study>.align
+  of interpolate).
+
+  Args:
+    p: the Prober.
+    a, b: the two subjects.
+    naive: the curve of θA → θB (its error gives the naive barrier).
+    lams: the λ of both curves.
+    seed: weight matching's order seed.
+
+  Returns:
+    {'curve': the aligned curve, 'alignment': SSR(θA, θB) and the error
+    barrier (λ ∈ [0, 1], None when 0 or 1 is not a point) before and
+    after, ‖θA − θB‖ before and after}.
+  """
+  vb = aligned(p, a, b, seed)
+  eps = directions.difference(a.params, vb['params'])
+  curve = common.line(p, a, 'θA → π(θB)', 'interpolation', lambda _: eps,
+                      lams=lams, aligned=True,
+                      **common.curve_meta('difference', False, None, 'none'))
+  dist = tree.norm(directions.difference(a.params, b.params))
+  return {'curve': curve, 'alignment': {
+      'ssr_naive': float(tree.sign_consistency_ratio(a.params, b.params)),
+      'ssr_aligned': float(tree.sign_consistency_ratio(a.params,
+                                                       vb['params'])),
+      'distance_naive': float(dist), 'distance_aligned': float(
+          tree.norm(eps)),
+      'barrier_error_naive': endpoint_barrier(lams, naive['error']),
+      'barrier_error_aligned': endpoint_barrier(lams, curve['error'])}}
 
 
 def _pairs(checkpoints) -> list[tuple[str, str]]:
