@@ -32,7 +32,8 @@ METRICS = 'metrics.jsonl'
 _RESUMABLE_KEYS = ('data.data_dir', 'num_devices', 'train.on_nonfinite',
                    'compile_cache')
 # Keys added after runs were stored: a stored config without one holds this.
-_NEW_KEY_DEFAULTS = {'train.init_from': '', 'train.init_fresh': ''}
+_NEW_KEY_DEFAULTS = {'train.init_from': '', 'train.init_fresh': '',
+                      'fed.align': False}
 
 def _flat(d: dict[str, Any], prefix: str = '') -> dict[str, Any]:
   out = {}

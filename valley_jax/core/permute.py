@@ -218,8 +218,8 @@ def _resnet(params: PyTree) -> PermSpec:
   return b.spec()
 
 
-def _check_supported(model: Any, params: PyTree) -> None:
-  del params
+def check_model(model: Any) -> None:
+  """Raises InputError unless `model`'s units can be permuted."""
   if not isinstance(model, (mlp.MLP, vgg.VGG, alexnet.AlexNet,
                             resnet.ResNet)):
     raise InputError(f'Weight matching supports the MLP, CNN/VGG, AlexNet '
@@ -249,7 +249,7 @@ def spec(model: Any, params: PyTree) -> PermSpec:
   Returns:
     The PermSpec; InputError for an unsupported model.
   """
-  _check_supported(model, params)
+  check_model(model)
   s = _resnet(params) if isinstance(model, resnet.ResNet) else _chain(params)
   check(s, params)
   return s
