@@ -45,6 +45,8 @@ def _setup():
 
 
 def _emit(**row):
+  row = {k: float(v) if isinstance(v, (np.floating, jax.Array)) else v
+         for k, v in row.items()}
   row.update(device=timing.device(), date=time.strftime('%Y-%m-%d'))
   print(json.dumps(row), flush=True)
 
@@ -90,6 +92,15 @@ def main(_):
     _emit(what='lanczos_hand_written', steps=steps, first_s=first,
           run_s=run, top=float(old_ritz[-1]),
           rel_vs_matfree=abs(old_ritz[-1] - ritz[-1]) / abs(ritz[-1]))
+  (ours, _), first, run = _timed(lambda: curv.hutchinson(p, st, key, batches,
+                                                         probes))
+  _emit(what='hutchinson_ours_fwd_fwd', probes=probes, first_s=first,
+        run_s=run, trace=float(ours))
+  mf = jax.jit(lambda p, k: _matfree_trace(curv.loss_fn, p, st, k, batches,
+                                           probes))
+  trace, first, run = _timed(lambda: mf(p, key))
+  _emit(what='hutchinson_matfree_hvp', probes=probes, first_s=first,
+        run_s=run, trace=float(trace))
   (nodes, _), first, run = _timed(lambda: curv.slq(p, st, key, batches,
                                                    steps, 2))
   top_slq = float(np.max(nodes))
@@ -103,15 +114,6 @@ def main(_):
         rel_lanczos_vs_power=abs(ritz[-1] - top_pi) / abs(top_pi),
         rel_slq_vs_lanczos=abs(top_slq - ritz[-1]) / abs(ritz[-1]),
         rel_slq_vs_power=abs(top_slq - top_pi) / abs(top_pi))
-  (ours, _), first, run = _timed(lambda: curv.hutchinson(p, st, key, batches,
-                                                         probes))
-  _emit(what='hutchinson_ours_fwd_fwd', probes=probes, first_s=first,
-        run_s=run, trace=float(ours))
-  mf = jax.jit(lambda p, k: _matfree_trace(curv.loss_fn, p, st, k, batches,
-                                           probes))
-  trace, first, run = _timed(lambda: mf(p, key))
-  _emit(what='hutchinson_matfree_hvp', probes=probes, first_s=first,
-        run_s=run, trace=float(trace))
 
 
 if __name__ == '__main__':

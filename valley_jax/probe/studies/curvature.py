@@ -326,29 +326,30 @@ def spectrum(p: Prober, t: Track) -> list[dict[str, Any]]:
 
 
 def spectrum_figure(results: dict[str, Any], folder: str) -> list[str]:
-  """The eigenvalue densities (symlog eigenvalue axis, log density)."""
+  """One panel per point: the smoothed density (log scale, as PyHessian
+  draws it) and the SLQ nodes with their weights (dots)."""
   pts = results['spectrum']
-  fig, ax = plt.subplots(figsize=(7, 3.6))
-  lams = sorted({pt['lambda'] for pt in pts})
-  cmap = plt.get_cmap('coolwarm')
-  for pt in pts:
-    sc = pt['label'].startswith('|')
-    color = 'black' if pt['label'] == 'θf' else cmap(
-        lams.index(pt['lambda']) / max(len(lams) - 1, 1))
-    ax.plot(pt['grid'], np.maximum(pt['density'], 1e-12), color=color,
-            ls='-' if sc or pt['label'] == 'θf' else '--', lw=1.2,
-            label=f"{pt['label']} (top {pt['top']:.3g})")
-  ax.set_xscale('symlog', linthresh=1e-2)
-  ax.set_yscale('log')
-  ax.set_ylim(bottom=1e-6)
-  ax.set_xlabel('eigenvalue of H')
-  ax.set_ylabel('density (SLQ, Gaussian-smoothed)')
-  ax.legend(fontsize=6, loc='upper right')
-  n = len(pts[0]['nodes'])
-  fig.suptitle(f"curvature: Hessian eigenvalue density, {results['model']} "
-               f"on {results['dataset']}; {n} probes × "
-               f"{len(pts[0]['nodes'][0])} Lanczos steps; solid: "
-               'sign-consistent (and θf), dashed: plain', fontsize=8)
+  fig, axes = plt.subplots(1, len(pts), figsize=(3.0 * len(pts), 3.0),
+                           squeeze=False)
+  for ax, pt in zip(axes[0], pts):
+    ax.semilogy(pt['grid'], np.maximum(pt['density'], 1e-12), 'k-', lw=1,
+                label='density')
+    nodes, weights = np.ravel(pt['nodes']), np.ravel(pt['weights'])
+    weights = weights / len(pt['nodes'])  # Mean over probes.
+    ax.semilogy(nodes, np.maximum(weights, 1e-12), 'o', color='tab:red',
+                ms=3, label='SLQ nodes (weight)')
+    ax.set_ylim(1e-6, None)
+    ax.set_title(f"{pt['label']}\ntop eigenvalue {pt['top']:.3g}",
+                 fontsize=8)
+    ax.set_xlabel('eigenvalue of H', fontsize=8)
+    ax.tick_params(labelsize=7)
+  axes[0][0].set_ylabel('density / weight', fontsize=8)
+  axes[0][0].legend(fontsize=6)
+  k, steps = np.shape(pts[0]['nodes'])
+  fig.suptitle(f"curvature: Hessian eigenvalue density (stochastic Lanczos "
+               f"quadrature, {k} probe{'s' if k > 1 else ''} × {steps} "
+               f"steps), {results['model']} on {results['dataset']}",
+               fontsize=9)
   fig.tight_layout()
   return plots.save(fig, folder, 'figure_spectrum')
 
