@@ -276,15 +276,15 @@ def test_curvature_through_bn_is_the_recalibrated_curves_bend(x64):
 @pytest.mark.slow
 def test_slq_is_a_gauss_quadrature_of_the_probes_measure(x64):
   """Each probe's nodes and weights integrate λ^p exactly for p < 2·steps:
-  Σ_i w_i θ_i^p = vᵀHᵖv/‖v‖², by numpy from jax.hessian. The top node
-  equals `lanczos`'s top Ritz value and H's top eigenvalue."""
+  Σ_i w_i θ_i^p = vᵀHᵖv/‖v‖², by numpy from jax.hessian; the top node is
+  H's top eigenvalue."""
   model, params, stats, x, y, data = _problem(False)
   f = _ce64(model)
   hess, _, _ = _hessian(f, params, stats, x, y)
   eigs = np.linalg.eigvalsh(hess)
   c = hessian.make_curvature(model, loss_fn=f)
   key = jax.random.key(3)
-  nodes, weights = c.slq(params, stats, key, data, 10, 2)
+  nodes, weights = c.slq(params, stats, key, data, 20, 2)
   probes = hessian.rademacher(key, params, 2)
   for k in range(2):
     v = _flat(jax.tree.map(lambda a, k=k: a[k], probes))
@@ -293,9 +293,9 @@ def test_slq_is_a_gauss_quadrature_of_the_probes_measure(x64):
       want = v @ np.linalg.matrix_power(hess, power) @ v
       np.testing.assert_allclose(np.sum(weights[k] * nodes[k] ** power),
                                  want, rtol=1e-8, err_msg=f'p={power}')
-  top, _ = c.slq(params, stats, key, data, 20, 1)
-  ritz = c.lanczos(params, stats, key, data, 20)
-  np.testing.assert_allclose([top[0, -1], ritz[-1]], eigs[-1], rtol=1e-8)
+  # Far fewer steps than parameters: the top node is H's top eigenvalue
+  # (as `lanczos`'s top Ritz value, test above).
+  np.testing.assert_allclose(nodes[:, -1], eigs[-1], rtol=1e-8)
   # The smoothed density integrates to 1.
   grid = np.linspace(eigs[0] - 1, eigs[-1] + 1, 4001)
   dens = hessian.density(nodes, weights, grid, 0.05)
