@@ -30,6 +30,8 @@ def _kind_config(checkpoint_dir):
 def test_kind_end_to_end(trained_mlp, tmp_path):
   c = _kind_config(trained_mlp)
   c.curvature.through_bn = True
+  c.curvature.update(spectrum_steps=4, spectrum_probes=2,
+                     spectrum_lams=(0.5,))
   path = probe_runner.run(c, str(tmp_path))['curvature']
   with open(path) as f:
     res = json.load(f)
@@ -42,8 +44,18 @@ def test_kind_end_to_end(trained_mlp, tmp_path):
     assert len(cv['curvature']) == len(cv['trace']) == len(cv['trace_sem'])
     assert len(cv['curvature']) == len(cv['lambdas']) == 5
     assert {'loss', 'error', 'positive_curvature', 'negative_trace'} <= set(cv)
+  # The eigenvalue density at θf and at λ = 0.5 of both curves.
+  spec = res['spectrum']
+  assert [pt['lambda'] for pt in spec] == [0.0, 0.5, 0.5]
+  for pt in spec:
+    assert np.asarray(pt['nodes']).shape == (2, 4)
+    np.testing.assert_allclose(np.sum(pt['weights'], 1), 1.0, rtol=1e-5)
+    assert pt['top'] == max(max(n) for n in pt['nodes'])
+    grid = np.asarray(pt['grid'])
+    np.testing.assert_allclose(np.trapezoid(pt['density'], grid), 1.0,
+                               rtol=1e-3)
   # PNG by default; config.figure_formats='png,pdf' adds the PDF.
-  assert res['figures'] == ['figure.png']
+  assert res['figures'] == ['figure.png', 'figure_spectrum.png']
   assert (tmp_path / 'curvature' / 'figure.png').exists()
   assert not (tmp_path / 'curvature' / 'figure.pdf').exists()
   # The same probes at every λ: the two curves meet at λ = 0.

@@ -93,3 +93,33 @@ def test_difference_is_the_interpolation_line():
 def test_unknown_noise():
   with pytest.raises(ValueError, match='Unknown noise'):
     directions.sample('cauchy', jax.random.key(0), _theta())
+
+
+def test_pca_of_a_trajectory_matches_sklearn():
+  """Li et al.'s PCA directions: scikit-learn's PCA of θ_e − θ_final (it
+  centres the rows too), equal up to each component's sign."""
+  from sklearn import decomposition  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(0)
+  final = {'a': jnp.asarray(rng.normal(size=(3, 4)), jnp.float32),
+           'b': jnp.asarray(rng.normal(size=5), jnp.float32)}
+  path = [jax.tree.map(lambda x, s=s: x + jnp.asarray(
+      rng.normal(size=x.shape) * (5 - s), jnp.float32), final)
+          for s in range(5)]
+  dirs, var, xy = directions.pca(path, final, k=2)
+  rows = np.stack([_flat(t) - _flat(final) for t in path]).astype(np.float64)
+  ref = decomposition.PCA(n_components=2, svd_solver='full').fit(rows)
+  got = np.stack([_flat(d) for d in dirs])
+  sign = np.sign(np.sum(got * ref.components_, axis=1))[:, None]
+  np.testing.assert_allclose(got, sign * ref.components_, atol=1e-5)
+  np.testing.assert_allclose(var, ref.explained_variance_ratio_, rtol=1e-6)
+  np.testing.assert_allclose(xy, rows @ got.T, rtol=1e-5, atol=1e-5)
+  assert (xy[0] >= 0).all()  # The sign convention.
+  np.testing.assert_allclose(got @ got.T, np.eye(2), atol=1e-6)
+
+
+def test_pca_needs_enough_distinct_epochs():
+  t = {'w': jnp.ones(3)}
+  with pytest.raises(ValueError, match='at least 3'):
+    directions.pca([t, t], t, k=2)
+  with pytest.raises(ValueError, match='fewer than'):
+    directions.pca([t, t, t], jax.tree.map(jnp.zeros_like, t), k=2)

@@ -271,3 +271,33 @@ def test_curvature_through_bn_is_the_recalibrated_curves_bend(x64):
       f, stats_fn, params, jax.tree.map(lambda a: a[i], probes), data)
           for i in range(4)]
   np.testing.assert_allclose(tr, np.mean(each), rtol=1e-6)
+
+
+@pytest.mark.slow
+def test_slq_is_a_gauss_quadrature_of_the_probes_measure(x64):
+  """Each probe's nodes and weights integrate λ^p exactly for p < 2·steps:
+  Σ_i w_i θ_i^p = vᵀHᵖv/‖v‖², by numpy from jax.hessian; the top node is
+  H's top eigenvalue."""
+  model, params, stats, x, y, data = _problem(False)
+  f = _ce64(model)
+  hess, _, _ = _hessian(f, params, stats, x, y)
+  eigs = np.linalg.eigvalsh(hess)
+  c = hessian.make_curvature(model, loss_fn=f)
+  key = jax.random.key(3)
+  nodes, weights = c.slq(params, stats, key, data, 20, 2)
+  probes = hessian.rademacher(key, params, 2)
+  for k in range(2):
+    v = _flat(jax.tree.map(lambda a, k=k: a[k], probes))
+    v = v / np.linalg.norm(v)
+    for power in range(7):
+      want = v @ np.linalg.matrix_power(hess, power) @ v
+      np.testing.assert_allclose(np.sum(weights[k] * nodes[k] ** power),
+                                 want, rtol=1e-8, err_msg=f'p={power}')
+  # Far fewer steps than parameters: the top node is H's top eigenvalue
+  # (as `lanczos`'s top Ritz value, test above).
+  np.testing.assert_allclose(nodes[:, -1], eigs[-1], rtol=1e-8)
+  # The smoothed density integrates to 1.
+  grid = np.linspace(eigs[0] - 1, eigs[-1] + 1, 4001)
+  dens = hessian.density(nodes, weights, grid, 0.05)
+  np.testing.assert_allclose(np.sum(dens) * (grid[1] - grid[0]), 1.0,
+                             rtol=1e-6)

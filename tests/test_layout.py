@@ -27,7 +27,7 @@ _LAYERS = [
     ('valley_jax.checkpoint', 'valley_jax.convert', 'valley_jax.rundir',
      'valley_jax.plots', 'valley_jax.fed', 'valley_jax.fed.algorithm',
      'valley_jax.fed.local', 'valley_jax.fed.rounds',
-     'valley_jax.fed.reference',
+     'valley_jax.fed.alignment', 'valley_jax.fed.reference',
      'valley_jax.fed.fed*', 'valley_jax.fed.moon', 'valley_jax.fed.scaffold'),
     # What runners hand to their parts: the probe's interface and studies.
     ('valley_jax.train', 'valley_jax.probe', 'valley_jax.probe.prober',

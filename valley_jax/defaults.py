@@ -210,7 +210,10 @@ def fed_config(model: str, dataset: str,
       # (θ0's, as FedBN's code) or 'average' (the server's average).
       bn_first='init',
       chunk=0,  # Clients side by side per device; 0 = by measurement.
-      dtype='float32'))
+      dtype='float32',
+      # Experimental: permute each participant's units to the server's
+      # before averaging (valley_jax/fed/alignment.py; FedAvg, FedProx).
+      align=False))
   c.eval = ml_collections.ConfigDict(dict(
       every=1,  # Evaluate the global model every N rounds (and the last).
       batch_size=1000, recal_samples=2000))  # recal: FedBN only.

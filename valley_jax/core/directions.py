@@ -17,6 +17,7 @@ from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import flatten_util
 
 from valley_jax.core import groups, tree
@@ -155,3 +156,51 @@ def difference(theta_a: PyTree, theta_b: PyTree) -> PyTree:
 def restrict(direction: PyTree, params: PyTree, group: str) -> PyTree:
   """The direction on one parameter group, zero elsewhere."""
   return tree.masked(direction, groups.mask(params, group))
+
+
+def pca(trajectory: list[PyTree], final: PyTree, k: int = 2
+        ) -> tuple[list[PyTree], np.ndarray, np.ndarray]:
+  """Principal directions of an optimiser's path (Li et al. 2018, Sect. 7).
+
+  "Visualizing the Loss Landscape of Neural Nets" (Li, Xu, Taylor, Studer,
+  Goldstein, NeurIPS 2018) plots the path on the plane of the top two
+  principal components of the matrix whose rows are θ_e − θ_final over the
+  kept epochs e. As PCA, the rows are centred before the decomposition
+  (through the E × E Gram matrix in float64, E the number of epochs); the
+  directions have unit norm and are orthogonal, so a checkpoint's plane
+  coordinates are its dot products with them (θ_final is the origin). The
+  sign of each direction makes the first checkpoint's coordinate ≥ 0.
+
+  Args:
+    trajectory: the parameters θ_e of the kept epochs, in order.
+    final: θ_final.
+    k: how many directions.
+
+  Returns:
+    (the k directions as pytrees like `final`, the fraction of the variance
+    each explains [k], the coordinates of every θ_e [E, k]).
+
+  >>> t = [{'w': jnp.array([2.0, 0.0])}, {'w': jnp.array([1.0, 0.1])}]
+  >>> d, var, xy = pca(t, {'w': jnp.zeros(2)}, k=1)
+  >>> [round(abs(float(v)), 3) for v in d[0]['w']], var.round(3).tolist()
+  ([0.995, 0.1], [1.0])
+  """
+  if len(trajectory) < k + 1:
+    raise InputError(f'PCA of a trajectory needs at least {k + 1} kept '
+                     f'epochs besides the final one, got {len(trajectory)}.')
+  flat_final, unravel = flatten_util.ravel_pytree(final)
+  rows = np.stack([np.asarray(flatten_util.ravel_pytree(t)[0] - flat_final,
+                              np.float64) for t in trajectory])
+  centred = rows - rows.mean(axis=0)
+  eig, vec = np.linalg.eigh(centred @ centred.T)
+  order = np.argsort(eig)[::-1][:k]
+  if eig[order[-1]] <= 1e-12 * max(eig.max(), 1e-300):
+    raise InputError('The trajectory spans fewer than '
+                     f'{k} directions; keep more distinct epochs.')
+  basis = (centred.T @ vec[:, order]) / np.sqrt(eig[order])  # [n, k]
+  coords = rows @ basis
+  flip = np.where(coords[0] < 0, -1.0, 1.0)
+  basis, coords = basis * flip, coords * flip
+  dirs = [unravel(jnp.asarray(basis[:, i], flat_final.dtype))
+          for i in range(k)]
+  return dirs, eig[order] / eig.sum(), coords

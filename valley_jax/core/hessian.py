@@ -23,7 +23,12 @@ data (sweep.make_batches with a mesh) are split over the devices by XLA.
   θ ↦ L(θ, stats(θ)) with the BN statistics recomputed from θ and
   differentiated, the curvature of the curve a recalibrating sweep draws.
 * `power_iteration`: the eigenvalue of largest magnitude; `lanczos`: Ritz
-  values of a Krylov space with full reorthogonalisation (both on HVPs).
+  values of a Krylov space with full reorthogonalisation (both on HVPs);
+  `slq` and `density`: the eigenvalue density by stochastic Lanczos
+  quadrature. The Lanczos tridiagonalisation is matfree's (PyPI `matfree`,
+  JAX-native); Hutchinson's trace stays ours: matfree's estimators take
+  matrix-vector products, vᵀ(Hv), where `quadratic_form` needs no backward
+  pass (measured in bench/hessian_bench.py).
 
 Every function takes `loss_fn(params, batch_stats, x, y, w)`, the summed
 weighted loss of one batch (`batch_loss` builds it for a model). For repeated
@@ -49,8 +54,10 @@ from typing import Any, Callable, NamedTuple
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from jax import flatten_util
+from matfree import decomp as matfree_decomp
 
 from valley_jax import sharding
 from valley_jax.core import sweep
@@ -375,22 +382,38 @@ def power_iteration(loss_fn: LossFn, params: PyTree, batch_stats: PyTree,
       optax.tree.add_scale(last.residual, -last.value, last.vector)))
 
 
+def _tridiagonal(loss_fn: LossFn, params: PyTree, batch_stats: PyTree,
+                 start: jax.Array, data: Batches, steps: int) -> jax.Array:
+  """The [steps, steps] Lanczos tridiagonal matrix of H from a flat start
+  vector: matfree's tridiagonalisation with full reorthogonalisation."""
+  flat, unravel = flatten_util.ravel_pytree(params)
+
+  def mv(q):
+    hv = hvp(loss_fn, params, batch_stats, unravel(q), data)
+    return flatten_util.ravel_pytree(hv)[0]
+
+  tridiag = matfree_decomp.tridiag_sym(steps, reortho='full',
+                                       custom_vjp=False)
+  return tridiag(mv, start.astype(flat.dtype)).J_small
+
+
 def lanczos(loss_fn: LossFn, params: PyTree, batch_stats: PyTree,
             key: jax.Array, data: Batches, steps: int) -> jax.Array:
   """Ritz values of H from `steps` Lanczos steps (Lanczos, 1950).
 
-  Full reorthogonalisation (twice, against every earlier vector) keeps the
-  basis orthogonal in float32; the basis is a [steps, n] array. The extreme
-  Ritz values converge to the extreme eigenvalues much faster than power
-  iteration. When the Krylov space is exhausted early (steps > n, or a
-  start vector in an invariant subspace) the remaining Ritz values are 0.
+  matfree's `decomp.tridiag_sym` with full reorthogonalisation (Krämer et
+  al., "Gradients of functions of large matrices", NeurIPS 2024, the
+  matfree library) on HVPs from a Gaussian start vector. The extreme Ritz
+  values converge to the extreme eigenvalues much faster than power
+  iteration.
 
   Args:
     loss_fn: summed loss of one batch (see batch_loss).
     params, batch_stats: the point and its (fixed) BN statistics.
     key: a typed PRNG key for the Gaussian start vector.
     data: the batches.
-    steps: the Krylov dimension (static).
+    steps: the Krylov dimension (static), at most the number of
+      parameters.
 
   Returns:
     The [steps] Ritz values, ascending (the last is the top estimate).
@@ -402,34 +425,76 @@ def lanczos(loss_fn: LossFn, params: PyTree, batch_stats: PyTree,
   >>> lanczos(f, jnp.zeros(2), {}, jax.random.key(0), d, 2).round(4).tolist()
   [2.0, 8.0]
   """
-  flat, unravel = flatten_util.ravel_pytree(params)
+  flat, _ = flatten_util.ravel_pytree(params)
+  start = jax.random.normal(key, flat.shape, flat.dtype)
+  return jnp.linalg.eigvalsh(_tridiagonal(loss_fn, params, batch_stats,
+                                          start, data, steps))
 
-  def mv(q):
-    hv = hvp(loss_fn, params, batch_stats, unravel(q), data)
-    return flatten_util.ravel_pytree(hv)[0]
 
-  q0 = jax.random.normal(key, flat.shape, flat.dtype)
-  basis_SxN = jnp.zeros((steps, flat.size), flat.dtype)
+def slq(loss_fn: LossFn, params: PyTree, batch_stats: PyTree,
+        key: jax.Array, data: Batches, steps: int,
+        num_probes: int) -> tuple[jax.Array, jax.Array]:
+  """Stochastic Lanczos quadrature of H's spectral density.
 
-  def step(j, carry):
-    basis_SxN, alpha_S, beta_S, q = carry
-    basis_SxN = basis_SxN.at[j].set(q)
-    w = mv(q)
-    alpha_S = alpha_S.at[j].set(jnp.vdot(q, w))
-    for _ in range(2):  # Rows after j are zero, so all rows may be used.
-      w = w - basis_SxN.T @ (basis_SxN @ w)
-    b = jnp.linalg.norm(w)
-    # A tiny remainder is rounding, not a new direction: stop there.
-    live = b > 1e-6 * (jnp.abs(alpha_S[j]) + beta_S[jnp.maximum(j - 1, 0)])
-    beta_S = beta_S.at[j].set(jnp.where(live, b, 0.0))
-    return basis_SxN, alpha_S, beta_S, jnp.where(live, w / b, 0.0)
+  For each of `num_probes` Rademacher start vectors v, `steps` Lanczos steps
+  give a tridiagonal T = U diag(θ) Uᵀ; the nodes θ_i with weights U[0, i]²
+  are a Gauss quadrature of the measure Σ_j (vᵀq_j)²/‖v‖² δ(λ − λ_j), whose
+  mean over v is the eigenvalue density (each eigenvalue weighted 1/n)
+  (Lin, Saad, Yang, "Approximating spectral densities of large matrices",
+  SIAM Review 2016; PyHessian, Yao et al. 2020). The probes run one after
+  another (lax.map).
 
-  zeros_S = jnp.zeros((steps,), flat.dtype)
-  init = (basis_SxN, zeros_S, zeros_S, q0 / jnp.linalg.norm(q0))
-  _, alpha_S, beta_S, _ = jax.lax.fori_loop(0, steps, step, init)
-  off = beta_S[:-1]
-  tri = jnp.diag(alpha_S) + jnp.diag(off, 1) + jnp.diag(off, -1)
-  return jnp.linalg.eigvalsh(tri)
+  Args:
+    loss_fn: summed loss of one batch (see batch_loss).
+    params, batch_stats: the point and its (fixed) BN statistics.
+    key: a typed PRNG key for the probes.
+    data: the batches.
+    steps: the Krylov dimension per probe (static).
+    num_probes: the number of start vectors (static).
+
+  Returns:
+    (nodes [num_probes, steps] ascending, weights [num_probes, steps]; each
+    probe's weights sum to 1).
+
+  >>> import jax, jax.numpy as jnp, numpy as np
+  >>> f = lambda p, s, x, y, w: jnp.sum(w * (p[0] ** 2 + 4 * p[1] ** 2))
+  >>> d = sweep.make_batches(np.zeros((2, 1)), np.zeros(2), 2)
+  >>> n, w = slq(f, jnp.zeros(2), {}, jax.random.key(0), d, 2, 3)
+  >>> n[0].round(4).tolist(), w.sum(1).round(4).tolist()
+  ([2.0, 8.0], [1.0, 1.0, 1.0])
+  """
+  probes = rademacher(key, params, num_probes)
+
+  def one(v):
+    t = _tridiagonal(loss_fn, params, batch_stats,
+                     flatten_util.ravel_pytree(v)[0], data, steps)
+    nodes, vecs = jnp.linalg.eigh(t)
+    return nodes, vecs[0] ** 2
+
+  return jax.lax.map(one, probes)
+
+
+def density(nodes, weights, grid, sigma: float):
+  """The SLQ density smoothed by a Gaussian of width sigma, on a grid.
+
+  Args:
+    nodes, weights: slq's outputs [K, S].
+    grid: the eigenvalues to evaluate the density at [G].
+    sigma: the Gaussian's standard deviation (> 0).
+
+  Returns:
+    [G] mean over probes of Σ_i w_i · N(grid; θ_i, σ²) (integrates to 1).
+
+  >>> import numpy as np
+  >>> d = density(np.array([[0.0]]), np.array([[1.0]]), np.array([0.0]), 1.0)
+  >>> round(float(d[0]), 4)  # 1/√(2π).
+  0.3989
+  """
+  nodes = np.asarray(nodes, np.float64)[..., None]
+  weights = np.asarray(weights, np.float64)[..., None]
+  z = (np.asarray(grid, np.float64) - nodes) / sigma
+  kernel = np.exp(-0.5 * z ** 2) / (sigma * math.sqrt(2 * math.pi))
+  return np.sum(weights * kernel, axis=1).mean(axis=0)
 
 
 class Curvature(NamedTuple):
@@ -438,8 +503,8 @@ class Curvature(NamedTuple):
   Each takes (params, batch_stats, <v, d or key>, data, ...) as the
   module-level function of the same name without its loss_fn: hvp,
   quadratic_form, directional, hutchinson(..., num_probes),
-  power_iteration(..., iters), lanczos(..., steps) and loss(params,
-  batch_stats, data).
+  power_iteration(..., iters), lanczos(..., steps), slq(..., steps,
+  num_probes) and loss(params, batch_stats, data).
   """
 
   loss_fn: LossFn
@@ -450,6 +515,7 @@ class Curvature(NamedTuple):
   hutchinson: Callable[..., tuple[jax.Array, jax.Array]]
   power_iteration: Callable[..., EigenPair]
   lanczos: Callable[..., jax.Array]
+  slq: Callable[..., tuple[jax.Array, jax.Array]]
 
 
 def _compiled(fn: Callable[..., Any], loss_fn: LossFn, mesh, n_replicated: int,
@@ -501,4 +567,5 @@ def make_curvature(model: nn.Module, mean=(0.0,), std=(1.0,), *,
       _compiled(quadratic_form, f, mesh, 3), _compiled(directional, f, mesh, 3),
       _compiled(hutch, f, mesh, 3, ('num_probes',)),
       _compiled(power_iteration, f, mesh, 3),
-      _compiled(lanczos, f, mesh, 3, ('steps',)))
+      _compiled(lanczos, f, mesh, 3, ('steps',)),
+      _compiled(slq, f, mesh, 3, ('steps', 'num_probes')))

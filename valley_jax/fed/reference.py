@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from valley_jax.core import tree
-from valley_jax.fed import local
+from valley_jax.fed import alignment, local
 from valley_jax.fed.algorithm import (Algorithm, ClientState, LocalContext,
                                       ServerState, Weights)
 from valley_jax.fed.rounds import (ClientData, check_round_config,
@@ -81,7 +81,8 @@ def make_reference_round(model: nn.Module, algorithm: Algorithm,
                          mean=(0.0,), std=(1.0,), augment: bool = False,
                          aggregation: str = 'uniform',
                          bn_policy: str = 'average',
-                         bn_first: str = 'init') -> Callable[..., Any]:
+                         bn_first: str = 'init',
+                         align: bool = False) -> Callable[..., Any]:
   """The slow round; same arguments and results as `make_round`'s round_fn.
 
   Only the local step is jitted (once per batch size); everything else runs
@@ -90,6 +91,8 @@ def make_reference_round(model: nn.Module, algorithm: Algorithm,
   check_round_config(fraction=fraction, local_epochs=local_epochs,
                      batch_size=batch_size, aggregation=aggregation,
                      bn_policy=bn_policy, chunk=None, bn_first=bn_first)
+  if align:
+    alignment.check(algorithm.name, bn_policy, model)
   x_K, y_K = np.asarray(data.x), np.asarray(data.y)
   counts = np.asarray(data.counts)
   sizes = counts / counts.astype(np.float64).mean()  # n_k / mean_j n_j.
@@ -122,8 +125,11 @@ def make_reference_round(model: nn.Module, algorithm: Algorithm,
     results = [one_client(server, _row(clients_K, k), int(k), round_index)
                for k in idx]
     ws = _weights(np.asarray(counts)[idx], aggregation)
-    avg = jax.tree.map(lambda *a: _weighted_sum(ws, a),
-                       *[r[0] for r in results])
+    trained = [r[0] for r in results]
+    if align:  # Experimental (fed/alignment.py), one client at a time.
+      trained = [alignment.align_weights(model, server.weights, w)
+                 for w in trained]
+    avg = jax.tree.map(lambda *a: _weighted_sum(ws, a), *trained)
     server = algorithm.server_update(server, avg,
                                      _stack([r[2] for r in results]),
                                      jnp.ones(len(idx), bool), len(counts))

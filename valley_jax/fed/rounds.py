@@ -42,7 +42,7 @@ import numpy as np
 from valley_jax import checks, sharding
 from valley_jax.core import sweep
 from valley_jax.errors import InputError
-from valley_jax.fed import local
+from valley_jax.fed import alignment, local
 from valley_jax.fed.algorithm import (FIELD, Algorithm, ClientState,
                                       LocalContext, ServerState, Weights)
 
@@ -350,7 +350,8 @@ def make_round(model: nn.Module, algorithm: Algorithm, data: ClientData, *,
                aggregation: str = 'uniform', bn_policy: str = 'average',
                bn_first: str = 'init',
                chunk: int | None = None, mesh=None, dtype=jnp.float32,
-               donate: bool = False) -> Callable[..., Any]:
+               donate: bool = False, align: bool = False
+               ) -> Callable[..., Any]:
   """The jitted round: fn(server, clients_K, round_index) -> (server,
   clients_K, metrics).
 
@@ -373,12 +374,16 @@ def make_round(model: nn.Module, algorithm: Algorithm, data: ClientData, *,
     mesh: split the client axis over this mesh (None: one device).
     dtype: compute dtype of the forward pass (parameters stay float32).
     donate: donate the input states' buffers (saves memory on accelerators).
+    align: experimental: permute each participant's units to the server's
+      before averaging (fed/alignment.py).
   Returns:
     round_fn; round_index may be a Python int (no recompilation per round).
   """
   check_round_config(fraction=fraction, local_epochs=local_epochs,
                      batch_size=batch_size, aggregation=aggregation,
                      bn_policy=bn_policy, chunk=chunk, bn_first=bn_first)
+  if align:
+    alignment.check(algorithm.name, bn_policy, model)
   client = make_client_fn(model, algorithm, optim, local_epochs=local_epochs,
                           batch_size=batch_size, max_count=data.max_count,
                           seed=seed, mean=mean, std=std, augment=augment,
@@ -388,7 +393,9 @@ def make_round(model: nn.Module, algorithm: Algorithm, data: ClientData, *,
                                 num_clients=data.num_clients,
                                 fraction=fraction, seed=seed,
                                 aggregation=aggregation,
-                                devices=sharding.size(mesh))
+                                devices=sharding.size(mesh),
+                                aligner=(alignment.make_aligner(model)
+                                         if align else None))
   kwargs = {'donate_argnums': (0, 1)} if donate else {}
   if mesh is not None:
     kwargs['out_shardings'] = sharding.replicated(mesh)
@@ -428,7 +435,7 @@ def _map_clients(client, chunk: int | None, mesh):
 
 def _make_round_impl(algorithm: Algorithm, run_clients, *, num_clients: int,
                      fraction: float, seed: int, aggregation: str,
-                     devices: int):
+                     devices: int, aligner=None):
   """The pure round: sample, train the slots, average, server step, write
   back. Slots are padded to a multiple of the devices with idle ones."""
   k, s = num_clients, num_sampled(num_clients, fraction)
@@ -442,6 +449,8 @@ def _make_round_impl(algorithm: Algorithm, run_clients, *, num_clients: int,
         server, data, clients_K, idx_S, active_S, round_index)
     weights_S = aggregation_weights(active_S, jnp.take(data.counts, idx_S),
                                     aggregation)
+    if aligner is not None:
+      w_S = aligner(server.weights, w_S, active_S)
     avg = weighted_average(w_S, weights_S)
     server = algorithm.server_update(server, avg, messages_S, active_S, k)
     clients_K = _put(clients_K, jnp.where(active_S, idx_S, k), states_S)

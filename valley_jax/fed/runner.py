@@ -50,7 +50,7 @@ from valley_jax import (checkpoint, checks, compile_cache, data, distributed,
 from valley_jax.core import steps
 from valley_jax.data import partition
 from valley_jax.errors import InputError
-from valley_jax.fed import figures, local
+from valley_jax.fed import alignment, figures, local
 
 MODES = ('run', 'table')
 DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
@@ -95,6 +95,8 @@ def validate(config: ml_collections.ConfigDict) -> fed.Algorithm:
       batch_size=config.fed.batch_size, aggregation=config.fed.aggregation,
       bn_policy=config.fed.bn_policy, chunk=config.fed.chunk or None,
       bn_first=config.fed.bn_first)
+  if config.fed.get('align', False):
+    alignment.check(config.fed.algorithm, config.fed.bn_policy)
   if config.mode == 'table':
     _check_table(config)
   return fed.build_algorithm(config.fed.algorithm,
@@ -270,7 +272,8 @@ def _simulate(config, workdir: str, alg, overwrite: bool,
       batch_size=f.batch_size, seed=config.seed, mean=ds.mean, std=ds.std,
       augment=config.data.augment and ds.augmentable,
       aggregation=f.aggregation, bn_policy=f.bn_policy, bn_first=f.bn_first,
-      chunk=f.chunk or None, mesh=mesh, dtype=DTYPES[f.dtype])
+      chunk=f.chunk or None, mesh=mesh, dtype=DTYPES[f.dtype],
+      align=f.get('align', False))
   mngr = rundir.open_run(workdir, config.to_dict(), overwrite=overwrite,
                          arrays=('server', 'clients'),
                          ignore=_RESUMABLE_KEYS,

@@ -16,16 +16,18 @@ implied by the order modules happen to be imported in.
 * simplex: simplex (raw and trained simplexes of N runs) and ensembles
   (independent runs, one trajectory, the trained simplex) of Fort &
   Jastrzebski 2019.
+* align: pairs of runs before and after weight matching (Git Re-Basin):
+  sign consistency against the interpolation barrier.
 """
 
 from valley_jax import checks
 from valley_jax.errors import InputError
-from valley_jax.probe.studies import (curvature, demos, runs, simplex, soups,
-                                      surface, valley, wedges)
+from valley_jax.probe.studies import (align, curvature, demos, runs, simplex,
+                                      soups, surface, valley, wedges)
 from valley_jax.probe.study import Study
 
 _FAMILIES = (valley, runs, surface, soups, demos, curvature, wedges,
-             simplex)
+             simplex, align)
 
 
 def _build() -> dict[str, Study]:

@@ -5,7 +5,11 @@ normalised with config.normalization, at every λ of the curve θ + λ·s·d:
 the sweep's test loss and error, the curvature dᵀHd/‖d‖² along the curve's
 own direction d and Hutchinson's estimate of tr(H); at θf, the top eigenvalue
 of H by power iteration. The figure draws them against λ, with the flat side
-of the sign-consistent curve shaded.
+of the sign-consistent curve shaded. With config.curvature.spectrum_steps >
+0 the kind also writes `spectrum`: H's eigenvalue density by stochastic
+Lanczos quadrature (hessian.slq, matfree's Lanczos; PyHessian's density) at
+θf and at the points λ ∈ spectrum_lams of both curves (the first seed's
+direction), drawn in figure_spectrum.
 
 Choices the paper leaves open:
 
@@ -45,7 +49,7 @@ Config = ml_collections.ConfigDict
 SPLITS = ('train', 'test')
 # Key indices (directions.direction_key) of the probes and the power
 # iteration's start, apart from the noises' (0-6) and the surface's (1000+).
-_PROBE_INDEX, _POWER_INDEX = 2000, 2001
+_PROBE_INDEX, _POWER_INDEX, _SLQ_INDEX = 2000, 2001, 2002
 
 
 @dataclasses.dataclass
@@ -300,6 +304,90 @@ def top_eigenvalue(p: Prober, t: Track) -> dict[str, Any]:
           'iters': iters}
 
 
+def spectrum_point(p: Prober, t: Track, label: str, lam: float,
+                   params) -> dict[str, Any]:
+  """SLQ nodes and weights of H at one point and its smoothed density.
+
+  The density is on 400 points spanning the nodes plus a margin, smoothed
+  by a Gaussian of width 1% of the nodes' range (PyHessian's choice).
+
+  Args:
+    p: the Prober (config.curvature.spectrum_steps, _probes).
+    t: the Track (data and recalibration as the curvature track's).
+    label: the point's name.
+    lam: its λ (0 for θf).
+    params: the point.
+
+  Returns:
+    {'label', 'lambda', 'nodes' [K, S], 'weights' [K, S], 'top' (largest
+    node), 'grid', 'density'}.
+  """
+  c = p.config.curvature
+  key = directions.direction_key(p.root, 0, _SLQ_INDEX)
+  nodes, weights = t.curv.slq(params, t.stats(params), key, t.data,
+                              c.spectrum_steps, c.spectrum_probes)
+  nodes, weights = np.asarray(nodes), np.asarray(weights)
+  lo, hi = float(nodes.min()), float(nodes.max())
+  width = max(hi - lo, 1e-12)
+  grid = np.linspace(lo - 0.05 * width, hi + 0.05 * width, 400)
+  return {'label': label, 'lambda': lam, 'nodes': nodes.tolist(),
+          'weights': weights.tolist(), 'top': hi, 'grid': grid.tolist(),
+          'density': hessian.density(nodes, weights, grid,
+                                     0.01 * width).tolist()}
+
+
+def spectrum(p: Prober, t: Track) -> list[dict[str, Any]]:
+  """spectrum_point at θf and at spectrum_lams of both curves (seed 0)."""
+  c, s = p.config.curvature, t.subject
+  out = [spectrum_point(p, t, 'θf', 0.0, s.params)]
+  name = directions.NOISE_LABELS[c.noise]
+  for sc in (False, True):
+    d = common.make_direction(p, s, 0, noise=c.noise, sign_consistent=sc,
+                              normalization=p.config.normalization)
+    label = f'|{name}|·sign(θ)' if sc else name
+    for lam in c.spectrum_lams:
+      params = tree.combine(s.params, [d], jnp.full((1,), lam * c.scale))
+      out.append(spectrum_point(p, t, f'{label}, λ = {lam:g}', float(lam),
+                                params))
+  return out
+
+
+def spectrum_figure(results: dict[str, Any], folder: str) -> list[str]:
+  """One panel per point: the smoothed density (log scale, as PyHessian
+  draws it) and the SLQ nodes with their weights (dots)."""
+  pts = results['spectrum']
+  fig, axes = plt.subplots(1, len(pts), figsize=(3.0 * len(pts), 3.0),
+                           squeeze=False)
+  for ax, pt in zip(axes[0], pts):
+    ax.semilogy(pt['grid'], np.maximum(pt['density'], 1e-12), 'k-', lw=1,
+                label='density')
+    nodes, weights = np.ravel(pt['nodes']), np.ravel(pt['weights'])
+    weights = weights / len(pt['nodes'])  # Mean over probes.
+    ax.semilogy(nodes, np.maximum(weights, 1e-12), 'o', color='tab:red',
+                ms=3, label='SLQ nodes (weight)')
+    ax.set_ylim(1e-6, None)
+    ax.set_title(f"{pt['label']}\ntop eigenvalue {pt['top']:.3g}",
+                 fontsize=8)
+    ax.set_xlabel('eigenvalue of H', fontsize=8)
+    ax.tick_params(labelsize=7)
+  axes[0][0].set_ylabel('density / weight', fontsize=8)
+  axes[0][0].legend(fontsize=6)
+  k, steps = np.shape(pts[0]['nodes'])
+  fig.suptitle(f"curvature: Hessian eigenvalue density (stochastic Lanczos "
+               f"quadrature, {k} probe{'s' if k > 1 else ''} × {steps} "
+               f"steps), {results['model']} on {results['dataset']}",
+               fontsize=9)
+  fig.tight_layout()
+  return plots.save(fig, folder, 'figure_spectrum')
+
+
+def _figures(results: dict[str, Any], folder: str) -> list[str]:
+  out = curvature_figure(results, folder)
+  if results.get('spectrum'):
+    out += spectrum_figure(results, folder)
+  return out
+
+
 def curvature_kind(p: Prober, s: Subject) -> dict[str, Any]:
   """Plain and sign-consistent curves of one noise with curvature tracks.
 
@@ -320,6 +408,8 @@ def curvature_kind(p: Prober, s: Subject) -> dict[str, Any]:
                           'samples': int(np.sum(np.asarray(t.data.w)))}}
   if c.power_iters:
     out['top_eigenvalue'] = top_eigenvalue(p, t)
+  if c.spectrum_steps:
+    out['spectrum'] = spectrum(p, t)
   return out
 
 
@@ -327,10 +417,13 @@ def _config() -> Config:
   # through_bn: also the curvature with the BN statistics recomputed from θ
   # and differentiated (what the recalibrated curves bend by), beside the
   # default's statistics recalibrated at each point and held fixed in H.
+  # spectrum_steps: Lanczos steps per SLQ probe (0 = no density);
+  # spectrum_lams: the λ of each curve where the density is taken too.
   return Config(dict(noise='gaussian', scale=1.0, lam_min=-1.0, lam_max=1.0,
                      num_points=11, probes=8, probe_chunk=0, split='train',
                      samples=1000, batch_size=100, power_iters=20,
-                     through_bn=False))
+                     through_bn=False, spectrum_steps=0, spectrum_probes=4,
+                     spectrum_lams=(-0.5, 0.5)))
 
 
 def _validate(config: Config) -> None:
@@ -344,7 +437,7 @@ def _validate(config: Config) -> None:
 
 CURVATURE = Study(
     'curvature', curvature_kind, _config, validate=_validate,
-    figure=curvature_figure,
+    figure=_figures,
     fields=(checks.positive('curvature.scale', why=common.SCALE_WHY),
             checks.finite('curvature.lam_min'),
             checks.finite('curvature.lam_max'),
@@ -355,7 +448,11 @@ CURVATURE = Study(
             checks.count('curvature.samples', 0, why='0 = the whole split'),
             checks.count('curvature.batch_size'),
             checks.count('curvature.power_iters', 0,
-                         why='0 = no top eigenvalue')))
+                         why='0 = no top eigenvalue'),
+            checks.count('curvature.spectrum_steps', 0,
+                         why='0 = no eigenvalue density'),
+            checks.count('curvature.spectrum_probes'),
+            checks.finite('curvature.spectrum_lams')))
 
 # This family's studies, in the order of the registry (probe/registry.py).
 STUDIES = (CURVATURE,)

@@ -20,7 +20,7 @@ from valley_jax.core import directions, groups, normalize, stats, tree
 from valley_jax.errors import InputError
 from valley_jax.plots import plt
 from valley_jax.probe.prober import Prober
-from valley_jax.probe.studies import common
+from valley_jax.probe.studies import align, common
 from valley_jax.probe.study import Study
 
 Config = ml_collections.ConfigDict
@@ -49,7 +49,11 @@ def interpolation_figure(results: dict[str, Any], folder: str) -> list[str]:
   names = list(st['groups'])
   fig, axes = plt.subplots(1, 4, figsize=(15, 3.2))
   c = results['curves'][0]
-  axes[0].plot(c['lambdas'], plots.clipped(c['error']), 'k-')
+  axes[0].plot(c['lambdas'], plots.clipped(c['error']), 'k-', label='θB')
+  for aligned in results['curves'][1:]:  # config.interpolate.align.
+    axes[0].plot(aligned['lambdas'], plots.clipped(aligned['error']),
+                 'tab:red', label='π(θB), units aligned to θA')
+    axes[0].legend(fontsize=7)
   axes[0].set_xlabel('λ: (1−λ)θA + λθB')
   axes[0].set_ylabel('test error')
   x = np.arange(len(names))
@@ -264,14 +268,16 @@ def interpolate(p: Prober, _) -> dict[str, Any]:
     p: the Prober.
 
   Returns:
-    The interpolation curve and pair_statistics of θA and θB.
+    The interpolation curve and pair_statistics of θA and θB; with
+    config.interpolate.align, also the line to the aligned θB and
+    'alignment' (align.compare_line).
   """
   c = p.config.interpolate
   n = _train_seeds(p.config)
   pairs = list(zip(common.replicas(c.checkpoint_a, n),
                    common.replicas(c.checkpoint_b, n)))
   lams = np.linspace(c.lam_min, c.lam_max, c.num_points)
-  curves, stats_ab = [], []
+  curves, stats_ab, subjects = [], [], []
   for wa, wb in pairs:
     a = p.subject(wa, c.epoch_a, 'θA')
     b = p.subject(wb, c.epoch_b, 'θB')
@@ -283,11 +289,20 @@ def interpolate(p: Prober, _) -> dict[str, Any]:
         p, a, 'θA → θB', 'interpolation', lambda _, e=eps: e, lams=lams,
         **common.curve_meta('difference', False, None, 'none')))
     stats_ab.append(pair_statistics(a.params, b.params))
-  curve = common.over_runs(curves, [f'{wa} → {wb}' for wa, wb in pairs])
+    subjects.append((a, b))
+  names = [f'{wa} → {wb}' for wa, wb in pairs]
+  curve = common.over_runs(curves, names)
   out = {'curves': [curve], 'statistics': stats_ab[0],
          'findings': _barrier_findings(curve)}
   if len(pairs) > 1:
     out['statistics_per_seed'] = stats_ab
+  if c.align:  # θB's units permuted to θA's (core/permute.py), every pair.
+    more = [align.compare_line(p, a, b, naive, lams)
+            for (a, b), naive in zip(subjects, curves)]
+    out['curves'].append(common.over_runs([m['curve'] for m in more], names))
+    out['alignment'] = more[0]['alignment']
+    if len(pairs) > 1:
+      out['alignment_per_seed'] = [m['alignment'] for m in more]
   return out
 
 
@@ -350,7 +365,11 @@ def pair_statistics(pa, pb) -> dict[str, Any]:
 def _interpolate_config() -> Config:
   return Config(dict(checkpoint_a='', checkpoint_b='', epoch_a='last',
                      epoch_b='last', lam_min=-1.0, lam_max=2.0,
-                     num_points=31))
+                     num_points=31,
+                     # Also the line to θB with its units aligned to θA's
+                     # (weight matching, Git Re-Basin): 'alignment' holds
+                     # SSR and barrier before and after.
+                     align=False))
 
 
 def _interpolate_validate(config: Config) -> None:

@@ -46,7 +46,7 @@ from valley_jax.core import stats, tree
 from valley_jax.errors import InputError
 from valley_jax.plots import plt
 from valley_jax.probe.prober import Prober, Subject, architecture
-from valley_jax.probe.studies import common
+from valley_jax.probe.studies import align, common
 from valley_jax.probe.study import Study
 
 Config = ml_collections.ConfigDict
@@ -427,7 +427,9 @@ def soups(p: Prober, _) -> dict[str, Any]:
     per epoch ('curves', with its 'epoch'), the rows of `soups`
     (epoch_row), the resolved start θI ('init'), the halves, the start's
     'label' and 'n_test' (test images behind each accuracy). With
-    config.soups.compare, the same for that pair under 'compare'.
+    config.soups.compare, the same for that pair under 'compare'. With
+    config.soups.align, θB at each epoch is θB with its units permuted to
+    θA's (align.aligned): the curves, SSRs and soups are of that θB.
   """
   main, *other = [_measure(p, q, i) for i, q in enumerate(pairs_of(p.config))]
   findings = _findings(main, other[0] if other else None)
@@ -451,13 +453,14 @@ def _measure(p: Prober, q: Pair, index: int) -> dict[str, Any]:
     b = p.subject(q.b, e, f'θB@{e}')
     _check_same(start, a, b, q, _field(index))
     setting = setting or _whole_split_setting(p, a)
-    eps = optax.tree.sub(b.params, a.params)
+    theta_b = align.aligned(p, a, b)['params'] if c.align else b.params
+    eps = optax.tree.sub(theta_b, a.params)
     curve = common.line(p, dataclasses.replace(a, sweep=setting),
                         f'epoch {e}', 'interpolation', lambda _, d=eps: d,
                         lams=lams, epoch=e,
                         **common.curve_meta('difference', False, None, 'none'))
     curves.append(curve)
-    rows.append(epoch_row(e, curve, start['params'], a.params, b.params))
+    rows.append(epoch_row(e, curve, start['params'], a.params, theta_b))
     rows[-1].update(gain_interval(curve))
   return {'label': q.label, 'curves': curves, 'soups': rows,
           'init': {'workdir': init_dir, 'epoch': init_epoch},
@@ -620,7 +623,10 @@ def _config() -> Config:
       # measured alike and drawn in the same figure; '' = none.
       compare='', compare_label='',
       epochs=(),  # Empty: every epoch ≥ 1 kept by both runs.
-      lam_min=0.0, lam_max=1.0, num_points=11))
+      lam_min=0.0, lam_max=1.0, num_points=11,
+      # θB's units permuted to θA's at every epoch before the soup (weight
+      # matching, Git Re-Basin; core/permute.py).
+      align=False))
 
 
 def _validate(config: Config) -> None:
