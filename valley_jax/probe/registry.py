@@ -14,18 +14,21 @@ implied by the order modules happen to be imported in.
 * wedges: cuts (planes, radial cuts, wedge widths) and paths (trajectory
   geometry and curvature) of Fort & Jastrzebski 2019.
 * simplex: simplex (raw and trained simplexes of N runs) and ensembles
-  (independent runs, one trajectory, the trained simplex) of Fort &
-  Jastrzebski 2019.
+  (independent runs, ESPRO, one trajectory, the complex) of Fort &
+  Jastrzebski 2019 and Benton et al. 2021.
+* subspace_training: subspace (training in random subspaces; the wedge
+  model of Fort & Jastrzebski 2019).
 """
 
 from valley_jax import checks
 from valley_jax.errors import InputError
 from valley_jax.probe.studies import (curvature, demos, runs, simplex, soups,
-                                      surface, valley, wedges)
+                                      subspace_training, surface, valley,
+                                      wedges)
 from valley_jax.probe.study import Study
 
 _FAMILIES = (valley, runs, surface, soups, demos, curvature, wedges,
-             simplex)
+             simplex, subspace_training)
 
 
 def _build() -> dict[str, Study]:
