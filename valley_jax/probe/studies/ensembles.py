@@ -387,7 +387,7 @@ def ensembles_figure(results: dict[str, Any], folder: str) -> list[str]:
   rows = [r for r in e['sets'] if len(r['members']) > 1]
   singles = [r for r in e['sets'] if len(r['members']) == 1]
   x = np.arange(len(rows))
-  fig, axes = plt.subplots(2, 2, figsize=(12.0, 7.6))
+  fig, axes = plt.subplots(2, 2, figsize=(13.0, 8.4))
   ax = axes[0, 0]
   _errbar(ax, x - 0.2, rows, 'member_error', 'C0', 'members (mean)', 0.4)
   _errbar(ax, x + 0.2, rows, 'ensemble_error', 'C1', 'ensemble', 0.4)
@@ -421,8 +421,8 @@ def ensembles_figure(results: dict[str, Any], folder: str) -> list[str]:
   ax.legend(fontsize=7)
   ax.set_title('weight cosine', fontsize=9)
   for ax in axes.ravel():
-    ax.set_xticks(x, [f"{r['set']}\n({len(r['members'])} members, "
-                      f"{r['compute']['forward_passes']} passes)"
+    ax.set_xticks(x, [f"{r['set']}\n{len(r['members'])} members,\n"
+                      f"{r['compute']['forward_passes']} passes"
                       for r in rows], fontsize=7)
     ax.grid(alpha=0.3, axis='y')
   fig.suptitle(f"ensembles: {results['model']} on {results['dataset']}, "

@@ -546,13 +546,13 @@ def simplex_figure(results: dict[str, Any], folder: str) -> list[str]:
     m2 = _draw_complex(axes[row, 1], s, key, tri, norm)
     if row == 0:
       axes[row, 0].set_title(
-          f"raw simplex of the {n} solutions\nmean error of uniform points "
-          f"{_fmt(sm['raw_error'])}\nedge barrier "
+          f"raw simplex of the {n} solutions\nmean error of uniform "
+          f"points {_fmt(sm['raw_error'])}\nedge barrier "
           f"{s['raw']['barrier_error']:.3f}", fontsize=8)
       axes[row, 1].set_title(
-          f"Benton et al.'s complex: simplices {{run i, c1..c{m}}}, drawn "
-          f"apart\nmean error of uniform points {_fmt(sm['complex_error'])}"
-          f"\n{m} connectors, {s['connectors']['epochs_each']} epochs each",
+          f"Benton et al.'s complex {{run i, c1..c{m}}}\nmean error of "
+          f"uniform points {_fmt(sm['complex_error'])}\n{m} connectors, "
+          f"{s['connectors']['epochs_each']} epochs each (drawn apart)",
           fontsize=8)
     mappable = m2 or m1
     if mappable is not None:
