@@ -77,8 +77,7 @@ def init_log_sq_volume(model, input_shape, n_vertices: int,
 def train_vertices(model, ds: data.Dataset, fixed: list[PyTree],
                    batch_stats: PyTree, folder: str,
                    settings: dict[str, Any], mesh, *, augment: bool = False,
-                   field: str = 'config.simplex.connectors_dir',
-                   stop_after: tuple[int, int] | None = None
+                   field: str = 'config.simplex.connectors_dir'
                    ) -> tuple[list[PyTree], list[dict[str, Any]]]:
   """Trains (or resumes, or restores) the vertices added to `fixed`.
 
@@ -95,7 +94,6 @@ def train_vertices(model, ds: data.Dataset, fixed: list[PyTree],
     mesh: the mesh the batches are split over.
     augment: random crops and flips, as the runs were trained.
     field: the config field that names `folder` (for messages).
-    stop_after: (vertex, epoch): stop there (a pre-emption, for tests).
 
   Returns:
     (the added vertices, in order; one history row per epoch of each,
@@ -119,18 +117,15 @@ def train_vertices(model, ds: data.Dataset, fixed: list[PyTree],
     vertex, rows = _train_one(
         model, ds, fixed + added, stats, f'{folder}/vertex{j}',
         {**settings, 'vertex': j, 'lambda': lam}, mesh, augment, field,
-        stop_after[1] if stop_after and stop_after[0] == j else None,
         jax.random.fold_in(root, j), len(fixed))
     added.append(vertex)
     history += rows
-    if stop_after and stop_after[0] == j:
-      break
   return added, history
 
 
 def _train_one(model, ds, vertices: list[PyTree], stats, folder: str,
                settings: dict[str, Any], mesh, augment: bool, field: str,
-               stop_after: int | None, key: jax.Array, n_solutions: int
+               key: jax.Array, n_solutions: int
                ) -> tuple[PyTree, list[dict[str, Any]]]:
   """One vertex: vertex `settings['vertex']` of the complex on `vertices`."""
   n, bs = len(ds.y_train), settings['batch_size']
@@ -156,8 +151,7 @@ def _train_one(model, ds, vertices: list[PyTree], stats, folder: str,
         mngr, checkpoint.state_items(state), settings,
         rundir.metrics_path(folder))
     state = checkpoint.state_from_items(items)
-    last = settings['epochs'] if stop_after is None else stop_after
-    for epoch in tqdm.trange(start + 1, last + 1,
+    for epoch in tqdm.trange(start + 1, settings['epochs'] + 1,
                              desc=f"vertex {settings['vertex']}",
                              disable=distributed.progress_disabled(),
                              initial=start, total=settings['epochs']):

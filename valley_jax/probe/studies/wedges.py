@@ -32,6 +32,20 @@ last kept epoch):
 * the sign consistency ratio with θf of every cut direction (the planes'
   e1, e2 and chords, the wedge directions, θf − θ0): how the second paper's
   directions relate to the first's sign-consistent valley.
+* a threshold that admits chance (CE ≥ ln C, error ≥ 1 − 1/C) is marked
+  `vacuous` per t, not dropped;
+* anisotropy at θf: widths (criteria 'loss' and 'error', offsets
+  ±wedge_max·‖θf‖) along the top anisotropy_hessian eigenvectors of the
+  Hessian of the training CE (block power iteration, BN statistics
+  recalibrated), anisotropy_random random directions, the directions
+  towards the other runs' θf (all made ⊥ θf) and θf itself (radial): a
+  distribution per kind, so "narrow in a few directions, long in most" is
+  measured;
+* findings over the runs (each run one seed; core/stats.py): narrower along
+  the Hessian's top directions than along random ones, and widths growing
+  from t = 1 to the last t; the mean/std/interval over runs of width/r per t
+  and criterion (`width_over_r_summary`). The curves' err+/err− halves
+  mean nothing here (results['err_table'] is False).
 
 Kind `paths` (runs of config.paths.checkpoints, e.g. LR, width and L2
 variants; a run may be listed in several columns of the figure), along the
@@ -44,7 +58,15 @@ mean CE over `samples` examples of `split`. Width changes the parameter
 count P, so the figure draws normalised quantities: ‖θt‖/‖θ0‖,
 ‖θt − θ0‖/‖θ0‖, cosines and angles, dᵀHd/‖d‖² (a Rayleigh quotient,
 per unit length) and tr(H)/P (the mean eigenvalue); results.json holds the
-raw values too.
+raw values too. With BN, curvature of scale-invariant weights scales as
+1/‖θ‖², so the kind also reports the radius ‖θt‖/‖θ0‖ beside the distance
+from θ0 and the scale-free tr(H)·‖θt‖²/P; the training CE on the Hessian's
+data beside the test error; and the test loss along the segment θ0 → θ_last
+(segment_points) with its bend over the chord (the large-scale curvature
+of the region crossed, not only the end point's Hessian). Findings compare
+the first and last run of each column (one run per setting: a single seed,
+reported as not resolved); configs/probe_paths.py:nobn is the BN-free
+control.
 
 A BN network's output does not change when the weights of a layer that a
 BN follows are scaled, so along those weights (most of a conv net's) the
@@ -381,7 +403,11 @@ def cuts(p: Prober, _) -> dict[str, Any]:
     if tracker is not None:
       anis.append({'label': r.label,
                    **anisotropy(p, r, runs, at_f, tracker)})
+  over_runs = {
+      name: [stats.summary([w[name]['width_over_r'][i] for w in wedges])
+             for i in range(len(c.wedge_t))] for name in CRITERIA}
   return {'curves': curves, 'planes': planes, 'wedges': wedges,
+          'width_over_r_summary': over_runs,
           'anisotropy': anis, 'err_table': False,
           'findings': cuts_findings(anis, wedges),
           'ssr_update': [_ssr(optax.tree.sub(r.final.params, r.theta0),
@@ -416,7 +442,8 @@ def _plane_panel(fig, ax, pl: dict[str, Any], metric: str) -> None:
   ax.set_ylabel('e2', fontsize=8)
   ax.tick_params(labelsize=7)
   ssr = pl['ssr']
-  ax.set_title(f"{pl['name']}: {PLANES[pl['name']][0]}\nSSR with θf: e1 "
+  names = ', '.join(q['label'] for q in pl['points'])
+  ax.set_title(f"{pl['name']}: {names}\nSSR with θf: e1 "
                f"{ssr['e1']:.3f}, e2 {ssr['e2']:.3f}", fontsize=8)
 
 
@@ -869,9 +896,15 @@ def paths_figure(results: dict[str, Any], folder: str) -> list[str]:
       ax = axes[i, j]
       mine = [q for q in results['paths'] if q['column'] == col]
       for n, q in enumerate(mine):
-        ax.plot(q['epochs'], _values(q, key), 'o-', ms=3,
-                color=colors(n % 10),
-                label=f"{q['label']} (P = {q['num_params']:,})")
+        v = _values(q, key)
+        err = None
+        if key in ('trace_per_param', 'trace_scale_free') and 'trace_sem' in q:
+          # Hutchinson's standard error, scaled as the value is.
+          tr = _values(q, 'trace')
+          err = _values(q, 'trace_sem') * np.abs(v / np.where(tr, tr, 1.0))
+        ax.errorbar(q['epochs'], v, err, fmt='o-', ms=3, capsize=2,
+                    color=colors(n % 10),
+                    label=f"{q['label']} (P = {q['num_params']:,})")
       ax.set_xscale('symlog', linthresh=1.0)
       top = max(max(q['epochs']) for q in results['paths'])
       ax.set_xticks([e for e in (0, 1, 3, 10, 30, 100, 300) if e <= top])
@@ -886,7 +919,8 @@ def paths_figure(results: dict[str, Any], folder: str) -> list[str]:
     axes[-1, j].set_xlabel('epoch', fontsize=8)
   data = results.get('hessian_data', {})
   fig.suptitle(f"paths: {results['model']} on {results['dataset']}, kept "
-               'epochs of each run; H of the CE on '
+               'epochs of each run (one run per setting; error bars: '
+               "Hutchinson's standard error); H of the CE on "
                f"{data.get('samples', '?')} {data.get('split', '')} examples "
                'with BN statistics recalibrated at each θt; P = parameter '
                'count (width changes it: quantities normalised)', fontsize=8)
