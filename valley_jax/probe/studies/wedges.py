@@ -920,7 +920,7 @@ def paths_figure(results: dict[str, Any], folder: str) -> list[str]:
   data = results.get('hessian_data', {})
   fig.suptitle(f"paths: {results['model']} on {results['dataset']}, kept "
                'epochs of each run (one run per setting; error bars: '
-               "Hutchinson's standard error); H of the CE on "
+               "Hutchinson's standard error)\nH of the CE on "
                f"{data.get('samples', '?')} {data.get('split', '')} examples "
                'with BN statistics recalibrated at each θt; P = parameter '
                'count (width changes it: quantities normalised)', fontsize=8)
