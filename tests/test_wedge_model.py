@@ -141,5 +141,5 @@ def test_subspace_study_end_to_end(tmp_path):
   toy = res['subspace']['toy']
   assert toy['predicted_threshold'] == 2
   assert [r['d'] for r in toy['starts']['random']] == [1, 2]
-  assert len(res['findings']) == 3 and res['err_table'] is False
+  assert len(res['findings']) == 4 and res['err_table'] is False
   assert (tmp_path / 'probe' / 'subspace' / 'figure.png').exists()
