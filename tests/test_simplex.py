@@ -528,6 +528,11 @@ def test_simplex_and_ensembles_end_to_end(tmp_path):
   assert len(espro['members']) == 4 and espro['compute'][
       'forward_passes'] == 4
   assert e['findings'] and e['err_table'] is False
+  # Diversity rankings: all recorded; only resolved ones are findings.
+  ranking = e['ensembles']['diversity_ranking']
+  assert ranking and all('resolved' in f for f in ranking)
+  assert [f['claim'] for f in e['findings'] if 'diverse' in f['claim']] == [
+      f['claim'] for f in ranking if f['resolved']]
   assert (tmp_path / 'probe' / 'simplex' / 'figure.png').exists()
   assert (tmp_path / 'probe' / 'ensembles' / 'figure.png').exists()
   # Run again: nothing is recomputed.

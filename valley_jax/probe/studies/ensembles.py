@@ -29,7 +29,10 @@ group (BN, classifier, the rest). Compute is stated per set: the forward
 passes per test example and the training epochs behind it (an ESPRO vertex
 epoch evaluates `samples` points per batch). Intervals: a 95 % bootstrap
 over the test examples (core/stats.py); there is one set of runs, so no
-interval covers other training seeds. On digits the test set has 360
+interval covers other training seeds. A diversity ranking enters
+results['findings'] only when resolved; every ranking, with its interval
+and verdict, is in results['ensembles']['diversity_ranking']. On digits the
+test set has 360
 images (one image = 0.0028 of the error), too few to rank sets whose errors
 differ by an image or two: configs/probe_simplex.py:mnist1d measures the
 same on mnist1d (1,000 test examples); the findings say which comparisons
@@ -233,8 +236,16 @@ def _diversity_gap(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
   return out
 
 
-def findings(rows: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-  """The claims the sets test, each with its verdict."""
+def findings(rows: dict[str, dict[str, Any]]
+             ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+  """The claims the sets test, each with its verdict.
+
+  Returns:
+    (the findings: the deep ensemble's gain, ESPRO against the deep
+    ensemble, and the diversity rankings that are resolved; every diversity
+    ranking with its interval and verdict, resolved or not). A ranking
+    that the data do not resolve is not reported as a finding.
+  """
   deep, espro = rows['deep ensemble'], rows['ESPRO']
   traj, cplx = rows['trajectory'], rows['complex samples']
   out = [
@@ -249,14 +260,15 @@ def findings(rows: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
                     'of the same runs',
                     _difference(espro, deep, 'ensemble_error'),
                     statistic='deep ensemble error − ESPRO error')]
+  ranking = []
   for other in (traj, cplx, espro):
     if other['member_error'] > 0 and deep['member_error'] > 0:
-      out.append(stats.finding(
+      ranking.append(stats.finding(
           f"independent runs are more diverse than {other['set']}",
           _diversity_gap(deep, other),
           statistic='normalised disagreement (disagreement / members\' '
           f"error): independent − {other['set']}"))
-  return out
+  return out + [f for f in ranking if f['resolved']], ranking
 
 
 # ------------------------------------------------------------------- kind
@@ -335,13 +347,14 @@ def ensembles(p: Prober, _) -> dict[str, Any]:
       np.stack([pred.probs(w, s0.batch_stats) for w in samples]), y, samples,
       {'forward_passes': m, 'train_epochs': sum(run_epochs) + len(conns) *
        p.config.simplex.epochs * p.config.simplex.samples})
-  found = findings(rows)
+  found, ranking = findings(rows)
   for r in rows.values():
     r.pop('_columns')
   p.bar.update(1)
   return {'curves': [], 'err_table': False, 'findings': found,
           'ensembles': {
               'members': m, 'sets': list(rows.values()),
+              'diversity_ranking': ranking,
               'n_test': int(len(y)),
               'resolution_note': f'one test example = {1 / len(y):.4f} of '
                                  'the error',
