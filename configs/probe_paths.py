@@ -38,6 +38,13 @@ Both also report the radius ‖θt‖/‖θ0‖ beside the distance from θ0, th
 scale-free curvature tr(H)·‖θt‖²/P, the training CE beside the test error,
 the test loss along the segment θ0 → θ_last and its bend over the chord, and
 findings (one run per setting: not resolved).
+Found (2026-12-07): by the radius ‖θ30‖/‖θ0‖ larger LR and smaller WD both
+push outwards (1.12 / 1.26 / 2.58 for LR 0.015 / 0.05 / 0.15; 1.16 / 1.26 /
+1.31 for WD 1e-3 / 5e-4 / 1e-5), wider nets less (1.55 / 1.26 / 1.07); the
+scale-free tr(H)·‖θ‖²/P is not monotone in LR (0.33 / 0.023 / 0.067), falls
+with width (0.28 / 0.023 / 0.009) and as WD falls (0.044 / 0.023 / 0.013).
+Without BN, LR 0.15 and 0.015 do not train in 30 epochs (test error 0.90,
+0.79). 593 s (BN) and 253 s (nobn) with their trainings, loaded machine.
 
 Real data: VGG16-BN on CIFAR-10 (configs/cifar10_vgg16bn.py: LR 0.03, width
 1, WD 5e-4) with LR 0.1 / 0.003 and WD 1e-3 / 1e-5 (the runs of
