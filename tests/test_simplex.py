@@ -248,6 +248,7 @@ connectors.train_vertices(model, ds, sols, {{}}, {folder!r},
 """
 
 
+@pytest.mark.slow
 def test_kill_9_mid_connector_resumes_bit_identically(digits, tmp_path):
   """Connectors train one after another, the solutions fixed; a training
   killed with SIGKILL while it trains connector 2 resumes from that
