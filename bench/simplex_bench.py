@@ -1,16 +1,17 @@
 """SIMPLEX workload: the overhead of the `simplex` kind over what it computes.
 
-Two measurements on the digits CNN of configs/probe_simplex.py (three runs of
-configs/digits_cnn.py:seed0..2; trained into --root first when missing, not
+Two measurements on the digits CNN of configs/probe_simplex.py (four runs of
+configs/digits_cnn.py:seed0..3; trained into --root first when missing, not
 timed):
 
-* `sweep`: the study's sweep part (the grid of every face and both centres,
-  the sweep call, the summaries and the path curves: what `simplex` does
-  after its connectors are trained) against the bare sweep call it makes
+* `sweep`: the study's grid part (every raw face and every triangle of a
+  complex with two connectors, both centres, the sweep call and the
+  summaries) against the bare sweep call it makes
   (the same [P, K] coefficients, directions and data, built beforehand).
   Goal: ≤ 1.2×.
 * `step`: one connector training step (a point drawn from the complex, the
-  forward and backward pass in train mode, the optimiser on the connector)
+  forward and backward pass in train mode, the optimiser on the connector;
+  one sample per step, no volume term)
   against a plain train step of the same model (core/steps.make_train_step),
   batch 64, both jitted, 50 steps per timing. Goal: ≤ 1.5×.
 
@@ -35,7 +36,7 @@ sys.path.insert(0, _REPO)
 sys.path.insert(0, _HERE)
 
 _ROOT = flags.DEFINE_string('root', '/tmp/valley_simplex_bench',
-                            'Where the three digits runs are (trained if '
+                            'Where the four digits runs are (trained if '
                             'missing).')
 _REPEATS = flags.DEFINE_integer('repeats', 5, 'Timed calls after the first.')
 _STEPS = flags.DEFINE_integer('steps', 50, 'Train steps per timing.')
@@ -58,13 +59,13 @@ def _config(root: str):
 def _subjects(c):
   from valley_jax import checkpoint, defaults  # pylint: disable=g-import-not-at-top
   from valley_jax.probe import prober  # pylint: disable=g-import-not-at-top
-  from valley_jax.probe.studies import simplex  # pylint: disable=g-import-not-at-top
+  from valley_jax.probe.studies import members  # pylint: disable=g-import-not-at-top
   from valley_jax.train import runner  # pylint: disable=g-import-not-at-top
   for seed, w in enumerate(c.simplex.checkpoints):
     if not checkpoint.epochs(w):
       runner.run(defaults.digits_cnn(f'seed{seed}'), w)
   p = prober.Prober(c)
-  return p, simplex.solutions(p)
+  return p, members.solutions(p)
 
 
 def _once(fn) -> float:
@@ -93,19 +94,17 @@ def _sweep_lines(p, subs, repeats: int):
   from valley_jax.probe.studies import simplex  # pylint: disable=g-import-not-at-top
   c = p.config.simplex
   sols = [s.params for s in subs]
-  conns = [jax.tree.map(lambda *a: sum(a) / len(a), *sols)]
+  centre = jax.tree.map(lambda *a: sum(a) / len(a), *sols)
+  conns = [centre, jax.tree.map(lambda a, b: 0.5 * (a + b), centre, sols[0])]
   s0 = subs[0]
-  labels = [s.label for s in subs]
 
   def study_part():
-    grid = simplex.make_grid(len(sols), 1, c.resolution)
+    grid = simplex.make_grid(len(sols), 2, c.resolution)
     out = simplex.evaluate_points(s0.sweep, sols + conns, s0.batch_stats,
                                   grid.points)
-    simplex.summarize(grid, out['loss'], out['error'])
-    return simplex.path_curves(grid, out['loss'], out['error'], labels,
-                               c.resolution)
+    return simplex.summarize(grid, out['loss'], out['error'])
 
-  grid = simplex.make_grid(len(sols), 1, c.resolution)
+  grid = simplex.make_grid(len(sols), 2, c.resolution)
   dirs = [optax.tree.sub(v, sols[0]) for v in sols[1:] + conns]
   coeffs = subspace.sweep_coeffs(grid.points)
   st = s0.sweep
@@ -139,8 +138,8 @@ def _step_lines(subs, steps_per_timing: int, repeats: int):
   plain = jax.jit(steps.make_train_step(model, tx, ds.mean, ds.std, False))
   sols = subspace.stack([s.params for s in subs])
   simplices = subspace.complex_simplices(len(subs), 1)
-  conn = jax.jit(subspace.make_connector_step(model, tx, simplices, ds.mean,
-                                              ds.std))
+  conn = jax.jit(subspace.make_vertex_step(model, tx, simplices, ds.mean,
+                                           ds.std))
   stats = jax.tree.map(jnp.zeros_like, s0.batch_stats)
 
   def run_plain():
@@ -151,7 +150,7 @@ def _step_lines(subs, steps_per_timing: int, repeats: int):
     return m['loss']
 
   def run_conn():
-    c0 = subspace.init_connectors(sols, 1, key, 0.0)
+    c0 = subspace.centroid(sols)
     state = steps.init_state({'params': c0, 'batch_stats': {}}, tx)
     for _ in range(steps_per_timing):
       state, m = conn(state, sols, stats, x, y, key)

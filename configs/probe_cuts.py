@@ -27,13 +27,22 @@ at t = 1.5, 1.5 at t = 0.5; a temperature effect). Without BN (accuracy
 94.7 / 96.1 / 93.9%) the ray leaves the low-error set too: by test error
 only seed 1 keeps widths beyond θf (width/r 0.97, 1.04, 1.03, 1.03 at
 t = 1 … 3); by CE below 2× the CE at t·θf, width/r 0.82 (t = 1), 0.96,
-1.00, 1.02 (t = 1.5, 2, 3). Sign consistency with θf (seed 0): θf − θ0
+1.00, 1.02 (t = 1.5, 2, 3), but that threshold is above ln 10 (vacuous,
+now marked) at 4-5 of the 6 points t per seed (2026-12-07). Sign consistency with θf (seed 0): θf − θ0
 0.67 (0.66, 0.65 for seeds 1, 2; 0.53-0.61 without BN); the plane
 (θ0, θf, θf′): e1 0.67, e2 0.38; (θf, θf′, θf″): e1 0.25, e2 0.36; (0, θ0,
 θf): e1 (θ0) 0.78, e2 0.66; the wedge directions 0.50. On the plane
 (θf, θf′, θf″) each optimum sits in its own low-error region, the three
 parted by a Y-shaped band of high error; on (0, θ0, θf) the low-error region
 is a wedge that opens away from the origin (figure.png).
+
+Anisotropy at θf (2026-12-07; figure_wedges.png's top right): the low-error
+width / ‖θf‖ along the top 3 Hessian eigenvectors is 0.03-0.05, along 12
+random directions 0.96-1.34, towards the other optima 0.85-1.17, radially
+1.6; random − Hessian 1.08 [1.01, 1.14] over 3 seeds (every seed). Without
+BN 0.012 against 0.54-1.17: narrow in a few directions, long in most, with
+or without BN. 749 s (BN, one training) and 619 s (nobn, two trainings) on
+2 Intel Xeon cores shared with other jobs at load 12-14.
 
 Real data: three seeds of VGG16-BN on CIFAR-10 (configs/cifar10_vgg16bn.py,
 200 epochs each, a GPU; add --config.train_data_dir=DIR):

@@ -31,6 +31,21 @@ between epochs 1 and 10, then 11-64° between the last two (the LR has
 decayed). With BN the curvature of scale-invariant weights scales as
 1/‖θ‖², part of WD's effect.
 
+The same columns without BN (configs/digits_cnn.py:nobn,...; 7 runs into
+runs/digits_nobn_*): python probe.py --config=configs/probe_paths.py:nobn \
+  --workdir=runs/paths_nobn
+Both also report the radius ‖θt‖/‖θ0‖ beside the distance from θ0, the
+scale-free curvature tr(H)·‖θt‖²/P, the training CE beside the test error,
+the test loss along the segment θ0 → θ_last and its bend over the chord, and
+findings (one run per setting: not resolved).
+Found (2026-12-07): by the radius ‖θ30‖/‖θ0‖ larger LR and smaller WD both
+push outwards (1.12 / 1.26 / 2.58 for LR 0.015 / 0.05 / 0.15; 1.16 / 1.26 /
+1.31 for WD 1e-3 / 5e-4 / 1e-5), wider nets less (1.55 / 1.26 / 1.07); the
+scale-free tr(H)·‖θ‖²/P is not monotone in LR (0.33 / 0.023 / 0.067), falls
+with width (0.28 / 0.023 / 0.009) and as WD falls (0.044 / 0.023 / 0.013).
+Without BN, LR 0.15 and 0.015 do not train in 30 epochs (test error 0.90,
+0.79). 593 s (BN) and 253 s (nobn) with their trainings, loaded machine.
+
 Real data: VGG16-BN on CIFAR-10 (configs/cifar10_vgg16bn.py: LR 0.03, width
 1, WD 5e-4) with LR 0.1 / 0.003 and WD 1e-3 / 1e-5 (the runs of
 configs/probe_hparams.py) and width 0.25 / 0.5, 200 epochs each, a GPU;
@@ -56,6 +71,20 @@ _DIGITS = (
     ('L2', 'WD 5e-4', 'runs/default', 'configs/digits_cnn.py'),
     ('L2', 'WD 1e-5', 'runs/digits_wd1e-5', 'configs/digits_cnn.py:wd1e-5'),
 )
+# The same without BN (no scale invariance): the base run is the one of
+# configs/probe_cuts.py:nobn.
+_NOBN_BASE = ('runs/digits_nobn_seed0', 'configs/digits_cnn.py:nobn,seed0')
+
+
+def _nobn(workdir: str, cfg: str) -> tuple[str, str]:
+  if workdir == 'runs/default':
+    return _NOBN_BASE
+  variant = cfg.split(':')[1]
+  return (f'runs/digits_nobn_{variant}', f'configs/digits_cnn.py:nobn,'
+          f'{variant}')
+
+
+_NOBN = tuple((col, label, *_nobn(w, cfg)) for col, label, w, cfg in _DIGITS)
 _VGG = 'configs/cifar10_vgg16bn.py'
 _CIFAR = (
     ('LR', 'LR 0.1', 'runs/hp_lr0.1', f'{_VGG}:lr0.1'),
@@ -73,17 +102,18 @@ _CIFAR = (
 
 
 def get_config(arg: str | None = None):
-  """arg: '' (digits, the default) or 'cifar10'."""
+  """arg: '' (digits, the default), 'nobn' (digits without BN) or
+  'cifar10'."""
   c = defaults.probe_config()
   c.kind = 'paths'
   if arg == 'cifar10':
     rows = _CIFAR
-  elif not arg:
+  elif arg in ('', None, 'nobn'):
     defaults.digits_probe(c)
-    rows = _DIGITS
+    rows = _NOBN if arg else _DIGITS
   else:
     raise InputError(f"configs/probe_paths.py: unknown arg {arg!r}; use '' "
-                     "(digits) or 'cifar10'.")
+                     "(digits), 'nobn' or 'cifar10'.")
   c.paths.columns = tuple(r[0] for r in rows)
   c.paths.labels = tuple(r[1] for r in rows)
   c.paths.checkpoints = tuple(r[2] for r in rows)

@@ -316,7 +316,9 @@ def _probe_config(runs):
   c.kind = 'cuts,paths'
   c.sweep.update(eval_batch_size=360, recal_samples=200, recal_batch_size=200)
   c.cuts.update(checkpoints=tuple(runs), num_points=3, radial_points=3,
-                wedge_t=(1.0, 2.0), wedge_directions=1, wedge_points=5)
+                wedge_t=(1.0, 2.0), wedge_directions=1, wedge_points=5,
+                anisotropy_hessian=1, anisotropy_random=2, anisotropy_iters=3,
+                samples=64, batch_size=64)
   c.paths.update(checkpoints=tuple(runs[:2]), labels=('a', 'b'),
                  columns=('LR', 'LR'), probes=2, samples=64, batch_size=64)
   return c
@@ -361,6 +363,18 @@ def test_kinds_end_to_end_against_plain_numpy(three_runs, tmp_path):
   assert pl['ssr']['e1'] == pytest.approx(same, abs=1e-6)
   wedge = res['wedges'][0]
   assert np.shape(wedge['error']['width']) == (2, 1)
+  # A criterion's threshold is vacuous when it admits chance (ln 10, 0.9).
+  for name in ('loss', 'loss_ray', 'error'):
+    level = 0.9 if name == 'error' else np.log(10)
+    assert wedge[name]['vacuous'] == [t >= level for t in
+                                      wedge[name]['threshold']]
+  # Anisotropy: every kind of direction; the radial width is the extent
+  # along ±θf/‖θf‖ of the radial cut's low-error set (at least the grid).
+  an = res['anisotropy'][0]
+  assert {k: v['n'] for k, v in an['kinds'].items()} == {
+      'hessian': 1, 'random': 2, 'optima': 2, 'radial': 1}
+  assert len(an['eigenvalues']) == 1 and an['eigenvalues'][0] > 0
+  assert res['err_table'] is False and len(res['findings']) == 3
   # paths: the geometry of the kept epochs, in float64 NumPy.
   with open(paths['paths']) as f:
     pres = json.load(f)
@@ -381,3 +395,25 @@ def test_kinds_end_to_end_against_plain_numpy(three_runs, tmp_path):
   assert q['trace_per_param'][2] == pytest.approx(q['trace'][2] / f[0].size)
   loss, _ = plain_loss_error(model, theta_f, ds.x_test, ds.y_test)
   np.testing.assert_allclose(q['loss'][2], loss, rtol=2e-4)
+  # Scale-free curvature tr(H)·‖θ‖²/P; the segment θ0 → θ_last ends at the
+  # two points' test losses.
+  assert q['trace_scale_free'][2] == pytest.approx(
+      q['trace'][2] * q['norm'][2] ** 2 / f[0].size, rel=1e-6)
+  np.testing.assert_allclose(q['segment']['loss'][-1], loss, rtol=2e-4)
+  np.testing.assert_allclose(q['segment']['loss'][0], q['loss'][0],
+                             rtol=2e-4)
+  assert all(np.isfinite(q['train_loss']))
+  assert pres['findings'] and pres['err_table'] is False
+
+
+def test_top_eigenvectors_of_a_known_matrix():
+  """Block power iteration against numpy's eigh on a random symmetric
+  matrix with a clear gap."""
+  rng = np.random.default_rng(0)
+  q, _ = np.linalg.qr(rng.normal(size=(12, 12)))
+  vals = np.array([9.0, -7.0, 5.0] + [0.5] * 9)
+  a = q @ np.diag(vals) @ q.T
+  got, vecs = cuts.top_eigenvectors(lambda v: a @ v, 12, 3, 200)
+  np.testing.assert_allclose(got, [9.0, -7.0, 5.0], atol=1e-6)
+  for g, v in zip((0, 1, 2), vecs):
+    assert abs(v @ q[:, g]) == pytest.approx(1.0, abs=1e-6)

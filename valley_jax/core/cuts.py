@@ -13,6 +13,9 @@ Structure of Neural Network Loss Landscapes", NeurIPS 2019:
   ray from the origin through θf, at points t·θf of that ray. The wedge
   model predicts that it grows with the distance r = t·‖θf‖ from the
   origin.
+* `top_eigenvectors`: the top k eigenpairs of a symmetric operator (the
+  Hessian through Hessian-vector products) by block power iteration, for
+  widths along the sharpest directions (wedge anisotropy).
 * `trajectory`: ‖θt‖, ‖θt − θ0‖, cos(θt, θ0) and the cosine between
   successive updates along kept epochs of one run.
 
@@ -308,6 +311,40 @@ def widths(offsets_TxS, values_TxDxS, thresholds_T) -> Wedges:
                    for i in range(t)], np.float64).reshape(t, d, 3)
   lo, hi = ends[..., 0], ends[..., 1]
   return Wedges(hi - lo, lo, hi, ends[..., 2].astype(bool))
+
+
+def top_eigenvectors(matvec: Callable[[np.ndarray], np.ndarray], n: int,
+                     k: int, iters: int, seed: int = 0
+                     ) -> tuple[np.ndarray, np.ndarray]:
+  """The k eigenpairs of largest |value| of a symmetric operator, by block
+  power iteration (orthonormalised by QR each step, then Rayleigh-Ritz).
+
+  Args:
+    matvec: v [n] -> A·v (a Hessian-vector product on a flat vector).
+    n: the dimension.
+    k: how many pairs.
+    iters: power iterations.
+    seed: the random start block.
+
+  Returns:
+    (values [k], descending by |value|; vectors [k, n], unit rows).
+
+  >>> a = np.diag([5.0, -3.0, 1.0, 0.5])
+  >>> vals, vecs = top_eigenvectors(lambda v: a @ v, 4, 2, 100)
+  >>> vals.round(6).tolist(), np.abs(vecs).round(6).tolist()[0]
+  ([5.0, -3.0], [1.0, 0.0, 0.0, 0.0])
+  """
+  if not 1 <= k <= n:
+    raise InputError(f'top_eigenvectors needs 1 ≤ k ≤ n, got k={k}, n={n}.')
+  rng = np.random.default_rng(seed)
+  q, _ = np.linalg.qr(rng.normal(size=(n, k)))
+  for _ in range(iters):
+    q, _ = np.linalg.qr(np.stack([matvec(q[:, j]) for j in range(k)], 1))
+  aq = np.stack([matvec(q[:, j]) for j in range(k)], 1)
+  vals, rot = np.linalg.eigh(q.T @ aq)
+  order = np.argsort(-np.abs(vals))
+  vecs = (q @ rot[:, order]).T
+  return vals[order], vecs / np.linalg.norm(vecs, axis=1, keepdims=True)
 
 
 # ----------------------------------------------------------------- trajectory

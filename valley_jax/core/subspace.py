@@ -1,33 +1,35 @@
 """Low-loss subspaces of several solutions: simplexes, connectors, ensembles.
 
-Fort & Jastrzebski 2019 (PAPER.md Sect. 8) and Benton et al. 2021 (SPRO,
-"Loss Surface Simplexes for Mode Connecting Volumes and Fast Ensembling"):
-a simplex with vertices v_0..v_{n-1} is the set of Σ_i w_i v_i with
-barycentric weights w ≥ 0, Σ_i w_i = 1. The sweep engine evaluates
-θ = v_0 + Σ_{k≥1} c_k (v_k − v_0), so a point's coefficients are w[1:]
-(`sweep_coeffs`).
+Fort & Jastrzebski 2019 ("Large Scale Structure of Neural Network Loss
+Landscapes") and Benton et al. 2021 ("Loss Surface Simplexes for Mode
+Connecting Volumes and Fast Ensembling"): a simplex with vertices
+v_0..v_{n-1} is the set of Σ_i w_i v_i with barycentric weights w ≥ 0,
+Σ_i w_i = 1. The sweep engine evaluates θ = v_0 + Σ_{k≥1} c_k (v_k − v_0),
+so a point's coefficients are w[1:] (`sweep_coeffs`).
 
-The complex trained here: N fixed solutions (vertices 0..N−1) and m
-trainable connectors (vertices N..N+m−1); one simplex per pair of solutions,
-{v_a, v_b, c_1, ..., c_m} (`complex_simplices`), so every two solutions are
-joined through the connectors and no two solutions are joined directly
-except by the edge the simplex shares with the raw one. With m = 1 these are
-the triangles (v_a, v_b, c); for N = 3 and c at the solutions' centroid they
-tile the raw triangle (its stellar subdivision), which training then bends.
-Training samples a simplex uniformly and its weights from Dirichlet(1), so
-every simplex of the complex is sampled uniformly (SPRO samples a simplex in
-proportion to its volume; uniform over simplices keeps all pairs of
-solutions equally trained). The optional log-volume regulariser (Benton et
-al.) subtracts λ · the mean log-volume of the simplices from the loss.
+Benton et al.'s simplicial complex: N fixed solutions (vertices 0..N−1) and
+m connectors (vertices N..N+m−1) shared by every solution. Simplex i is
+{v_i, c_1, ..., c_m} (`complex_simplices`): no simplex holds two solutions,
+and two solutions meet only through the connectors' common face, so a path
+v_a → c_j → v_b stays inside the complex. The connectors are trained one
+after another (`make_vertex_step`): connector j starts at the centroid of
+every vertex so far (solutions and connectors 1..j−1), those stay fixed,
+and each step averages the loss of several points drawn uniformly from the
+complex (a simplex uniformly, its weights from Dirichlet(1)). From the
+vertex the authors first regularise on, the loss also subtracts
+λ · log(V² + 1e-4), V the volume of the first simplex, with λ the given
+strength divided by the log(V² + 1e-4) of a simplex of as many randomly
+initialised networks (`volume_lambda`). ESPRO's simplex around one solution
+is the same with N = 1.
 
-This module is config-free: grids, sampling, volumes, the connector train
+This module is config-free: grids, sampling, volumes, the vertex train
 step and the ensemble measures, on arrays and pytrees.
 
 >>> barycentric_grid(3, 2).tolist()
 [[0.0, 0.0, 1.0], [0.0, 0.5, 0.5], [0.0, 1.0, 0.0], [0.5, 0.0, 0.5], \
 [0.5, 0.5, 0.0], [1.0, 0.0, 0.0]]
->>> complex_simplices(3, 1).tolist()
-[[0, 1, 3], [0, 2, 3], [1, 2, 3]]
+>>> complex_simplices(3, 2).tolist()
+[[0, 3, 4], [1, 3, 4], [2, 3, 4]]
 """
 
 import itertools
@@ -126,22 +128,36 @@ def unique_rows(points_PxV: np.ndarray,
 
 
 def complex_simplices(n_solutions: int, n_connectors: int) -> np.ndarray:
-  """[C(N, 2), 2 + m] vertex ids: each pair of solutions with every
-  connector (connectors are vertices N..N+m−1)."""
-  pairs = faces(range(n_solutions), 2)
+  """[N, 1 + m] vertex ids: simplex i is solution i with every connector
+  (connectors are vertices N..N+m−1), as Benton et al.'s complex.
+
+  >>> complex_simplices(2, 1).tolist()
+  [[0, 2], [1, 2]]
+  """
   conns = np.arange(n_solutions, n_solutions + n_connectors)
-  return np.concatenate([pairs, np.tile(conns, (len(pairs), 1))], 1)
+  return np.concatenate([np.arange(n_solutions)[:, None],
+                         np.tile(conns, (n_solutions, 1))], 1).astype(np.int64)
+
+
+def holds_two_solutions(simplices_TxD, n_solutions: int) -> bool:
+  """Whether any simplex has two or more solutions among its vertices.
+
+  >>> holds_two_solutions([[0, 1, 3], [2, 3, 4]], 3)
+  True
+  """
+  return any(sum(int(v) < n_solutions for v in s) > 1
+             for s in np.asarray(simplices_TxD).tolist())
 
 
 def complex_triangles(n_solutions: int, n_connectors: int) -> np.ndarray:
-  """The 2-faces of the complex that hold a connector, [F, 3] (sorted).
+  """Every 2-face of the complex's simplices, [F, 3] (sorted).
 
-  >>> complex_triangles(3, 2).tolist()[:4]
-  [[0, 1, 3], [0, 1, 4], [0, 2, 3], [0, 2, 4]]
+  >>> complex_triangles(2, 3).tolist()
+  [[0, 2, 3], [0, 2, 4], [0, 3, 4], [1, 2, 3], [1, 2, 4], [1, 3, 4], \
+[2, 3, 4]]
   """
-  tris = {tuple(t) for s in complex_simplices(n_solutions, n_connectors)
-          for t in itertools.combinations(s.tolist(), 3)
-          if max(t) >= n_solutions}
+  tris = {t for s in complex_simplices(n_solutions, n_connectors).tolist()
+          for t in itertools.combinations(s, 3)}
   return np.asarray(sorted(tris), np.int64).reshape(-1, 3)
 
 
@@ -219,83 +235,93 @@ def tree_log_volume(vertices: Sequence[PyTree]) -> jax.Array:
   return log_volume_from_gram(gram)
 
 
-def init_connectors(solutions_N: PyTree, n_connectors: int, key: jax.Array,
-                    noise: float) -> PyTree:
-  """Connectors at the solutions' centroid, stacked [m, ...].
+def log_sq_volume(vertices: Sequence[PyTree], eps: float = 1e-4
+                  ) -> jax.Array:
+  """log(V² + eps) of the simplex on these parameter pytrees (Benton et
+  al.'s volume term; V² = det(G) / k!², G the Gram matrix of the k edges
+  from the first vertex, so a flat simplex gives log(eps) and a finite
+  gradient).
 
-  The first sits exactly at the centroid; each further one is moved by
-  noise · ξ ⊙ (the solutions' elementwise std), ξ ~ N(0, 1), so that a
-  simplex with two connectors is not flat (a flat one has log-volume −inf).
-
-  Args:
-    solutions_N: the solutions stacked on the leading axis.
-    n_connectors: m.
-    key: draws ξ (fold_in by connector).
-    noise: the scale of the move of connectors 2..m.
-
-  Returns:
-    The connectors stacked on the leading axis.
+  >>> tri = [jnp.array([0., 0]), jnp.array([2., 0]), jnp.array([0., 2])]
+  >>> round(float(log_sq_volume(tri, 1e-12)), 6)  # log(area²), area 2.
+  1.386294
   """
-  mean = jax.tree.map(lambda s: s.mean(0), solutions_N)
-  spread = jax.tree.map(lambda s: s.std(0), solutions_N)
-  out = [mean]
-  for j in range(1, n_connectors):
-    leaves, treedef = jax.tree.flatten(mean)
-    keys = jax.random.split(jax.random.fold_in(key, j), len(leaves))
-    xi = jax.tree.unflatten(treedef, [
-        jax.random.normal(k, m.shape, m.dtype) for k, m in zip(keys, leaves)])
-    out.append(jax.tree.map(lambda m, s, x: m + noise * s * x, mean, spread,
-                            xi))
-  return stack(out)
+  edges = [optax.tree.sub(v, vertices[0]) for v in vertices[1:]]
+  gram = jnp.stack([jnp.stack([optax.tree.vdot(a, b) for b in edges])
+                    for a in edges])
+  k = len(edges)
+  v2 = jnp.maximum(jnp.linalg.det(gram), 0.0) / math.factorial(k) ** 2
+  return jnp.log(v2 + eps)
+
+
+def volume_lambda(strength: float, log_sq_volume_init: float) -> float:
+  """λ of the volume term: strength / log(V₀² + 1e-4), V₀ the volume of a
+  simplex of randomly initialised networks, at least 1e-8 (0 for strength
+  0), as the authors normalise it.
+
+  >>> volume_lambda(0.1, 20.0), volume_lambda(0.1, -3.0), volume_lambda(0, 5)
+  (0.005, 1e-08, 0.0)
+  """
+  if not strength:
+    return 0.0
+  return max(float(strength) / float(log_sq_volume_init), 1e-8)
+
+
+def centroid(vertices_V: PyTree) -> PyTree:
+  """The mean of vertices stacked on the leading axis: where a new vertex
+  starts."""
+  return jax.tree.map(lambda v: v.mean(0), vertices_V)
 
 
 # ------------------------------------------------------------- training
 
 
-def make_connector_step(model: nn.Module, tx: optax.GradientTransformation,
-                        simplices_TxD: np.ndarray, mean=(0.0,), std=(1.0,),
-                        *, augment: bool = False, samples: int = 1,
-                        log_volume_weight: float = 0.0
-                        ) -> Callable[..., Any]:
-  """A pure step (state, solutions_N, stats, x, y, key) -> (state, metrics).
+def make_vertex_step(model: nn.Module, tx: optax.GradientTransformation,
+                     simplices_TxD: np.ndarray, mean=(0.0,), std=(1.0,),
+                     *, augment: bool = False, samples: int = 1,
+                     volume_weight: float = 0.0) -> Callable[..., Any]:
+  """A pure step (state, fixed_F, stats, x, y, key) -> (state, metrics)
+  that trains the last vertex of a complex, the others fixed.
 
-  `state` is a steps.TrainState whose params are the connectors stacked
-  [m, ...]; the solutions stacked [N, ...] are an argument and get no
-  gradient. Each of `samples` points is drawn with `sample_weights` (key
-  fold_in(key, step), then the sample index) and evaluated on the whole
-  batch in train mode: BatchNorm normalises with that point's own batch
-  statistics, as a train step does, and the running statistics that train
-  mode computes are dropped (`stats` only gives their structure; every
-  evaluated point is recalibrated afterwards). The loss is the mean CE of
-  the samples minus log_volume_weight · the mean log-volume of the
-  simplices.
+  `state` is a steps.TrainState whose params are the new vertex; the fixed
+  vertices stacked [F, ...] are an argument and get no gradient (the new
+  one is vertex F). Each of `samples` points is drawn with
+  `sample_weights` (key fold_in(key, step), then the sample index) and
+  evaluated on the whole batch in train mode: BatchNorm normalises with that
+  point's own batch statistics, and the running statistics train mode
+  computes are dropped (`stats` only gives their structure; every evaluated
+  point is recalibrated afterwards). The loss is the samples' mean CE minus
+  volume_weight · log(V² + 1e-4) of the first simplex (`log_sq_volume`).
+  (The authors' code sums the samples' CE, which is this loss times
+  `samples` and the volume weight divided by it.)
 
   Args:
     model: the flax module.
-    tx: the optimiser of the connectors.
-    simplices_TxD: the simplices of the complex (complex_simplices).
+    tx: the optimiser of the new vertex.
+    simplices_TxD: the complex's simplices over the F + 1 vertices.
     mean, std: input normalisation.
     augment: random crops and flips as the training runs had.
     samples: points per step, each on the whole batch.
-    log_volume_weight: λ of the log-volume regulariser (0: none).
+    volume_weight: λ of the volume term (0: none; see `volume_lambda`).
 
   Returns:
     The step; jit it outside. metrics: 'loss' (the samples' mean CE),
-    'accuracy', 'log_volume' (mean over simplices; 0 when λ = 0).
+    'accuracy', 'log_sq_volume' (of the first simplex, 0 when λ = 0).
   """
   simplices = np.asarray(simplices_TxD)
   n_vertices = int(simplices.max()) + 1
+  first = simplices[0].tolist()
 
-  def step(state: steps.TrainState, solutions_N, stats, x, y, key):
+  def step(state: steps.TrainState, fixed_F, stats, x, y, key):
     x = pipeline.normalize(x, mean, std)
     if augment:
       x = pipeline.augment(jax.random.fold_in(jax.random.fold_in(key, 0),
                                               state.step), x)
     k = jax.random.fold_in(jax.random.fold_in(key, 1), state.step)
 
-    def loss_fn(conns):
-      vertices = jax.tree.map(lambda s, c: jnp.concatenate([s, c]),
-                              solutions_N, conns)
+    def loss_fn(new):
+      vertices = jax.tree.map(lambda f, c: jnp.concatenate([f, c[None]]),
+                              fixed_F, new)
       ce, correct = 0.0, 0.0
       for i in range(samples):
         w = sample_weights(jax.random.fold_in(k, i), simplices, n_vertices)
@@ -304,73 +330,16 @@ def make_connector_step(model: nn.Module, tx: optax.GradientTransformation,
         ce += steps.cross_entropy(logits, y).mean() / samples
         correct += jnp.mean(logits.argmax(-1) == y) / samples
       logvol = jnp.zeros((), jnp.float32)
-      if log_volume_weight:
-        logvol = jnp.mean(jnp.stack([
-            tree_log_volume([jax.tree.map(lambda v, i=i: v[i], vertices)
-                             for i in s]) for s in simplices.tolist()]))
-      return ce - log_volume_weight * logvol, (ce, correct, logvol)
+      if volume_weight:
+        logvol = log_sq_volume([jax.tree.map(lambda v, i=i: v[i], vertices)
+                                for i in first])
+      return ce - volume_weight * logvol, (ce, correct, logvol)
 
     grads, (ce, acc, logvol) = jax.grad(loss_fn, has_aux=True)(state.params)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
-    conns = optax.apply_updates(state.params, updates)
-    metrics = {'loss': ce, 'accuracy': acc, 'log_volume': logvol}
-    return steps.TrainState(state.step + 1, conns, state.batch_stats,
+    new = optax.apply_updates(state.params, updates)
+    metrics = {'loss': ce, 'accuracy': acc, 'log_sq_volume': logvol}
+    return steps.TrainState(state.step + 1, new, state.batch_stats,
                             opt_state), metrics
 
   return step
-
-
-# ------------------------------------------------------------ ensembles
-
-
-def ensemble_metrics(probs_MxNxC: np.ndarray,
-                     labels_N: np.ndarray) -> dict[str, float]:
-  """Accuracy and NLL of the ensemble (mean predicted probabilities) and of
-  its members, and their mean pairwise disagreement.
-
-  Args:
-    probs_MxNxC: each member's predicted probabilities on N examples.
-    labels_N: the labels.
-
-  Returns:
-    {'accuracy', 'nll', 'member_accuracy', 'member_nll' (means over the
-    members), 'disagreement' (mean over pairs of the fraction of examples
-    whose predicted classes differ; 0 for one member)}.
-
-  >>> p = np.array([[[0.9, 0.1], [0.2, 0.8]], [[0.6, 0.4], [0.6, 0.4]]])
-  >>> m = ensemble_metrics(p, np.array([0, 1]))
-  >>> m['accuracy'], m['member_accuracy'], m['disagreement']
-  (1.0, 0.75, 0.5)
-  """
-  p = np.asarray(probs_MxNxC, np.float64)
-  y = np.asarray(labels_N)
-  idx = np.arange(len(y))
-  ens = p.mean(0)
-  pred = p.argmax(-1)
-  pairs = list(itertools.combinations(range(len(p)), 2))
-  return {
-      'accuracy': float(np.mean(ens.argmax(-1) == y)),
-      'nll': float(-np.mean(np.log(np.maximum(ens[idx, y], 1e-12)))),
-      'member_accuracy': float(np.mean(pred == y[None])),
-      'member_nll': float(-np.mean(np.log(np.maximum(p[:, idx, y], 1e-12)))),
-      'disagreement': float(np.mean([np.mean(pred[i] != pred[j])
-                                     for i, j in pairs])) if pairs else 0.0}
-
-
-def pairwise_cosines(flat_MxP: np.ndarray) -> np.ndarray:
-  """[M, M] cosines between the rows (flattened parameter vectors).
-
-  >>> pairwise_cosines(np.array([[1., 0], [1, 1]])).round(4).tolist()
-  [[1.0, 0.7071], [0.7071, 1.0]]
-  """
-  v = np.asarray(flat_MxP, np.float64)
-  v = v / np.linalg.norm(v, axis=1, keepdims=True)
-  return v @ v.T
-
-
-def mean_off_diagonal(m_MxM: np.ndarray) -> float:
-  """The mean of a square matrix's off-diagonal entries (NaN for 1×1)."""
-  m = np.asarray(m_MxM)
-  if len(m) < 2:
-    return math.nan
-  return float(m[~np.eye(len(m), dtype=bool)].mean())

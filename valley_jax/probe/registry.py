@@ -14,8 +14,10 @@ implied by the order modules happen to be imported in.
 * wedges: cuts (planes, radial cuts, wedge widths) and paths (trajectory
   geometry and curvature) of Fort & Jastrzebski 2019.
 * simplex: simplex (raw and trained simplexes of N runs) and ensembles
-  (independent runs, one trajectory, the trained simplex) of Fort &
-  Jastrzebski 2019.
+  (independent runs, ESPRO, one trajectory, the complex) of Fort &
+  Jastrzebski 2019 and Benton et al. 2021.
+* subspace_training: subspace (training in random subspaces; the wedge
+  model of Fort & Jastrzebski 2019).
 * align: pairs of runs before and after weight matching (Git Re-Basin):
   sign consistency against the interpolation barrier.
 """
@@ -23,11 +25,12 @@ implied by the order modules happen to be imported in.
 from valley_jax import checks
 from valley_jax.errors import InputError
 from valley_jax.probe.studies import (align, curvature, demos, runs, simplex,
-                                      soups, surface, valley, wedges)
+                                      soups, subspace_training, surface,
+                                      valley, wedges)
 from valley_jax.probe.study import Study
 
 _FAMILIES = (valley, runs, surface, soups, demos, curvature, wedges,
-             simplex, align)
+             simplex, subspace_training, align)
 
 
 def _build() -> dict[str, Study]:

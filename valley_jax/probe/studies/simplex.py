@@ -1,57 +1,41 @@
-"""Simplexes of independent solutions and their ensembles (Fort & Jastrzebski
-2019, PAPER.md Sect. 8; SPRO/ESPRO of Benton et al. 2021).
+"""The raw simplex of N solutions and Benton et al.'s mode-connecting
+complex (Fort & Jastrzebski 2019, "Large Scale Structure of Neural Network
+Loss Landscapes"; Benton et al. 2021, "Loss Surface Simplexes for Mode
+Connecting Volumes and Fast Ensembling"): kind `simplex`. Kind
+`ensembles` (ESPRO, deep ensembles, diversity) is in ensembles.py.
 
-Both kinds measure the N ≥ 3 runs of config.simplex.checkpoints (independently
-trained runs of one model on one dataset, their last epochs) and share one
-set of trained connectors (the math: valley_jax/core/subspace.py).
+The N ≥ 3 runs of config.simplex.checkpoints (independently trained runs
+of one model on one dataset, their last epochs; members.py) are the
+solutions. Measured:
 
-Kind `simplex`:
+* the raw simplex: test loss and error on a barycentric grid of every
+  2-face of the solutions' simplex (resolution r: (r+1)(r+2)/2 points per
+  triangle), and its edges v_a → v_b;
+* Benton et al.'s complex: m ≥ 2 connectors (config.simplex.connectors),
+  simplices {v_i, c_1..c_m} (no simplex holds two solutions), the
+  connectors trained one after another from the centroid of every vertex
+  before them (connectors.py), `samples` points of the complex per step,
+  the volume term from the second connector on (config.simplex.volume:
+  the authors' λ before its normalisation by a random simplex's
+  log-volume). Its grid covers every 2-face of the complex;
+* every mode-to-mode path through the complex: for each pair of solutions,
+  v_a → c_j → v_b for every connector and v_a → c̄ → v_b through the
+  connectors' centroid (which lies on their shared face), with its barrier
+  (the max test error along it minus the mean of its two ends) against the
+  error at its connector plus config.simplex.path_margin;
+* the whole complex's test error: the mean over config.simplex.samples_eval
+  points drawn uniformly from it (a simplex uniformly, weights from
+  Dirichlet(1), as the training samples), against as many points drawn
+  uniformly from the raw simplex of all N solutions.
 
-* the raw simplex: test loss and error on a barycentric grid of every 2-face
-  of the solutions' simplex (resolution r: (r+1)(r+2)/2 points per triangle);
-* the trained complex: m connectors (config.simplex.connectors, default 1)
-  are added and trained with the solutions fixed, so that points drawn
-  uniformly from the complex (each pair of solutions with the connectors,
-  weights from Dirichlet(1)) have a low training loss; optionally minus
-  λ · log-volume (config.simplex.log_volume_weight). Its grid covers every
-  2-face of the complex that holds a connector.
-
-Every grid point has its BN statistics recalibrated (config.sweep.recal),
-and all points of both grids, the raw centre (the mean of the solutions) and
-the trained centre (the mean of the connectors) are one compiled sweep call
-(`sweep.make_sweep`, θ = v_0 + Σ_k w_k (v_k − v_0) with barycentric w).
-Reported for both: the mean and max test error over the grid, the barrier
-(the max along the edges that join two solutions, minus the mean of the
-vertices: for the raw simplex its edges, for the trained one the paths
-v_a → c → v_b through a connector) and the error of the centre against the
-vertices'. The trained complex keeps the raw edges v_a–v_b as sides of its
-triangles, so its max over the whole grid includes them: its
-`max_error_off_solution_edges` is the max over the rest.
-
-Connector training, and BN: each step draws `samples` points and evaluates
-each on the whole batch in train mode, so BatchNorm normalises with that
-point's own batch statistics (the running statistics it would update are
-dropped: every point is recalibrated when measured). Optimiser: optax, as
-config.simplex.optim ('sgd' with momentum, cosine decay over the epochs).
-The connectors start at the solutions' centroid (for m = 1 and N = 3 the
-trained complex starts as the raw triangle cut into three around its
-centre). They are kept as Orbax checkpoints, one per epoch, in
-config.simplex.connectors_dir (default <probe workdir>/simplex/connectors);
-a stopped training resumes from its last epoch and ends with bit-identical
-connectors (keys fold_in(seed, step), the batch order of each epoch fixed
-by the seed).
-Connectors trained for other runs or settings are refused, not reused.
-
-Kind `ensembles`: ensembles (averaged predicted probabilities) of M members
-(config.ensembles.members, default N) of three kinds: the independent
-solutions; M checkpoints of the first run's trajectory (its last M kept
-epochs ≥ 1, or config.ensembles.trajectory_epochs); M points drawn from the
-trained complex (ESPRO). Per set: accuracy and NLL of the ensemble and the
-mean of its members, the mean pairwise disagreement of the members'
-predictions and cosine of their parameters, and the test error of the
-weight average of the set (one sweep call, BN recalibrated). Every member
-is recalibrated too (config.sweep.recal), so the sets differ only in their
-weights.
+Every point is recalibrated (BN statistics on config.sweep's recalibration
+batches). Intervals: the paths, the edges and the sampled points are
+evaluated example by example, and each reported number has a 95 %
+hierarchical bootstrap interval (core/stats.py) over the test examples (and,
+for the sampled means, over the sampled points); there is one complex (one
+set of runs and one connector training), so no interval covers other
+training seeds. results['findings'] holds the verdicts; the curves' err+/err−
+halves mean nothing here (results['err_table'] is False).
 
 >>> np.round(path_lambdas(2), 2).tolist()
 [0.0, 0.25, 0.5, 0.75, 1.0]
@@ -60,37 +44,30 @@ weights.
 from __future__ import annotations
 
 import dataclasses
-import os
 import time
 from typing import Any
 
 import jax
-import jax.numpy as jnp
-from jax import flatten_util
 import matplotlib.colors
 import matplotlib.tri
 import ml_collections
 import numpy as np
 import optax
-import tqdm
-from etils import epath
 
-from valley_jax import (checkpoint, checks, data, distributed, outputs, plots,
-                        rundir, sharding)
-from valley_jax.core import steps, subspace, sweep
-from valley_jax.data import pipeline
+from valley_jax import checks, plots
+from valley_jax.core import stats, steps, subspace, sweep
 from valley_jax.errors import InputError
 from valley_jax.plots import plt
-from valley_jax.probe.prober import Prober, Subject, architecture
-from valley_jax.probe.studies import common
+from valley_jax.probe.prober import Prober, Subject
+from valley_jax.probe.studies import common, connectors, ensembles, members
 from valley_jax.probe.study import Study
 
 Config = ml_collections.ConfigDict
 PyTree = Any
-# The stored config of a connectors folder says what it is.
-CONNECTORS_KIND = 'simplex_connectors'
+CONNECTORS_KIND = connectors.CONNECTORS_KIND
 # Weights below this count as zero when a point's support is read.
 _ZERO = 1e-9
+_BOOT = 1000
 
 
 # ------------------------------------------------------------------- grids
@@ -98,14 +75,14 @@ _ZERO = 1e-9
 
 @dataclasses.dataclass
 class Grid:
-  """Every point of one simplex probe, each once.
+  """Every grid point of one simplex probe, each once.
 
   Attributes:
     points: [U, N + m] distinct barycentric weights (solutions, connectors).
     tri: [G, 3] the grid of one triangle.
     raw_faces: [Fr, 3] the solutions' triangles.
     raw_idx: [Fr, G] row of `points` of each raw grid point.
-    trained_faces: [Ft, 3] the complex's triangles that hold a connector.
+    trained_faces: [Ft, 3] the complex's triangles.
     trained_idx: [Ft, G] likewise.
     raw_centre, trained_centre: rows of the mean of the solutions and of
       the connectors.
@@ -139,21 +116,21 @@ def make_grid(n_solutions: int, n_connectors: int, resolution: int) -> Grid:
 
   Args:
     n_solutions: N ≥ 1 (N < 3 has no raw face).
-    n_connectors: m ≥ 0.
+    n_connectors: m ≥ 0 (m < 2: no triangle of the complex).
     resolution: r ≥ 1, the grid step 1/r.
 
   Returns:
     The Grid.
 
-  >>> g = make_grid(3, 1, 2)
+  >>> g = make_grid(3, 2, 2)
   >>> g.points.shape, g.raw_idx.shape, g.trained_idx.shape
-  ((11, 4), (1, 6), (3, 6))
+  ((16, 5), (1, 6), (3, 6))
   """
   v = n_solutions + n_connectors
   tri = subspace.barycentric_grid(3, resolution)
   raw_faces = subspace.faces(range(n_solutions), 3)
   trained = (subspace.complex_triangles(n_solutions, n_connectors)
-             if n_connectors else np.zeros((0, 3), np.int64))
+             if n_connectors >= 2 else np.zeros((0, 3), np.int64))
   centres = np.zeros((2, v))
   centres[0, :n_solutions] = 1.0 / n_solutions
   if n_connectors:
@@ -191,15 +168,43 @@ def evaluate_points(setting: sweep.Setting, vertices: list[PyTree],
 
 
 def path_lambdas(resolution: int) -> np.ndarray:
-  """λ ∈ [0, 1] along v_a → c → v_b: 2r + 1 points, c at ½."""
+  """λ ∈ [0, 1] along v_a → via → v_b: 2r + 1 points, via at ½."""
   return np.linspace(0.0, 1.0, 2 * resolution + 1)
 
 
-def _edge(grid: Grid, a: int, b: int, r: int) -> list[int]:
-  """The rows of the r + 1 grid points from vertex a to vertex b."""
-  eye = np.eye(grid.points.shape[1])
-  return [grid.index((1 - t) * eye[a] + t * eye[b])
-          for t in np.linspace(0.0, 1.0, r + 1)]
+def path_weights(n_vertices: int, a: int, b: int, via, resolution: int
+                 ) -> np.ndarray:
+  """[2r + 1, V] weights of the polyline v_a → via → v_b (via: weights, or
+  None for the straight edge v_a → v_b).
+
+  >>> path_weights(3, 0, 1, [0, 0, 1.], 1).tolist()
+  [[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, 1.0, 0.0]]
+  >>> path_weights(2, 0, 1, None, 1)[1].tolist()
+  [0.5, 0.5]
+  """
+  eye = np.eye(n_vertices)
+  if via is None:
+    return np.stack([(1 - t) * eye[a] + t * eye[b]
+                     for t in path_lambdas(resolution)])
+  via = np.asarray(via, np.float64)
+  t = np.linspace(0.0, 1.0, resolution + 1)
+  first = [(1 - s) * eye[a] + s * via for s in t]
+  second = [(1 - s) * via + s * eye[b] for s in t[1:]]
+  return np.stack(first + second)
+
+
+def routes(n: int, m: int) -> list[tuple[str, np.ndarray | None]]:
+  """(name, via weights) of every route between two solutions through the
+  complex: each connector, and their centroid when m ≥ 2.
+
+  >>> [name for name, _ in routes(3, 2)]
+  ['c1', 'c2', 'c̄']
+  """
+  eye = np.eye(n + m)
+  out = [(f'c{j + 1}', eye[n + j]) for j in range(m)]
+  if m >= 2:
+    out.append(('c̄', eye[n:].mean(0)))
+  return out
 
 
 def _support(points: np.ndarray) -> np.ndarray:
@@ -208,7 +213,7 @@ def _support(points: np.ndarray) -> np.ndarray:
 
 def summarize(grid: Grid, loss: np.ndarray, error: np.ndarray
               ) -> dict[str, Any]:
-  """The raw and trained summaries of one evaluated grid (see module doc).
+  """The raw and trained grid summaries of one evaluated grid.
 
   Args:
     grid: the Grid.
@@ -216,535 +221,306 @@ def summarize(grid: Grid, loss: np.ndarray, error: np.ndarray
 
   Returns:
     {'vertices', 'raw', 'trained'}: per vertex values and their mean; per
-    complex the mean, max, barrier and centre of error and loss.
+    part its faces, every face's values, their mean and max, and the
+    centre; the raw part's barrier (max along its edges minus the
+    vertices' mean).
   """
   n = grid.n_solutions
   sup = _support(grid.points)
-  size = sup.sum(1)
-  solution_edge = (size <= 2) & ~sup[:, n:].any(1)
-  connector_edge = (size <= 2) & sup[:, n:].any(1)
+  solution_edge = (sup.sum(1) <= 2) & ~sup[:, n:].any(1)
   vert = [grid.vertex(i) for i in range(n)]
   out = {'vertices': {'error': error[vert].tolist(),
                       'loss': loss[vert].tolist(),
                       'mean_error': float(error[vert].mean()),
                       'mean_loss': float(loss[vert].mean())}}
-  for name, idx, edges, centre in (
-      ('raw', grid.raw_idx, solution_edge, grid.raw_centre),
-      ('trained', grid.trained_idx, connector_edge, grid.trained_centre)):
-    part = {'faces': (grid.raw_faces if name == 'raw' else
-                      grid.trained_faces).tolist()}
+  for name, idx, faces, centre in (
+      ('raw', grid.raw_idx, grid.raw_faces, grid.raw_centre),
+      ('trained', grid.trained_idx, grid.trained_faces,
+       grid.trained_centre)):
+    part = {'faces': faces.tolist()}
     on = np.zeros(len(grid.points), bool)
     on[idx.ravel()] = True
     for key, v in (('error', error), ('loss', loss)):
-      part[key] = v[idx].tolist()
       vals = v[idx]
+      part[key] = vals.tolist()
       part[f'mean_{key}'] = float(vals.mean()) if vals.size else None
       part[f'max_{key}'] = float(vals.max()) if vals.size else None
-      ridge = v[on & edges]
-      part[f'barrier_{key}'] = (float(ridge.max()) -
-                                out['vertices'][f'mean_{key}']
-                                if ridge.size else None)
       part[f'centre_{key}'] = float(v[centre])
-      if name == 'trained':
-        off = v[on & ~solution_edge]
-        part[f'max_{key}_off_solution_edges'] = (float(off.max()) if off.size
-                                                 else None)
-    part['barrier'] = part['barrier_error']
+      if name == 'raw':
+        ridge = v[on & solution_edge]
+        part[f'barrier_{key}'] = (float(ridge.max()) -
+                                  out['vertices'][f'mean_{key}']
+                                  if ridge.size else None)
     out[name] = part
   return out
 
 
-def path_curves(grid: Grid, loss: np.ndarray, error: np.ndarray,
-                labels: list[str], resolution: int) -> list[dict[str, Any]]:
-  """Per pair of solutions: its raw edge and its path through connector 1,
-  as results.json curves (λ from v_a to v_b)."""
-  n, r = grid.n_solutions, resolution
-  has_c = grid.points.shape[1] > n
-  curves = []
-  for a, b in subspace.faces(range(n), 2).tolist():
-    idx = _edge(grid, a, b, r)
-    curves.append(common.curve(
-        f'{labels[a]} – {labels[b]}', 'raw edges',
-        np.linspace(0.0, 1.0, r + 1), loss[idx], error[idx],
-        pair=[a, b], **common.curve_meta('simplex edge', False, None,
-                                         'none')))
-    if has_c:
-      idx = _edge(grid, a, n, r) + _edge(grid, n, b, r)[1:]
-      curves.append(common.curve(
-          f'{labels[a]} – c1 – {labels[b]}', 'through the connector',
-          path_lambdas(r), loss[idx], error[idx], pair=[a, b],
-          **common.curve_meta('simplex path', False, None, 'none')))
-  return curves
+# --------------------------------------------------------------- intervals
 
 
-# --------------------------------------------------------------- the runs
+def _boot(x_SxNxP: np.ndarray, stat=None, what: str = 'points', **kw
+          ) -> dict[str, Any]:
+  b = stats.hierarchical_bootstrap(x_SxNxP, stat, n_boot=_BOOT, **kw)
+  b['method'] = b['method'].replace('seeds', what)
+  return b
 
 
-def _labels(config: Config) -> list[str]:
-  c = config.simplex
-  return list(c.labels) or [os.path.basename(str(w).rstrip('/')) or str(w)
-                            for w in c.checkpoints]
+def path_barrier(err_NxP: np.ndarray) -> dict[str, Any]:
+  """The barrier of one path (max of the mean error along it minus the
+  mean of its ends) with its interval over the test examples.
 
-
-def _checkpoints(config: Config) -> list[tuple[str, Any]]:
-  return [(w, 'last') for w in config.simplex.checkpoints]
-
-
-def check_runs(config: Config) -> None:
-  """config.simplex.checkpoints: at least 3 distinct runs, kept, of one
-  architecture on one dataset (InputError naming the field otherwise; a
-  missing run is an InputFileError, so that probe.py may train it first)."""
-  c, where = config.simplex, 'config.simplex.checkpoints'
-  runs = list(c.checkpoints)
-  if len(runs) < 3:
-    raise InputError(
-        f'{where} names {len(runs)} run(s); a simplex of solutions needs at '
-        'least 3 independently trained runs of one model (their workdirs; '
-        'configs/probe_simplex.py trains three).')
-  if len(set(runs)) != len(runs):
-    raise InputError(f'{where}={tuple(runs)} names a run twice: the '
-                     'simplex would be flat.')
-  if c.labels and len(c.labels) != len(runs):
-    raise InputError('config.simplex.labels must match '
-                     'config.simplex.checkpoints.')
-  for w in runs:
-    common.check_checkpoint(w, 'last', where)
-  first = _signature(runs[0])
-  for i, w in enumerate(runs[1:], 1):
-    if _signature(w) != first:
-      raise InputError(
-          f'{where}[{i}]={w!r} is another model or dataset than '
-          f'{where}[0]={runs[0]!r} ({_signature(w)} vs {first}): the '
-          'vertices of a simplex must be runs of one architecture on one '
-          'dataset.')
-
-
-def _signature(workdir: str) -> tuple[str, str]:
-  cfg = checkpoint.load_config(workdir)
-  return architecture(cfg), cfg['data']['name']
-
-
-def solutions(p: Prober) -> list[Subject]:
-  """The N runs of config.simplex.checkpoints, their last epochs."""
-  c = p.config.simplex
-  subs = [p.subject(w, label=label)
-          for w, label in zip(c.checkpoints, _labels(p.config))]
-  first = {'params': subs[0].params, 'batch_stats': subs[0].batch_stats}
-  for i, s in enumerate(subs[1:], 1):
-    rundir.check_same_architecture(
-        first, {'params': s.params, 'batch_stats': s.batch_stats},
-        f'config.simplex.checkpoints[{i}]={s.workdir!r}')
-  return subs
-
-
-# -------------------------------------------------------------- connectors
-
-
-def connectors_dir(p: Prober) -> str:
-  """config.simplex.connectors_dir, else <probe workdir>/simplex/connectors
-  (Prober.workdir, which probe.py sets)."""
-  d = p.config.simplex.connectors_dir
-  if d:
-    return d
-  if p.workdir:
-    return str(epath.Path(p.workdir) / 'simplex' / 'connectors')
-  raise InputError(
-      'config.simplex.connectors_dir is empty: name the folder that keeps '
-      'the trained connectors (e.g. runs/simplex_connectors).')
-
-
-def connector_settings(p: Prober, subs: list[Subject]) -> dict[str, Any]:
-  """What the connectors are trained from and how: stored with them, and a
-  folder holding connectors of other settings is refused."""
-  c = p.config.simplex
-  return checkpoint.as_json({
-      'kind': CONNECTORS_KIND,
-      'solutions': [{k: v for k, v in checkpoint.provenance(
-          s.workdir, s.epoch).items() if k != 'train_config'}
-                    for s in subs],
-      'connectors': c.connectors, 'epochs': c.epochs,
-      'batch_size': c.batch_size, 'samples': c.samples,
-      'optim': c.optim.to_dict(), 'log_volume_weight': c.log_volume_weight,
-      'init_noise': c.init_noise, 'seed': p.config.seed})
-
-
-def trained_connectors(p: Prober, subs: list[Subject]
-                       ) -> tuple[list[PyTree], list[dict[str, Any]], str]:
-  """The connectors of these solutions: trained, resumed or restored.
-
-  Returns:
-    (the m connectors, the training history, their folder).
+  >>> e = np.zeros((4, 3)); e[:2, 1] = 1.0
+  >>> path_barrier(e)['mean']
+  0.5
   """
-  s0 = subs[0]
-  folder = connectors_dir(p)
-  augment = bool(s0.train_config['data'].get('augment')) and (
-      s0.dataset.augmentable)
-  conns, history = train_connectors(
-      s0.model, s0.dataset, [s.params for s in subs], s0.batch_stats,
-      folder, connector_settings(p, subs), p.mesh, augment=augment)
-  return subspace.unstack(conns), history, folder
+  def stat(e):
+    m = e.mean(1)
+    return m.max(-1) - 0.5 * (m[:, 0] + m[:, -1])
+  return _boot(err_NxP[None], stat, 'one path')
 
 
-def fingerprint(connectors: list[PyTree]) -> str:
-  """checkpoint.fingerprint of the connectors (results.json's record of
-  which connectors were measured)."""
-  return checkpoint.fingerprint({'params': subspace.stack(connectors)})
-
-
-def _refuse_other(folder: str, settings: dict[str, Any]) -> None:
-  if not checkpoint.epochs(folder):
-    return
-  old = checkpoint.load_config(folder)
-  diff = rundir.config_diff(old or {}, settings)
-  if diff and diff != ['epochs']:
-    raise InputError(
-        f'config.simplex.connectors_dir={folder!r} holds connectors trained '
-        f'with other runs or settings ({", ".join(diff[:4])} differ): delete '
-        'that folder or name another.')
-
-
-def train_connectors(model, ds: data.Dataset, solutions_list: list[PyTree],
-                     batch_stats: PyTree, folder: str,
-                     settings: dict[str, Any], mesh, *,
-                     augment: bool = False, stop_after: int | None = None
-                     ) -> tuple[PyTree, list[dict[str, Any]]]:
-  """Trains (or resumes, or restores) the connectors of `solutions_list`.
-
-  Args:
-    model: the flax module of the solutions.
-    ds: the dataset (its training split).
-    solutions_list: the N fixed solutions (params).
-    batch_stats: any solution's BN statistics (their structure only).
-    folder: where the Orbax checkpoints and metrics.jsonl go.
-    settings: connector_settings (connectors, epochs, batch_size, samples,
-      optim, log_volume_weight, init_noise, seed).
-    mesh: the mesh the batches are split over.
-    augment: random crops and flips, as the runs were trained.
-    stop_after: stop after this epoch (a pre-emption, for tests).
-
-  Returns:
-    (the connectors stacked [m, ...], the per-epoch history).
-  """
-  n, bs = len(ds.y_train), settings['batch_size']
-  if bs > n:
-    raise InputError(f'config.simplex.batch_size={bs} exceeds the {n} '
-                     'training examples.')
-  sharding.check_divisible(mesh, bs, 'config.simplex.batch_size')
-  tx, _ = steps.make_optimizer(Config(settings['optim']),
-                               n // bs * settings['epochs'])
-  rep = sharding.replicated(mesh)
-  sols = jax.device_put(subspace.stack(solutions_list), rep)
-  root = jax.random.key(settings['seed'])
-  conns = subspace.init_connectors(sols, settings['connectors'],
-                                   jax.random.fold_in(root, 0),
-                                   settings['init_noise'])
-  state = jax.device_put(steps.init_state(
-      {'params': conns, 'batch_stats': {}}, tx), rep)
-  stats = jax.device_put(jax.tree.map(jnp.zeros_like, batch_stats), rep)
-  simplices = subspace.complex_simplices(len(solutions_list),
-                                         settings['connectors'])
-  step = jax.jit(subspace.make_connector_step(
-      model, tx, simplices, ds.mean, ds.std, augment=augment,
-      samples=settings['samples'],
-      log_volume_weight=settings['log_volume_weight']),
-      in_shardings=(rep, rep, rep, sharding.sharded(mesh),
-                    sharding.sharded(mesh), rep),
-      out_shardings=(rep, rep), donate_argnums=0)
-  _refuse_other(folder, settings)
-  with rundir.lock(folder, 'config.simplex.connectors_dir'):
-    mngr = rundir.open_run(folder, settings, overwrite=False,
-                           length='epochs')
-    start, items, history = checkpoint.start_or_resume(
-        mngr, checkpoint.state_items(state), settings,
-        rundir.metrics_path(folder))
-    state = checkpoint.state_from_items(items)
-    last = settings['epochs'] if stop_after is None else stop_after
-    key = jax.random.fold_in(root, 1)
-    for epoch in tqdm.trange(start + 1, last + 1, desc='connectors',
-                             disable=distributed.progress_disabled(),
-                             initial=start, total=settings['epochs']):
-      t0, ms = time.time(), []
-      for idx in pipeline.epoch_batches(n, bs, settings['seed'], epoch):
-        xb, yb = sharding.gather(mesh, (ds.x_train, ds.y_train), idx)
-        state, m = step(state, sols, stats, xb, yb, key)
-        ms.append(m)
-      history.append(_epoch_row(epoch, ms, t0))
-      checkpoint.save(mngr, epoch, state, settings, history)
-      outputs.write_jsonl(rundir.metrics_path(folder), history)
-    mngr.wait_until_finished()
-    mngr.close()
-  return state.params, history
-
-
-def _epoch_row(epoch: int, ms: list[dict[str, Any]], t0: float
-               ) -> dict[str, Any]:
-  losses = np.array([m['loss'] for m in ms], np.float64)
-  if not np.all(np.isfinite(losses)):
-    raise checks.NonFiniteLossError(
-        f'The connectors\' training loss became non-finite in epoch {epoch}: '
-        'lower config.simplex.optim.lr (or log_volume_weight). The last '
-        'good epoch is kept.')
-  return outputs.finite_or_none({
-      'epoch': epoch, 'train_loss': float(losses.mean()),
-      'train_accuracy': float(np.mean([m['accuracy'] for m in ms])),
-      'log_volume': float(np.mean([m['log_volume'] for m in ms])),
-      'seconds': round(time.time() - t0, 3)})
+def margins_stat(paths_idx: list[tuple[list[int], int]], margin: float):
+  """stat(e [S, N, P]) -> [S]: min over paths of (the error at the path's
+  connector + margin − the path's barrier); positive when every path keeps
+  below its connector's error plus the margin."""
+  def stat(e):
+    m = e.mean(1)
+    out = []
+    for idx, via in paths_idx:
+      curve = m[:, idx]
+      barrier = curve.max(-1) - 0.5 * (curve[:, 0] + curve[:, -1])
+      out.append(m[:, via] + margin - barrier)
+    return np.min(np.stack(out), 0)
+  return stat
 
 
 # ------------------------------------------------------------ kind: simplex
 
 
 def simplex(p: Prober, _) -> dict[str, Any]:
-  """The raw simplex and the trained complex: grids, barriers, centres.
+  """The raw simplex and Benton et al.'s complex (see the module doc).
 
   Args:
     p: the Prober.
 
   Returns:
-    Per pair of solutions its raw edge and its path through the connector
-    ('curves'), and 'simplex': the grid, every face's values and the
-    summaries (see the module doc).
+    'curves': per pair of solutions its raw edge and every route through
+    the complex; 'simplex': the grids, paths, sampled errors and
+    summaries; 'findings'; 'err_table' False.
   """
   c = p.config.simplex
-  subs = solutions(p)
-  conns, history, folder = trained_connectors(p, subs)
-  grid = make_grid(len(subs), len(conns), c.resolution)
-  out = evaluate_points(subs[0].sweep, [s.params for s in subs] + conns,
-                        subs[0].batch_stats, grid.points)
-  p.bar.update(1)
+  t0 = time.time()
+  subs = members.solutions(p)
+  conns, history, folder = connectors.complex_connectors(p, subs)
+  t_train = time.time() - t0
+  n, m = len(subs), len(conns)
+  vertices = [s.params for s in subs] + conns
+  grid = make_grid(n, m, c.resolution)
+  out = evaluate_points(subs[0].sweep, vertices, subs[0].batch_stats,
+                        grid.points)
   labels = [s.label for s in subs]
   summary = summarize(grid, out['loss'], out['error'])
-  return {'curves': path_curves(grid, out['loss'], out['error'], labels,
-                                c.resolution),
-          'simplex': {'labels': labels, 'n_solutions': len(subs),
-                      'n_connectors': len(conns),
-                      'resolution': c.resolution,
-                      'grid': grid.tri.tolist(), **summary,
-                      'connectors': {'folder': folder,
-                                     'fingerprint': fingerprint(conns),
-                                     'epochs': len(history),
-                                     'history': history}}}
-
-
-# -------------------------------------------------------- kind: ensembles
-
-
-def trajectory_epochs(config: Config) -> list[int]:
-  """config.ensembles.trajectory_epochs, or the last M kept epochs ≥ 1 of
-  the first run (M = members; fewer when it keeps fewer)."""
-  e = config.ensembles
-  if e.trajectory_epochs:
-    return sorted({int(x) for x in e.trajectory_epochs})
-  runs = config.simplex.checkpoints
-  kept = [x for x in checkpoint.epochs(runs[0]) if x >= 1] if runs else []
-  return kept[-_members(config):]
-
-
-def _members(config: Config) -> int:
-  return config.ensembles.members or len(config.simplex.checkpoints)
-
-
-def _ensemble_checkpoints(config: Config) -> list[tuple[str, Any]]:
-  runs = config.simplex.checkpoints
-  return _checkpoints(config) + [(runs[0], x)
-                                 for x in trajectory_epochs(config)]
-
-
-def _check_ensembles(config: Config) -> None:
-  check_runs(config)
-  m, n = _members(config), len(config.simplex.checkpoints)
-  if not 2 <= m <= n:
-    raise InputError(f'config.ensembles.members={m} must be in [2, {n}] '
-                     '(the runs of config.simplex.checkpoints; 0 = all).')
-  run0 = config.simplex.checkpoints[0]
-  epochs = trajectory_epochs(config)
-  if len(epochs) < 2:
-    raise InputError(
-        f'{run0} keeps {len(epochs)} epoch(s) ≥ 1; a trajectory ensemble '
-        'needs 2 or more (its config.train.keep_epochs, or '
-        'config.ensembles.trajectory_epochs).')
-  for x in epochs:
-    common.check_checkpoint(run0, x, 'config.ensembles.trajectory_epochs')
-
-
-def make_predict(model, mean, std):
-  """jit fn(params, batch_stats, recal_x, batches) -> probabilities
-  [S, B, C] on the evaluation batches, BN recalibrated on recal_x first
-  (None: the statistics as given)."""
-
-  @jax.jit
-  def predict(params, batch_stats, recal_x, batches: sweep.Batches):
-    if recal_x is not None:
-      batch_stats = sweep.recalibrate(model, params, batch_stats, recal_x,
-                                      mean, std)
-
-    def batch(_, x):
-      x = pipeline.normalize(x, mean, std)
-      logits, _ = steps.apply_model(model, params, batch_stats, x, False)
-      return None, jax.nn.softmax(logits.astype(jnp.float32))
-
-    return jax.lax.scan(batch, None, batches.x)[1]
-
-  return predict
-
-
-def _flat(params: PyTree) -> np.ndarray:
-  return np.asarray(flatten_util.ravel_pytree(params)[0], np.float64)
-
-
-def ensemble_row(name: str, labels: list[str], members, predict,
-                 setting: sweep.Setting) -> dict[str, Any]:
-  """The measures of one set of (params, batch_stats) members.
-
-  Args:
-    name: the set's name.
-    labels: its members' names.
-    members: (params, batch_stats) per member.
-    predict: from make_predict.
-    setting: the sweep setting whose evaluation batches (and recalibration
-      batches) are used.
-
-  Returns:
-    subspace.ensemble_metrics and the members' mean pairwise cosine.
-  """
-  ev = setting.eval_data
-  keep = np.asarray(ev.w).ravel() > 0
-  y = np.asarray(ev.y).ravel()[keep]
-  probs = []
-  for w, st in members:
-    out = np.asarray(predict(w, st, setting.recal_x, ev), np.float64)
-    probs.append(out.reshape(-1, out.shape[-1])[keep])
-  cos = subspace.pairwise_cosines(np.stack([_flat(w) for w, _ in members]))
-  return {'set': name, 'members': labels,
-          **subspace.ensemble_metrics(np.stack(probs), y),
-          'cosine': subspace.mean_off_diagonal(cos)}
-
-
-def ensembles(p: Prober, _) -> dict[str, Any]:
-  """Ensembles of independent runs, of one trajectory and of the trained
-  complex (ESPRO); see the module doc.
-
-  Args:
-    p: the Prober.
-
-  Returns:
-    'ensembles': one row per set (ensemble_row, and the error and loss of
-    the set's weight average); 'curves' is empty.
-  """
-  subs = solutions(p)
-  m = _members(p.config)
-  conns, _, folder = trained_connectors(p, subs)
-  s0 = subs[0]
-  if not isinstance(s0.sweep.eval_data, sweep.Batches):
-    raise InputError('ensembles needs the test set on the device: set '
-                     'config.sweep.stream_batches=0.')
-  traj = [p.subject(s0.workdir, x, f'{s0.label}@{x}')
-          for x in trajectory_epochs(p.config)]
-  n, v = len(subs), len(subs) + len(conns)
-  key = jax.random.fold_in(p.root, 0xE5)
-  w_MxV = np.stack([np.asarray(subspace.sample_weights(
-      jax.random.fold_in(key, i), subspace.complex_simplices(n, len(conns)),
-      v)) for i in range(m)]).astype(np.float64)
-  stacked = subspace.stack([s.params for s in subs] + conns)
-  samples = [subspace.combine(stacked, jnp.asarray(w, jnp.float32))
-             for w in w_MxV]
-  sets = {
-      'independent': ([s.label for s in subs[:m]],
-                      [(s.params, s.batch_stats) for s in subs[:m]]),
-      'trajectory': ([t.label for t in traj],
-                     [(t.params, t.batch_stats) for t in traj]),
-      'simplex': ([f'sample {i + 1}' for i in range(m)],
-                  [(w, s0.batch_stats) for w in samples])}
-  predict = make_predict(s0.model, s0.dataset.mean, s0.dataset.std)
-  rows = [ensemble_row(name, labels, members, predict, s0.sweep)
-          for name, (labels, members) in sets.items()]
-  avg = _weight_averages(subs, m, conns, traj, w_MxV)
-  for row, loss, err in zip(rows, avg['loss'], avg['error']):
-    row.update(average_error=float(err), average_loss=float(loss),
-               average_accuracy=float(1.0 - err))
+  measured = measure_paths_and_samples(p, subs, vertices, m)
   p.bar.update(1)
-  return {'curves': [], 'ensembles': {
-      'members': m, 'sets': rows, 'samples': w_MxV.tolist(),
-      'connectors': {'folder': folder, 'fingerprint': fingerprint(conns)}}}
+  simplices = subspace.complex_simplices(n, m)
+  return {
+      'curves': measured.pop('curves'), 'err_table': False,
+      'findings': measured.pop('findings'),
+      'simplex': {
+          'labels': labels, 'n_solutions': n, 'n_connectors': m,
+          'simplices': simplices.tolist(),
+          'two_solutions_in_a_simplex': subspace.holds_two_solutions(
+              simplices, n),
+          'resolution': c.resolution, 'grid': grid.tri.tolist(), **summary,
+          **measured,
+          'seconds': {'connectors': round(t_train, 1),
+                      'measure': round(time.time() - t0 - t_train, 1)},
+          'connectors': {'folder': folder,
+                         'fingerprint': connectors.fingerprint(conns),
+                         'epochs_each': c.epochs, 'history': history}}}
 
 
-def _weight_averages(subs: list[Subject], m: int, conns, traj,
-                     w_MxV: np.ndarray) -> dict[str, np.ndarray]:
-  """Loss and error of the three sets' weight averages (the first m
-  solutions, the trajectory, the complex's samples): one sweep call on the
-  vertices [the N solutions, the connectors, the trajectory]."""
-  vertices = ([s.params for s in subs] + list(conns) +
-              [x.params for x in traj])
-  v = len(subs) + len(conns)
-  points = np.zeros((3, len(vertices)))
-  points[0, :m] = 1.0 / m
-  points[1, v:] = 1.0 / len(traj)
-  points[2, :v] = w_MxV.mean(0)
-  return evaluate_points(subs[0].sweep, vertices, subs[0].batch_stats,
-                         points)
+def measure_paths_and_samples(p: Prober, subs: list[Subject],
+                              vertices: list[PyTree], m: int
+                              ) -> dict[str, Any]:
+  """Example by example: every raw edge and route, and points drawn from
+  the complex and from the raw simplex; their summaries and findings."""
+  c = p.config.simplex
+  n, v, r = len(subs), len(vertices), c.path_resolution
+  pred = members.Predictor(subs[0])
+  pairs = subspace.faces(range(n), 2).tolist()
+  rows, paths, offset = [], [], 0
+  for a, b in pairs:
+    for name, via in [('raw edge', None)] + routes(n, m):
+      w = path_weights(v, a, b, via, r)
+      paths.append((a, b, name, via, offset, len(w)))
+      rows.append(w)
+      offset += len(w)
+  key = jax.random.fold_in(p.root, 0x51)
+  k = c.samples_eval
+  on_complex = np.stack([np.asarray(subspace.sample_weights(
+      jax.random.fold_in(key, i), subspace.complex_simplices(n, m), v))
+                         for i in range(k)]).astype(np.float64)
+  on_raw = np.zeros((k, v))
+  on_raw[:, :n] = np.asarray(jax.random.dirichlet(
+      jax.random.fold_in(key, 1 << 20), np.ones(n), (k,)), np.float64)
+  conns_w = np.eye(v)[n:]
+  everything = np.concatenate(rows + [on_complex, on_raw, conns_w])
+  unique, inverse = subspace.unique_rows(everything)
+  err_u, loss_u = pred.points(vertices, subs[0].batch_stats, unique)
+  err, loss = err_u[inverse], loss_u[inverse]  # [rows, N]
+  n_path_rows = offset
+  curves, records, complex_paths, raw_paths = [], [], [], []
+  for a, b, name, via, start, length in paths:
+    idx = list(range(start, start + length))
+    e, l = err[idx].T, loss[idx].T  # [N, P]
+    barrier = path_barrier(e)
+    raw = via is None
+    via_row = None if raw else start + r  # The path's middle point.
+    rec = {'pair': [a, b], 'route': name,
+           'label': f'{subs[a].label} – {name} – {subs[b].label}' if not raw
+           else f'{subs[a].label} – {subs[b].label}',
+           'barrier': barrier,
+           'via_error': None if raw else float(err[via_row].mean())}
+    records.append(rec)
+    (raw_paths if raw else complex_paths).append((idx, via_row))
+    curves.append(common.curve(
+        rec['label'], 'raw edges' if raw else 'through the complex',
+        path_lambdas(r), l.mean(0), e.mean(0), pair=[a, b], route=name,
+        **common.curve_meta('simplex edge' if raw else 'simplex path',
+                            False, None, 'none')))
+  sl = slice(n_path_rows, n_path_rows + k)
+  sr = slice(n_path_rows + k, n_path_rows + 2 * k)
+  sampled = {
+      'complex_error': _boot(err[sl][:, :, None], what='points drawn from '
+                             'the complex', bounds=(0.0, 1.0)),
+      'complex_loss': _boot(loss[sl][:, :, None], what='points drawn from '
+                            'the complex'),
+      'raw_error': _boot(err[sr][:, :, None], what='points drawn from the '
+                         'raw simplex', bounds=(0.0, 1.0)),
+      'connector_error': err[n_path_rows + 2 * k:].mean(1).tolist(),
+      'n_points': k, 'weights': on_complex.tolist()}
+  worst = max((r_ for r_ in records if r_['route'] != 'raw edge'),
+              key=lambda r_: r_['barrier']['mean'])
+  findings = [
+      stats.finding(
+          f'every path between two solutions through the complex has a '
+          f'barrier below its connector\'s error + {c.path_margin}',
+          _boot(err.T[None], margins_stat(complex_paths, c.path_margin),
+                'one complex'),
+          statistic='min over paths of (connector error + margin − '
+          'barrier), test error'),
+      stats.finding(
+          'the complex has a lower mean test error than the raw simplex',
+          _boot((err[sr] - err[sl])[:, :, None], what='pairs of drawn '
+                'points'),
+          statistic='raw simplex − complex, mean test error of points '
+          'drawn uniformly'),
+      stats.finding(
+          'the raw simplex\'s edges have a barrier',
+          _boot(err.T[None], _max_barrier(raw_paths), 'one simplex'),
+          statistic='max over raw edges of the barrier (test error)')]
+  return {'curves': curves, 'paths': records, 'worst_path': worst['label'],
+          'path_margin': c.path_margin, 'path_resolution': r,
+          'sampled': sampled, 'findings': findings,
+          'resolution_note': (f'one test example = '
+                              f'{1.0 / len(pred.labels):.4f} of the error')}
+
+
+def _max_barrier(paths_idx):
+  def stat(e):
+    m = e.mean(1)
+    return np.max(np.stack([
+        m[:, idx].max(-1) - 0.5 * (m[:, idx[0]] + m[:, idx[-1]])
+        for idx, _ in paths_idx]), 0)
+  return stat
 
 
 # ------------------------------------------------------------------ figures
 
 
-def positions(n: int, m: int) -> np.ndarray:
-  """2D places of the vertices in the figure: the solutions on a regular
-  n-gon (the first at the top), connector 1 at its centre, the others on a
-  small circle around it.
+def petals(n: int) -> list[np.ndarray]:
+  """2D places of each simplex {v_i, c1, c2} drawn apart: v_i on a regular
+  n-gon (the first at the top), c1 and c2 on a small circle on either side
+  of its ray, so that no two drawn triangles overlap.
 
-  >>> positions(3, 1).round(3).tolist()[::3]
-  [[0.0, 1.0], [0.0, 0.0]]
+  >>> petals(4)[0].round(3).tolist()[0]
+  [0.0, 1.0]
+  """
+  out = []
+  half = 0.8 * np.pi / n
+  for i in range(n):
+    a = np.pi / 2 + 2 * np.pi * i / n
+    out.append(np.array([[np.cos(a), np.sin(a)],
+                         0.3 * np.array([np.cos(a - half), np.sin(a - half)]),
+                         0.3 * np.array([np.cos(a + half),
+                                         np.sin(a + half)])]))
+  return out
+
+
+def positions(n: int) -> np.ndarray:
+  """The solutions on a regular n-gon, the first at the top.
+
+  >>> positions(4).round(3).tolist()[0]
+  [0.0, 1.0]
   """
   ang = np.pi / 2 + 2 * np.pi * np.arange(n) / n
-  a = 2 * np.pi * np.arange(m) / max(m, 1)
-  conn = 0.25 * np.stack([np.cos(a), np.sin(a)], 1)
-  if m:
-    conn[0] = 0.0
-  return np.concatenate([np.stack([np.cos(ang), np.sin(ang)], 1), conn])
+  return np.stack([np.cos(ang), np.sin(ang)], 1)
 
 
-def drawn_faces(faces_FxD, n: int, raw: bool) -> list[int]:
-  """The faces that tile the n-gon without overlapping (all of them for
-  n = 3, m = 1): the raw fan (0, a, a+1) and the trained (a, a+1, c1)."""
-  want = ({(0, a, a + 1) for a in range(1, n - 1)} if raw else
-          {tuple(sorted((a, (a + 1) % n, n))) for a in range(n)})
-  return [i for i, f in enumerate(np.asarray(faces_FxD).tolist())
-          if tuple(f) in want]
+def _tripcolor(ax, tri, xy_3x2, values, norm):
+  xy = tri @ xy_3x2
+  t = matplotlib.tri.Triangulation(xy[:, 0], xy[:, 1])
+  return ax.tripcolor(t, plots.clipped(values), shading='gouraud', norm=norm,
+                      cmap='viridis')
 
 
-def _draw_complex(ax, part: dict[str, Any], key: str, tri, pos, n: int,
-                  raw: bool, norm):
+def _draw_raw(ax, s, key, tri, norm):
+  n = s['n_solutions']
+  pos = positions(n)
+  want = {(0, a, a + 1) for a in range(1, n - 1)}
   mappable = None
-  for i in drawn_faces(part['faces'], n, raw):
-    xy = tri @ pos[part['faces'][i]]
-    t = matplotlib.tri.Triangulation(xy[:, 0], xy[:, 1])
-    mappable = ax.tripcolor(t, plots.clipped(part[key][i]), shading='gouraud',
-                            norm=norm, cmap='viridis')
+  for i, f in enumerate(s['raw']['faces']):
+    if tuple(f) in want:
+      mappable = _tripcolor(ax, tri, pos[f], s['raw'][key][i], norm)
+  for (x, y), label in zip(pos, s['labels']):
+    ax.plot(x, y, 'wo', ms=4, mec='k')
+    ax.annotate(label, (x, y), fontsize=7, xytext=(4, 4),
+                textcoords='offset points')
   ax.set_aspect('equal')
   ax.axis('off')
   return mappable
 
 
-def _mark_vertices(ax, pos, labels: list[str], m: int) -> None:
-  for (x, y), label in zip(pos, labels + [f'c{j + 1}' for j in range(m)]):
-    ax.plot(x, y, 'wo', ms=4, mec='k')
-    ax.annotate(label, (x, y), fontsize=7, xytext=(4, 4),
-                textcoords='offset points')
+def _draw_complex(ax, s, key, tri, norm):
+  n = s['n_solutions']
+  faces = [tuple(f) for f in s['trained']['faces']]
+  mappable = None
+  for i, xy in enumerate(petals(n)):
+    f = (i, n, n + 1)
+    if f in faces:
+      mappable = _tripcolor(ax, tri, xy, s['trained'][key][faces.index(f)],
+                            norm)
+    for (x, y), label in zip(xy, (s['labels'][i], 'c1', 'c2')):
+      ax.plot(x, y, 'wo', ms=4, mec='k')
+      ax.annotate(label, (x, y), fontsize=6, xytext=(3, 3),
+                  textcoords='offset points')
+  ax.set_aspect('equal')
+  ax.axis('off')
+  return mappable
 
 
-def _summary_title(name: str, part: dict[str, Any]) -> str:
-  def f(v):
-    return 'n/a' if v is None else f'{v:.3f}'
-  return (f"{name}\ntest error: mean {f(part['mean_error'])}, max "
-          f"{f(part['max_error'])}\nbarrier {f(part['barrier_error'])}, "
-          f"centre {f(part['centre_error'])}")
+def _fmt(b: dict[str, Any]) -> str:
+  ci = b.get('ci')
+  return (f"{b['mean']:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else ''))
 
 
 def simplex_figure(results: dict[str, Any], folder: str) -> list[str]:
-  """Triangle heat maps of the raw simplex and the trained complex (test
-  error, then test CE loss; shared colour scales from 0), and the paths
-  between every two solutions: the raw edge (dashed) and the path through
-  connector 1 (solid).
+  """Heat maps of the raw simplex and of the complex's simplices {run i,
+  c1, c2} drawn apart (test error, then test CE; shared colour scales from
+  0), and the paths between every two solutions: the raw edge (dashed) and
+  the routes through the complex (solid through c̄, thin through each
+  connector), with the worst route's 95 % interval.
 
   Args:
     results: a `simplex` results.json.
@@ -755,9 +531,10 @@ def simplex_figure(results: dict[str, Any], folder: str) -> list[str]:
   """
   s = results['simplex']
   n, m = s['n_solutions'], s['n_connectors']
-  tri, pos = np.asarray(s['grid']), positions(n, m)
-  fig, axes = plt.subplots(2, 3, figsize=(13.5, 8.0),
-                           gridspec_kw={'width_ratios': [1, 1, 1.25]})
+  tri = np.asarray(s['grid'])
+  fig, axes = plt.subplots(2, 3, figsize=(13.5, 8.4),
+                           gridspec_kw={'width_ratios': [1, 1, 1.3]})
+  sm = s['sampled']
   for row, (key, label) in enumerate((('error', 'test error'),
                                       ('loss', 'test CE loss'))):
     values = [v for part in (s['raw'], s['trained']) for face in part[key]
@@ -765,104 +542,60 @@ def simplex_figure(results: dict[str, Any], folder: str) -> list[str]:
     top = (plots.error_top(values) if key == 'error' else
            float(np.max(plots.clipped(values))) * 1.02 or 1.0)
     norm = matplotlib.colors.Normalize(0.0, top)
-    for col, name in enumerate(('raw', 'trained')):
-      ax = axes[row, col]
-      mappable = _draw_complex(ax, s[name], key, tri, pos, n, name == 'raw',
-                               norm)
-      _mark_vertices(ax, pos, s['labels'], m if name == 'trained' else 0)
-      if row == 0:
-        title = ('raw simplex of the solutions' if name == 'raw' else
-                 f"trained: {m} connector(s), "
-                 f"{s['connectors']['epochs']} epochs")
-        ax.set_title(_summary_title(title, s[name]), fontsize=8)
+    m1 = _draw_raw(axes[row, 0], s, key, tri, norm)
+    m2 = _draw_complex(axes[row, 1], s, key, tri, norm)
+    if row == 0:
+      axes[row, 0].set_title(
+          f"raw simplex of the {n} solutions\nmean error of uniform "
+          f"points {_fmt(sm['raw_error'])}\nedge barrier "
+          f"{s['raw']['barrier_error']:.3f}", fontsize=8)
+      axes[row, 1].set_title(
+          f"Benton et al.'s complex {{run i, c1..c{m}}}\nmean error of "
+          f"uniform points {_fmt(sm['complex_error'])}\n{m} connectors, "
+          f"{s['connectors']['epochs_each']} epochs each (drawn apart)",
+          fontsize=8)
+    mappable = m2 or m1
     if mappable is not None:
       fig.colorbar(mappable, ax=list(axes[row, :2]), shrink=0.85,
                    label=label)
-    _draw_paths(axes[row, 2], results['curves'], key, label)
-  if n > 3:
-    fig.text(0.01, 0.01, f'Drawn: the raw faces (0, a, a+1) and the trained '
-             f'triangles (a, a+1, c1) that tile the {n}-gon; results.json '
-             'holds every face.', fontsize=7)
+    _draw_paths(axes[row, 2], results['curves'], key, label, s['labels'])
+  fig.text(0.01, 0.01, 'Raw panel: the faces (0, a, a+1) that tile the '
+           f'{n}-gon. Complex panel: each simplex (run i, c1, c2), with c1 '
+           'and c2 repeated; results.json holds every face. BN '
+           'recalibrated at every point; intervals: 95% bootstrap over test '
+           'examples (and drawn points).', fontsize=7)
   fig.suptitle(f"simplex: {results['model']} on {results['dataset']}, "
-               f"{n} runs ({', '.join(s['labels'])}), BN recalibrated at "
-               'every point', fontsize=10)
+               f"{n} runs ({', '.join(s['labels'])})", fontsize=10)
   return plots.save(fig, folder, 'figure')
 
 
-def _draw_paths(ax, curves, key: str, label: str) -> None:
+def _draw_paths(ax, curves, key: str, label: str, names: list[str]) -> None:
   colors = plt.get_cmap('tab10')
   pairs = list(dict.fromkeys(tuple(c['pair']) for c in curves))
   for c in curves:
     color = colors(pairs.index(tuple(c['pair'])) % 10)
+    route = c.get('route', '')
     raw = c['panel'] == 'raw edges'
-    ax.plot(c['lambdas'], plots.clipped(c[key]), '--' if raw else '-',
-            color=color, lw=1.4, label=c['label'])
-  ax.set_xlabel('position along the path v_a → v_b (c1 at ½)')
+    centroid = route == 'c̄'
+    a, b = c['pair']
+    ax.plot(c['lambdas'], plots.clipped(c[key]),
+            '--' if raw else '-', color=color,
+            lw=1.4 if raw or centroid else 0.6, alpha=1.0 if raw or centroid
+            else 0.6,
+            label=f'{names[a]} – {names[b]}' if raw else None)
+  ax.plot([], [], 'k--', lw=1.4, label='raw edge')
+  ax.plot([], [], 'k-', lw=1.4, label='through c̄ (connectors\' centroid)')
+  ax.plot([], [], 'k-', lw=0.6, alpha=0.6, label='through one connector')
+  ax.set_xlabel('position along the path v_a → v_b (the connector at ½)')
   ax.set_ylabel(label)
   ax.grid(alpha=0.3)
   if key == 'error':
     ax.set_ylim(0.0, plots.error_top([v for c in curves
                                       for v in plots.clipped(c['error'])]))
-    ax.set_title('dashed: raw edge; solid: through the connector',
-                 fontsize=8)
-    ax.legend(fontsize=6)
+    ax.set_title('paths between every two solutions', fontsize=8)
+    ax.legend(fontsize=6, ncol=2)
   else:
     ax.set_ylim(bottom=0.0)
-
-
-def ensembles_figure(results: dict[str, Any], folder: str) -> list[str]:
-  """Per set (independent runs, one trajectory, the trained complex): test
-  error of the members (mean), the ensemble and the weight average; NLL of
-  the members and the ensemble; prediction disagreement and weight cosine.
-
-  Args:
-    results: an `ensembles` results.json.
-    folder: where figure.png (and the other formats) go.
-
-  Returns:
-    The paths written.
-  """
-  e = results['ensembles']
-  rows = e['sets']
-  x = np.arange(len(rows))
-  fig, axes = plt.subplots(1, 3, figsize=(13.0, 3.6))
-  bars = (('members (mean)', lambda r: 1 - r['member_accuracy']),
-          ('ensemble', lambda r: 1 - r['accuracy']),
-          ('weight average', lambda r: r['average_error']))
-  for k, (label, get) in enumerate(bars):
-    b = axes[0].bar(x + (k - 1) * 0.27, [get(r) for r in rows], 0.27,
-                    label=label, color=f'C{k}')
-    axes[0].bar_label(b, fmt='%.3f', fontsize=6, padding=1)
-  axes[0].set_ylim(0.0, plots.error_top([get(r) for r in rows
-                                         for _, get in bars]) * 1.1)
-  axes[0].set_ylabel('test error')
-  axes[0].legend(fontsize=7)
-  for k, (key, label) in enumerate((('member_nll', 'members (mean)'),
-                                    ('nll', 'ensemble'))):
-    b = axes[1].bar(x + (k - 0.5) * 0.35, [r[key] for r in rows], 0.35,
-                    color=f'C{k}', label=label)
-    axes[1].bar_label(b, fmt='%.3f', fontsize=6, padding=1)
-  axes[1].set_ylim(bottom=0.0)
-  axes[1].set_ylabel('test NLL (colours as on the left)')
-  for k, (key, label) in enumerate((('disagreement',
-                                     'prediction disagreement'),
-                                    ('cosine', 'weight cosine'))):
-    b = axes[2].bar(x + (k - 0.5) * 0.35,
-                    plots.clipped([r[key] for r in rows]), 0.35,
-                    color=f'C{k + 3}', label=label)
-    axes[2].bar_label(b, fmt='%.3f', fontsize=6, padding=1)
-  axes[2].set_ylim(0.0, 1.1)
-  axes[2].set_ylabel('mean over pairs of members')
-  axes[2].legend(fontsize=7)
-  for ax in axes:
-    ax.set_xticks(x, [f"{r['set']}\n({len(r['members'])})" for r in rows],
-                  fontsize=8)
-    ax.grid(alpha=0.3, axis='y')
-  fig.suptitle(f"ensembles: {results['model']} on {results['dataset']}"
-               f"{plots.checkpoint_label(results)}: {e['members']} members "
-               'per set, BN recalibrated', fontsize=10)
-  fig.tight_layout()
-  return plots.save(fig, folder, 'figure')
 
 
 # ------------------------------------------------------------------ config
@@ -871,23 +604,21 @@ def ensembles_figure(results: dict[str, Any], folder: str) -> list[str]:
 def _simplex_config() -> Config:
   return Config(dict(
       checkpoints=(), labels=(),
-      resolution=10,  # Grid step 1/r: (r+1)(r+2)/2 points per triangle.
-      connectors=1,
-      epochs=10, batch_size=64, samples=1,
+      resolution=8,  # Grid step 1/r: (r+1)(r+2)/2 points per triangle.
+      path_resolution=5,  # 2r + 1 points per path, each example kept.
+      connectors=2,  # m ≥ 2: the complex is 2-D.
+      epochs=10,  # Per connector.
+      batch_size=64, samples=5,  # Points of the complex per step.
       optim=Config(dict(name='sgd', lr=0.05, momentum=0.9,
                         weight_decay=0.0)),
-      log_volume_weight=0.0,
-      # Connectors 2..m start at the centroid moved by this times N(0, 1)
-      # times the solutions' elementwise std (connector 1: the centroid).
-      init_noise=0.5,
+      # The authors' λ before its normalisation (their complex script's
+      # default 0.1); 0: no volume term.
+      volume=0.1,
+      samples_eval=24,  # Points drawn from the complex (and the raw one).
+      path_margin=0.02,  # A path may exceed its connector's error by this.
       # '' = <probe workdir>/simplex/connectors where the probe gives the
       # studies its workdir; the configs name a folder.
       connectors_dir=''))
-
-
-def _ensembles_config() -> Config:
-  return Config(dict(members=0,  # 0: as many as runs.
-                     trajectory_epochs=()))  # (): the last kept epochs.
 
 
 def _validate(config: Config) -> None:
@@ -895,31 +626,31 @@ def _validate(config: Config) -> None:
   if name not in steps.OPTIMIZERS:
     raise InputError(f'Unknown optimizer {name!r}; choose one of '
                      f'{steps.OPTIMIZERS} (config.simplex.optim.name).')
+  if config.simplex.connectors < 2:
+    raise InputError(
+        f'config.simplex.connectors={config.simplex.connectors}: Benton et '
+        "al.'s complex needs m ≥ 2 connectors to be 2-D (simplices {v_i, "
+        'c1, c2}); use 2 or more.')
 
 
 SIMPLEX = Study(
     'simplex', simplex, _simplex_config, validate=_validate,
     figure=simplex_figure,
     fields=(checks.count('simplex.resolution'),
+            checks.count('simplex.path_resolution'),
             checks.count('simplex.connectors'),
             checks.count('simplex.epochs', 0),
             checks.count('simplex.batch_size'),
             checks.count('simplex.samples'),
+            checks.count('simplex.samples_eval'),
             checks.positive('simplex.optim.lr'),
             checks.Field('simplex.optim.momentum', float, lo=0, hi=1,
                          hi_open=True),
             checks.Field('simplex.optim.weight_decay', float, lo=0),
-            checks.Field('simplex.log_volume_weight', float, lo=0),
-            checks.Field('simplex.init_noise', float, lo=0)),
-    checkpoints=_checkpoints, multi_run=True, check_checkpoints=check_runs)
-
-ENSEMBLES = Study(
-    'ensembles', ensembles, _ensembles_config, figure=ensembles_figure,
-    fields=(checks.count('ensembles.members', 0,
-                         why='0: one member per run of config.simplex'),
-            checks.count('ensembles.trajectory_epochs')),
-    checkpoints=_ensemble_checkpoints, multi_run=True,
-    check_checkpoints=_check_ensembles)
+            checks.Field('simplex.volume', float, lo=0),
+            checks.Field('simplex.path_margin', float, lo=0)),
+    checkpoints=members.checkpoints, multi_run=True,
+    check_checkpoints=members.check_runs)
 
 # This family's studies, in the order of the registry (probe/registry.py).
-STUDIES = (SIMPLEX, ENSEMBLES)
+STUDIES = (SIMPLEX, ensembles.ENSEMBLES)

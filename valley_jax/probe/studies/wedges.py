@@ -32,6 +32,20 @@ last kept epoch):
 * the sign consistency ratio with θf of every cut direction (the planes'
   e1, e2 and chords, the wedge directions, θf − θ0): how the second paper's
   directions relate to the first's sign-consistent valley.
+* a threshold that admits chance (CE ≥ ln C, error ≥ 1 − 1/C) is marked
+  `vacuous` per t, not dropped;
+* anisotropy at θf: widths (criteria 'loss' and 'error', offsets
+  ±wedge_max·‖θf‖) along the top anisotropy_hessian eigenvectors of the
+  Hessian of the training CE (block power iteration, BN statistics
+  recalibrated), anisotropy_random random directions, the directions
+  towards the other runs' θf (all made ⊥ θf) and θf itself (radial): a
+  distribution per kind, so "narrow in a few directions, long in most" is
+  measured;
+* findings over the runs (each run one seed; core/stats.py): narrower along
+  the Hessian's top directions than along random ones, and widths growing
+  from t = 1 to the last t; the mean/std/interval over runs of width/r per t
+  and criterion (`width_over_r_summary`). The curves' err+/err− halves
+  mean nothing here (results['err_table'] is False).
 
 Kind `paths` (runs of config.paths.checkpoints, e.g. LR, width and L2
 variants; a run may be listed in several columns of the figure), along the
@@ -44,7 +58,15 @@ mean CE over `samples` examples of `split`. Width changes the parameter
 count P, so the figure draws normalised quantities: ‖θt‖/‖θ0‖,
 ‖θt − θ0‖/‖θ0‖, cosines and angles, dᵀHd/‖d‖² (a Rayleigh quotient,
 per unit length) and tr(H)/P (the mean eigenvalue); results.json holds the
-raw values too.
+raw values too. With BN, curvature of scale-invariant weights scales as
+1/‖θ‖², so the kind also reports the radius ‖θt‖/‖θ0‖ beside the distance
+from θ0 and the scale-free tr(H)·‖θt‖²/P; the training CE on the Hessian's
+data beside the test error; and the test loss along the segment θ0 → θ_last
+(segment_points) with its bend over the chord (the large-scale curvature
+of the region crossed, not only the end point's Hessian). Findings compare
+the first and last run of each column (one run per setting: a single seed,
+reported as not resolved); configs/probe_paths.py:nobn is the BN-free
+control.
 
 A BN network's output does not change when the weights of a layer that a
 BN follows are scaled, so along those weights (most of a conv net's) the
@@ -61,13 +83,16 @@ import dataclasses
 import json
 from typing import Any
 
+import jax.numpy as jnp
+import matplotlib.ticker
 import ml_collections
 import numpy as np
 import optax
+from jax import flatten_util
 
 from valley_jax import checkpoint, checks, plots
 from valley_jax.core import cuts as cutmath
-from valley_jax.core import directions, hessian, sweep, tree
+from valley_jax.core import directions, hessian, stats, sweep, tree
 from valley_jax.errors import InputError
 from valley_jax.plots import plt
 from valley_jax.probe.prober import Prober, Subject, architecture
@@ -230,15 +255,124 @@ def wedge(p: Prober, run: Run, at_f: dict[str, float]) -> dict[str, Any]:
                                  c.wedge_error_margin)}
   out = {'label': run.label, 'ts': ts.tolist(), 'r': (ts * norm).tolist(),
          'norm': norm, 'ssr': [_ssr(d, theta) for d in dirs]}
+  chance = vacuous_levels(s.dataset.num_classes)
   for name, thr in thresholds.items():
     w = cutmath.widths(offs, vals['error' if name == 'error' else 'loss'],
                        thr)
     width = w.width_TxD / norm
-    out[name] = {'threshold': thr.tolist(), 'width': width.tolist(),
+    level = chance['error' if name == 'error' else 'loss']
+    out[name] = {'threshold': thr.tolist(),
+                 'vacuous': (thr >= level).tolist(),
+                 'width': width.tolist(),
                  'width_mean': width.mean(1).tolist(),
                  'width_std': width.std(1).tolist(),
                  'width_over_r': (width.mean(1) / ts).tolist(),
                  'censored': w.censored_TxD.tolist()}
+  return out
+
+
+def vacuous_levels(num_classes: int) -> dict[str, float]:
+  """The levels a low-loss criterion means nothing at: the CE of a uniform
+  prediction, ln C, and the error of a guess, 1 − 1/C (a threshold at or
+  above them admits chance).
+
+  >>> {k: round(v, 4) for k, v in vacuous_levels(10).items()}
+  {'loss': 2.3026, 'error': 0.9}
+  """
+  return {'loss': float(np.log(num_classes)),
+          'error': 1.0 - 1.0 / num_classes}
+
+
+def anisotropy(p: Prober, run: Run, runs: list[Run], at_f: dict[str, float],
+               tracker: 'Tracker') -> dict[str, Any]:
+  """Widths at θf along many directions, grouped by kind (see ANISOTROPY).
+
+  One sweep call per run at t = 1, offsets ±wedge_max·‖θf‖; the criteria
+  'loss' and 'error' of `wedge`.
+
+  Args:
+    p: the Prober.
+    run: the run measured.
+    runs: every run (the other runs' θf give the 'optima' directions).
+    at_f: {'loss', 'error'} at θf.
+    tracker: the curvature functions (Hessian of the training CE).
+
+  Returns:
+    {'eigenvalues' (the top Hessian eigenvalues), 'kinds': kind ->
+    {'n', and per criterion the widths / ‖θf‖ of its directions, their mean,
+    min and max}}.
+  """
+  c, s = p.config.cuts, run.final
+  theta = s.params
+  norm = float(tree.norm(theta))
+  stats = tracker.stats(s)
+  flat, unravel = flatten_util.ravel_pytree(theta)
+
+  def matvec(v):
+    hv = tracker.curv.hvp(theta, stats, unravel(jnp.asarray(v, flat.dtype)),
+                          tracker.data)
+    return np.asarray(flatten_util.ravel_pytree(hv)[0], np.float64)
+
+  vals, vecs = cutmath.top_eigenvectors(matvec, int(flat.size),
+                                        c.anisotropy_hessian,
+                                        c.anisotropy_iters, p.config.seed)
+  kinds = {
+      'hessian': [cutmath.orthogonal_unit(unravel(jnp.asarray(
+          v, flat.dtype)), theta) for v in vecs],
+      'random': [cutmath.orthogonal_unit(directions.sample(
+          'gaussian', directions.direction_key(p.root, 100 + j,
+                                               _WEDGE_INDEX), theta), theta)
+                 for j in range(c.anisotropy_random)],
+      'optima': [cutmath.orthogonal_unit(optax.tree.sub(
+          o.final.params, theta), theta) for o in runs if o is not run],
+      'radial': [optax.tree.scale(1.0 / norm, theta)]}
+  names = [k for k, v in kinds.items() for _ in v]
+  dirs = [d for v in kinds.values() for d in v]
+  offs = cutmath.offsets(c.wedge_max * norm, c.wedge_points)
+  vals_map = cutmath.wedge_values(
+      lambda base, ds, co: s.sweep(base, s.batch_stats, ds, co), theta, dirs,
+      [1.0], offs)
+  p.bar.update(1)
+  thresholds = {'loss': c.wedge_loss_factor * at_f['loss'],
+                'error': at_f['error'] + c.wedge_error_margin}
+  out = {'eigenvalues': vals.tolist(), 'kinds': {}}
+  widths = {name: cutmath.widths(offs, vals_map[name], thr).width_TxD[0] /
+            norm for name, thr in thresholds.items()}
+  for kind in kinds:
+    idx = [i for i, n in enumerate(names) if n == kind]
+    part = {'n': len(idx)}
+    for name, w in widths.items():
+      v = w[idx]
+      part[name] = {'width': v.tolist(), 'mean': float(v.mean()),
+                    'min': float(v.min()), 'max': float(v.max())}
+    out['kinds'][kind] = part
+  return out
+
+
+def cuts_findings(anis: list[dict[str, Any]], wedges: list[dict[str, Any]]
+                  ) -> list[dict[str, Any]]:
+  """Verdicts over the runs (each run one seed): narrow along the top
+  Hessian eigenvectors, long along random directions; widths ∝ r."""
+  out = []
+  if anis:
+    for crit in ('error', 'loss'):
+      diff = [a['kinds']['random'][crit]['mean'] -
+              a['kinds']['hessian'][crit]['mean'] for a in anis]
+      out.append(stats.finding(
+          f'narrower along the top Hessian eigenvectors than along random '
+          f'directions ({crit} criterion)', stats.summary(diff),
+          rule='every_seed',
+          statistic='mean random width − mean Hessian width, / ‖θf‖, per '
+          'run'))
+  ts = wedges[0]['ts'] if wedges else []
+  if 1.0 in ts and len(ts) > 1:
+    i1, last = ts.index(1.0), len(ts) - 1
+    grow = [w['error']['width_mean'][last] - w['error']['width_mean'][i1]
+            for w in wedges]
+    out.append(stats.finding(
+        f'the width grows with the distance from the origin (t = 1 → '
+        f'{ts[last]:g}, error criterion)', stats.summary(grow),
+        rule='every_seed', statistic='width(t_max) − width(1), / ‖θf‖'))
   return out
 
 
@@ -259,12 +393,23 @@ def cuts(p: Prober, _) -> dict[str, Any]:
           for w, label in zip(c.checkpoints, c.labels or c.checkpoints)]
   planes = [cut_plane(p, name, runs) for name in c.planes]
   curves = [radial(p, r) for r in runs]
-  wedges = []
+  wedges, anis = [], []
+  tracker = (make_tracker(p, runs[0].final, c) if c.anisotropy_hessian
+             else None)
   for r, curve in zip(runs, curves):
     i = curve['lambdas'].index(1.0)
-    wedges.append(wedge(p, r, {'loss': curve['loss'][i],
-                               'error': curve['error'][i]}))
+    at_f = {'loss': curve['loss'][i], 'error': curve['error'][i]}
+    wedges.append(wedge(p, r, at_f))
+    if tracker is not None:
+      anis.append({'label': r.label,
+                   **anisotropy(p, r, runs, at_f, tracker)})
+  over_runs = {
+      name: [stats.summary([w[name]['width_over_r'][i] for w in wedges])
+             for i in range(len(c.wedge_t))] for name in CRITERIA}
   return {'curves': curves, 'planes': planes, 'wedges': wedges,
+          'width_over_r_summary': over_runs,
+          'anisotropy': anis, 'err_table': False,
+          'findings': cuts_findings(anis, wedges),
           'ssr_update': [_ssr(optax.tree.sub(r.final.params, r.theta0),
                               r.final.params) for r in runs],
           'labels': [r.label for r in runs]}
@@ -297,7 +442,8 @@ def _plane_panel(fig, ax, pl: dict[str, Any], metric: str) -> None:
   ax.set_ylabel('e2', fontsize=8)
   ax.tick_params(labelsize=7)
   ssr = pl['ssr']
-  ax.set_title(f"{pl['name']}: {PLANES[pl['name']][0]}\nSSR with θf: e1 "
+  names = ', '.join(q['label'] for q in pl['points'])
+  ax.set_title(f"{pl['name']}: {names}\nSSR with θf: e1 "
                f"{ssr['e1']:.3f}, e2 {ssr['e2']:.3f}", fontsize=8)
 
 
@@ -324,43 +470,72 @@ def cuts_figure(results: dict[str, Any], folder: str) -> list[str]:
 
 
 def wedges_figure(results: dict[str, Any], folder: str) -> list[str]:
-  """Radial test loss and error against t; wedge widths against r."""
-  fig, axes = plt.subplots(1, 2 + len(CRITERIA), figsize=(17, 3.5))
+  """Radial test loss and error against t; wedge widths against r (one
+  panel per criterion, vacuous thresholds marked); the widths at θf along
+  every kind of direction (anisotropy)."""
+  fig, axes = plt.subplots(2, 3, figsize=(13.5, 8.0))
   colors = plt.get_cmap('tab10')
   for n, cv in enumerate(results['curves']):
-    for ax, metric in zip(axes[:2], ('loss', 'error')):
+    for ax, metric in zip(axes[0, :2], ('loss', 'error')):
       ax.plot(cv['lambdas'], plots.clipped(cv[metric]), '-', color=colors(n),
               label=cv['label'])
-  axes[0].set_yscale('log')
-  for ax, title in zip(axes[:2], ('test CE loss along t·θf',
-                                  'test error along t·θf')):
+  axes[0, 0].set_yscale('log')
+  for ax, title, ylabel in zip(
+      axes[0, :2], ('test CE loss along t·θf', 'test error along t·θf'),
+      ('test CE loss (log)', 'test error')):
     ax.axvline(1.0, color='grey', lw=0.5)
-    ax.set_xlabel('t', fontsize=8)
-    ax.set_title(title, fontsize=8)
-  axes[1].set_ylim(0.0, plots.error_top(
+    ax.set_xlabel('t (the point t·θf)', fontsize=8)
+    ax.set_ylabel(ylabel, fontsize=8)
+    ax.set_title(title, fontsize=9)
+  axes[0, 1].set_ylim(0.0, plots.error_top(
       [v for cv in results['curves'] for v in plots.clipped(cv['error'])]))
-  for ax, name in zip(axes[2:], CRITERIA):
+  axes[0, 0].legend(fontsize=7)
+  for ax, name in zip(axes[1], CRITERIA):
     _width_panel(ax, results['wedges'], name, colors)
+  _anisotropy_panel(axes[0, 2], results.get('anisotropy') or [], colors)
   cfg = results['config']['cuts']
   ssr = [s for w in results['wedges'] for s in w['ssr']]
   upd = results.get('ssr_update') or []
   fig.suptitle(
       f"cuts: {results['model']} on {results['dataset']}"
-      f"{plots.checkpoint_label(results)}; widths along "
+      f"{plots.checkpoint_label(results)}\nwidths along "
       f"{cfg['wedge_directions']} unit directions ⊥ θf (SSR with θf "
       f'{np.mean(ssr):.3f}, mean), factor {cfg["wedge_loss_factor"]:g}, '
       f"margin {cfg['wedge_error_margin']:g}; SSR of θf − θ0 with θf: "
-      f"{', '.join(f'{v:.3f}' for v in upd)}", fontsize=8)
-  handles, labels = axes[2].get_legend_handles_labels()
-  handles.append(plt.Line2D([], [], marker='o', mfc='white', mec='grey',
-                            ls=''))
-  labels.append('censored (a lower bound)')
-  fig.legend(handles, labels, loc='center right', fontsize=7)
-  for ax in axes:
-    ax.tick_params(labelsize=7)
+      f"{', '.join(f'{v:.3f}' for v in upd)}", fontsize=9)
+  handles, labels = axes[1, 0].get_legend_handles_labels()
+  handles += [plt.Line2D([], [], marker='o', mfc='white', mec='grey', ls=''),
+              plt.Line2D([], [], marker='x', color='grey', ls='')]
+  labels += ['censored (a lower bound)', 'threshold vacuous (≥ chance)']
+  axes[1, 2].legend(handles, labels, fontsize=7)
+  for ax in axes.ravel():
+    ax.tick_params(labelsize=8)
     ax.grid(alpha=0.3)
-  fig.tight_layout(rect=(0, 0, 0.9, 1))
+  fig.tight_layout()
   return plots.save(fig, folder, 'figure_wedges')
+
+
+def _anisotropy_panel(ax, anis: list[dict[str, Any]], colors) -> None:
+  """Widths at θf (error criterion) along each kind of direction, every
+  direction a point, per run a colour."""
+  if not anis:
+    ax.set_axis_off()
+    ax.set_title('anisotropy: not measured', fontsize=9)
+    return
+  kinds = list(anis[0]['kinds'])
+  for n, a in enumerate(anis):
+    for k, kind in enumerate(kinds):
+      w = a['kinds'][kind]['error']['width']
+      x = k + (n - (len(anis) - 1) / 2) * 0.12 + np.zeros(len(w))
+      ax.plot(x, w, 'o', ms=3, color=colors(n), alpha=0.7)
+      ax.plot([x[0] - 0.05, x[0] + 0.05], [np.mean(w)] * 2, '-',
+              color=colors(n), lw=2)
+  ax.set_xticks(range(len(kinds)), [
+      f"{k}\n({anis[0]['kinds'][k]['n']} dirs)" for k in kinds], fontsize=8)
+  ax.set_ylabel('width / ‖θf‖ (error criterion)', fontsize=8)
+  ax.set_ylim(bottom=0.0)
+  ax.set_title('anisotropy at θf: widths by direction kind\n(dots: '
+               'directions; bars: means; colours: runs)', fontsize=9)
 
 
 def _width_panel(ax, wedges: list[dict[str, Any]], name: str,
@@ -375,6 +550,9 @@ def _width_panel(ax, wedges: list[dict[str, Any]], name: str,
     cens = np.asarray(w[name]['censored']).any(1)
     if cens.any():
       ax.plot(ts[cens], m[cens], 'o', mfc='white', mec=colors(n), ms=7)
+    vac = np.asarray(w[name].get('vacuous', [False] * len(ts)), bool)
+    if vac.any():
+      ax.plot(ts[vac], m[vac], 'x', color=colors(n), ms=9)
   w = wedges[0]
   if 1.0 in w['ts']:
     ts = np.asarray(w['ts'])
@@ -382,7 +560,7 @@ def _width_panel(ax, wedges: list[dict[str, Any]], name: str,
     ax.plot(ts, ref * ts, ':', color='grey',
             label=f"∝ r through {w['label']} at t = 1")
   ax.set_title(f'width of the low-loss region:\n{CRITERIA[name]}',
-               fontsize=8)
+               fontsize=9)
   ax.set_xlabel('r / ‖θf‖ = t', fontsize=8)
   ax.set_ylabel('width / ‖θf‖', fontsize=8)
   ax.set_ylim(bottom=0.0)
@@ -403,7 +581,14 @@ def _cuts_config() -> Config:
       # Low-loss (three criteria, all reported): test CE below
       # wedge_loss_factor × the CE at θf, or × the CE at t·θf; test error
       # below the error at θf + wedge_error_margin.
-      wedge_loss_factor=2.0, wedge_error_margin=0.05))
+      wedge_loss_factor=2.0, wedge_error_margin=0.05,
+      # Anisotropy at θf: widths along the top anisotropy_hessian Hessian
+      # eigenvectors (block power iteration, anisotropy_iters steps),
+      # anisotropy_random random directions, towards the other runs' θf
+      # (all made ⊥ θf) and along θf; 0 Hessian directions: not measured.
+      anisotropy_hessian=3, anisotropy_random=12, anisotropy_iters=20,
+      # The Hessian's data: the training CE on `samples` examples.
+      split='train', samples=500, batch_size=250, probe_chunk=0))
 
 
 def runs_needed(planes) -> int:
@@ -425,6 +610,9 @@ def _cuts_validate(config: Config) -> None:
     raise InputError(f'config.cuts.planes={tuple(c.planes)} names a plane '
                      'twice.')
   common.check_range(c.t_min, c.t_max, c.radial_points, 'config.cuts')
+  if c.split not in SPLITS:
+    raise InputError(f'config.cuts.split={c.split!r}: choose one of '
+                     f'{SPLITS}.')
   if not c.wedge_t:
     raise InputError('config.cuts.wedge_t is empty: give the points t·θf '
                      'of the ray to measure wedge widths at, e.g. (0.5, 1, '
@@ -482,7 +670,14 @@ CUTS = Study(
             checks.positive('cuts.wedge_max'),
             checks.count('cuts.wedge_points', 3),
             checks.positive('cuts.wedge_loss_factor'),
-            checks.Field('cuts.wedge_error_margin', float, lo=0.0, hi=1.0)),
+            checks.Field('cuts.wedge_error_margin', float, lo=0.0, hi=1.0),
+            checks.count('cuts.anisotropy_hessian', 0),
+            checks.count('cuts.anisotropy_random'),
+            checks.count('cuts.anisotropy_iters'),
+            checks.count('cuts.samples', 0, why='0 = the whole split'),
+            checks.count('cuts.batch_size'),
+            checks.count('cuts.probe_chunk', 0,
+                         why='0 = chosen by the architecture')),
     checkpoints=_cuts_checkpoints, multi_run=True,
     check_checkpoints=_check_cuts)
 
@@ -505,17 +700,20 @@ class Tracker:
     return self.recal(s.params, s.batch_stats, s.sweep.recal_x)
 
 
-def make_tracker(p: Prober, s: Subject) -> Tracker:
-  """Curvature functions for s's model on config.paths' data.
+def make_tracker(p: Prober, s: Subject, block: Config | None = None
+                 ) -> Tracker:
+  """Curvature functions for s's model on a block's data.
 
   Args:
-    p: the Prober (config.paths: split, samples, batch_size, probe_chunk).
+    p: the Prober.
     s: a subject of the architecture.
+    block: the config block with split, samples, batch_size, probe_chunk
+      (default config.paths).
 
   Returns:
     The Tracker.
   """
-  curv, data, recal = common.hessian_setup(p, s, p.config.paths)
+  curv, data, recal = common.hessian_setup(p, s, block or p.config.paths)
   return Tracker(curv, data, recal)
 
 
@@ -562,14 +760,24 @@ def measure_path(p: Prober, workdir: str, trackers: dict[str, Tracker]
       d = optax.tree.sub(s.params, subs[i - 1].params)
       curv = float(t.curv.directional(s.params, stats, d, t.data))
     tr, se = t.curv.hutchinson(s.params, stats, probe, t.data, c.probes)
+    train = float(t.curv.loss(s.params, stats, t.data))
     rows.append((float(ev['loss'][0]), float(ev['error'][0]), curv,
-                 float(tr), float(se)))
+                 float(tr), float(se), train))
     p.bar.update(1)
-  loss, error, curv, tr, se = (list(v) for v in zip(*rows))
+  loss, error, curv, tr, se, train = (list(v) for v in zip(*rows))
   n0 = geo['norm'][0]
   cfg = subs[0].train_config
+  lams = np.linspace(0.0, 1.0, c.segment_points)
+  seg = subs[-1].sweep(subs[0].params, subs[-1].batch_stats,
+                       [optax.tree.sub(subs[-1].params, subs[0].params)],
+                       lams[:, None])
   return {
       'workdir': workdir, 'epochs': es, 'num_params': n, **geo,
+      'train_loss': train,
+      'trace_scale_free': [v * r * r / n for v, r in zip(tr, geo['norm'])],
+      'segment': {'lambdas': lams.tolist(), 'loss': seg['loss'].tolist(),
+                  'error': seg['error'].tolist(),
+                  'bend': segment_bend(lams, seg['loss'])},
       'norm_rel': [v / n0 for v in geo['norm']],
       'rel_dist': [v / n0 for v in geo['dist']],
       'rms': [v / np.sqrt(n) for v in geo['norm']],
@@ -580,6 +788,39 @@ def measure_path(p: Prober, workdir: str, trackers: dict[str, Tracker]
                   'weight_decay': cfg['optim']['weight_decay'],
                   'width': cfg['model']['width'],
                   'batch_size': cfg['train']['batch_size']}}
+
+
+def segment_bend(lams, loss) -> float:
+  """The largest excess of the loss along θ0 → θt over the chord between
+  its ends (> 0: a bump the optimiser went round; < 0: convex-like).
+
+  >>> segment_bend([0.0, 0.5, 1.0], [2.0, 1.5, 0.0])
+  0.5
+  """
+  lams, loss = np.asarray(lams, np.float64), np.asarray(loss, np.float64)
+  chord = (1 - lams) * loss[0] + lams * loss[-1]
+  return float(np.max(loss - chord))
+
+
+def paths_findings(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+  """Per column (first label vs last), whether the end point's scale-free
+  curvature tr(H)·‖θ‖²/P and radius ‖θ‖/‖θ0‖ differ; one run per setting,
+  so each is a single seed and is reported as not resolved."""
+  out = []
+  cols = list(dict.fromkeys(e['column'] for e in entries))
+  for col in cols:
+    es = [e for e in entries if e['column'] == col]
+    if len(es) < 2:
+      continue
+    a, b = es[0], es[-1]
+    for key, what in (('trace_scale_free', 'tr(H)·‖θ‖²/P'),
+                      ('norm_rel', '‖θ‖/‖θ0‖')):
+      out.append(stats.finding(
+          f"{col}: {a['label']} ends with a larger {what} than "
+          f"{b['label']}", stats.summary([a[key][-1] - b[key][-1]]),
+          rule='every_seed', statistic=f'{what} at the last epoch, '
+          f"{a['label']} − {b['label']}"))
+  return out
 
 
 def paths(p: Prober, _) -> dict[str, Any]:
@@ -600,9 +841,11 @@ def paths(p: Prober, _) -> dict[str, Any]:
   measured = {w: measure_path(p, w, trackers)
               for w in dict.fromkeys(c.checkpoints)}
   data = next(iter(trackers.values())).data
-  return {'curves': [],
-          'paths': [{**measured[w], 'label': label, 'column': col}
-                    for w, label, col in zip(c.checkpoints, labels, columns)],
+  entries = [{**measured[w], 'label': label, 'column': col}
+             for w, label, col in zip(c.checkpoints, labels, columns)]
+  return {'curves': [], 'err_table': False,
+          'findings': paths_findings(entries),
+          'paths': entries,
           'columns': list(dict.fromkeys(columns)),
           'hessian_data': {'split': c.split, 'probes': c.probes,
                            'samples': int(np.sum(np.asarray(data.w)))}}
@@ -616,7 +859,9 @@ _PATH_ROWS = (('rel_dist', '‖θt − θ0‖ / ‖θ0‖', False),
               ('update_angle', 'angle of successive updates (°)', False),
               ('curvature', 'dᵀHd/‖d‖², d = θt − θt−1', True),
               ('trace_per_param', 'tr(H) / P', True),
-              ('error', 'test error', False))
+              ('trace_scale_free', 'tr(H)·‖θt‖² / P (scale-free)', True),
+              ('error', 'test error', False),
+              ('train_loss', 'training CE (Hessian data)', True))
 
 
 def _values(q: dict[str, Any], key: str) -> np.ndarray:
@@ -651,10 +896,20 @@ def paths_figure(results: dict[str, Any], folder: str) -> list[str]:
       ax = axes[i, j]
       mine = [q for q in results['paths'] if q['column'] == col]
       for n, q in enumerate(mine):
-        ax.plot(q['epochs'], _values(q, key), 'o-', ms=3,
-                color=colors(n % 10),
-                label=f"{q['label']} (P = {q['num_params']:,})")
+        v = _values(q, key)
+        err = None
+        if key in ('trace_per_param', 'trace_scale_free') and 'trace_sem' in q:
+          # Hutchinson's standard error, scaled as the value is.
+          tr = _values(q, 'trace')
+          err = _values(q, 'trace_sem') * np.abs(v / np.where(tr, tr, 1.0))
+        ax.errorbar(q['epochs'], v, err, fmt='o-', ms=3, capsize=2,
+                    color=colors(n % 10),
+                    label=f"{q['label']} (P = {q['num_params']:,})")
       ax.set_xscale('symlog', linthresh=1.0)
+      top = max(max(q['epochs']) for q in results['paths'])
+      ax.set_xticks([e for e in (0, 1, 3, 10, 30, 100, 300) if e <= top])
+      ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+      ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
       ax.tick_params(labelsize=7)
       ax.grid(alpha=0.3)
     axes[i, 0].set_ylabel(name, fontsize=7)
@@ -664,7 +919,8 @@ def paths_figure(results: dict[str, Any], folder: str) -> list[str]:
     axes[-1, j].set_xlabel('epoch', fontsize=8)
   data = results.get('hessian_data', {})
   fig.suptitle(f"paths: {results['model']} on {results['dataset']}, kept "
-               'epochs of each run; H of the CE on '
+               'epochs of each run (one run per setting; error bars: '
+               "Hutchinson's standard error)\nH of the CE on "
                f"{data.get('samples', '?')} {data.get('split', '')} examples "
                'with BN statistics recalibrated at each θt; P = parameter '
                'count (width changes it: quantities normalised)', fontsize=8)
@@ -682,7 +938,10 @@ def _paths_config() -> Config:
       # listed again under another column. Empty: one column.
       columns=(),
       epochs=(),  # Empty: every kept epoch of each run (0 always).
-      split='train', samples=500, batch_size=250, probes=8, probe_chunk=0))
+      split='train', samples=500, batch_size=250, probes=8, probe_chunk=0,
+      # Points of the segment θ0 → θ_last whose test loss shows the
+      # large-scale curvature of the region the optimiser crossed.
+      segment_points=11))
 
 
 def _paths_validate(config: Config) -> None:
@@ -721,7 +980,8 @@ PATHS = Study(
             checks.count('paths.samples', 0, why='0 = the whole split'),
             checks.count('paths.batch_size'), checks.count('paths.probes'),
             checks.count('paths.probe_chunk', 0,
-                         why='0 = chosen by the architecture')),
+                         why='0 = chosen by the architecture'),
+            checks.count('paths.segment_points', 2)),
     checkpoints=_paths_checkpoints, multi_run=True,
     check_checkpoints=_check_paths)
 
