@@ -560,6 +560,21 @@ def test_findings_of_any_study_print():
   assert '2×4' in rows[3] and rows[3].endswith('x < 0 (x)')
 
 
+def test_kinds_without_valleys_print_no_err_table():
+  """cuts, simplex, ensembles, paths and subspace set err_table False: their
+  err+/err− columns would be NaN or meaningless."""
+  lams = np.linspace(0, 3, 4)
+  c = common.curve('radial', 'p', lams, np.ones((1, 4)), np.ones((1, 4)))
+  found = stats.finding('w > 0', stats.summary([0.2, 0.3, 0.25]))
+  with_valleys = probe_runner.table({'curves': [c]})
+  assert 'all curves:' in with_valleys and 'radial' in with_valleys
+  text = probe_runner.table({'curves': [c], 'err_table': False,
+                             'findings': [found]})
+  assert 'all curves:' not in text and 'w > 0' in text
+  bare = probe_runner.table({'curves': [c], 'err_table': False})
+  assert 'no err+/err− table' in bare
+
+
 @pytest.mark.slow
 def test_results_of_another_version_are_recomputed(trained_mlp, tmp_path,
                                                    monkeypatch, caplog):

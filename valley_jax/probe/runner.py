@@ -504,7 +504,8 @@ def table(results: dict[str, Any]) -> str:
   """A kind's printed table: the evaluation set's resolution, the rows the
   README digests (results['digest']), the findings with their verdicts, and
   per curve the mean error of the positive half, of the negative half, their
-  difference and its 95 % interval.
+  difference and its 95 % interval (left out for kinds whose results set
+  'err_table' to False: their curves are not valleys around θ, λ ∈ [−1, 1]).
 
   Args:
     results: a kind's results.json.
@@ -524,7 +525,11 @@ def table(results: dict[str, Any]) -> str:
          for d in results['digest']]))
   if results.get('findings'):
     parts.append('findings:\n' + findings_table(results['findings']))
-  parts.append('all curves:\n' + _curve_rows(results['curves']))
+  if results.get('err_table', True) and results.get('curves'):
+    parts.append('all curves:\n' + _curve_rows(results['curves']))
+  elif not results.get('findings'):
+    parts.append('(no err+/err− table: this kind\'s curves are not λ valleys;'
+                 ' its summary is in results.json)')
   return '\n'.join(parts)
 
 
