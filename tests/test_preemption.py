@@ -215,3 +215,17 @@ def test_probe_sigterm_mid_study_then_rerun_equals_uninterrupted(
     a, b = (json.loads((d / k / 'results.json').read_text())
             for d in (ref, w))
     assert a['curves'] == b['curves'] and a['provenance'] == b['provenance']
+
+
+def test_preempted_passes_through_broad_error_wrappers(run2):
+  """A SIGTERM while a checkpoint is read: the probe's handler raises
+  Preempted inside Orbax's restore, which must not become 'checkpoint
+  cannot be read' (it did, exit 2 instead of 75)."""
+  mngr = checkpoint.manager(run2, read_only=True)
+
+  def interrupted(*args, **kwargs):
+    raise preemption.Preempted('nothing yet')
+
+  mngr.restore = interrupted
+  with pytest.raises(preemption.Preempted):
+    checkpoint._restore(mngr, 1)  # pylint: disable=protected-access

@@ -38,8 +38,13 @@ STATUS = 75
 _SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
-class Preempted(Exception):
+class Preempted(BaseException):
   """A run stopped by a signal after saving what a resume needs.
+
+  A BaseException, like KeyboardInterrupt: the probe raises it from the
+  signal handler wherever the main thread is, and the `except Exception`
+  blocks that turn a library's failure into a message (a checkpoint that
+  cannot be read, say) must not swallow it; cli.boundary catches it.
 
   Attributes:
     saved: what was saved, e.g. 'epoch 3, step 17 of 40 (global step 137)'.
