@@ -315,6 +315,11 @@ FED_OWN_FIELDS = [
           why='what selects a grid value; see docs/fedsim.md'),
     Field('table.holdout', float, lo=0, hi=1, lo_open=True, hi_open=True,
           why="the validation slice of selection='validation'"),
+    count('table.batch_runs', 0, why='runs side by side in one program; '
+          '0 = chosen by measurement (docs/fedsim.md)'),
+    Field('table.collapse', float, lo=0, hi=1,
+          why='a final-round drop that flags a collapsed run'),
+    count('table.last_rounds'),
 ]
 FED_FIELDS = [f for f in TRAIN_FIELDS if not f.path.startswith('train.')
               ] + FED_OWN_FIELDS

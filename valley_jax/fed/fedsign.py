@@ -61,11 +61,17 @@ def make(hparams: Mapping[str, Any] | None = None) -> Algorithm:
   hp = check_hparams('fedsign', hparams, DEFAULTS)
   check_nonnegative({'gamma': hp['gamma']}, 'gamma')
   check_choice(hp, 'reduction', FEDSIGN_REDUCTIONS)
-  gamma, reduction = float(hp['gamma']), hp['reduction']
+  return _build(hp)
+
+
+def _build(hp: Mapping[str, Any]) -> Algorithm:
+  """FedSign of checked hparams; gamma may be a traced value."""
+  gamma, reduction = hp['gamma'], hp['reduction']
 
   def local_loss(trainable, features, batch, ctx):
     del features, batch
     return -gamma * sign_reward(trainable['params'], ctx.anchor.params,
                                 reduction)
 
-  return Algorithm('fedsign', hp, local_loss=local_loss)
+  return Algorithm('fedsign', dict(hp), local_loss=local_loss,
+                   numeric=('gamma',), rebuild=_build)

@@ -31,6 +31,7 @@ what their workdirs hold, before anything is loaded or compiled.
 """
 
 import dataclasses
+import functools
 import itertools
 import math
 import time
@@ -129,10 +130,14 @@ class _Evaluator:
   """Test (and held-out validation) loss and accuracy of the global model
   (FedBN: recalibrated)."""
 
-  def __init__(self, config, model, ds: data.Dataset, mesh, val=None):
+  def __init__(self, config, model, ds: data.Dataset, mesh, val=None,
+               step=None, recal=None):
     self.config, self.model, self.ds, self.mesh = config, model, ds, mesh
     self.val = val
-    self.step = jax.jit(steps.make_eval_step(model, ds.mean, ds.std))
+    self.step = step or jax.jit(steps.make_eval_step(model, ds.mean,
+                                                     ds.std))
+    self.recal = recal or jax.jit(functools.partial(
+        fed.recalibrate, model, mean=ds.mean, std=ds.std))
     n_dev = mesh.shape[sharding.DATA]
     self.batch = -(-min(config.eval.batch_size, len(ds.y_test)) // n_dev
                    ) * n_dev
@@ -158,6 +163,23 @@ class _Evaluator:
                   f'{name}_accuracy': out['accuracy']})
     return row
 
+
+  def pooled_recalibrated(self, weights) -> dict[str, float]:
+    """Test accuracy and loss of the weights with BN statistics
+    recomputed on all the clients' training data pooled: a view that a
+    server, which never sees the clients' data, does not have ({} for a
+    model without BN)."""
+    if not jax.tree.leaves(weights.batch_stats):
+      return {}
+    n = len(self.ds.y_train)
+    b = min(n, self.config.eval.batch_size)
+    x = jnp.asarray(self.ds.x_train[:n // b * b]).reshape(
+        n // b, b, *self.ds.x_train.shape[1:])
+    w = self.recal(weights, x)
+    out = steps.evaluate(self.step, self.mesh, w.params, w.batch_stats,
+                         self.ds.x_test, self.ds.y_test, self.batch)
+    return {'pooled_recal_test_accuracy': out['accuracy'],
+            'pooled_recal_test_loss': out['loss']}
 
   def clients(self, global_w, clients) -> dict[str, float]:
     """FedBN's own view: every client that has trained, as the global
@@ -241,34 +263,141 @@ def run(config: ml_collections.ConfigDict, workdir: str, *,
 def _simulate(config, workdir: str, alg, overwrite: bool,
               stop_after: int | None) -> dict[str, Any]:
   """run()'s work once the config is accepted and the workdir locked."""
+  prog = _Program(config, alg, _load(config), max_count=None)
+  live = _open_run(config, workdir, alg, overwrite, prog)
+  round_fn = prog.round_fn(live.data)
   f = config.fed
-  ds, val = _hold_out(data.from_config(config.data), f.holdout,
-                      config.data.seed)
+  last = min(stop_after or f.rounds, f.rounds)
+  server, clients = live.states['server'], live.states['clients']
+  for t in tqdm.trange(live.start, last, desc=f'fedsim {f.algorithm}',
+                       disable=distributed.progress_disabled(),
+                       initial=live.start, total=f.rounds):
+    t0 = time.time()
+    server, clients, m = round_fn(server, clients, t, live.knobs, live.data)
+    _record_round(live, t, server, lambda c=clients: c, jax.device_get(m),
+                  time.time() - t0)
+  return _close_run(live)
+
+
+def _load(config) -> data.Dataset:
+  """The dataset of config.data, all of its training set."""
+  return data.from_config(config.data)
+
+
+class _Program:
+  """What the runs of one compiled round share: (algorithm and its
+  non-numeric hyperparameters, model, data shapes). Its round, model
+  initialiser and evaluation step are compiled once for all of them.
+
+  `max_count` pads every run's clients to M rows (a table's largest
+  client over all its cells); None pads each run to its own largest.
+  """
+
+  def __init__(self, config, alg: fed.Algorithm, ds: data.Dataset,
+               max_count: int | None):
+    self.config, self.alg, self.max_count = config, alg, max_count
+    self.model = build(config, ds, alg)
+    f = config.fed
+    if f.bn_policy == 'local' and not models.has_batch_norm(
+        models.abstract_variables(self.model, tuple(ds.input_shape))):
+      raise InputError(
+          f"config.fed.bn_policy='local' (FedBN) keeps each client's "
+          f'BatchNorm statistics, but {config.model.name} has no BatchNorm '
+          f'here (config.model.bn={config.model.bn}): drop the fedbn '
+          'variant, or use a model with BN.')
+    self.mesh = sharding.make_mesh(config.num_devices)
+    self.eval_step = jax.jit(steps.make_eval_step(self.model, ds.mean,
+                                                  ds.std))
+    x = jnp.zeros((1, *ds.input_shape), jnp.float32)
+    self.init = jax.jit(lambda k: self.model.init(k, x, train=False))
+    self.recal = jax.jit(functools.partial(fed.recalibrate, self.model,
+                                           mean=ds.mean, std=ds.std))
+    self._round = None
+
+  def round_fn(self, client_data: fed.ClientData):
+    """The compiled round (built on the first run's data; every run passes
+    its own data and knobs)."""
+    if self._round is None:
+      c, f = self.config, self.config.fed
+      ds_mean, ds_std = self._norm
+      self._round = fed.make_round(
+          self.model, self.alg, client_data, optim=c.optim,
+          fraction=f.fraction, local_epochs=f.local_epochs,
+          batch_size=f.batch_size, seed=c.seed, mean=ds_mean, std=ds_std,
+          augment=self._augment, aggregation=f.aggregation,
+          bn_policy=f.bn_policy, bn_first=f.bn_first,
+          chunk=f.chunk or None, mesh=self.mesh, dtype=DTYPES[f.dtype])
+    return self._round
+
+  def set_data_info(self, ds: data.Dataset) -> None:
+    self._norm = (ds.mean, ds.std)
+    self._augment = self.config.data.augment and ds.augmentable
+
+  def variables(self, key) -> dict[str, Any]:
+    v = self.init(key)
+    return {'params': v['params'], 'batch_stats': v.get('batch_stats', {})}
+
+  def chunk_sizes(self, server) -> list[int]:
+    """The clients per chunk of one device's slots (rounds.chunk_sizes)."""
+    f = self.config.fed
+    devices = sharding.size(self.mesh)
+    s = fed.num_sampled(f.num_clients, f.fraction)
+    slots = -(-s // devices) * devices
+    size = f.chunk or fed.auto_chunk(server.weights.params, slots // devices)
+    return fed.rounds.chunk_sizes(slots, devices, size)
+
+  def compiles(self) -> int:
+    """How many programs the round compiled (single and batched)."""
+    if self._round is None:
+      return 0
+    return (self._round.jitted._cache_size() +
+            self._round.many_jitted._cache_size())
+
+
+@dataclasses.dataclass
+class _Live:
+  """One run in progress: its config, workdir, states and history."""
+  config: Any
+  workdir: str
+  alg: fed.Algorithm
+  mngr: Any
+  start: int
+  states: dict[str, Any]
+  history: list
+  evaluate: Any
+  part_info: dict
+  data: Any
+  knobs: dict
+  ds: Any
+
+
+def _pad_clients(ds: data.Dataset, parts, max_count: int | None):
+  """pad_clients, then zero rows up to max_count (a table's shared M)."""
+  x, y, counts = partition.pad_clients(ds.x_train, ds.y_train, parts)
+  if max_count is not None and max_count > x.shape[1]:
+    extra = max_count - x.shape[1]
+    x = np.pad(x, [(0, 0), (0, extra)] + [(0, 0)] * (x.ndim - 2))
+    y = np.pad(y, [(0, 0), (0, extra)])
+  return x, y, counts
+
+
+def _open_run(config, workdir: str, alg, overwrite: bool,
+              prog: _Program, base: data.Dataset | None = None) -> _Live:
+  """Everything a run needs before its first round: its data, partition,
+  initial (or restored) states, Orbax manager and evaluator."""
+  f = config.fed
+  ds, val = _hold_out(base or _load(config), f.holdout, config.data.seed)
   partition.check_clients(len(ds.y_train), f.num_clients, f.min_size)
-  model = build(config, ds, alg)
-  if f.bn_policy == 'local' and not models.has_batch_norm(
-      models.abstract_variables(model, tuple(ds.input_shape))):
-    raise InputError(
-        f"config.fed.bn_policy='local' (FedBN) keeps each client's BatchNorm "
-        f'statistics, but {config.model.name} has no BatchNorm here '
-        f'(config.model.bn={config.model.bn}): drop the fedbn variant, or '
-        'use a model with BN.')
+  prog.set_data_info(ds)
   parts = split(config, ds)
-  mesh = sharding.make_mesh(config.num_devices)
+  client_data = fed.ClientData.from_arrays(
+      *_pad_clients(ds, parts, prog.max_count), mesh=prog.mesh)
   root = jax.random.key(config.seed)
-  variables = steps.init_variables(model, jax.random.fold_in(root, 0),
-                                   ds.input_shape)
+  variables = prog.variables(jax.random.fold_in(root, 0))
   server, clients = fed.init_states(
-      alg, model, variables, f.num_clients, input_shape=ds.input_shape,
-      key=jax.random.fold_in(root, 1), bn_policy=f.bn_policy, mesh=mesh)
-  round_fn = fed.make_round(
-      model, alg, fed.ClientData.from_arrays(
-          *partition.pad_clients(ds.x_train, ds.y_train, parts), mesh=mesh),
-      optim=config.optim, fraction=f.fraction, local_epochs=f.local_epochs,
-      batch_size=f.batch_size, seed=config.seed, mean=ds.mean, std=ds.std,
-      augment=config.data.augment and ds.augmentable,
-      aggregation=f.aggregation, bn_policy=f.bn_policy, bn_first=f.bn_first,
-      chunk=f.chunk or None, mesh=mesh, dtype=DTYPES[f.dtype])
+      alg, prog.model, variables, f.num_clients, input_shape=ds.input_shape,
+      key=jax.random.fold_in(root, 1), bn_policy=f.bn_policy,
+      mesh=prog.mesh)
   mngr = rundir.open_run(workdir, config.to_dict(), overwrite=overwrite,
                          arrays=('server', 'clients'),
                          ignore=_RESUMABLE_KEYS,
@@ -281,34 +410,45 @@ def _simulate(config, workdir: str, alg, overwrite: bool,
   start, states, history = checkpoint.start_or_resume(
       mngr, {'server': server, 'clients': clients}, config.to_dict(),
       rundir.metrics_path(workdir))
-  evaluate = _Evaluator(config, model, ds, mesh, val)
-  last = min(stop_after or f.rounds, f.rounds)
-  for t in tqdm.trange(start, last, desc=f'fedsim {f.algorithm}',
-                       disable=distributed.progress_disabled(),
-                       initial=start, total=f.rounds):
-    t0 = time.time()
-    server, clients, m = round_fn(states['server'], states['clients'], t)
-    states = {'server': server, 'clients': clients}
-    m = jax.device_get(m)
-    checks.stop_if_nonfinite(
-        [m['train_loss']], f'round {t + 1}', t,
-        f'the local learning rate config.optim.lr={config.optim.lr} or an '
-        'algorithm hyperparameter is too large', config.on_nonfinite,
-        'config.on_nonfinite')
-    done = t + 1
-    test = None
-    if done % config.eval.every == 0 or done == f.rounds:
-      test = evaluate(fed.global_weights(alg, server))
-      if f.bn_policy == 'local':
-        test.update(evaluate.clients(fed.global_weights(alg, server),
-                                     clients))
-    history.append(_round_row(t, m, test, time.time() - t0))
-    if done % config.checkpoint_every == 0 or done == f.rounds:
-      checkpoint.save_items(mngr, done, states, config.to_dict(), history)
-    outputs.write_jsonl(rundir.metrics_path(workdir), history)
-  mngr.wait_until_finished()
-  mngr.close()
-  return _finish(config, workdir, alg, states['server'], history, part_info)
+  evaluate = _Evaluator(config, prog.model, ds, prog.mesh, val,
+                        step=prog.eval_step, recal=prog.recal)
+  kn = fed.rounds.knobs(alg, config.optim, config.seed)
+  return _Live(config, workdir, alg, mngr, start, states, history, evaluate,
+               part_info, client_data, kn, ds)
+
+
+def _record_round(live: _Live, t: int, server, clients_fn, m: dict,
+                  seconds: float) -> None:
+  """After round t of a run: the non-finite check, the evaluation, the
+  metrics row, the checkpoint (clients_fn() gives the run's client
+  states, asked for only when they are saved)."""
+  config, f = live.config, live.config.fed
+  checks.stop_if_nonfinite(
+      [m['train_loss']], f'round {t + 1}', t,
+      f'the local learning rate config.optim.lr={config.optim.lr} or an '
+      'algorithm hyperparameter is too large', config.on_nonfinite,
+      'config.on_nonfinite')
+  done = t + 1
+  test = None
+  if done % config.eval.every == 0 or done == f.rounds:
+    test = live.evaluate(fed.global_weights(live.alg, server))
+    if f.bn_policy == 'local':
+      test.update(live.evaluate.clients(fed.global_weights(live.alg, server),
+                                        clients_fn()))
+  live.history.append(_round_row(t, m, test, seconds))
+  live.states = {'server': server, 'clients': None}
+  if done % config.checkpoint_every == 0 or done == f.rounds:
+    live.states['clients'] = clients_fn()
+    checkpoint.save_items(live.mngr, done, live.states, config.to_dict(),
+                          live.history)
+  outputs.write_jsonl(rundir.metrics_path(live.workdir), live.history)
+
+
+def _close_run(live: _Live) -> dict[str, Any]:
+  live.mngr.wait_until_finished()
+  live.mngr.close()
+  return _finish(live.config, live.workdir, live.alg, live.states['server'],
+                 live.history, live.part_info, live.evaluate)
 
 
 def global_model_dir(workdir: str) -> str:
@@ -340,18 +480,28 @@ def _export_global(config, workdir: str, alg, server, done: int) -> None:
   mngr.close()
 
 
-def _finish(config, workdir, alg, server, history, part_info):
-  """results.json and the accuracy figure of a run (final or so far)."""
+def _finish(config, workdir, alg, server, history, part_info,
+            evaluate: _Evaluator | None = None):
+  """results.json and the accuracy figure of a run (final or so far).
+
+  With `evaluate`, 'final' also holds the global model's test accuracy
+  with BN statistics recalibrated on the clients' pooled training data
+  (`_Evaluator.pooled_recalibrated`; models with BN).
+  """
   evaluated = [r for r in history if 'test_accuracy' in r]
   final = evaluated[-1] if evaluated else {}
   done = history[-1]['round'] if history else 0
   keys = ('round', 'test_accuracy', 'test_loss') + tuple(
       k for k in ('val_accuracy', 'val_loss', 'client_test_accuracy',
                   'client_test_loss', 'clients_evaluated') if k in final)
+  final = {k: final.get(k) for k in keys}
+  if evaluate is not None and done:
+    final.update(outputs.finite_or_none(evaluate.pooled_recalibrated(
+        fed.global_weights(alg, server))))
   results = {
       'algorithm': alg.name, 'hparams': dict(alg.hparams),
       'rounds_done': done, 'finished': done == config.fed.rounds,
-      'final': {k: final.get(k) for k in keys},
+      'final': final,
       'global_fingerprint': checkpoint.fingerprint(
           {'params': server.weights.params,
            'batch_stats': server.weights.batch_stats}),
@@ -527,19 +677,205 @@ def table(config: ml_collections.ConfigDict, workdir: str, *,
   outputs.check_writable(workdir, '--workdir')
   if not overwrite:
     _check_cells(config, workdir)
-  runs = []
   with rundir.lock(workdir):
-    for cell in cells(config):
-      w = cell_dir(workdir, cell)
-      res = run(cell_config(config, cell), w, overwrite=overwrite)
-      runs.append(_cell_record(cell, w, res))
+    runs, timing = run_cells(config, workdir, overwrite=overwrite)
     out = summarize(config, runs)
+    out['timing'] = timing
     folder = epath.Path(workdir)
     outputs.write_json(folder / 'table.json', out)
     outputs.write_text(folder / 'table.md', markdown(out))
     figures.table_curves(out, str(folder / 'figure'))
   print(markdown(out))
   return out
+
+
+# Compilation seconds as JAX reports them (tracing, lowering, XLA compile).
+_COMPILE_EVENTS = ('/jax/core/compile/jaxpr_trace_duration',
+                   '/jax/core/compile/jaxpr_to_mlir_module_duration',
+                   '/jax/core/compile/backend_compile_duration')
+_compile_seconds = [0.0]
+
+
+def _on_event(event: str, duration: float, **_) -> None:
+  if event in _COMPILE_EVENTS:
+    _compile_seconds[0] += duration
+
+
+jax.monitoring.register_event_duration_secs_listener(_on_event)
+
+
+def compile_seconds() -> float:
+  """Seconds this process spent tracing, lowering and compiling so far."""
+  return _compile_seconds[0]
+
+
+def auto_batch_runs(config, model_params, num_runs: int) -> int:
+  """Runs side by side per program when config.table.batch_runs is 0.
+
+  Vmapping runs turns convolutions into grouped ones, which XLA:CPU ran 4-6×
+  slower than one copy at a time (`sweep.auto_chunk`'s measurements), so a
+  conv net on CPU runs its cells one after another. Dense-only nets and
+  every net on an accelerator run all the cells of an algorithm at once
+  (a conv net capped by `sweep.auto_chunk`'s element budget per device).
+  The digits MLP table on 2 CPU cores: see docs/fedsim.md ("A table's
+  speed").
+  """
+  if config.table.batch_runs:
+    return min(config.table.batch_runs, num_runs)
+  return max(1, min(num_runs, fed.auto_chunk(model_params, num_runs)))
+
+
+def _program_key(alg: fed.Algorithm) -> tuple:
+  """Cells with the same key share one compiled round: the algorithm and
+  its hyperparameters that shape the program (the numeric ones are
+  traced)."""
+  return (alg.name, tuple(sorted((k, str(v)) for k, v in alg.hparams.items()
+                                 if k not in alg.numeric)))
+
+
+def _table_max_count(config, cell_configs) -> int:
+  """M of the whole table: the largest client of any cell's partition, so
+  that every cell's client data have one shape. Partitions are computed
+  (cheap, NumPy) once per (data, holdout, α, seed)."""
+  seen, biggest, loaded = set(), 1, {}
+  for c in cell_configs:
+    key = (str(c.data.to_dict()), c.fed.holdout, c.fed.alpha, c.data.seed)
+    if key in seen:
+      continue
+    seen.add(key)
+    dkey = str(c.data.to_dict())
+    if dkey not in loaded:
+      loaded[dkey] = _load(c)
+    ds, _ = _hold_out(loaded[dkey], c.fed.holdout, c.data.seed)
+    partition.check_clients(len(ds.y_train), c.fed.num_clients,
+                            c.fed.min_size)
+    biggest = max(biggest, max(len(p) for p in split(c, ds)))
+  return biggest
+
+
+class _Steps:
+  """Real local steps against the steps computed (a chunk of clients side
+  by side, and runs side by side, loop as long as their longest)."""
+
+  def __init__(self):
+    self.real, self.computed = 0, 0
+
+  def add(self, m_R: dict, sizes: list[int], members: int, width: int):
+    """m_R: a round's metrics with a leading run axis of `width` (the
+    first `members` real runs)."""
+    chunk = np.asarray(m_R['chunk_steps']).reshape(width, -1, len(sizes))
+    self.real += int(np.sum(np.asarray(m_R['real_steps'])[:members]))
+    self.computed += int(width * np.sum(chunk.max(0) * np.asarray(sizes)))
+
+  def share(self) -> float | None:
+    return self.real / self.computed if self.computed else None
+
+
+_stack = jax.jit(lambda trees: jax.tree.map(lambda *a: jnp.stack(a), *trees))
+_row = jax.jit(lambda tree, i: jax.tree.map(lambda a: a[i], tree))
+
+
+def _advance(prog: _Program, lives: list[_Live], width: int,
+             tally: _Steps) -> None:
+  """Runs the live runs (all at the same start round) to the end: one
+  after another (width 1) or `width` side by side, the last batch padded
+  with copies of its last run (their results are dropped), so one program
+  serves every batch."""
+  f = prog.config.fed
+  round_fn = prog.round_fn(lives[0].data)
+  sizes = prog.chunk_sizes(lives[0].states['server'])
+  start = lives[0].start
+  if width == 1:
+    for live in lives:
+      server, clients = live.states['server'], live.states['clients']
+      for t in range(start, f.rounds):
+        t0 = time.time()
+        server, clients, m = round_fn(server, clients, t, live.knobs,
+                                      live.data)
+        m = jax.device_get(m)
+        tally.add(jax.tree.map(lambda a: np.asarray(a)[None], m), sizes, 1,
+                  1)
+        _record_round(live, t, server, lambda c=clients: c, m,
+                      time.time() - t0)
+    return
+  padded = lives + [lives[-1]] * (width - len(lives))
+  server = _stack([lv.states['server'] for lv in padded])
+  clients = _stack([lv.states['clients'] for lv in padded])
+  data_r = _stack([lv.data for lv in padded])
+  knobs_r = _stack([lv.knobs for lv in padded])
+  for t in range(start, f.rounds):
+    t0 = time.time()
+    server, clients, m = round_fn.many(server, clients, t, data_r, knobs_r)
+    m = jax.device_get(m)
+    tally.add(m, sizes, len(lives), width)
+    seconds = (time.time() - t0) / len(lives)
+    for i, live in enumerate(lives):
+      _record_round(live, t, _row(server, i),
+                    lambda i=i, c=clients: _row(c, i),
+                    jax.tree.map(lambda a, i=i: a[i], m), seconds)
+
+
+def run_cells(config, workdir: str, *, overwrite: bool = False
+              ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+  """Runs (or resumes) every cell of the table, each in its own workdir.
+
+  Cells whose algorithms differ only in numeric hyperparameters, seeds and
+  α share one compiled round (`_program_key`): the seed and the numbers
+  are traced inputs, and every cell's clients are padded to the table's
+  largest client M (`_table_max_count`), whose padding rows no step
+  reads. `config.table.batch_runs` of them run side by side
+  (`auto_batch_runs`); cells resumed from different rounds run in
+  separate batches. Returns (the cells' records in `cells` order, timing:
+  seconds of compilation and of the rest, compilations per algorithm, the
+  share of computed local steps that were real).
+  """
+  t_start, c_start = time.time(), compile_seconds()
+  todo = cells(config)
+  configs = {cell: cell_config(config, cell) for cell in todo}
+  algs = {cell: fed.build_algorithm(cell.algorithm,
+                                    configs[cell].fed.hparams.to_dict())
+          for cell in todo}
+  max_count = _table_max_count(config, configs.values())
+  groups: dict[tuple, list[Cell]] = {}
+  for cell in todo:
+    groups.setdefault(_program_key(algs[cell]), []).append(cell)
+  loaded, records, compiles, widths = {}, {}, {}, {}
+  tally = _Steps()
+  for key, group in groups.items():
+    first = configs[group[0]]
+    dkey = str(first.data.to_dict())
+    loaded.setdefault(dkey, _load(first))
+    prog = _Program(first, algs[group[0]], loaded[dkey], max_count)
+    width = auto_batch_runs(config, prog.variables(
+        jax.random.key(0))['params'], len(group))
+    widths[key[0]] = width
+    for i in range(0, len(group), width):
+      batch = group[i:i + width]
+      lives = []
+      for cell in batch:
+        c = configs[cell]
+        dk = str(c.data.to_dict())
+        loaded.setdefault(dk, _load(c))
+        lives.append(_open_run(c, cell_dir(workdir, cell), algs[cell],
+                               overwrite, prog, loaded[dk]))
+      by_start: dict[int, list[_Live]] = {}
+      for live in lives:
+        by_start.setdefault(live.start, []).append(live)
+      for members in by_start.values():
+        _advance(prog, members, width, tally)
+      for cell, live in zip(batch, lives):
+        records[cell] = _cell_record(cell, live.workdir, _close_run(live))
+    compiles[key[0]] = compiles.get(key[0], 0) + prog.compiles()
+  total = time.time() - t_start
+  compile_s = compile_seconds() - c_start
+  timing = {'seconds': round(total, 2), 'compile_seconds': round(compile_s, 2),
+            'run_seconds': round(total - compile_s, 2),
+            'compiles_per_algorithm': compiles,
+            'batch_runs': widths, 'max_count': max_count,
+            'real_step_share': tally.share(),
+            'real_steps': tally.real, 'computed_steps': tally.computed,
+            'backend': jax.default_backend()}
+  return [records[c] for c in todo], timing
 
 
 def _cell_record(cell: Cell, workdir: str, res: dict[str, Any]
