@@ -108,17 +108,22 @@ def test_table_mode_layout_selection_and_resume(tmp_path, monkeypatch):
   assert got['std'] == pytest.approx(np.std(accs, ddof=1))
   md = (tmp_path / 'table.md').read_text()
   assert '| data | α | fedavg | fedsign |' in md
-  assert (f"{100 * np.mean(accs):.2f} ± {100 * np.std(accs, ddof=1):.2f}"
-          f"<br>gamma{win:g}") in md
+  # Mean ± sample std [95 % t interval], the selected value under it.
+  assert (f"{100 * np.mean(accs):.2f} ± {100 * np.std(accs, ddof=1):.2f} ["
+          in md) and f"<br>gamma{win:g}" in md
   for text in ('sample std (ddof = 1) over seeds [0, 1]', 'selection: '
                'validation', 'gamma ∈ {0.01, 0.1}', 'code: ', 'K = 10'):
     assert text in md
   assert len(out['cells']) == 6 and out['cells'][0]['curve']['round'] == [1]
   assert (tmp_path / 'figure.png').exists()
-  # Finished cells are not trained again.
+  # Finished cells are not trained again (nothing compiled either).
   monkeypatch.setattr(fed, 'make_round', lambda *a, **k: (
       lambda s, cl, t: pytest.fail('a finished cell trained again')))
-  assert fed_runner.main(c, str(tmp_path)) == out
+  again = fed_runner.main(c, str(tmp_path))
+  assert again['timing']['compiles_per_algorithm'] == {'fedavg': 0,
+                                                       'fedsign': 0}
+  assert ({k: v for k, v in again.items() if k != 'timing'} ==
+          {k: v for k, v in out.items() if k != 'timing'})
 
 
 def _runs(scores_by_point):

@@ -93,6 +93,7 @@ def start(holders: Flags):
                          holders.process_timeout.value)
   if not flags.FLAGS['verbosity'].present:
     logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO.
+  check_repeated_flags(sys.argv[1:])
   config = holders.config.value
   for field, value in [('--workdir', holders.workdir.value),
                        *_strings(config.to_dict(), 'config')]:
@@ -100,6 +101,24 @@ def start(holders: Flags):
   # A rerun loads its executables from disk instead of compiling them.
   compile_cache.enable(config.get('compile_cache', 'default'))
   return config
+
+
+def check_repeated_flags(argv: list[str]) -> None:
+  """UserError if a --config.<field> flag is given twice: ml_collections
+  concatenates a tuple given twice (a wrapper's default and the user's
+  flag would double a table's seeds) and keeps the last of anything else.
+
+  >>> check_repeated_flags(['--config.seed=1', '--config.rounds=2'])
+  """
+  seen = set()
+  for arg in argv:
+    if not arg.startswith('--config.'):
+      continue
+    name = arg.split('=', 1)[0]
+    if name in seen:
+      raise UserError(f'{name} is given twice; give each --config field '
+                      'once (a tuple given twice would be concatenated).')
+    seen.add(name)
 
 
 def _strings(tree: Any, prefix: str) -> list[tuple[str, str]]:

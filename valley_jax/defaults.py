@@ -291,6 +291,13 @@ def apply_fed_variant(c: ml_collections.ConfigDict,
   items = list(filter(None, (arg or '').split(',')))
   if 'table' in items:
     items = _apply_table_variants(c, items)
+  else:
+    names = [i for i in items if i in fed.ALGORITHMS]
+    if len(names) > 1:
+      raise InputError(
+          f'Fed config variant {arg!r} names {len(names)} algorithms '
+          f'{names}; a run has one. Name one, or add `table` to run them '
+          'all (table,' + ','.join(names) + ').')
   for item in items:
     if item in fed.ALGORITHMS:
       c.fed.algorithm = item
@@ -336,6 +343,9 @@ def _apply_table_variants(c: ml_collections.ConfigDict,
   names = tuple(i for i in items if i in fed.ALGORITHMS)
   if names:
     c.table.algorithms = names
+    # Only the named algorithms' grids: another's would be ignored.
+    for other in [a for a in c.table.grids if a not in names]:
+      del c.table.grids[other]
   axes, grids, rest = {}, {}, []
   fixed = {}
   for item in items:

@@ -40,16 +40,17 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import ml_collections
+from absl import logging
 import numpy as np
 import tqdm
 from etils import epath
 
 from valley_jax import (checkpoint, checks, compile_cache, data, distributed,
                         fed, models, outputs, rundir, sharding)
-from valley_jax.core import steps
-from valley_jax.data import partition
+from valley_jax.core import stats, steps
+from valley_jax.data import partition, pipeline
 from valley_jax.errors import InputError
-from valley_jax.fed import figures, local
+from valley_jax.fed import figures, local, robust
 
 MODES = ('run', 'table')
 DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
@@ -94,6 +95,12 @@ def validate(config: ml_collections.ConfigDict) -> fed.Algorithm:
       batch_size=config.fed.batch_size, aggregation=config.fed.aggregation,
       bn_policy=config.fed.bn_policy, chunk=config.fed.chunk or None,
       bn_first=config.fed.bn_first)
+  if config.fed.bn_first != 'init' and config.fed.bn_policy != 'local':
+    raise InputError(
+        f'config.fed.bn_first={config.fed.bn_first!r} sets how FedBN '
+        "(config.fed.bn_policy='local') starts a client's BN layers; with "
+        f'bn_policy={config.fed.bn_policy!r} it would mean nothing: add the '
+        'fedbn variant, or drop bn_first.')
   if config.mode == 'table':
     _check_table(config)
   return fed.build_algorithm(config.fed.algorithm,
@@ -222,9 +229,25 @@ def _write_partition(workdir: str, ds: data.Dataset, parts,
   if outputs.read_json(folder / 'partition.json') != outputs.finite_or_none(
       info) or not (folder / 'partition.png').exists():
     outputs.write_json(folder / 'partition.json', info)
-    figures.label_heatmap(hist, str(folder / 'partition'),
-                          title=f'{len(parts)} clients')
+    _heatmap(hist, folder, len(parts))
   return info
+
+
+# Heat maps drawn in this process, by histogram: a table's cells of one
+# (α, seed) share their partition, so each is drawn once and copied.
+_HEATMAPS: dict[bytes, list[epath.Path]] = {}
+
+
+def _heatmap(hist: np.ndarray, folder: epath.Path, clients: int) -> None:
+  key = np.ascontiguousarray(hist).tobytes() + bytes(str(hist.shape), 'utf8')
+  drawn = _HEATMAPS.get(key)
+  if drawn and all(p.exists() for p in drawn):
+    for p in drawn:
+      (folder / p.name).write_bytes(p.read_bytes())
+    return
+  paths = figures.label_heatmap(hist, str(folder / 'partition'),
+                                title=f'{clients} clients')
+  _HEATMAPS[key] = [epath.Path(p) for p in paths]
 
 
 def _round_row(t: int, m: dict[str, Any], test: dict[str, float] | None,
@@ -313,6 +336,7 @@ class _Program:
     self.recal = jax.jit(functools.partial(fed.recalibrate, self.model,
                                            mean=ds.mean, std=ds.std))
     self._round = None
+    self._eval_many = None
 
   def round_fn(self, client_data: fed.ClientData):
     """The compiled round (built on the first run's data; every run passes
@@ -336,6 +360,41 @@ class _Program:
   def variables(self, key) -> dict[str, Any]:
     v = self.init(key)
     return {'params': v['params'], 'batch_stats': v.get('batch_stats', {})}
+
+  def evaluate_many(self, weights_r, lives: list['_Live']
+                    ) -> list[dict[str, float]]:
+    """Test (and validation) loss and accuracy of a batch's global
+    models, stacked on a leading run axis, in one vmapped call per batch of
+    examples: the rows `_Evaluator.__call__` gives one run at a time."""
+    if self._eval_many is None:
+      one = steps.make_eval_step(self.model, *self._norm)
+      self._eval_many = {
+          'test': jax.jit(jax.vmap(one, in_axes=(0, 0, None, None, None))),
+          'val': jax.jit(jax.vmap(one, in_axes=(0, 0, 0, 0, None)))}
+    width = jax.tree.leaves(weights_r.params)[0].shape[0]
+    ev = lives[0].evaluate
+    sets = {'test': (ev.ds.x_test, ev.ds.y_test)}
+    if ev.val is not None:
+      pad = lives + [lives[-1]] * (width - len(lives))
+      sets['val'] = (np.stack([lv.evaluate.val[0] for lv in pad]),
+                     np.stack([lv.evaluate.val[1] for lv in pad]))
+    rows = [{} for _ in lives]
+    for name, (x, y) in sets.items():
+      n = y.shape[-1]
+      idx_sb, w_sb = pipeline.padded_batches(n, min(ev.batch, n))
+      sums = []
+      for idx, w in zip(idx_sb, w_sb):
+        xb, yb = (x[idx], y[idx]) if name == 'test' else (x[:, idx],
+                                                          y[:, idx])
+        sums.append(jax.device_get(self._eval_many[name](
+            weights_r.params, weights_r.batch_stats, xb, yb, w)))
+      # Summed over batches and divided as steps.evaluate does.
+      tot = jax.tree.map(lambda *a: np.sum(np.stack(a), axis=0), *sums)
+      for i, row in enumerate(rows):
+        count = float(tot['count'][i])
+        row[f'{name}_loss'] = float(tot['loss'][i]) / count
+        row[f'{name}_accuracy'] = float(tot['correct'][i]) / count
+    return rows
 
   def chunk_sizes(self, server) -> list[int]:
     """The clients per chunk of one device's slots (rounds.chunk_sizes)."""
@@ -418,7 +477,7 @@ def _open_run(config, workdir: str, alg, overwrite: bool,
 
 
 def _record_round(live: _Live, t: int, server, clients_fn, m: dict,
-                  seconds: float) -> None:
+                  seconds: float, test: dict | None = None) -> None:
   """After round t of a run: the non-finite check, the evaluation, the
   metrics row, the checkpoint (clients_fn() gives the run's client
   states, asked for only when they are saved)."""
@@ -429,8 +488,7 @@ def _record_round(live: _Live, t: int, server, clients_fn, m: dict,
       'algorithm hyperparameter is too large', config.on_nonfinite,
       'config.on_nonfinite')
   done = t + 1
-  test = None
-  if done % config.eval.every == 0 or done == f.rounds:
+  if test is None and _evaluates(config, t):
     test = live.evaluate(fed.global_weights(live.alg, server))
     if f.bn_policy == 'local':
       test.update(live.evaluate.clients(fed.global_weights(live.alg, server),
@@ -444,11 +502,18 @@ def _record_round(live: _Live, t: int, server, clients_fn, m: dict,
   outputs.write_jsonl(rundir.metrics_path(live.workdir), live.history)
 
 
-def _close_run(live: _Live) -> dict[str, Any]:
+def _evaluates(config, t: int) -> bool:
+  """Whether round t (0-based) ends with an evaluation."""
+  done = t + 1
+  return done % config.eval.every == 0 or done == config.fed.rounds
+
+
+def _close_run(live: _Live, figure: bool = True) -> dict[str, Any]:
+  """Waits for the run's saves; its results.json (and figure)."""
   live.mngr.wait_until_finished()
   live.mngr.close()
   return _finish(live.config, live.workdir, live.alg, live.states['server'],
-                 live.history, live.part_info, live.evaluate)
+                 live.history, live.part_info, live.evaluate, figure)
 
 
 def global_model_dir(workdir: str) -> str:
@@ -481,7 +546,7 @@ def _export_global(config, workdir: str, alg, server, done: int) -> None:
 
 
 def _finish(config, workdir, alg, server, history, part_info,
-            evaluate: _Evaluator | None = None):
+            evaluate: _Evaluator | None = None, figure: bool = True):
   """results.json and the accuracy figure of a run (final or so far).
 
   With `evaluate`, 'final' also holds the global model's test accuracy
@@ -512,7 +577,7 @@ def _finish(config, workdir, alg, server, history, part_info,
   if done:
     _export_global(config, workdir, alg, server, done)
   outputs.write_json(folder / 'results.json', results)
-  if evaluated:
+  if evaluated and figure:
     figures.accuracy(
         {alg.name: ([r['round'] for r in evaluated],
                     [r['test_accuracy'] for r in evaluated])},
@@ -559,6 +624,14 @@ def _check_table(config) -> None:
         f'config.fed.holdout={config.fed.holdout} is replaced in table mode '
         "by config.table.holdout (selection='validation') or 0 "
         "(selection='test'): set --config.table.holdout instead.")
+  for name in t.grids:
+    if name not in fed.ALGORITHMS:
+      raise InputError(f'config.table.grids.{name}: unknown algorithm '
+                       f'{name!r}; choose from {sorted(fed.ALGORITHMS)}.')
+    if name not in t.algorithms and _grid(config, name):
+      logging.warning(
+          'config.table.grids.%s is ignored: %s is not in config.table.'
+          'algorithms=%s.', name, name, tuple(t.algorithms))
   for name in t.algorithms:
     if name not in fed.ALGORITHMS:
       raise InputError(f'Unknown algorithm {name!r} in config.table.'
@@ -712,17 +785,18 @@ def compile_seconds() -> float:
 def auto_batch_runs(config, model_params, num_runs: int) -> int:
   """Runs side by side per program when config.table.batch_runs is 0.
 
-  Vmapping runs turns convolutions into grouped ones, which XLA:CPU ran 4-6×
-  slower than one copy at a time (`sweep.auto_chunk`'s measurements), so a
-  conv net on CPU runs its cells one after another. Dense-only nets and
-  every net on an accelerator run all the cells of an algorithm at once
-  (a conv net capped by `sweep.auto_chunk`'s element budget per device).
-  The digits MLP table on 2 CPU cores: see docs/fedsim.md ("A table's
-  speed").
+  On CPU one after another: vmapping runs gained nothing there (the digits
+  MLP round on 2 Xeon cores, 2026-12-07: 4 runs vmapped 0.046 s against
+  4 × 0.010 s one at a time, and the vmapped program compiled in 21 s
+  against 11 s), and vmapped convolutions become grouped ones that
+  XLA:CPU ran 4-6× slower (`sweep.auto_chunk`). On accelerators all the
+  runs of a program at once, as many clients side by side were faster on
+  a GPU (`rounds.auto_chunk`). `model_params` is kept for a rule by size.
   """
+  del model_params
   if config.table.batch_runs:
     return min(config.table.batch_runs, num_runs)
-  return max(1, min(num_runs, fed.auto_chunk(model_params, num_runs)))
+  return 1 if jax.default_backend() == 'cpu' else num_runs
 
 
 def _program_key(alg: fed.Algorithm) -> tuple:
@@ -782,6 +856,8 @@ def _advance(prog: _Program, lives: list[_Live], width: int,
   with copies of its last run (their results are dropped), so one program
   serves every batch."""
   f = prog.config.fed
+  if lives[0].start >= f.rounds:
+    return  # Finished cells: nothing to compile.
   round_fn = prog.round_fn(lives[0].data)
   sizes = prog.chunk_sizes(lives[0].states['server'])
   start = lives[0].start
@@ -808,11 +884,15 @@ def _advance(prog: _Program, lives: list[_Live], width: int,
     server, clients, m = round_fn.many(server, clients, t, data_r, knobs_r)
     m = jax.device_get(m)
     tally.add(m, sizes, len(lives), width)
+    tests = [None] * len(lives)
+    if _evaluates(prog.config, t) and f.bn_policy != 'local':
+      tests = prog.evaluate_many(
+          fed.global_weights(prog.alg, server), lives)
     seconds = (time.time() - t0) / len(lives)
     for i, live in enumerate(lives):
       _record_round(live, t, _row(server, i),
                     lambda i=i, c=clients: _row(c, i),
-                    jax.tree.map(lambda a, i=i: a[i], m), seconds)
+                    jax.tree.map(lambda a, i=i: a[i], m), seconds, tests[i])
 
 
 def run_cells(config, workdir: str, *, overwrite: bool = False
@@ -864,7 +944,9 @@ def run_cells(config, workdir: str, *, overwrite: bool = False
       for members in by_start.values():
         _advance(prog, members, width, tally)
       for cell, live in zip(batch, lives):
-        records[cell] = _cell_record(cell, live.workdir, _close_run(live))
+        # The table's figure draws every cell: no figure per cell.
+        records[cell] = _cell_record(cell, live.workdir,
+                                     _close_run(live, figure=False))
     compiles[key[0]] = compiles.get(key[0], 0) + prog.compiles()
   total = time.time() - t_start
   compile_s = compile_seconds() - c_start
@@ -889,7 +971,8 @@ def _cell_record(cell: Cell, workdir: str, res: dict[str, Any]
     curve['val_accuracy'] = [r['val_accuracy'] for r in rows]
   return {'algorithm': cell.algorithm, 'alpha': cell.alpha,
           'point': dict(cell.point), 'seed': cell.seed, 'workdir': workdir,
-          'final': res['final'], 'curve': curve}
+          'final': res['final'], 'curve': curve,
+          'held_out': res['partition']['held_out']}
 
 
 def _mean(values) -> float:
@@ -903,51 +986,114 @@ def _sample_std(values) -> float | None:
   return float(np.std(v, ddof=1)) if len(v) > 1 else None
 
 
-def select(runs: list[dict[str, Any]], selection: str) -> dict[str, Any]:
+def select(runs: list[dict[str, Any]], selection: str, *,
+           last: int | None = None, resolution: float = 0.0
+           ) -> dict[str, Any]:
   """The selected grid point of one (algorithm, α) from its runs.
 
-  The score of a point is the mean over seeds of the final validation
-  accuracy (selection 'validation') or test accuracy ('test'); a point
-  with a non-finite score (a diverged run) cannot win; ties go to the
-  point listed first. Returns {'label', 'point', 'scores': {label: score}}.
+  The score of a point is the mean over seeds of the validation accuracy
+  (selection 'validation') or test accuracy ('test'): of the final round,
+  or with `last` of the mean over each run's last `last` evaluations
+  (`robust.last_mean`; records with a curve). A point with a non-finite
+  score (a diverged run) cannot win; the first listed of equal scores
+  wins, and every point within `resolution` (one held-out example) of the
+  best is reported as tied. Returns {'label', 'point', 'scores': {label:
+  score}, 'tied': [labels]}.
   """
   key = 'val_accuracy' if selection == 'validation' else 'test_accuracy'
   by_label: dict[str, list] = {}
   points = {}
   for r in runs:
     label = point_label(r['point'])
-    by_label.setdefault(label, []).append(r['final'].get(key))
+    if last and key in r.get('curve', {}):
+      value = robust.last_mean(r['curve'][key], last)
+    else:
+      value = r['final'].get(key)
+    by_label.setdefault(label, []).append(value)
     points[label] = r['point']
   scores = {label: _mean(v) for label, v in by_label.items()}
-  finite = [label for label in scores if math.isfinite(scores[label])]
-  best = max(finite, key=lambda label: scores[label]) if finite else next(
-      iter(scores))
-  return {'label': best, 'point': points[best],
-          'scores': outputs.finite_or_none(scores)}
+  best = robust.select(scores, resolution)
+  return {'label': best['label'], 'point': points[best['label']],
+          'scores': outputs.finite_or_none(scores), 'tied': best['tied']}
+
+
+def _entry(won: list[dict[str, Any]], sel: dict[str, Any], t
+           ) -> dict[str, Any]:
+  """One (algorithm, α) cell of table.json from its selected runs."""
+  accs = [r['final']['test_accuracy'] for r in won]
+  curves = [r.get('curve', {}).get('test_accuracy') or
+            [r['final']['test_accuracy']] for r in won]
+  lasts = [robust.last_mean(c, t.last_rounds) for c in curves]
+  recal = [r['final'].get('pooled_recal_test_accuracy') for r in won]
+  flagged = [r['seed'] for r, c in zip(won, curves)
+             if robust.collapsed(c, t.last_rounds, t.collapse)]
+  return {'mean': _mean(accs), 'std': _sample_std(accs), 'runs': accs,
+          'seeds': [r['seed'] for r in won], 'selected': sel['point'],
+          'scores': sel['scores'], 'tied': sel['tied'],
+          'final': robust.cell_summary(accs),
+          'last': robust.cell_summary(lasts), 'last_runs': lasts,
+          'pooled_recal': (robust.cell_summary(recal)
+                           if all(x is not None for x in recal) else None),
+          'collapsed_seeds': flagged}
+
+
+def _findings(config, rows) -> list[dict[str, Any]]:
+  """'<algorithm> > fedavg at α = a' for every other algorithm of the
+  table, on the final round and on the last rounds' mean: paired over
+  seeds, t interval (valley_jax.core.stats)."""
+  t = config.table
+  if 'fedavg' not in t.algorithms:
+    return []
+  out = []
+  for row in rows:
+    base = row['fedavg']
+    for name in t.algorithms:
+      if name == 'fedavg':
+        continue
+      mine = row[name]
+      for stat, key in (('final-round test accuracy', 'runs'),
+                        (f'mean test accuracy of the last {t.last_rounds} '
+                         'evaluations', 'last_runs')):
+        f = robust.paired_finding(
+            name, row['alpha'], stat, dict(zip(mine['seeds'], mine[key])),
+            dict(zip(base['seeds'], base[key])))
+        if f is not None:
+          out.append(f)
+  return out
 
 
 def summarize(config, runs: list[dict[str, Any]]) -> dict[str, Any]:
   """table.json: the protocol, one row per α with each algorithm's selected
-  point and its test accuracy (mean and sample std over seeds), and every
-  cell's record."""
+  point and its test accuracy (final round: mean and sample std over seeds
+  with a t interval; the last rounds' mean; the pooled-BN view; collapsed
+  seeds), the findings with verdicts, and every cell's record."""
   t, f = config.table, config.fed
+  n_val = _held_out_examples(runs)
+  resolution = 1.0 / n_val if (t.selection == 'validation' and n_val) else (
+      1.0 / _test_examples(config))
   rows = []
   for al in t.alphas:
     row = {'dataset': config.data.name, 'alpha': float(al)}
     for a in t.algorithms:
       mine = [r for r in runs if r['algorithm'] == a and
               r['alpha'] == float(al)]
-      sel = select(mine, t.selection)
+      sel = select(mine, t.selection, last=t.last_rounds,
+                   resolution=resolution)
       won = [r for r in mine if point_label(r['point']) == sel['label']]
-      accs = [r['final']['test_accuracy'] for r in won]
-      row[a] = {'mean': _mean(accs), 'std': _sample_std(accs),
-                'runs': accs, 'seeds': [r['seed'] for r in won],
-                'selected': sel['point'], 'scores': sel['scores']}
+      row[a] = _entry(won, sel, t)
     rows.append(row)
   protocol = {
       'selection': t.selection,
+      'selection_score': f'mean over seeds of the mean over the last '
+                         f'{t.last_rounds} evaluations',
+      'tie': f'within {resolution:.4g} (one '
+             f"{'held-out' if t.selection == 'validation' else 'test'} "
+             'example) of the best score',
       'holdout': t.holdout if t.selection == 'validation' else 0.0,
       'std': 'sample std (ddof = 1)',
+      'interval': 'Student t over seeds (95 %), clipped to [0, 1]',
+      'test_examples': _test_examples(config),
+      'last_rounds': t.last_rounds, 'collapse_threshold': t.collapse,
       'rounds': f.rounds, 'num_clients': f.num_clients,
       'fraction': f.fraction, 'local_epochs': f.local_epochs,
       'batch_size': f.batch_size, 'alphas': [float(a) for a in t.alphas],
@@ -958,11 +1104,33 @@ def summarize(config, runs: list[dict[str, Any]]) -> dict[str, Any]:
       'optim': config.optim.to_dict(), 'code': rundir.code_version()}
   return outputs.finite_or_none({
       'algorithms': list(t.algorithms), 'protocol': protocol, 'rows': rows,
+      'findings': _findings(config, rows),
       'cells': runs, 'seeds': protocol['seeds'], 'model': config.model.name})
+
+
+def _held_out_examples(runs) -> int:
+  held = [r.get('held_out') for r in runs if r.get('held_out')]
+  return int(held[0]) if held else 0
+
+
+def _test_examples(config) -> int:
+  return int(len(_load(config).y_test))
 
 
 def _finite(x) -> bool:
   return x is not None and math.isfinite(x)
+
+
+def _pct(s: dict[str, Any] | None, *, ci: bool = True) -> str:
+  """'93.06 ± 0.79 [92.1, 94.0]' from a cell summary (percent)."""
+  if not s or not _finite(s.get('mean')):
+    return 'n/a'
+  text = f"{100 * s['mean']:.2f}"
+  if _finite(s.get('std')):
+    text += f" ± {100 * s['std']:.2f}"
+  if ci and s.get('ci'):
+    text += f" [{100 * s['ci'][0]:.1f}, {100 * s['ci'][1]:.1f}]"
+  return text
 
 
 def _cell_text(entry: dict[str, Any]) -> str:
@@ -971,42 +1139,81 @@ def _cell_text(entry: dict[str, Any]) -> str:
   std = entry['std']
   text = f"{100 * entry['mean']:.2f}" + (
       f" ± {100 * std:.2f}" if _finite(std) else '')
+  ci = (entry.get('final') or {}).get('ci')
+  if ci:
+    text += f" [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]"
+  if entry.get('collapsed_seeds'):
+    text += f" †{entry['collapsed_seeds']}"
   label = point_label(entry.get('selected') or {})
+  if label and len(entry.get('tied') or []) > 1:
+    label += ' (tied: ' + ', '.join(entry['tied']) + ')'
   return f'{text}<br>{label}' if label else text
+
+
+def _layout(out, title: str, text) -> list[str]:
+  algs = out['algorithms']
+  lines = ['', title, '', '| data | α | ' + ' | '.join(algs) + ' |',
+           '|---|---|' + '---|' * len(algs)]
+  for r in out['rows']:
+    lines.append(f"| {r['dataset']} | {r['alpha']:g} | " +
+                 ' | '.join(text(r[a]) for a in algs) + ' |')
+  return lines
 
 
 def markdown(out: dict[str, Any]) -> str:
   """table.md: a header that says how the table was made, then Table 1's
-  layout (final test accuracy %, mean ± sample std over seeds, the
-  selected grid value under it)."""
+  layout (final test accuracy %, mean ± sample std over seeds [95 % t
+  interval], the selected grid value under it, † and the seeds whose final
+  round collapsed), the robust views in the same layout, and the verdicts
+  of the comparisons with FedAvg."""
   p = out['protocol']
   grids = '; '.join(f'{a} {k} ∈ {{{", ".join(f"{v:g}" for v in vs)}}}'
                     for a, g in p['grids'].items() for k, vs in g.items())
+  score = p.get('selection_score', 'final accuracy')
   if p['selection'] == 'validation':
-    how = (f"validation: the grid value with the best mean final accuracy on "
+    how = (f"validation: the grid value with the best {score} on "
            f"{100 * p['holdout']:g}% of the training set, held out from "
            "every client, is selected; its test accuracy is shown")
   else:
-    how = ('test (the paper\'s protocol): the grid value with the best mean '
-           'final test accuracy is selected and shown')
+    how = (f"test (the paper's protocol): the grid value with the best "
+           f"{score} on the test set is selected and shown")
+  n_test = p.get('test_examples')
   lines = [
       f"Final test accuracy (%) of the global model after {p['rounds']} "
-      f"rounds: mean ± {p['std']} over seeds {p['seeds']}.",
+      f"rounds: mean ± {p['std']} over seeds {p['seeds']}"
+      + (f" [{p['interval']}]" if 'interval' in p else '') + '.',
       '',
       f"- data {p['dataset']}, model {p['model']}; K = {p['num_clients']} "
       f"clients, Q = {p['fraction']:g}, E = {p['local_epochs']}, "
       f"B = {p['batch_size']}, local SGD lr {p['optim']['lr']:g}",
       f"- grids: {grids or 'none'}",
-      f'- selection: {how}',
-      f"- code: {p['code']}",
-      '',
+      f'- selection: {how}' + (f"; ties: {p['tie']}" if 'tie' in p else ''),
   ]
-  algs = out['algorithms']
-  lines += ['| data | α | ' + ' | '.join(algs) + ' |',
-            '|---|---|' + '---|' * len(algs)]
-  for r in out['rows']:
-    lines.append(f"| {r['dataset']} | {r['alpha']:g} | " +
-                 ' | '.join(_cell_text(r[a]) for a in algs) + ' |')
+  if n_test:
+    lines.append(f'- test set: {n_test} images, one image = '
+                 f'{100 / n_test:.2f} points')
+  if 'collapse_threshold' in p:
+    lines.append(f"- † seeds whose final accuracy is more than "
+                 f"{100 * p['collapse_threshold']:g} points below the mean "
+                 f"of their previous evaluations (of the last "
+                 f"{p['last_rounds']}): a collapsed final round")
+  lines.append(f"- code: {p['code']}")
+  lines += _layout(out, 'Final round (the paper\'s number):', _cell_text)
+  if 'last_rounds' in p:
+    lines += _layout(out, f"Mean over the last {p['last_rounds']} "
+                     'evaluations (robust to one bad round):',
+                     lambda e: _pct(e.get('last')))
+    if any(r[a].get('pooled_recal') for r in out['rows']
+           for a in out['algorithms']):
+      lines += _layout(
+          out, 'Final model with BN statistics recalibrated on the clients\' '
+          'pooled training data (a view a server does not have):',
+          lambda e: _pct(e.get('pooled_recal')))
+  if out.get('findings'):
+    lines += ['', 'Findings (paired over seeds, difference in accuracy, '
+              't interval):', '']
+    lines += [f'- {stats.describe(f)} [{f["statistic"]}]'
+              for f in out['findings']]
   return '\n'.join(lines) + '\n'
 
 
