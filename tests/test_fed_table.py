@@ -188,3 +188,36 @@ def test_cells_run_side_by_side_match_cells_run_alone(small_table,
       assert cell['final'][key] == pytest.approx(alone[key], rel=1e-4)
     assert abs(cell['final']['test_accuracy'] -
                alone['test_accuracy']) <= 1 / 360 + 1e-9
+
+
+def test_fedsign_mean_of_per_tensor_means_by_hand():
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  from valley_jax.fed import fedsign  # pylint: disable=g-import-not-at-top
+  p = {'a': jnp.array([0.0, 1.0, 2.0, 3.0]), 'b': jnp.array([[-1.0, 2.0]])}
+  anchor = {'a': jnp.array([1.0, -1.0, 0.0, 1.0]),
+            'b': jnp.array([[-1.0, -1.0]])}
+  sig = lambda x: 1 / (1 + np.exp(-x))  # noqa: E731
+  r_a = [sig(0.0), sig(-1.0), 0.0, sig(3.0)]  # θt_i = 0: no term.
+  r_b = [sig(1.0), sig(-2.0)]
+  got = fedsign.sign_reward(p, anchor, 'mean_of_means')
+  assert float(got) == pytest.approx((np.mean(r_a) + np.mean(r_b)) / 2,
+                                     rel=1e-6)
+  assert float(fedsign.sign_reward(p, anchor, 'tensor_mean')) == (
+      pytest.approx((sum(r_a) + sum(r_b)) / 2, rel=1e-6))
+
+
+@pytest.mark.slow
+def test_pfl_benchmark_config_runs_offline(tmp_path):
+  # pfl-research's CIFAR-10 protocol on random CIFAR-shaped data, scaled
+  # to 50 clients of 50 images and 2 rounds.
+  c = defaults.fed_pfl_cifar10('synthetic,rounds2,clients50')
+  c.data.kwargs.update(n_train=2500, n_test=200)
+  c.compile_cache = 'none'
+  full = defaults.fed_pfl_cifar10()
+  assert (full.fed.num_clients, full.fed.fraction, full.fed.rounds,
+          full.fed.local_epochs, full.fed.batch_size, full.optim.lr,
+          full.eval.every, full.model.name, full.fed.partition) == (
+              1000, 0.05, 1500, 1, 10, 0.1, 10, 'pfl_cnn', 'iid')
+  res = fed_runner.run(c, str(tmp_path))
+  assert res['finished'] and res['partition']['counts'] == [50] * 50
+  assert 0.0 <= res['final']['test_accuracy'] <= 1.0

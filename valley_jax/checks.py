@@ -262,7 +262,7 @@ _HP = 'an algorithm hyperparameter (γ, μ, τ, α, ...) is never negative'
 # The algorithm hyperparameters that are names, not numbers, and the names
 # each takes (valley_jax/fed/<algorithm>.py; docs/fedsim.md).
 # How FedSign reduces its sign term over the model (fedsign.py).
-FEDSIGN_REDUCTIONS = ('tensor_mean', 'sum', 'element_mean')
+FEDSIGN_REDUCTIONS = ('tensor_mean', 'sum', 'element_mean', 'mean_of_means')
 # What MOON's classifier reads (moon.py).
 MOON_CLASSIFIERS = ('projection', 'representation')
 # MOON's negative in a client's first participation (moon.py).

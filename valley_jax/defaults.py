@@ -227,14 +227,15 @@ def _table_config() -> ml_collections.ConfigDict:
       # algorithm with a hyperparameter: the paper's FedSign grid, and the
       # grids the first author's code tunes its baselines over
       # (github.com/lxcnju/MAP, train.py, get_hypers: FedProx, MOON and
-      # FedDyn `reg_lamb`, SCAFFOLD `glo_lr`). MAP's FedProx term is a mean
-      # of per-tensor smooth-L1 means, ours μ/2·||θ − θt||² (docs/fedsim.md).
-      # Several keys of one algorithm make a product.
+      # FedDyn `reg_lamb`; for SCAFFOLD, not in the default table, its
+      # `glo_lr` {0.5, 0.75, 0.9} as --config.table.grids in a config file).
+      # MAP's FedProx term is a mean of per-tensor smooth-L1 means, ours
+      # μ/2·||θ − θt||² (docs/fedsim.md). Several keys of one algorithm
+      # make a product.
       grids={'fedsign': {'gamma': (0.001, 0.01, 0.1)},
              'fedprox': {'mu': (1e-4, 1e-3, 1e-2)},
              'moon': {'mu': (1e-3, 1e-2, 1e-1)},
-             'feddyn': {'alpha': (1e-3, 1e-2, 1e-1)},
-             'scaffold': {'server_lr': (0.5, 0.75, 0.9)}},
+             'feddyn': {'alpha': (1e-3, 1e-2, 1e-1)}},
       # 'validation': the best mean final accuracy on `holdout` of the
       # training set (held out from every client) selects the value, whose
       # test accuracy is reported; 'test': the best mean test accuracy, as
