@@ -1212,8 +1212,9 @@ def markdown(out: dict[str, Any]) -> str:
   if out.get('findings'):
     lines += ['', 'Findings (paired over seeds, difference in accuracy, '
               't interval):', '']
-    lines += [f'- {stats.describe(f)} [{f["statistic"]}]'
-              for f in out['findings']]
+    lines += [f'- {stats.describe(f)} [{f["statistic"]}]' + (
+        ' (the reverse is resolved)' if f.get('ci') and f['ci'][1] < 0
+        else '') for f in out['findings']]
   return '\n'.join(lines) + '\n'
 
 
