@@ -108,17 +108,22 @@ def test_table_mode_layout_selection_and_resume(tmp_path, monkeypatch):
   assert got['std'] == pytest.approx(np.std(accs, ddof=1))
   md = (tmp_path / 'table.md').read_text()
   assert '| data | α | fedavg | fedsign |' in md
-  assert (f"{100 * np.mean(accs):.2f} ± {100 * np.std(accs, ddof=1):.2f}"
-          f"<br>gamma{win:g}") in md
+  # Mean ± sample std [95 % t interval], the selected value under it.
+  assert (f"{100 * np.mean(accs):.2f} ± {100 * np.std(accs, ddof=1):.2f} ["
+          in md) and f"<br>gamma{win:g}" in md
   for text in ('sample std (ddof = 1) over seeds [0, 1]', 'selection: '
                'validation', 'gamma ∈ {0.01, 0.1}', 'code: ', 'K = 10'):
     assert text in md
   assert len(out['cells']) == 6 and out['cells'][0]['curve']['round'] == [1]
   assert (tmp_path / 'figure.png').exists()
-  # Finished cells are not trained again.
+  # Finished cells are not trained again (nothing compiled either).
   monkeypatch.setattr(fed, 'make_round', lambda *a, **k: (
       lambda s, cl, t: pytest.fail('a finished cell trained again')))
-  assert fed_runner.main(c, str(tmp_path)) == out
+  again = fed_runner.main(c, str(tmp_path))
+  assert again['timing']['compiles_per_algorithm'] == {'fedavg': 0,
+                                                       'fedsign': 0}
+  assert ({k: v for k, v in again.items() if k != 'timing'} ==
+          {k: v for k, v in out.items() if k != 'timing'})
 
 
 def _runs(scores_by_point):
@@ -153,7 +158,7 @@ def test_command_line_overrides_reach_every_cell():
   from absl import flags
   from ml_collections import config_flags
   argv = ['fedsim.py', '--config=configs/fed_digits.py:table',
-          '--config.fed.rounds=3', '--config.table.hparams.moon.mu=1',
+          '--config.fed.rounds=3', '--config.table.hparams.moon.tau=0.3',
           '--config.table.grids.fedsign.gamma=(0.1,)',
           '--config.table.grids.fedprox.mu=(0.5,2.0)',
           '--config.table.selection=test']
@@ -163,13 +168,15 @@ def test_command_line_overrides_reach_every_cell():
   c = fv.config
   fed_runner.validate(c)
   cells = fed_runner.cells(c)
-  assert len(cells) == 2 * 2 * (1 + 2 + 1 + 1 + 1 + 1)  # α × seeds × points.
+  # α × seeds × points: FedAvg, FedProx's 2, MOON's and FedDyn's default
+  # grids of 3, FedPAN, FedSign's 1.
+  assert len(cells) == 3 * 5 * (1 + 2 + 3 + 3 + 1 + 1)
   for cell in cells:
     cc = fed_runner.cell_config(c, cell)
     assert cc.fed.rounds == 3 and cc.fed.holdout == 0.0  # 'test': no hold-out.
     hp = cc.fed.hparams
     if cell.algorithm == 'moon':
-      assert hp.mu == 1.0
+      assert hp.tau == 0.3 and hp.mu == dict(cell.point)['mu']
     if cell.algorithm == 'fedsign':
       assert hp.gamma == 0.1
     if cell.algorithm == 'fedprox':

@@ -141,15 +141,16 @@ def test_fedsim_run_and_table_into_gcs_resume(gcs_dir, tmp_path,
   t.model.width = 0.25
   t.table.update(algorithms=('fedavg',), alphas=(0.5,), seeds=(0, 1))
   table = f'{gcs_dir}/table'
-  real_run, calls = fed_runner.run, []
+  t.table.batch_runs = 1  # One cell's rounds per _advance call.
+  real_advance, calls = fed_runner._advance, []  # pylint: disable=protected-access
 
-  def killed_second(config, workdir, **kw):
-    calls.append(workdir)
+  def killed_second(prog, lives, *args):
+    calls.append(lives)
     if len(calls) == 2:
       raise KeyboardInterrupt
-    return real_run(config, workdir, **kw)
+    return real_advance(prog, lives, *args)
 
-  monkeypatch.setattr(fed_runner, 'run', killed_second)
+  monkeypatch.setattr(fed_runner, '_advance', killed_second)
   with pytest.raises(KeyboardInterrupt):
     fed_runner.main(t, table)
   monkeypatch.undo()

@@ -173,6 +173,8 @@ def test_fedsim_table_sigterm_mid_table_then_rerun_equals_uninterrupted(
   _check_stopped(rc, err, 'table cell ')
   fed_runner.table(config, str(w))  # The same command again.
   got = json.loads((w / 'table.json').read_text())
+  got.pop('timing')  # Seconds and compile counts differ between processes.
+  want = {k: v for k, v in want.items() if k != 'timing'}
   assert json.loads(json.dumps(got).replace(str(w), str(ref))) == (
       json.loads(json.dumps(want)))
   for cell in ('seed0', 'seed1'):

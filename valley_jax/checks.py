@@ -265,7 +265,7 @@ _HP = 'an algorithm hyperparameter (γ, μ, τ, α, ...) is never negative'
 # The algorithm hyperparameters that are names, not numbers, and the names
 # each takes (valley_jax/fed/<algorithm>.py; docs/fedsim.md).
 # How FedSign reduces its sign term over the model (fedsign.py).
-FEDSIGN_REDUCTIONS = ('tensor_mean', 'sum', 'element_mean')
+FEDSIGN_REDUCTIONS = ('tensor_mean', 'sum', 'element_mean', 'mean_of_means')
 # What MOON's classifier reads (moon.py).
 MOON_CLASSIFIERS = ('projection', 'representation')
 # MOON's negative in a client's first participation (moon.py).
@@ -318,6 +318,11 @@ FED_OWN_FIELDS = [
           why='what selects a grid value; see docs/fedsim.md'),
     Field('table.holdout', float, lo=0, hi=1, lo_open=True, hi_open=True,
           why="the validation slice of selection='validation'"),
+    count('table.batch_runs', 0, why='runs side by side in one program; '
+          '0 = chosen by measurement (docs/fedsim.md)'),
+    Field('table.collapse', float, lo=0, hi=1,
+          why='a final-round drop that flags a collapsed run'),
+    count('table.last_rounds'),
 ]
 FED_FIELDS = [f for f in TRAIN_FIELDS if not f.path.startswith('train.')
               ] + FED_OWN_FIELDS

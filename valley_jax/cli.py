@@ -112,6 +112,7 @@ def start(holders: Flags):
   if not flags.FLAGS['verbosity'].present:
     logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO.
     quiet_write_fault_logs()
+  check_repeated_flags(sys.argv[1:])
   try:
     config = holders.config.value
     config.keys()  # A file that did not load raises on first use.
@@ -291,6 +292,24 @@ def check_paths(fields: list[tuple[str, str]]) -> None:
     if outputs.is_remote(value) and outputs.bucket_of(value) not in asked:
       asked.add(outputs.bucket_of(value))
       outputs.check_reachable(value, field)
+
+
+def check_repeated_flags(argv: list[str]) -> None:
+  """UserError if a --config.<field> flag is given twice: ml_collections
+  concatenates a tuple given twice (a wrapper's default and the user's
+  flag would double a table's seeds) and keeps the last of anything else.
+
+  >>> check_repeated_flags(['--config.seed=1', '--config.rounds=2'])
+  """
+  seen = set()
+  for arg in argv:
+    if not arg.startswith('--config.'):
+      continue
+    name = arg.split('=', 1)[0]
+    if name in seen:
+      raise UserError(f'{name} is given twice; give each --config field '
+                      'once (a tuple given twice would be concatenated).')
+    seen.add(name)
 
 
 def _strings(tree: Any, prefix: str) -> list[tuple[str, str]]:

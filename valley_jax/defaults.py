@@ -234,17 +234,32 @@ def _table_config() -> ml_collections.ConfigDict:
       # set (--config.table.hparams.moon.mu=1).
       hparams={name: dict(fed.build_algorithm(name).hparams)
                for name in fed.ALGORITHMS},
-      # Values to select from per (algorithm, α): the paper's FedSign grid
-      # and a FedProx grid as NIID-Bench tunes μ. Any algorithm's
-      # hyperparameters may have a grid (in a config file); several keys
-      # of one algorithm make a product.
+      # Values to select from per (algorithm, α), three for every
+      # algorithm with a hyperparameter: the paper's FedSign grid, and the
+      # grids the first author's code tunes its baselines over
+      # (github.com/lxcnju/MAP, train.py, get_hypers: FedProx, MOON and
+      # FedDyn `reg_lamb`; for SCAFFOLD, not in the default table, its
+      # `glo_lr` {0.5, 0.75, 0.9} as --config.table.grids in a config file).
+      # MAP's FedProx term is a mean of per-tensor smooth-L1 means, ours
+      # μ/2·||θ − θt||² (docs/fedsim.md). Several keys of one algorithm
+      # make a product.
       grids={'fedsign': {'gamma': (0.001, 0.01, 0.1)},
-             'fedprox': {'mu': (0.001, 0.01, 0.1, 1.0)}},
+             'fedprox': {'mu': (1e-4, 1e-3, 1e-2)},
+             'moon': {'mu': (1e-3, 1e-2, 1e-1)},
+             'feddyn': {'alpha': (1e-3, 1e-2, 1e-1)}},
       # 'validation': the best mean final accuracy on `holdout` of the
       # training set (held out from every client) selects the value, whose
       # test accuracy is reported; 'test': the best mean test accuracy, as
       # the paper selects.
-      selection='validation', holdout=0.1))
+      selection='validation', holdout=0.1,
+      # Runs of one algorithm side by side in one compiled program (vmapped
+      # over a run axis); 0 = by measurement (runner.auto_batch_runs).
+      batch_runs=0,
+      # The robust view: the mean test accuracy over the last `last_rounds`
+      # evaluations beside the final one, and a run flagged as collapsed
+      # when its final accuracy is more than `collapse` below the mean of
+      # the evaluations before it (of the last_rounds window).
+      last_rounds=10, collapse=0.1))
 
 
 def _set_hparam(c, key: str, v: str) -> None:
@@ -266,6 +281,10 @@ _FED_VARIANTS = {
     'fedbn': lambda c, v: setattr(c.fed, 'bn_policy', 'local'),
     'bn_first': lambda c, v: setattr(c.fed, 'bn_first', v),
     'table': lambda c, v: setattr(c, 'mode', 'table'),
+    # Local weight decay: 5e-4 (the FED-ROUND benchmark's) by default;
+    # wd_map is the first author's value (MAP's config.py, 1e-5).
+    'wd_map': lambda c, v: setattr(c.optim, 'weight_decay', 1e-5),
+    'wd': lambda c, v: setattr(c.optim, 'weight_decay', float(v)),
     # The algorithms' named options (checks.NAMED_HPARAMS), e.g.
     # reduction_sum, classifier_representation, first_negative_global,
     # alpha_scaling_none (or by flag: --config.fed.hparams.reduction=sum,
@@ -294,6 +313,13 @@ def apply_fed_variant(c: ml_collections.ConfigDict,
   items = list(filter(None, (arg or '').split(',')))
   if 'table' in items:
     items = _apply_table_variants(c, items)
+  else:
+    names = [i for i in items if i in fed.ALGORITHMS]
+    if len(names) > 1:
+      raise InputError(
+          f'Fed config variant {arg!r} names {len(names)} algorithms '
+          f'{names}; a run has one. Name one, or add `table` to run them '
+          'all (table,' + ','.join(names) + ').')
   for item in items:
     if item in fed.ALGORITHMS:
       c.fed.algorithm = item
@@ -339,6 +365,9 @@ def _apply_table_variants(c: ml_collections.ConfigDict,
   names = tuple(i for i in items if i in fed.ALGORITHMS)
   if names:
     c.table.algorithms = names
+    # Only the named algorithms' grids: another's would be ignored.
+    for other in [a for a in c.table.grids if a not in names]:
+      del c.table.grids[other]
   axes, grids, rest = {}, {}, []
   fixed = {}
   for item in items:
@@ -376,6 +405,37 @@ def _apply_table_variants(c: ml_collections.ConfigDict,
   return rest
 
 
+def fed_pfl_cifar10(arg: str | None = None) -> ml_collections.ConfigDict:
+  """pfl-research's CIFAR-10 benchmark protocol (Granqvist et al., NeurIPS
+  2024 Datasets and Benchmarks): 1,000 clients of 50 IID images, a cohort
+  of 50 per round (Q = 0.05), 1,500 rounds, 1 local epoch of batch 10,
+  client SGD lr 0.1 (no momentum, no weight decay), the server takes the
+  average (server lr 1.0), central evaluation every 10 rounds, their simple
+  CNN (`models/pfl_cnn.py`, dropout not applied). Variant `synthetic`:
+  random CIFAR-shaped data (50,000 + 10,000 images, offline); the others
+  are apply_fed_variant's (e.g. rounds3).
+
+  >>> c = fed_pfl_cifar10('synthetic,rounds3')
+  >>> c.fed.num_clients, c.fed.fraction, c.fed.rounds, c.data.name
+  (1000, 0.05, 3, 'synthetic')
+  """
+  c = fed_config('pfl_cnn', 'cifar10')
+  c.model.bn = False
+  c.data.augment = False
+  c.optim.update(lr=0.1, momentum=0.0, weight_decay=0.0)
+  c.fed.update(num_clients=1000, fraction=0.05, local_epochs=1,
+               batch_size=10, rounds=1500, partition='iid', min_size=1)
+  c.eval.every = 10
+  c.checkpoint_every = 50
+  items = [i for i in (arg or '').split(',') if i]
+  if 'synthetic' in items:
+    items.remove('synthetic')
+    c.data.name = 'synthetic'
+    c.data.kwargs.update({'shape': (32, 32, 3), 'num_classes': 10,
+                          'n_train': 50_000, 'n_test': 10_000})
+  return apply_fed_variant(c, ','.join(items))
+
+
 def fed_offline(dataset: str, arg: str | None = None
                 ) -> ml_collections.ConfigDict:
   """A fast offline fed run (digits or mnist1d): an MLP with BN, 20
@@ -388,5 +448,6 @@ def fed_offline(dataset: str, arg: str | None = None
                rounds=30)
   c.eval.batch_size = 360
   c.checkpoint_every = 5
-  c.table.update(alphas=(10.0, 0.5), seeds=(0, 1))
+  # Table 1's α values; five seeds.
+  c.table.update(alphas=(10.0, 1.0, 0.5), seeds=(0, 1, 2, 3, 4))
   return apply_fed_variant(c, arg)

@@ -1,11 +1,16 @@
 """Client partitions for federated learning: Dirichlet label skew and IID.
 
 The Dirichlet split follows NIID-Bench (Li et al., "Federated Learning on
-Non-IID Data Silos: An Experimental Study", ICDE 2022), which the paper's
-Table 1 uses: for each class c in turn, proportions p ~ Dir(α·1_K) over the K
-clients; a client that already holds at least N/K samples (all classes so
-far) gets none of class c (p_k = 0, then renormalise); the shuffled samples of
-c are cut at the cumulative proportions. The whole partition is drawn again
+Non-IID Data Silos: An Experimental Study", ICDE 2022). The paper does not
+say which Dirichlet split its Table 1 uses, and the first author's code
+splits differently (github.com/lxcnju/MAP, datasets/feddata.py, split
+'dirichlet': Dir(α) over the classes per client, scaled by a log-normal
+size factor, normalised per class; clients with fewer than 5 samples
+dropped; 20% of each client held out as its local test split). This one:
+for each class c in turn, proportions p ~ Dir(α·1_K) over the K clients; a
+client that already holds at least N/K samples (all classes so far) gets
+none of class c (p_k = 0, then renormalise); the shuffled samples of c are
+cut at the cumulative proportions. The whole partition is drawn again
 until every client holds at least `min_size` samples.
 
 Smaller α gives more skewed clients. Everything is plain numpy, seeded with

@@ -100,7 +100,7 @@ class LocalContext:
     server_aux: the server's algorithm state.
     client_aux: this client's algorithm state before the round.
     first: True in the client's first participation.
-    lr: the local learning rate.
+    lr: the local learning rate (a traced input of the round).
     features_fn: (weights, x) -> penultimate features of that model on x in
       eval mode (MOON's global and previous models).
     round_index: the round t (0-based; MOON has no contrastive term in
@@ -113,7 +113,7 @@ class LocalContext:
   server_aux: PyTree
   client_aux: PyTree
   first: jax.Array
-  lr: float = flax.struct.field(pytree_node=False)
+  lr: jax.Array | float
   features_fn: Callable[[Weights, jax.Array], jax.Array] = flax.struct.field(
       pytree_node=False)
   round_index: jax.Array | int = 0
@@ -170,6 +170,13 @@ class Algorithm:
       own initial weights, an independent model.init (and init_extra), and
       its aux state is init_client of those (MOON's first negative); else
       every client's aux is init_client(θ0).
+    numeric: the hyperparameters that may be traced inputs of the round
+      (γ, μ, τ, α, server_lr): a table compiles one program for all their
+      values. The others (names, proj_dim, FedPAN's model options) shape
+      the program.
+    rebuild: (hparams) -> the same algorithm with these hyperparameters,
+      unchecked and trace-safe (numeric values may be tracers); None for an
+      algorithm without numeric hyperparameters.
   """
 
   name: str
@@ -185,6 +192,20 @@ class Algorithm:
   needs_features: bool = False
   model_kwargs: Mapping[str, Any] = dataclasses.field(default_factory=dict)
   independent_client_init: bool = False
+  numeric: tuple[str, ...] = ()
+  rebuild: Callable[[Mapping[str, Any]], 'Algorithm'] | None = None
+
+  def numeric_values(self) -> dict[str, float]:
+    """{name: value} of the numeric hyperparameters (float)."""
+    return {k: float(self.hparams[k]) for k in self.numeric}
+
+  def with_values(self, values: Mapping[str, Any]) -> 'Algorithm':
+    """This algorithm with its numeric hyperparameters set to `values`
+    (Python floats or traced arrays); the others as they are."""
+    if not self.numeric:
+      return self
+    return self.rebuild({**self.hparams, **{k: values[k]
+                                           for k in self.numeric}})
 
 
 def check_hparams(name: str, hparams: Mapping[str, Any] | None,

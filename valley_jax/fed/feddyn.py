@@ -59,7 +59,12 @@ def make(hparams: Mapping[str, Any] | None = None) -> Algorithm:
   hp = check_hparams('feddyn', hparams, DEFAULTS)
   check_positive(hp, 'alpha')  # The server step divides by it.
   check_choice(hp, 'alpha_scaling', FEDDYN_ALPHA_SCALINGS)
-  alpha = float(hp['alpha'])
+  return _build(hp)
+
+
+def _build(hp: Mapping[str, Any]) -> Algorithm:
+  """FedDyn of checked hparams; alpha may be a traced value."""
+  alpha = hp['alpha']
   by_size = hp['alpha_scaling'] == 'data_size'
 
   def client_alpha(ctx):
@@ -96,7 +101,8 @@ def make(hparams: Mapping[str, Any] | None = None) -> Algorithm:
   def eval_weights(server: ServerState) -> Weights:
     return server.aux['avg']
 
-  return Algorithm('feddyn', hp, init_server=init_server,
+  return Algorithm('feddyn', dict(hp), init_server=init_server,
                    init_client=init_client, local_loss=local_loss,
                    client_update=client_update, server_update=server_update,
-                   eval_weights=eval_weights)
+                   eval_weights=eval_weights, numeric=('alpha',),
+                   rebuild=_build)

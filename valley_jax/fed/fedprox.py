@@ -24,10 +24,16 @@ def make(hparams: Mapping[str, Any] | None = None) -> Algorithm:
   """FedProx with hyperparameter mu (>= 0)."""
   hp = check_hparams('fedprox', hparams, DEFAULTS)
   check_nonnegative(hp, 'mu')
-  mu = float(hp['mu'])
+  return _build(hp)
+
+
+def _build(hp: Mapping[str, Any]) -> Algorithm:
+  """FedProx of checked hparams; mu may be a traced value."""
+  mu = hp['mu']
 
   def local_loss(trainable, features, batch, ctx):
     del features, batch
     return 0.5 * mu * sq_dist(trainable['params'], ctx.anchor.params)
 
-  return Algorithm('fedprox', hp, local_loss=local_loss)
+  return Algorithm('fedprox', dict(hp), local_loss=local_loss,
+                   numeric=('mu',), rebuild=_build)

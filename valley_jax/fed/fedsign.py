@@ -14,11 +14,18 @@ The paper does not say how R reduces the r_i over the model. hparams
 `reduction` chooses:
 
 * 'tensor_mean' (the default): R = (1/T) Σ_tensors Σ_{i in tensor} r_i,
-  T the number of parameter tensors. This is how the first author's FL code
-  base scales its parameter regularisers: github.com/lxcnju/FedRepo,
-  algorithms/feddyn.py lines 188-199 (each tensor's term summed over its
-  elements, the total divided by `cnt`, the number of
-  `model.named_parameters()`). An element's push per step is γ·σ'(θ_i)/T.
+  T the number of parameter tensors. This is how the first author's FedDyn
+  scales its regulariser (github.com/lxcnju/FedRepo, algorithms/feddyn.py
+  lines 188-199: each tensor's term summed over its elements, the total
+  divided by `cnt`, the number of `model.named_parameters()`). An element's
+  push per step is γ·σ'(θ_i)/T.
+* 'mean_of_means': R = (1/T) Σ_tensors mean_{i in tensor} r_i, a mean of
+  per-tensor means. This is how the same code base's FedProx scales its
+  term (FedRepo algorithms/fedreg.py 153-162 and MAP algorithms/fedreg.py
+  166-173: `smooth_l1_loss` with reduction 'mean' per tensor, then `/ cnt`).
+  An element's push is γ·σ'(θ_i)/(T·n_tensor): FedSign is then close to
+  FedAvg at the paper's γ. Which of these the paper's FedSign used is not
+  known, so γ's scale is open (docs/fedsim.md).
 * 'sum': R = Σ_i r_i over every element. Each element's push is γ·σ'(θ_i)
   whatever the model's size: with momentum 0.9 it reaches 10·γ/4 per step,
   which at the paper's γ = 0.1 is larger than most conv weights of ResNet20
@@ -52,6 +59,9 @@ def sign_reward(params, anchor, reduction: str = 'sum') -> jax.Array:
     return total
   if reduction == 'tensor_mean':
     return total / len(sums)
+  if reduction == 'mean_of_means':
+    sizes = [p.size for p in jax.tree.leaves(params)]
+    return sum(s / n for s, n in zip(sums, sizes, strict=True)) / len(sums)
   check_choice({'reduction': reduction}, 'reduction', FEDSIGN_REDUCTIONS)
   return total / sum(x.size for x in jax.tree.leaves(params))
 
@@ -61,11 +71,17 @@ def make(hparams: Mapping[str, Any] | None = None) -> Algorithm:
   hp = check_hparams('fedsign', hparams, DEFAULTS)
   check_nonnegative({'gamma': hp['gamma']}, 'gamma')
   check_choice(hp, 'reduction', FEDSIGN_REDUCTIONS)
-  gamma, reduction = float(hp['gamma']), hp['reduction']
+  return _build(hp)
+
+
+def _build(hp: Mapping[str, Any]) -> Algorithm:
+  """FedSign of checked hparams; gamma may be a traced value."""
+  gamma, reduction = hp['gamma'], hp['reduction']
 
   def local_loss(trainable, features, batch, ctx):
     del features, batch
     return -gamma * sign_reward(trainable['params'], ctx.anchor.params,
                                 reduction)
 
-  return Algorithm('fedsign', hp, local_loss=local_loss)
+  return Algorithm('fedsign', dict(hp), local_loss=local_loss,
+                   numeric=('gamma',), rebuild=_build)

@@ -5,6 +5,7 @@ from typing import Any
 
 import matplotlib.ticker
 import numpy as np
+from scipy import stats
 
 from valley_jax import plots
 from valley_jax.plots import plt
@@ -66,7 +67,8 @@ def accuracy(rounds_by_label: dict[str, Any],
 def table_curves(table: dict[str, Any], path_prefix: str) -> list[str]:
   """A table's test accuracy against rounds: one panel per α, one line per
   algorithm at its selected grid point, the mean over seeds with a band of
-  ± one sample std (ddof = 1; no band for one seed).
+  its 95 % Student-t interval over seeds, clipped to [0, 1] (no band for
+  one seed).
 
   Args:
     table: table.json's content (valley_jax.fed.runner.summarize).
@@ -96,15 +98,17 @@ def table_curves(table: dict[str, Any], path_prefix: str) -> list[str]:
                              else f' {k}={v}' for k, v in chosen.items())
       ax.plot(rounds, mean, '-', color=colors(n % 10), lw=1.4, label=label)
       if len(curves) > 1:
-        std = acc.std(0, ddof=1)
-        ax.fill_between(rounds, mean - std, mean + std, color=colors(n % 10),
+        half = (stats.t.ppf(0.975, len(curves) - 1) * acc.std(0, ddof=1) /
+                np.sqrt(len(curves)))
+        ax.fill_between(rounds, np.clip(mean - half, 0, 1),
+                        np.clip(mean + half, 0, 1), color=colors(n % 10),
                         alpha=0.18, lw=0)
     ax.set_title(f"{row['dataset']}, α = {row['alpha']:g}", fontsize=9)
     ax.set_xlabel('round')
     ax.grid(alpha=0.3)
     # A legend per panel: each α has its own selected grid values.
     ax.legend(fontsize=6, loc='lower right')
-  axes[0][0].set_ylabel('test accuracy (mean ± sample std)')
+  axes[0][0].set_ylabel('test accuracy (mean, 95 % t interval)')
   p = table['protocol']
   fig.suptitle(f"selection: {p['selection']}; seeds {p['seeds']}; "
                f"{p['code']}", fontsize=8)

@@ -1,14 +1,18 @@
-"""A client's local training: shuffling, masked steps, `lax.scan` over steps.
+"""A client's local training: shuffling, its own number of steps, a loop.
 
 Each client takes exactly E epochs over its own n_k examples with batch B, in
 an order drawn from a key folded from (seed, round, client). Its data sit in
-an [M, ...] block padded to the largest client M, so every client runs the
-same E·⌈M/B⌉ scan steps:
+an [M, ...] block padded to the largest client M (of the run, or of a whole
+table), but it runs only its own E·⌈n_k/B⌉ steps: the steps are a
+`lax.while_loop` whose trip count is the client's own. Clients run side by
+side (vmap) loop until the longest of them is done; the others' steps there
+are the identity (JAX's batched while_loop selects their old carry), which is
+why the engine groups clients of similar size (`rounds.group_order`). Nothing
+a client computes depends on M:
 
-  * step (e, j) of a client holds examples j·B .. j·B+B−1 of its epoch-e
-    order; a step with j·B ≥ n_k is masked: its update is the identity for the
-    parameters, the optimiser state, the batch statistics and the algorithm's
-    state (a `jnp.where` on the whole carry);
+  * step t = e·⌈n_k/B⌉ + j of a client holds examples j·B .. j·B+B−1 of its
+    epoch-e order, whose positions come from uniform draws folded per row
+    index (`epoch_order`), and its augmentation key is folded from t;
   * the last partial batch of an epoch is KEPT, as PyTorch's DataLoader keeps
     it in the reference loop (anchors_torch.fedavg_round): its missing rows
     carry weight 0, the loss is the mean over its real rows only, and BatchNorm
@@ -131,6 +135,14 @@ def feature_dim(model: nn.Module, input_shape: tuple[int, ...],
   return int(math.prod(shape[1:]))
 
 
+def sgd(lr, momentum, weight_decay) -> optax.GradientTransformation:
+  """The 'sgd' of `client_optimizer` with possibly traced numbers: L2
+  weight decay added to the gradient, then momentum (always a trace; with
+  momentum 0 it is the plain gradient, as optax.sgd without momentum)."""
+  return optax.chain(optax.add_decayed_weights(weight_decay),
+                     optax.sgd(lr, momentum=momentum))
+
+
 def client_key(seed: int, round_index, client) -> jax.Array:
   """The key of one client in one round: folded from (seed, round, client)."""
   key = jax.random.fold_in(jax.random.key(seed), 2)
@@ -140,10 +152,13 @@ def client_key(seed: int, round_index, client) -> jax.Array:
 def epoch_order(key: jax.Array, count, n_max: int, length: int) -> jax.Array:
   """Positions [length]: a random permutation of range(count), then filler.
 
-  Uniform draws of the `count` valid rows sort before the padding rows; the
-  filler after n_max is 0. Only the first `count` positions are ever used.
+  Row i's draw is uniform(fold_in(key, i)), so the order of the `count`
+  valid rows does not depend on n_max (the padding a table shares); they
+  sort before the padding rows; the filler after n_max is 0. Only the first
+  `count` positions are ever used.
   """
-  u = jax.random.uniform(key, (n_max,))
+  u = jax.vmap(lambda i: jax.random.uniform(jax.random.fold_in(key, i)))(
+      jnp.arange(n_max))
   u = jnp.where(jnp.arange(n_max) < count, u, 2.0)
   return jnp.pad(jnp.argsort(u).astype(jnp.int32), (0, length - n_max))
 
@@ -153,7 +168,7 @@ def order_key(key: jax.Array, epoch) -> jax.Array:
 
 
 def augment_key(key: jax.Array, step) -> jax.Array:
-  """Augmentation key of padded step index e·⌈M/B⌉ + j."""
+  """Augmentation key of the client's step e·⌈n_k/B⌉ + j."""
   return jax.random.fold_in(jax.random.fold_in(key, _AUGMENT), step)
 
 
@@ -225,40 +240,38 @@ def steps_per_epoch(n_max: int, batch_size: int) -> int:
 
 def make_local_train(step: Callable[..., Any], *, epochs: int,
                      batch_size: int, n_max: int) -> Callable[..., Any]:
-  """All of one client's local steps as one `lax.scan`.
+  """All of one client's local steps as one `lax.while_loop`.
 
   Returns fn(start, ctx, x_M, y_M, count, key, tx) -> (local Weights, number
-  of real steps, sum of their mean CE): E·⌈count/B⌉ real steps out of
-  E·⌈M/B⌉, the others masked (identity).
+  of steps, sum of their mean CE): exactly E·⌈count/B⌉ steps, whatever M
+  (a count of 0 takes none).
   """
-  spe = steps_per_epoch(n_max, batch_size)
-  length = spe * batch_size
+  length = steps_per_epoch(n_max, batch_size) * batch_size
   rows_B = jnp.arange(batch_size)
 
   def train(start: Weights, ctx: LocalContext, x_M, y_M, count, key,
             tx: optax.GradientTransformation):
     orders_E = jax.vmap(lambda e: epoch_order(order_key(key, e), count, n_max,
                                               length))(jnp.arange(epochs))
+    spe = jnp.maximum((count + batch_size - 1) // batch_size, 1)
+    total = epochs * ((count + batch_size - 1) // batch_size)
 
-    def body(state, t):
-      carry, loss_sum, steps = state
+    def body(state):
+      carry, loss_sum, t = state
       e, j = t // spe, t % spe
       pos_B = jax.lax.dynamic_slice(orders_E[e], (j * batch_size,),
                                     (batch_size,))
       valid_B = j * batch_size + rows_B < count
-      active = j * batch_size < count
-      new, ce = step(carry, x_M[pos_B], y_M[pos_B],
-                     valid_B.astype(jnp.float32), augment_key(key, t), ctx,
-                     valid_B)
-      carry = jax.tree.map(lambda a, b: jnp.where(active, a, b), new, carry)
-      return (carry, loss_sum + jnp.where(active, ce, 0.0),
-              steps + active.astype(jnp.int32)), None
+      carry, ce = step(carry, x_M[pos_B], y_M[pos_B],
+                       valid_B.astype(jnp.float32), augment_key(key, t), ctx,
+                       valid_B)
+      return carry, loss_sum + ce, t + 1
 
     trainable = start.trainable()
     init = ((trainable, start.batch_stats, tx.init(trainable)),
             jnp.zeros((), jnp.float32), jnp.zeros((), jnp.int32))
-    ((tr, stats, _), loss_sum, steps), _ = jax.lax.scan(
-        body, init, jnp.arange(epochs * spe))
+    (tr, stats, _), loss_sum, steps = jax.lax.while_loop(
+        lambda s: s[2] < total, body, init)
     return Weights(tr['params'], stats, tr['extra']), steps, loss_sum
 
   return train

@@ -100,7 +100,12 @@ def make(hparams: Mapping[str, Any] | None = None) -> Algorithm:
   check_positive(hp, 'tau', 'proj_dim')
   check_choice(hp, 'classifier', MOON_CLASSIFIERS)
   check_choice(hp, 'first_negative', MOON_FIRST_NEGATIVES)
-  mu, tau, out = float(hp['mu']), float(hp['tau']), int(hp['proj_dim'])
+  return _build(hp)
+
+
+def _build(hp: Mapping[str, Any]) -> Algorithm:
+  """MOON of checked hparams; mu and tau may be traced values."""
+  mu, tau, out = hp['mu'], hp['tau'], int(hp['proj_dim'])
   in_model = hp['classifier'] == 'projection'
   initial = hp['first_negative'] == 'initial'
 
@@ -129,9 +134,10 @@ def make(hparams: Mapping[str, Any] | None = None) -> Algorithm:
     del ctx, steps
     return {'prev': local}, {}
 
-  return Algorithm('moon', hp, init_client=lambda w: {'prev': w},
+  return Algorithm('moon', dict(hp), init_client=lambda w: {'prev': w},
                    init_extra=None if in_model else init_extra,
                    local_loss=local_loss, client_update=client_update,
                    needs_features=True,
                    model_kwargs={'projection': out} if in_model else {},
-                   independent_client_init=initial)
+                   independent_client_init=initial, numeric=('mu', 'tau'),
+                   rebuild=_build)

@@ -62,6 +62,7 @@ def _train_client(step, start: Weights, ctx: LocalContext, tx, x_M, y_M,
   trainable = start.trainable()
   carry = (trainable, start.batch_stats, tx.init(trainable))
   losses = []
+  own = math.ceil(count / batch_size)  # The client's steps per epoch.
   for e in range(epochs):
     order = np.asarray(local.epoch_order(local.order_key(key, e), count,
                                          n_max, spe * batch_size))[:count]
@@ -69,7 +70,7 @@ def _train_client(step, start: Weights, ctx: LocalContext, tx, x_M, y_M,
       pos = order[j * batch_size:(j + 1) * batch_size]
       ones = jnp.ones(len(pos), jnp.float32)
       carry, ce = step(carry, x_M[pos], y_M[pos], ones,
-                       local.augment_key(key, e * spe + j), ctx)
+                       local.augment_key(key, e * own + j), ctx)
       losses.append(float(ce))
   tr, stats, _ = carry
   return Weights(tr['params'], stats, tr['extra']), losses

@@ -38,6 +38,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 from valley_jax import checks, sharding
 from valley_jax.core import sweep
@@ -185,17 +186,28 @@ def client_initial_weights(algorithm: Algorithm, model: nn.Module,
   One client after another (`lax.map` in one jit): for the digits MLP and
   4 clients on CPU this compiled in 1.8 s against 4.9 s vmapped.
   """
-  x = jnp.zeros((1, *input_shape), jnp.float32)
+  shape_key = (model, algorithm.name, tuple(sorted(
+      (k, str(v)) for k, v in algorithm.hparams.items()
+      if k not in algorithm.numeric)), num_clients, tuple(input_shape), dim)
+  if shape_key not in _CLIENT_INITS:  # One compilation for a table's runs.
+    x = jnp.zeros((1, *input_shape), jnp.float32)
 
-  def one(key, k):
-    k_model, k_extra = jax.random.split(jax.random.fold_in(key, k))
-    v = model.init(k_model, x, train=False)
-    extra = ({} if algorithm.init_extra is None else
-             algorithm.init_extra(k_extra, dim))
-    return Weights(v['params'], v.get('batch_stats') or {}, extra)
+    def one(key, k):
+      k_model, k_extra = jax.random.split(jax.random.fold_in(key, k))
+      v = model.init(k_model, x, train=False)
+      extra = ({} if algorithm.init_extra is None else
+               algorithm.init_extra(k_extra, dim))
+      return Weights(v['params'], v.get('batch_stats') or {}, extra)
 
-  return jax.jit(lambda key: jax.lax.map(lambda k: one(key, k), jnp.arange(
-      num_clients)))(key)
+    _CLIENT_INITS[shape_key] = jax.jit(lambda key: jax.lax.map(
+        lambda k: one(key, k), jnp.arange(num_clients)))
+  return _CLIENT_INITS[shape_key](key)
+
+
+# client_initial_weights' compiled functions, by (model, algorithm and its
+# non-numeric hyperparameters, K, input shape, feature width): init_extra
+# does not read the numeric ones.
+_CLIENT_INITS: dict[tuple, Any] = {}
 
 
 def check_model_kwargs(algorithm: Algorithm, model: nn.Module) -> None:
@@ -308,34 +320,67 @@ def _mean_metrics(metrics_S: dict[str, jax.Array],
   return {k: jnp.sum(v * w) / jnp.sum(w) for k, v in metrics_S.items()}
 
 
-def make_client_fn(model: nn.Module, algorithm: Algorithm, optim, *,
-                   local_epochs: int, batch_size: int, max_count: int,
-                   seed: int, mean=(0.0,), std=(1.0,), augment: bool = False,
+def knobs(algorithm: Algorithm, optim, seed: int) -> dict[str, Any]:
+  """The traced inputs of a round besides the states, the round index and the
+  data: the run's seed, the local optimiser's numbers and the algorithm's
+  numeric hyperparameters (`Algorithm.numeric`). A table passes each cell's
+  own knobs to one compiled round.
+
+  >>> from valley_jax import fed
+  >>> k = knobs(fed.build_algorithm('fedsign'), fed.SGD(), 3)
+  >>> int(k['seed']), sorted(k['hparams'])
+  (3, ['gamma'])
+  """
+  return {'seed': np.int32(seed), 'lr': np.float32(optim.lr),
+          'momentum': np.float32(optim.momentum or 0.0),
+          'weight_decay': np.float32(optim.weight_decay),
+          'hparams': {k: np.float32(v)
+                      for k, v in algorithm.numeric_values().items()}}
+
+
+def _constant_knobs(algorithm: Algorithm, optim, seed: int) -> dict[str, Any]:
+  """The same numbers as Python constants (baked into the program)."""
+  return {'seed': int(seed), 'lr': float(optim.lr),
+          'momentum': float(optim.momentum or 0.0),
+          'weight_decay': float(optim.weight_decay),
+          'hparams': algorithm.numeric_values()}
+
+
+def _client_tx(optim_name: str, kn) -> optax.GradientTransformation:
+  if optim_name == 'adamw':
+    return optax.adamw(kn['lr'], weight_decay=kn['weight_decay'])
+  return local.sgd(kn['lr'], kn['momentum'], kn['weight_decay'])
+
+
+def make_client_fn(model: nn.Module, algorithm: Algorithm, optim_name: str,
+                   *, local_epochs: int, batch_size: int, max_count: int,
+                   mean=(0.0,), std=(1.0,), augment: bool = False,
                    bn_policy: str = 'average', bn_first: str = 'init',
                    dtype=jnp.float32) -> Callable[..., Any]:
   """One client's round, pure: what the engine maps over the client axis.
 
-  Returns fn(server, data, round_index, client_id, active, state) ->
+  Returns fn(server, data, round_index, knobs, client_id, active, state) ->
   (local weights, new client state, message, metrics); an idle slot
-  (active False) takes no step.
+  (active False) takes no step. `knobs` (see `knobs`) may be traced.
   """
-  tx, lr = local.client_optimizer(optim)
-  step = local.make_local_step(model, algorithm, tx, mean, std, augment, dtype)
-  train = local.make_local_train(step, epochs=local_epochs,
-                                 batch_size=batch_size, n_max=max_count)
   features_fn = local.make_features_fn(model, dtype)
 
-  def client(server: ServerState, data: ClientData, round_index, client_id,
-             active, state: ClientState):
+  def client(server: ServerState, data: ClientData, round_index, kn,
+             client_id, active, state: ClientState):
+    alg = algorithm.with_values(kn['hparams'])
+    tx = _client_tx(optim_name, kn)
+    step = local.make_local_step(model, alg, tx, mean, std, augment, dtype)
+    train = local.make_local_train(step, epochs=local_epochs,
+                                   batch_size=batch_size, n_max=max_count)
     count = jnp.where(active, data.counts[client_id], 0)
     start = local.start_weights(server.weights, state, bn_policy, bn_first)
-    ctx = LocalContext(start, server.aux, state.aux, state.rounds == 0, lr,
-                       features_fn, round_index=round_index,
+    ctx = LocalContext(start, server.aux, state.aux, state.rounds == 0,
+                       kn['lr'], features_fn, round_index=round_index,
                        data_weight=relative_size(data.counts, client_id))
-    key = local.client_key(seed, round_index, client_id)
+    key = local.client_key(kn['seed'], round_index, client_id)
     w, steps, loss_sum = train(start, ctx, data.x[client_id],
                                data.y[client_id], count, key, tx)
-    aux, message = algorithm.client_update(ctx, w, steps)
+    aux, message = alg.client_update(ctx, w, steps)
     own = local.bn_part(w) if bn_policy == 'local' else state.local
     new_state = ClientState(aux, own, state.rounds + 1)
     return w, new_state, message, local.client_metrics(w, start, steps,
@@ -350,10 +395,19 @@ def make_round(model: nn.Module, algorithm: Algorithm, data: ClientData, *,
                aggregation: str = 'uniform', bn_policy: str = 'average',
                bn_first: str = 'init',
                chunk: int | None = None, mesh=None, dtype=jnp.float32,
-               donate: bool = False, align: bool = False
+               donate: bool = False, group: bool = True,
+               constants: bool = False, align: bool = False
                ) -> Callable[..., Any]:
-  """The jitted round: fn(server, clients_K, round_index) -> (server,
-  clients_K, metrics).
+  """The jitted round: fn(server, clients_K, round_index, knobs=None,
+  data=None) -> (server, clients_K, metrics).
+
+  The seed, the optimiser's lr, momentum and weight decay and the
+  algorithm's numeric hyperparameters are traced inputs (`knobs`), so one
+  compiled program serves every seed and grid value of a table whose
+  client data have one shape; `data` (another run's `ClientData` of the
+  same shape) and `knobs` default to this run's. `fn.many` runs R runs
+  side by side: every input stacked on a leading run axis (the round index
+  shared), vmapped in one program.
 
   Args:
     model: the network (built with algorithm.model_kwargs).
@@ -374,6 +428,12 @@ def make_round(model: nn.Module, algorithm: Algorithm, data: ClientData, *,
     mesh: split the client axis over this mesh (None: one device).
     dtype: compute dtype of the forward pass (parameters stay float32).
     donate: donate the input states' buffers (saves memory on accelerators).
+    group: run the sampled clients in order of their step counts, so that
+      the clients side by side in a chunk have similar numbers of steps
+      (`group_order`); the results are put back in slot order before the
+      average.
+    constants: bake the seed and the numbers into the program instead
+      (one compilation per value; for tests and comparisons).
     align: experimental: permute each participant's units to the server's
       before averaging (fed/alignment.py).
   Returns:
@@ -382,80 +442,153 @@ def make_round(model: nn.Module, algorithm: Algorithm, data: ClientData, *,
   check_round_config(fraction=fraction, local_epochs=local_epochs,
                      batch_size=batch_size, aggregation=aggregation,
                      bn_policy=bn_policy, chunk=chunk, bn_first=bn_first)
+  local.client_optimizer(optim)  # Checks its name and lr.
   if align:
     alignment.check(algorithm.name, bn_policy, model)
-  client = make_client_fn(model, algorithm, optim, local_epochs=local_epochs,
-                          batch_size=batch_size, max_count=data.max_count,
-                          seed=seed, mean=mean, std=std, augment=augment,
-                          bn_policy=bn_policy, bn_first=bn_first,
-                          dtype=dtype)
-  round_impl = _make_round_impl(algorithm, _map_clients(client, chunk, mesh),
-                                num_clients=data.num_clients,
-                                fraction=fraction, seed=seed,
-                                aggregation=aggregation,
-                                devices=sharding.size(mesh),
-                                aligner=(alignment.make_aligner(model)
-                                         if align else None))
+  client = make_client_fn(model, algorithm, optim.name,
+                          local_epochs=local_epochs, batch_size=batch_size,
+                          max_count=data.max_count, mean=mean, std=std,
+                          augment=augment, bn_policy=bn_policy,
+                          bn_first=bn_first, dtype=dtype)
+  devices = sharding.size(mesh)
+  round_impl = _make_round_impl(
+      algorithm, _map_clients(client, chunk, mesh, group),
+      num_clients=data.num_clients, fraction=fraction,
+      aggregation=aggregation, devices=devices, chunk=chunk,
+      aligner=alignment.make_aligner(model) if align else None)
+  default = knobs(algorithm, optim, seed)
+  if constants:
+    fixed = _constant_knobs(algorithm, optim, seed)
+    impl = lambda s, c, t, d, kn: round_impl(s, c, t, d, fixed)  # noqa: E731
+  else:
+    impl = round_impl
   kwargs = {'donate_argnums': (0, 1)} if donate else {}
   if mesh is not None:
     kwargs['out_shardings'] = sharding.replicated(mesh)
-  jitted = jax.jit(round_impl, **kwargs)
+  jitted = jax.jit(impl, **kwargs)
+  many = jax.jit(jax.vmap(impl, in_axes=(0, 0, None, 0, 0)), **kwargs)
 
-  def round_fn(server: ServerState, clients_K: ClientState, round_index):
+  def round_fn(server: ServerState, clients_K: ClientState, round_index,
+               kn=None, data_override=None):
     return jitted(server, clients_K, jnp.asarray(round_index, jnp.int32),
-                  data)
+                  data if data_override is None else data_override,
+                  default if kn is None else kn)
+
+  def many_fn(servers, clients, round_index, data_R, knobs_R):
+    return many(servers, clients, jnp.asarray(round_index, jnp.int32),
+                data_R, knobs_R)
 
   round_fn.num_sampled = num_sampled(data.num_clients, fraction)
   round_fn.jitted = jitted
+  round_fn.many = many_fn
+  round_fn.many_jitted = many
+  round_fn.knobs = default
   return round_fn
 
 
-def _map_clients(client, chunk: int | None, mesh):
-  """fn(server, data, clients_K, idx_S, active_S, round) over client slots.
+def group_order(counts_S: jax.Array, active_S: jax.Array) -> jax.Array:
+  """The slots in order of their clients' sizes (idle slots count 0), ties
+  in slot order: the order in which the engine runs them, so that the
+  clients of one chunk have similar step counts E·⌈n_k/B⌉.
+
+  >>> group_order(jnp.array([30, 5, 30, 12]), jnp.array([1, 1, 1, 0]) > 0)
+  Array([3, 1, 0, 2], dtype=int32)
+  """
+  n = jnp.where(active_S, counts_S, 0)
+  return jnp.argsort(n, stable=True).astype(jnp.int32)
+
+
+def _chunk_size(chunk: int | None, params: PyTree, n: int) -> int:
+  return min(chunk or auto_chunk(params, n), n)
+
+
+def _map_clients(client, chunk: int | None, mesh, group: bool):
+  """fn(server, data, clients_K, idx_S, active_S, round, knobs) over slots.
 
   Per device, `chunk` clients side by side: vmap when it covers them all,
-  else lax.map(batch_size=chunk); with a mesh, the slots are split over it.
+  else lax.map(batch_size=chunk), in `group_order` when `group`; with a
+  mesh, the slots are split over it.
   """
 
-  def run_clients(server, data, clients_K, idx_S, active_S, round_index):
+  def run_clients(server, data, clients_K, idx_S, active_S, round_index, kn):
     def one(args):
-      return client(server, data, round_index, *args)
+      return client(server, data, round_index, kn, *args)
 
-    xs = (idx_S, active_S, _take(clients_K, idx_S))
-    size = chunk or auto_chunk(server.weights.params, idx_S.shape[0])
-    if size >= idx_S.shape[0]:
-      return jax.vmap(one)(xs)
-    return jax.lax.map(one, xs, batch_size=size)
+    n = idx_S.shape[0]
+    order = (group_order(jnp.take(data.counts, idx_S), active_S) if group
+             else jnp.arange(n))
+    xs = (idx_S[order], active_S[order], _take(clients_K, idx_S[order]))
+    size = _chunk_size(chunk, server.weights.params, n)
+    out = (jax.vmap(one)(xs) if size >= n else
+           jax.lax.map(one, xs, batch_size=size))
+    back = jnp.argsort(order)  # Slot order again: the average's order.
+    return jax.tree.map(lambda a: a[back], out)
 
   if mesh is None:
     return run_clients
   return sharding.map_blocks(run_clients, mesh,
-                             (False, False, False, True, True, False))
+                             (False, False, False, True, True, False, False))
+
+
+def chunk_steps(steps_S: jax.Array, devices: int, size: int) -> jax.Array:
+  """The steps each chunk computes, [devices, chunks]: a chunk of clients
+  side by side loops as long as its longest client. Slots are split over the
+  devices in blocks, each block sorted by steps (`group_order`) and cut
+  into chunks of `size` (the last one shorter, as lax.map does).
+
+  >>> chunk_steps(jnp.array([4, 1, 2, 6]), 1, 3).tolist()
+  [[4, 6]]
+  """
+  per = jnp.sort(steps_S.reshape(devices, -1), axis=1)
+  n = per.shape[1]
+  size = min(size, n)
+  full = n // size * size
+  parts = [per[:, :full].reshape(devices, -1, size).max(-1)]
+  if full < n:
+    parts.append(per[:, full:].max(-1, keepdims=True))
+  return jnp.concatenate(parts, axis=1)
+
+
+def chunk_sizes(slots: int, devices: int, size: int) -> list[int]:
+  """The number of clients in each chunk of `chunk_steps`' columns.
+
+  >>> chunk_sizes(4, 1, 3)
+  [3, 1]
+  """
+  n = slots // devices
+  size = min(size, n)
+  return [size] * (n // size) + ([n % size] if n % size else [])
 
 
 def _make_round_impl(algorithm: Algorithm, run_clients, *, num_clients: int,
-                     fraction: float, seed: int, aggregation: str,
-                     devices: int, aligner=None):
+                     fraction: float, aggregation: str, devices: int,
+                     chunk: int | None, aligner=None):
   """The pure round: sample, train the slots, average, server step, write
   back. Slots are padded to a multiple of the devices with idle ones."""
   k, s = num_clients, num_sampled(num_clients, fraction)
   slots = -(-s // devices) * devices
 
-  def round_impl(server, clients_K, round_index, data):
-    idx = sample_clients(seed, round_index, k, fraction)
+  def round_impl(server, clients_K, round_index, data, kn):
+    alg = algorithm.with_values(kn['hparams'])
+    idx = sample_clients(kn['seed'], round_index, k, fraction)
     idx_S = jnp.zeros((slots,), jnp.int32).at[:s].set(idx)
     active_S = jnp.arange(slots) < s
     w_S, states_S, messages_S, metrics_S = run_clients(
-        server, data, clients_K, idx_S, active_S, round_index)
+        server, data, clients_K, idx_S, active_S, round_index, kn)
     weights_S = aggregation_weights(active_S, jnp.take(data.counts, idx_S),
                                     aggregation)
     if aligner is not None:
       w_S = aligner(server.weights, w_S, active_S)
     avg = weighted_average(w_S, weights_S)
-    server = algorithm.server_update(server, avg, messages_S, active_S, k)
+    server = alg.server_update(server, avg, messages_S, active_S, k)
     clients_K = _put(clients_K, jnp.where(active_S, idx_S, k), states_S)
+    steps_S = jnp.where(active_S, metrics_S['steps'], 0).astype(jnp.int32)
+    size = _chunk_size(chunk, server.weights.params, slots // devices)
     return server, clients_K, {**_mean_metrics(metrics_S, active_S),
-                               'clients': idx}
+                               'clients': idx,
+                               'real_steps': jnp.sum(steps_S),
+                               'chunk_steps': chunk_steps(steps_S, devices,
+                                                          size)}
 
   return round_impl
 

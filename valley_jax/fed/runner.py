@@ -32,6 +32,7 @@ what their workdirs hold, before anything is loaded or compiled.
 
 import contextlib
 import dataclasses
+import functools
 import itertools
 import math
 import time
@@ -40,6 +41,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import ml_collections
+from absl import logging
 import numpy as np
 import tqdm
 from etils import epath
@@ -47,10 +49,10 @@ from etils import epath
 from valley_jax import (checkpoint, checks, compile_cache, data, distributed,
                         fed, models, outputs, preemption, rundir, sharding,
                         watch)
-from valley_jax.core import steps
-from valley_jax.data import partition
+from valley_jax.core import stats, steps
+from valley_jax.data import partition, pipeline
 from valley_jax.errors import InputError
-from valley_jax.fed import alignment, figures, local
+from valley_jax.fed import alignment, figures, local, robust
 
 MODES = ('run', 'table')
 DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
@@ -97,6 +99,12 @@ def validate(config: ml_collections.ConfigDict) -> fed.Algorithm:
       bn_first=config.fed.bn_first)
   if config.fed.get('align', False):
     alignment.check(config.fed.algorithm, config.fed.bn_policy)
+  if config.fed.bn_first != 'init' and config.fed.bn_policy != 'local':
+    raise InputError(
+        f'config.fed.bn_first={config.fed.bn_first!r} sets how FedBN '
+        "(config.fed.bn_policy='local') starts a client's BN layers; with "
+        f'bn_policy={config.fed.bn_policy!r} it would mean nothing: add the '
+        'fedbn variant, or drop bn_first.')
   if config.mode == 'table':
     _check_table(config)
   return fed.build_algorithm(config.fed.algorithm,
@@ -133,10 +141,14 @@ class _Evaluator:
   """Test (and held-out validation) loss and accuracy of the global model
   (FedBN: recalibrated)."""
 
-  def __init__(self, config, model, ds: data.Dataset, mesh, val=None):
+  def __init__(self, config, model, ds: data.Dataset, mesh, val=None,
+               step=None, recal=None):
     self.config, self.model, self.ds, self.mesh = config, model, ds, mesh
     self.val = val
-    self.step = jax.jit(steps.make_eval_step(model, ds.mean, ds.std))
+    self.step = step or jax.jit(steps.make_eval_step(model, ds.mean,
+                                                     ds.std))
+    self.recal = recal or jax.jit(functools.partial(
+        fed.recalibrate, model, mean=ds.mean, std=ds.std))
     n_dev = mesh.shape[sharding.DATA]
     self.batch = -(-min(config.eval.batch_size, len(ds.y_test)) // n_dev
                    ) * n_dev
@@ -162,6 +174,23 @@ class _Evaluator:
                   f'{name}_accuracy': out['accuracy']})
     return row
 
+
+  def pooled_recalibrated(self, weights) -> dict[str, float]:
+    """Test accuracy and loss of the weights with BN statistics
+    recomputed on all the clients' training data pooled: a view that a
+    server, which never sees the clients' data, does not have ({} for a
+    model without BN)."""
+    if not jax.tree.leaves(weights.batch_stats):
+      return {}
+    n = len(self.ds.y_train)
+    b = min(n, self.config.eval.batch_size)
+    x = jnp.asarray(self.ds.x_train[:n // b * b]).reshape(
+        n // b, b, *self.ds.x_train.shape[1:])
+    w = self.recal(weights, x)
+    out = steps.evaluate(self.step, self.mesh, w.params, w.batch_stats,
+                         self.ds.x_test, self.ds.y_test, self.batch)
+    return {'pooled_recal_test_accuracy': out['accuracy'],
+            'pooled_recal_test_loss': out['loss']}
 
   def clients(self, global_w, clients) -> dict[str, float]:
     """FedBN's own view: every client that has trained, as the global
@@ -204,9 +233,25 @@ def _write_partition(workdir: str, ds: data.Dataset, parts,
   if outputs.read_json(folder / 'partition.json') != outputs.finite_or_none(
       info) or not (folder / 'partition.png').exists():
     outputs.write_json(folder / 'partition.json', info)
-    figures.label_heatmap(hist, str(folder / 'partition'),
-                          title=f'{len(parts)} clients')
+    _heatmap(hist, folder, len(parts))
   return info
+
+
+# Heat maps drawn in this process, by histogram: a table's cells of one
+# (α, seed) share their partition, so each is drawn once and copied.
+_HEATMAPS: dict[bytes, list[epath.Path]] = {}
+
+
+def _heatmap(hist: np.ndarray, folder: epath.Path, clients: int) -> None:
+  key = np.ascontiguousarray(hist).tobytes() + bytes(str(hist.shape), 'utf8')
+  drawn = _HEATMAPS.get(key)
+  if drawn and all(p.exists() for p in drawn):
+    for p in drawn:
+      (folder / p.name).write_bytes(p.read_bytes())
+    return
+  paths = figures.label_heatmap(hist, str(folder / 'partition'),
+                                title=f'{clients} clients')
+  _HEATMAPS[key] = [epath.Path(p) for p in paths]
 
 
 def _round_row(t: int, m: dict[str, Any], test: dict[str, float] | None,
@@ -245,35 +290,186 @@ def run(config: ml_collections.ConfigDict, workdir: str, *,
 def _simulate(config, workdir: str, alg, overwrite: bool,
               stop_after: int | None) -> dict[str, Any]:
   """run()'s work once the config is accepted and the workdir locked."""
+  prog = _Program(config, alg, _load(config), max_count=None)
+  live = _open_run(config, workdir, alg, overwrite, prog)
+  round_fn = prog.round_fn(live.data)
   f = config.fed
-  ds, val = _hold_out(data.from_config(config.data), f.holdout,
-                      config.data.seed)
+  last = min(stop_after or f.rounds, f.rounds)
+  server, clients = live.states['server'], live.states['clients']
+  with preemption.graceful():
+    for t in tqdm.trange(live.start, last, desc=f'fedsim {f.algorithm}',
+                         disable=distributed.progress_disabled(),
+                         initial=live.start, total=f.rounds):
+      t0 = time.time()
+      server, clients, m = round_fn(server, clients, t, live.knobs,
+                                    live.data)
+      stop = preemption.requested(t + 1)  # Every round, on every process.
+      _record_round(live, t, server, lambda c=clients: c, jax.device_get(m),
+                    time.time() - t0, stop=stop)
+      if stop and t + 1 < last:  # A signal in the last round: finish.
+        _close_run(live)
+        raise preemption.Preempted(f'round {t + 1} of {f.rounds} in '
+                                   f'{workdir}')
+  return _close_run(live)
+
+
+def _load(config) -> data.Dataset:
+  """The dataset of config.data, all of its training set."""
+  return data.from_config(config.data)
+
+
+class _Program:
+  """What the runs of one compiled round share: (algorithm and its
+  non-numeric hyperparameters, model, data shapes). Its round, model
+  initialiser and evaluation step are compiled once for all of them.
+
+  `max_count` pads every run's clients to M rows (a table's largest
+  client over all its cells); None pads each run to its own largest.
+  """
+
+  def __init__(self, config, alg: fed.Algorithm, ds: data.Dataset,
+               max_count: int | None):
+    self.config, self.alg, self.max_count = config, alg, max_count
+    self.model = build(config, ds, alg)
+    f = config.fed
+    if f.bn_policy == 'local' and not models.has_batch_norm(
+        models.abstract_variables(self.model, tuple(ds.input_shape))):
+      raise InputError(
+          f"config.fed.bn_policy='local' (FedBN) keeps each client's "
+          f'BatchNorm statistics, but {config.model.name} has no BatchNorm '
+          f'here (config.model.bn={config.model.bn}): drop the fedbn '
+          'variant, or use a model with BN.')
+    self.mesh = sharding.make_mesh(config.num_devices)
+    self.eval_step = jax.jit(steps.make_eval_step(self.model, ds.mean,
+                                                  ds.std))
+    x = jnp.zeros((1, *ds.input_shape), jnp.float32)
+    self.init = jax.jit(lambda k: self.model.init(k, x, train=False))
+    self.recal = jax.jit(functools.partial(fed.recalibrate, self.model,
+                                           mean=ds.mean, std=ds.std))
+    self._round = None
+    self._eval_many = None
+
+  def round_fn(self, client_data: fed.ClientData):
+    """The compiled round (built on the first run's data; every run passes
+    its own data and knobs)."""
+    if self._round is None:
+      c, f = self.config, self.config.fed
+      ds_mean, ds_std = self._norm
+      self._round = fed.make_round(
+          self.model, self.alg, client_data, optim=c.optim,
+          fraction=f.fraction, local_epochs=f.local_epochs,
+          batch_size=f.batch_size, seed=c.seed, mean=ds_mean, std=ds_std,
+          augment=self._augment, aggregation=f.aggregation,
+          bn_policy=f.bn_policy, bn_first=f.bn_first,
+          chunk=f.chunk or None, mesh=self.mesh, dtype=DTYPES[f.dtype],
+          align=f.get('align', False))
+    return self._round
+
+  def set_data_info(self, ds: data.Dataset) -> None:
+    self._norm = (ds.mean, ds.std)
+    self._augment = self.config.data.augment and ds.augmentable
+
+  def variables(self, key) -> dict[str, Any]:
+    v = self.init(key)
+    return {'params': v['params'], 'batch_stats': v.get('batch_stats', {})}
+
+  def evaluate_many(self, weights_r, lives: list['_Live']
+                    ) -> list[dict[str, float]]:
+    """Test (and validation) loss and accuracy of a batch's global
+    models, stacked on a leading run axis, in one vmapped call per batch of
+    examples: the rows `_Evaluator.__call__` gives one run at a time."""
+    if self._eval_many is None:
+      one = steps.make_eval_step(self.model, *self._norm)
+      self._eval_many = {
+          'test': jax.jit(jax.vmap(one, in_axes=(0, 0, None, None, None))),
+          'val': jax.jit(jax.vmap(one, in_axes=(0, 0, 0, 0, None)))}
+    width = jax.tree.leaves(weights_r.params)[0].shape[0]
+    ev = lives[0].evaluate
+    sets = {'test': (ev.ds.x_test, ev.ds.y_test)}
+    if ev.val is not None:
+      pad = lives + [lives[-1]] * (width - len(lives))
+      sets['val'] = (np.stack([lv.evaluate.val[0] for lv in pad]),
+                     np.stack([lv.evaluate.val[1] for lv in pad]))
+    rows = [{} for _ in lives]
+    for name, (x, y) in sets.items():
+      n = y.shape[-1]
+      idx_sb, w_sb = pipeline.padded_batches(n, min(ev.batch, n))
+      sums = []
+      for idx, w in zip(idx_sb, w_sb):
+        xb, yb = (x[idx], y[idx]) if name == 'test' else (x[:, idx],
+                                                          y[:, idx])
+        sums.append(jax.device_get(self._eval_many[name](
+            weights_r.params, weights_r.batch_stats, xb, yb, w)))
+      # Summed over batches and divided as steps.evaluate does.
+      tot = jax.tree.map(lambda *a: np.sum(np.stack(a), axis=0), *sums)
+      for i, row in enumerate(rows):
+        count = float(tot['count'][i])
+        row[f'{name}_loss'] = float(tot['loss'][i]) / count
+        row[f'{name}_accuracy'] = float(tot['correct'][i]) / count
+    return rows
+
+  def chunk_sizes(self, server) -> list[int]:
+    """The clients per chunk of one device's slots (rounds.chunk_sizes)."""
+    f = self.config.fed
+    devices = sharding.size(self.mesh)
+    s = fed.num_sampled(f.num_clients, f.fraction)
+    slots = -(-s // devices) * devices
+    size = f.chunk or fed.auto_chunk(server.weights.params, slots // devices)
+    return fed.rounds.chunk_sizes(slots, devices, size)
+
+  def compiles(self) -> int:
+    """How many programs the round compiled (single and batched)."""
+    if self._round is None:
+      return 0
+    return (self._round.jitted._cache_size() +
+            self._round.many_jitted._cache_size())
+
+
+@dataclasses.dataclass
+class _Live:
+  """One run in progress: its config, workdir, states and history."""
+  config: Any
+  workdir: str
+  alg: fed.Algorithm
+  mngr: Any
+  start: int
+  states: dict[str, Any]
+  history: list
+  evaluate: Any
+  part_info: dict
+  data: Any
+  knobs: dict
+  ds: Any
+  watcher: Any = None
+
+
+def _pad_clients(ds: data.Dataset, parts, max_count: int | None):
+  """pad_clients, then zero rows up to max_count (a table's shared M)."""
+  x, y, counts = partition.pad_clients(ds.x_train, ds.y_train, parts)
+  if max_count is not None and max_count > x.shape[1]:
+    extra = max_count - x.shape[1]
+    x = np.pad(x, [(0, 0), (0, extra)] + [(0, 0)] * (x.ndim - 2))
+    y = np.pad(y, [(0, 0), (0, extra)])
+  return x, y, counts
+
+
+def _open_run(config, workdir: str, alg, overwrite: bool,
+              prog: _Program, base: data.Dataset | None = None) -> _Live:
+  """Everything a run needs before its first round: its data, partition,
+  initial (or restored) states, Orbax manager and evaluator."""
+  f = config.fed
+  ds, val = _hold_out(base or _load(config), f.holdout, config.data.seed)
   partition.check_clients(len(ds.y_train), f.num_clients, f.min_size)
-  model = build(config, ds, alg)
-  if f.bn_policy == 'local' and not models.has_batch_norm(
-      models.abstract_variables(model, tuple(ds.input_shape))):
-    raise InputError(
-        f"config.fed.bn_policy='local' (FedBN) keeps each client's BatchNorm "
-        f'statistics, but {config.model.name} has no BatchNorm here '
-        f'(config.model.bn={config.model.bn}): drop the fedbn variant, or '
-        'use a model with BN.')
+  prog.set_data_info(ds)
   parts = split(config, ds)
-  mesh = sharding.make_mesh(config.num_devices)
+  client_data = fed.ClientData.from_arrays(
+      *_pad_clients(ds, parts, prog.max_count), mesh=prog.mesh)
   root = jax.random.key(config.seed)
-  variables = steps.init_variables(model, jax.random.fold_in(root, 0),
-                                   ds.input_shape)
+  variables = prog.variables(jax.random.fold_in(root, 0))
   server, clients = fed.init_states(
-      alg, model, variables, f.num_clients, input_shape=ds.input_shape,
-      key=jax.random.fold_in(root, 1), bn_policy=f.bn_policy, mesh=mesh)
-  round_fn = fed.make_round(
-      model, alg, fed.ClientData.from_arrays(
-          *partition.pad_clients(ds.x_train, ds.y_train, parts), mesh=mesh),
-      optim=config.optim, fraction=f.fraction, local_epochs=f.local_epochs,
-      batch_size=f.batch_size, seed=config.seed, mean=ds.mean, std=ds.std,
-      augment=config.data.augment and ds.augmentable,
-      aggregation=f.aggregation, bn_policy=f.bn_policy, bn_first=f.bn_first,
-      chunk=f.chunk or None, mesh=mesh, dtype=DTYPES[f.dtype],
-      align=f.get('align', False))
+      alg, prog.model, variables, f.num_clients, input_shape=ds.input_shape,
+      key=jax.random.fold_in(root, 1), bn_policy=f.bn_policy,
+      mesh=prog.mesh)
   mngr = rundir.open_run(workdir, config.to_dict(), overwrite=overwrite,
                          arrays=('server', 'clients'),
                          ignore=_RESUMABLE_KEYS,
@@ -286,57 +482,60 @@ def _simulate(config, workdir: str, alg, overwrite: bool,
   start, states, history = checkpoint.start_or_resume(
       mngr, {'server': server, 'clients': clients}, config.to_dict(),
       rundir.metrics_path(workdir))
-  evaluate = _Evaluator(config, model, ds, mesh, val)
-  last = min(stop_after or f.rounds, f.rounds)
+  evaluate = _Evaluator(config, prog.model, ds, prog.mesh, val,
+                        step=prog.eval_step, recal=prog.recal)
+  kn = fed.rounds.knobs(alg, config.optim, config.seed)
   watcher = watch.Watcher(workdir, f'fedsim {f.algorithm}', config.to_dict(),
                           total=f.rounds, start=start, unit='rounds')
-  with preemption.graceful(), contextlib.closing(watcher):
-    start = _rounds(config, workdir, alg, round_fn, evaluate, mngr, states,
-                    history, start, last, watcher)
-  mngr.wait_until_finished()
-  mngr.close()
-  if start is not None:  # Stopped by a signal after saving round `start`.
-    _finish(config, workdir, alg, states['server'], history, part_info)
-    raise preemption.Preempted(f'round {start} of {f.rounds} in {workdir}')
-  return _finish(config, workdir, alg, states['server'], history, part_info)
+  return _Live(config, workdir, alg, mngr, start, states, history, evaluate,
+               part_info, client_data, kn, ds, watcher)
 
 
-def _rounds(config, workdir, alg, round_fn, evaluate, mngr, states, history,
-            start: int, last: int, watcher) -> int | None:
-  """The round loop of run(); `states` and `history` are updated in place.
-  Returns None, or the round saved when a signal stopped the run."""
-  f = config.fed
-  for t in tqdm.trange(start, last, desc=f'fedsim {f.algorithm}',
-                       disable=distributed.progress_disabled(),
-                       initial=start, total=f.rounds):
-    t0 = time.time()
-    server, clients, m = round_fn(states['server'], states['clients'], t)
-    states.update(server=server, clients=clients)
-    m = jax.device_get(m)
-    checks.stop_if_nonfinite(
-        [m['train_loss']], f'round {t + 1}', t,
-        f'the local learning rate config.optim.lr={config.optim.lr} or an '
-        'algorithm hyperparameter is too large', config.on_nonfinite,
-        'config.on_nonfinite')
-    done = t + 1
-    test = None
-    if done % config.eval.every == 0 or done == f.rounds:
-      test = evaluate(fed.global_weights(alg, server))
-      if f.bn_policy == 'local':
-        test.update(evaluate.clients(fed.global_weights(alg, server),
-                                     clients))
-    history.append(_round_row(t, m, test, time.time() - t0))
-    stop = preemption.requested(done)  # Every round, on every process.
-    if done % config.checkpoint_every == 0 or done == f.rounds or stop:
-      checkpoint.save_items(mngr, done, states, config.to_dict(), history)
-    outputs.write_jsonl(rundir.metrics_path(workdir), history)
-    watcher.step(done)
-    watcher.scalars(done, {k: v for k, v in history[-1].items()
-                           if k != 'round'})
-    if stop and done < last:  # A signal in the last round: just finish.
-      return done
-  watcher.step(last, force=True)
-  return None
+def _record_round(live: _Live, t: int, server, clients_fn, m: dict,
+                  seconds: float, test: dict | None = None,
+                  stop: bool = False) -> None:
+  """After round t of a run: the non-finite check, the evaluation, the
+  metrics row, the checkpoint (clients_fn() gives the run's client
+  states, asked for only when they are saved; `stop`, a signal's request,
+  saves this round whatever config.checkpoint_every says), TensorBoard."""
+  config, f = live.config, live.config.fed
+  checks.stop_if_nonfinite(
+      [m['train_loss']], f'round {t + 1}', t,
+      f'the local learning rate config.optim.lr={config.optim.lr} or an '
+      'algorithm hyperparameter is too large', config.on_nonfinite,
+      'config.on_nonfinite')
+  done = t + 1
+  if test is None and _evaluates(config, t):
+    test = live.evaluate(fed.global_weights(live.alg, server))
+    if f.bn_policy == 'local':
+      test.update(live.evaluate.clients(fed.global_weights(live.alg, server),
+                                        clients_fn()))
+  live.history.append(_round_row(t, m, test, seconds))
+  live.states = {'server': server, 'clients': None}
+  if done % config.checkpoint_every == 0 or done == f.rounds or stop:
+    live.states['clients'] = clients_fn()
+    checkpoint.save_items(live.mngr, done, live.states, config.to_dict(),
+                          live.history)
+  outputs.write_jsonl(rundir.metrics_path(live.workdir), live.history)
+  live.watcher.step(done)
+  live.watcher.scalars(done, {k: v for k, v in live.history[-1].items()
+                              if k != 'round'})
+
+
+def _evaluates(config, t: int) -> bool:
+  """Whether round t (0-based) ends with an evaluation."""
+  done = t + 1
+  return done % config.eval.every == 0 or done == config.fed.rounds
+
+
+def _close_run(live: _Live, figure: bool = True) -> dict[str, Any]:
+  """Waits for the run's saves; its results.json (and figure)."""
+  live.mngr.wait_until_finished()
+  live.mngr.close()
+  live.watcher.step(len(live.history), force=True)
+  live.watcher.close()
+  return _finish(live.config, live.workdir, live.alg, live.states['server'],
+                 live.history, live.part_info, live.evaluate, figure)
 
 
 def global_model_dir(workdir: str) -> str:
@@ -368,18 +567,28 @@ def _export_global(config, workdir: str, alg, server, done: int) -> None:
   mngr.close()
 
 
-def _finish(config, workdir, alg, server, history, part_info):
-  """results.json and the accuracy figure of a run (final or so far)."""
+def _finish(config, workdir, alg, server, history, part_info,
+            evaluate: _Evaluator | None = None, figure: bool = True):
+  """results.json and the accuracy figure of a run (final or so far).
+
+  With `evaluate`, 'final' also holds the global model's test accuracy
+  with BN statistics recalibrated on the clients' pooled training data
+  (`_Evaluator.pooled_recalibrated`; models with BN).
+  """
   evaluated = [r for r in history if 'test_accuracy' in r]
   final = evaluated[-1] if evaluated else {}
   done = history[-1]['round'] if history else 0
   keys = ('round', 'test_accuracy', 'test_loss') + tuple(
       k for k in ('val_accuracy', 'val_loss', 'client_test_accuracy',
                   'client_test_loss', 'clients_evaluated') if k in final)
+  final = {k: final.get(k) for k in keys}
+  if evaluate is not None and done:
+    final.update(outputs.finite_or_none(evaluate.pooled_recalibrated(
+        fed.global_weights(alg, server))))
   results = {
       'algorithm': alg.name, 'hparams': dict(alg.hparams),
       'rounds_done': done, 'finished': done == config.fed.rounds,
-      'final': {k: final.get(k) for k in keys},
+      'final': final,
       'global_fingerprint': checkpoint.fingerprint(
           {'params': server.weights.params,
            'batch_stats': server.weights.batch_stats}),
@@ -390,7 +599,7 @@ def _finish(config, workdir, alg, server, history, part_info):
   if done:
     _export_global(config, workdir, alg, server, done)
   outputs.write_json(folder / 'results.json', results)
-  if evaluated:
+  if evaluated and figure:
     figures.accuracy(
         {alg.name: ([r['round'] for r in evaluated],
                     [r['test_accuracy'] for r in evaluated])},
@@ -437,6 +646,14 @@ def _check_table(config) -> None:
         f'config.fed.holdout={config.fed.holdout} is replaced in table mode '
         "by config.table.holdout (selection='validation') or 0 "
         "(selection='test'): set --config.table.holdout instead.")
+  for name in t.grids:
+    if name not in fed.ALGORITHMS:
+      raise InputError(f'config.table.grids.{name}: unknown algorithm '
+                       f'{name!r}; choose from {sorted(fed.ALGORITHMS)}.')
+    if name not in t.algorithms and _grid(config, name):
+      logging.warning(
+          'config.table.grids.%s is ignored: %s is not in config.table.'
+          'algorithms=%s.', name, name, tuple(t.algorithms))
   for name in t.algorithms:
     if name not in fed.ALGORITHMS:
       raise InputError(f'Unknown algorithm {name!r} in config.table.'
@@ -555,27 +772,249 @@ def table(config: ml_collections.ConfigDict, workdir: str, *,
   outputs.check_writable(workdir, '--workdir')
   if not overwrite:
     _check_cells(config, workdir)
-  runs = []
-  with rundir.lock(workdir), preemption.graceful():
-    todo = cells(config)
-    for i, cell in enumerate(todo):
-      w = cell_dir(workdir, cell)
-      try:
-        if preemption.pending():  # A signal between two cells.
-          raise preemption.Preempted(f'every finished cell in {workdir}')
-        res = run(cell_config(config, cell), w, overwrite=overwrite)
-      except preemption.Preempted as e:
-        raise preemption.Preempted(
-            f'{e.saved} (table cell {i + 1} of {len(todo)}; {i} finished)'
-        ) from None
-      runs.append(_cell_record(cell, w, res))
+  with rundir.lock(workdir):
+    runs, timing = run_cells(config, workdir, overwrite=overwrite)
     out = summarize(config, runs)
+    out['timing'] = timing
     folder = epath.Path(workdir)
     outputs.write_json(folder / 'table.json', out)
     outputs.write_text(folder / 'table.md', markdown(out))
     figures.table_curves(out, str(folder / 'figure'))
   print(markdown(out))
   return out
+
+
+# Compilation seconds as JAX reports them (tracing, lowering, XLA compile).
+_COMPILE_EVENTS = ('/jax/core/compile/jaxpr_trace_duration',
+                   '/jax/core/compile/jaxpr_to_mlir_module_duration',
+                   '/jax/core/compile/backend_compile_duration')
+_compile_seconds = [0.0]
+
+
+def _on_event(event: str, duration: float, **_) -> None:
+  if event in _COMPILE_EVENTS:
+    _compile_seconds[0] += duration
+
+
+jax.monitoring.register_event_duration_secs_listener(_on_event)
+
+
+def compile_seconds() -> float:
+  """Seconds this process spent tracing, lowering and compiling so far."""
+  return _compile_seconds[0]
+
+
+def auto_batch_runs(config, model_params, num_runs: int) -> int:
+  """Runs side by side per program when config.table.batch_runs is 0.
+
+  On CPU one after another: vmapping runs gained nothing there (the digits
+  MLP round on 2 Xeon cores, 2026-12-07: 4 runs vmapped 0.046 s against
+  4 × 0.010 s one at a time, and the vmapped program compiled in 21 s
+  against 11 s), and vmapped convolutions become grouped ones that
+  XLA:CPU ran 4-6× slower (`sweep.auto_chunk`). On accelerators all the
+  runs of a program at once, as many clients side by side were faster on
+  a GPU (`rounds.auto_chunk`). `model_params` is kept for a rule by size.
+  """
+  del model_params
+  if config.table.batch_runs:
+    return min(config.table.batch_runs, num_runs)
+  return 1 if jax.default_backend() == 'cpu' else num_runs
+
+
+def _program_key(alg: fed.Algorithm) -> tuple:
+  """Cells with the same key share one compiled round: the algorithm and
+  its hyperparameters that shape the program (the numeric ones are
+  traced)."""
+  return (alg.name, tuple(sorted((k, str(v)) for k, v in alg.hparams.items()
+                                 if k not in alg.numeric)))
+
+
+def _table_max_count(config, cell_configs) -> int:
+  """M of the whole table: the largest client of any cell's partition, so
+  that every cell's client data have one shape. Partitions are computed
+  (cheap, NumPy) once per (data, holdout, α, seed)."""
+  seen, biggest, loaded = set(), 1, {}
+  for c in cell_configs:
+    key = (str(c.data.to_dict()), c.fed.holdout, c.fed.alpha, c.data.seed)
+    if key in seen:
+      continue
+    seen.add(key)
+    dkey = str(c.data.to_dict())
+    if dkey not in loaded:
+      loaded[dkey] = _load(c)
+    ds, _ = _hold_out(loaded[dkey], c.fed.holdout, c.data.seed)
+    partition.check_clients(len(ds.y_train), c.fed.num_clients,
+                            c.fed.min_size)
+    biggest = max(biggest, max(len(p) for p in split(c, ds)))
+  return biggest
+
+
+class _Steps:
+  """Real local steps against the steps computed (a chunk of clients side
+  by side, and runs side by side, loop as long as their longest)."""
+
+  def __init__(self):
+    self.real, self.computed = 0, 0
+
+  def add(self, m_R: dict, sizes: list[int], members: int, width: int):
+    """m_R: a round's metrics with a leading run axis of `width` (the
+    first `members` real runs)."""
+    chunk = np.asarray(m_R['chunk_steps']).reshape(width, -1, len(sizes))
+    self.real += int(np.sum(np.asarray(m_R['real_steps'])[:members]))
+    self.computed += int(width * np.sum(chunk.max(0) * np.asarray(sizes)))
+
+  def share(self) -> float | None:
+    return self.real / self.computed if self.computed else None
+
+
+_stack = jax.jit(lambda trees: jax.tree.map(lambda *a: jnp.stack(a), *trees))
+_row = jax.jit(lambda tree, i: jax.tree.map(lambda a: a[i], tree))
+
+
+def _advance(prog: _Program, lives: list[_Live], width: int,
+             tally: _Steps) -> None:
+  """Runs the live runs (all at the same start round) to the end: one
+  after another (width 1) or `width` side by side, the last batch padded
+  with copies of its last run (their results are dropped), so one program
+  serves every batch."""
+  f = prog.config.fed
+  if lives[0].start >= f.rounds:
+    return  # Finished cells: nothing to compile.
+  round_fn = prog.round_fn(lives[0].data)
+  sizes = prog.chunk_sizes(lives[0].states['server'])
+  start = lives[0].start
+  if width == 1:
+    for live in lives:
+      server, clients = live.states['server'], live.states['clients']
+      for t in range(start, f.rounds):
+        t0 = time.time()
+        server, clients, m = round_fn(server, clients, t, live.knobs,
+                                      live.data)
+        m = jax.device_get(m)
+        tally.add(jax.tree.map(lambda a: np.asarray(a)[None], m), sizes, 1,
+                  1)
+        stop = preemption.requested(t + 1)
+        _record_round(live, t, server, lambda c=clients: c, m,
+                      time.time() - t0, stop=stop)
+        if stop and t + 1 < f.rounds:
+          _stop_cells([live], t + 1)
+    return
+  padded = lives + [lives[-1]] * (width - len(lives))
+  server = _stack([lv.states['server'] for lv in padded])
+  clients = _stack([lv.states['clients'] for lv in padded])
+  data_r = _stack([lv.data for lv in padded])
+  knobs_r = _stack([lv.knobs for lv in padded])
+  for t in range(start, f.rounds):
+    t0 = time.time()
+    server, clients, m = round_fn.many(server, clients, t, data_r, knobs_r)
+    m = jax.device_get(m)
+    tally.add(m, sizes, len(lives), width)
+    tests = [None] * len(lives)
+    if _evaluates(prog.config, t) and f.bn_policy != 'local':
+      tests = prog.evaluate_many(
+          fed.global_weights(prog.alg, server), lives)
+    seconds = (time.time() - t0) / len(lives)
+    stop = preemption.requested(t + 1)  # Once per round for every run.
+    for i, live in enumerate(lives):
+      _record_round(live, t, _row(server, i),
+                    lambda i=i, c=clients: _row(c, i),
+                    jax.tree.map(lambda a, i=i: a[i], m), seconds, tests[i],
+                    stop=stop)
+    if stop and t + 1 < f.rounds:
+      _stop_cells(lives, t + 1)
+
+
+def _stop_cells(lives: list[_Live], done: int) -> None:
+  """After a signal: the runs in flight have saved round `done`; wait for
+  the saves and stop (run_cells adds which cells had finished)."""
+  for live in lives:
+    live.mngr.wait_until_finished()
+    live.mngr.close()
+    live.watcher.close()
+  names = ', '.join(epath.Path(lv.workdir).name for lv in lives)
+  raise preemption.Preempted(f'round {done} of the cells in flight ({names})')
+
+
+def run_cells(config, workdir: str, *, overwrite: bool = False
+              ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+  """Runs (or resumes) every cell of the table, each in its own workdir.
+
+  Cells whose algorithms differ only in numeric hyperparameters, seeds and
+  α share one compiled round (`_program_key`): the seed and the numbers
+  are traced inputs, and every cell's clients are padded to the table's
+  largest client M (`_table_max_count`), whose padding rows no step
+  reads. `config.table.batch_runs` of them run side by side
+  (`auto_batch_runs`); cells resumed from different rounds run in
+  separate batches. Returns (the cells' records in `cells` order, timing:
+  seconds of compilation and of the rest, compilations per algorithm, the
+  share of computed local steps that were real).
+  """
+  finished = []
+  with preemption.graceful():
+    try:
+      return _run_cells(config, workdir, overwrite, finished)
+    except preemption.Preempted as e:
+      raise preemption.Preempted(
+          f'{e.saved} (table cell {len(finished) + 1} of '
+          f'{len(cells(config))}; {len(finished)} finished)') from None
+
+
+def _run_cells(config, workdir: str, overwrite: bool, finished: list
+               ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+  """run_cells' work, inside its signal handling; `finished` collects the
+  cells as they finish."""
+  t_start, c_start = time.time(), compile_seconds()
+  todo = cells(config)
+  configs = {cell: cell_config(config, cell) for cell in todo}
+  algs = {cell: fed.build_algorithm(cell.algorithm,
+                                    configs[cell].fed.hparams.to_dict())
+          for cell in todo}
+  max_count = _table_max_count(config, configs.values())
+  groups: dict[tuple, list[Cell]] = {}
+  for cell in todo:
+    groups.setdefault(_program_key(algs[cell]), []).append(cell)
+  loaded, records, compiles, widths = {}, {}, {}, {}
+  tally = _Steps()
+  for key, group in groups.items():
+    first = configs[group[0]]
+    dkey = str(first.data.to_dict())
+    loaded.setdefault(dkey, _load(first))
+    prog = _Program(first, algs[group[0]], loaded[dkey], max_count)
+    width = auto_batch_runs(config, prog.variables(
+        jax.random.key(0))['params'], len(group))
+    widths[key[0]] = width
+    for i in range(0, len(group), width):
+      batch = group[i:i + width]
+      lives = []
+      for cell in batch:
+        c = configs[cell]
+        dk = str(c.data.to_dict())
+        loaded.setdefault(dk, _load(c))
+        lives.append(_open_run(c, cell_dir(workdir, cell), algs[cell],
+                               overwrite, prog, loaded[dk]))
+      by_start: dict[int, list[_Live]] = {}
+      for live in lives:
+        by_start.setdefault(live.start, []).append(live)
+      for members in by_start.values():
+        if preemption.pending():  # A signal between two batches of cells.
+          _stop_cells(lives, members[0].start)
+        _advance(prog, members, width, tally)
+      for cell, live in zip(batch, lives):
+        # The table's figure draws every cell: no figure per cell.
+        records[cell] = _cell_record(cell, live.workdir,
+                                     _close_run(live, figure=False))
+        finished.append(cell)
+    compiles[key[0]] = compiles.get(key[0], 0) + prog.compiles()
+  total = time.time() - t_start
+  compile_s = compile_seconds() - c_start
+  timing = {'seconds': round(total, 2), 'compile_seconds': round(compile_s, 2),
+            'run_seconds': round(total - compile_s, 2),
+            'compiles_per_algorithm': compiles,
+            'batch_runs': widths, 'max_count': max_count,
+            'real_step_share': tally.share(),
+            'real_steps': tally.real, 'computed_steps': tally.computed,
+            'backend': jax.default_backend()}
+  return [records[c] for c in todo], timing
 
 
 def _cell_record(cell: Cell, workdir: str, res: dict[str, Any]
@@ -589,7 +1028,8 @@ def _cell_record(cell: Cell, workdir: str, res: dict[str, Any]
     curve['val_accuracy'] = [r['val_accuracy'] for r in rows]
   return {'algorithm': cell.algorithm, 'alpha': cell.alpha,
           'point': dict(cell.point), 'seed': cell.seed, 'workdir': workdir,
-          'final': res['final'], 'curve': curve}
+          'final': res['final'], 'curve': curve,
+          'held_out': res['partition']['held_out']}
 
 
 def _mean(values) -> float:
@@ -603,51 +1043,114 @@ def _sample_std(values) -> float | None:
   return float(np.std(v, ddof=1)) if len(v) > 1 else None
 
 
-def select(runs: list[dict[str, Any]], selection: str) -> dict[str, Any]:
+def select(runs: list[dict[str, Any]], selection: str, *,
+           last: int | None = None, resolution: float = 0.0
+           ) -> dict[str, Any]:
   """The selected grid point of one (algorithm, α) from its runs.
 
-  The score of a point is the mean over seeds of the final validation
-  accuracy (selection 'validation') or test accuracy ('test'); a point
-  with a non-finite score (a diverged run) cannot win; ties go to the
-  point listed first. Returns {'label', 'point', 'scores': {label: score}}.
+  The score of a point is the mean over seeds of the validation accuracy
+  (selection 'validation') or test accuracy ('test'): of the final round,
+  or with `last` of the mean over each run's last `last` evaluations
+  (`robust.last_mean`; records with a curve). A point with a non-finite
+  score (a diverged run) cannot win; the first listed of equal scores
+  wins, and every point within `resolution` (one held-out example) of the
+  best is reported as tied. Returns {'label', 'point', 'scores': {label:
+  score}, 'tied': [labels]}.
   """
   key = 'val_accuracy' if selection == 'validation' else 'test_accuracy'
   by_label: dict[str, list] = {}
   points = {}
   for r in runs:
     label = point_label(r['point'])
-    by_label.setdefault(label, []).append(r['final'].get(key))
+    if last and key in r.get('curve', {}):
+      value = robust.last_mean(r['curve'][key], last)
+    else:
+      value = r['final'].get(key)
+    by_label.setdefault(label, []).append(value)
     points[label] = r['point']
   scores = {label: _mean(v) for label, v in by_label.items()}
-  finite = [label for label in scores if math.isfinite(scores[label])]
-  best = max(finite, key=lambda label: scores[label]) if finite else next(
-      iter(scores))
-  return {'label': best, 'point': points[best],
-          'scores': outputs.finite_or_none(scores)}
+  best = robust.select(scores, resolution)
+  return {'label': best['label'], 'point': points[best['label']],
+          'scores': outputs.finite_or_none(scores), 'tied': best['tied']}
+
+
+def _entry(won: list[dict[str, Any]], sel: dict[str, Any], t
+           ) -> dict[str, Any]:
+  """One (algorithm, α) cell of table.json from its selected runs."""
+  accs = [r['final']['test_accuracy'] for r in won]
+  curves = [r.get('curve', {}).get('test_accuracy') or
+            [r['final']['test_accuracy']] for r in won]
+  lasts = [robust.last_mean(c, t.last_rounds) for c in curves]
+  recal = [r['final'].get('pooled_recal_test_accuracy') for r in won]
+  flagged = [r['seed'] for r, c in zip(won, curves)
+             if robust.collapsed(c, t.last_rounds, t.collapse)]
+  return {'mean': _mean(accs), 'std': _sample_std(accs), 'runs': accs,
+          'seeds': [r['seed'] for r in won], 'selected': sel['point'],
+          'scores': sel['scores'], 'tied': sel['tied'],
+          'final': robust.cell_summary(accs),
+          'last': robust.cell_summary(lasts), 'last_runs': lasts,
+          'pooled_recal': (robust.cell_summary(recal)
+                           if all(x is not None for x in recal) else None),
+          'collapsed_seeds': flagged}
+
+
+def _findings(config, rows) -> list[dict[str, Any]]:
+  """'<algorithm> > fedavg at α = a' for every other algorithm of the
+  table, on the final round and on the last rounds' mean: paired over
+  seeds, t interval (valley_jax.core.stats)."""
+  t = config.table
+  if 'fedavg' not in t.algorithms:
+    return []
+  out = []
+  for row in rows:
+    base = row['fedavg']
+    for name in t.algorithms:
+      if name == 'fedavg':
+        continue
+      mine = row[name]
+      for stat, key in (('final-round test accuracy', 'runs'),
+                        (f'mean test accuracy of the last {t.last_rounds} '
+                         'evaluations', 'last_runs')):
+        f = robust.paired_finding(
+            name, row['alpha'], stat, dict(zip(mine['seeds'], mine[key])),
+            dict(zip(base['seeds'], base[key])))
+        if f is not None:
+          out.append(f)
+  return out
 
 
 def summarize(config, runs: list[dict[str, Any]]) -> dict[str, Any]:
   """table.json: the protocol, one row per α with each algorithm's selected
-  point and its test accuracy (mean and sample std over seeds), and every
-  cell's record."""
+  point and its test accuracy (final round: mean and sample std over seeds
+  with a t interval; the last rounds' mean; the pooled-BN view; collapsed
+  seeds), the findings with verdicts, and every cell's record."""
   t, f = config.table, config.fed
+  n_val = _held_out_examples(runs)
+  resolution = 1.0 / n_val if (t.selection == 'validation' and n_val) else (
+      1.0 / _test_examples(config))
   rows = []
   for al in t.alphas:
     row = {'dataset': config.data.name, 'alpha': float(al)}
     for a in t.algorithms:
       mine = [r for r in runs if r['algorithm'] == a and
               r['alpha'] == float(al)]
-      sel = select(mine, t.selection)
+      sel = select(mine, t.selection, last=t.last_rounds,
+                   resolution=resolution)
       won = [r for r in mine if point_label(r['point']) == sel['label']]
-      accs = [r['final']['test_accuracy'] for r in won]
-      row[a] = {'mean': _mean(accs), 'std': _sample_std(accs),
-                'runs': accs, 'seeds': [r['seed'] for r in won],
-                'selected': sel['point'], 'scores': sel['scores']}
+      row[a] = _entry(won, sel, t)
     rows.append(row)
   protocol = {
       'selection': t.selection,
+      'selection_score': f'mean over seeds of the mean over the last '
+                         f'{t.last_rounds} evaluations',
+      'tie': f'within {resolution:.4g} (one '
+             f"{'held-out' if t.selection == 'validation' else 'test'} "
+             'example) of the best score',
       'holdout': t.holdout if t.selection == 'validation' else 0.0,
       'std': 'sample std (ddof = 1)',
+      'interval': 'Student t over seeds (95 %), clipped to [0, 1]',
+      'test_examples': _test_examples(config),
+      'last_rounds': t.last_rounds, 'collapse_threshold': t.collapse,
       'rounds': f.rounds, 'num_clients': f.num_clients,
       'fraction': f.fraction, 'local_epochs': f.local_epochs,
       'batch_size': f.batch_size, 'alphas': [float(a) for a in t.alphas],
@@ -658,11 +1161,33 @@ def summarize(config, runs: list[dict[str, Any]]) -> dict[str, Any]:
       'optim': config.optim.to_dict(), 'code': rundir.code_version()}
   return outputs.finite_or_none({
       'algorithms': list(t.algorithms), 'protocol': protocol, 'rows': rows,
+      'findings': _findings(config, rows),
       'cells': runs, 'seeds': protocol['seeds'], 'model': config.model.name})
+
+
+def _held_out_examples(runs) -> int:
+  held = [r.get('held_out') for r in runs if r.get('held_out')]
+  return int(held[0]) if held else 0
+
+
+def _test_examples(config) -> int:
+  return int(len(_load(config).y_test))
 
 
 def _finite(x) -> bool:
   return x is not None and math.isfinite(x)
+
+
+def _pct(s: dict[str, Any] | None, *, ci: bool = True) -> str:
+  """'93.06 ± 0.79 [92.1, 94.0]' from a cell summary (percent)."""
+  if not s or not _finite(s.get('mean')):
+    return 'n/a'
+  text = f"{100 * s['mean']:.2f}"
+  if _finite(s.get('std')):
+    text += f" ± {100 * s['std']:.2f}"
+  if ci and s.get('ci'):
+    text += f" [{100 * s['ci'][0]:.1f}, {100 * s['ci'][1]:.1f}]"
+  return text
 
 
 def _cell_text(entry: dict[str, Any]) -> str:
@@ -671,42 +1196,82 @@ def _cell_text(entry: dict[str, Any]) -> str:
   std = entry['std']
   text = f"{100 * entry['mean']:.2f}" + (
       f" ± {100 * std:.2f}" if _finite(std) else '')
+  ci = (entry.get('final') or {}).get('ci')
+  if ci:
+    text += f" [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]"
+  if entry.get('collapsed_seeds'):
+    text += f" †{entry['collapsed_seeds']}"
   label = point_label(entry.get('selected') or {})
+  if label and len(entry.get('tied') or []) > 1:
+    label += ' (tied: ' + ', '.join(entry['tied']) + ')'
   return f'{text}<br>{label}' if label else text
+
+
+def _layout(out, title: str, text) -> list[str]:
+  algs = out['algorithms']
+  lines = ['', title, '', '| data | α | ' + ' | '.join(algs) + ' |',
+           '|---|---|' + '---|' * len(algs)]
+  for r in out['rows']:
+    lines.append(f"| {r['dataset']} | {r['alpha']:g} | " +
+                 ' | '.join(text(r[a]) for a in algs) + ' |')
+  return lines
 
 
 def markdown(out: dict[str, Any]) -> str:
   """table.md: a header that says how the table was made, then Table 1's
-  layout (final test accuracy %, mean ± sample std over seeds, the
-  selected grid value under it)."""
+  layout (final test accuracy %, mean ± sample std over seeds [95 % t
+  interval], the selected grid value under it, † and the seeds whose final
+  round collapsed), the robust views in the same layout, and the verdicts
+  of the comparisons with FedAvg."""
   p = out['protocol']
   grids = '; '.join(f'{a} {k} ∈ {{{", ".join(f"{v:g}" for v in vs)}}}'
                     for a, g in p['grids'].items() for k, vs in g.items())
+  score = p.get('selection_score', 'final accuracy')
   if p['selection'] == 'validation':
-    how = (f"validation: the grid value with the best mean final accuracy on "
+    how = (f"validation: the grid value with the best {score} on "
            f"{100 * p['holdout']:g}% of the training set, held out from "
            "every client, is selected; its test accuracy is shown")
   else:
-    how = ('test (the paper\'s protocol): the grid value with the best mean '
-           'final test accuracy is selected and shown')
+    how = (f"test (the paper's protocol): the grid value with the best "
+           f"{score} on the test set is selected and shown")
+  n_test = p.get('test_examples')
   lines = [
       f"Final test accuracy (%) of the global model after {p['rounds']} "
-      f"rounds: mean ± {p['std']} over seeds {p['seeds']}.",
+      f"rounds: mean ± {p['std']} over seeds {p['seeds']}"
+      + (f" [{p['interval']}]" if 'interval' in p else '') + '.',
       '',
       f"- data {p['dataset']}, model {p['model']}; K = {p['num_clients']} "
       f"clients, Q = {p['fraction']:g}, E = {p['local_epochs']}, "
       f"B = {p['batch_size']}, local SGD lr {p['optim']['lr']:g}",
       f"- grids: {grids or 'none'}",
-      f'- selection: {how}',
-      f"- code: {p['code']}",
-      '',
+      f'- selection: {how}' + (f"; ties: {p['tie']}" if 'tie' in p else ''),
   ]
-  algs = out['algorithms']
-  lines += ['| data | α | ' + ' | '.join(algs) + ' |',
-            '|---|---|' + '---|' * len(algs)]
-  for r in out['rows']:
-    lines.append(f"| {r['dataset']} | {r['alpha']:g} | " +
-                 ' | '.join(_cell_text(r[a]) for a in algs) + ' |')
+  if n_test:
+    lines.append(f'- test set: {n_test} images, one image = '
+                 f'{100 / n_test:.2f} points')
+  if 'collapse_threshold' in p:
+    lines.append(f"- † seeds whose final accuracy is more than "
+                 f"{100 * p['collapse_threshold']:g} points below the mean "
+                 f"of their previous evaluations (of the last "
+                 f"{p['last_rounds']}): a collapsed final round")
+  lines.append(f"- code: {p['code']}")
+  lines += _layout(out, 'Final round (the paper\'s number):', _cell_text)
+  if 'last_rounds' in p:
+    lines += _layout(out, f"Mean over the last {p['last_rounds']} "
+                     'evaluations (robust to one bad round):',
+                     lambda e: _pct(e.get('last')))
+    if any(r[a].get('pooled_recal') for r in out['rows']
+           for a in out['algorithms']):
+      lines += _layout(
+          out, 'Final model with BN statistics recalibrated on the clients\' '
+          'pooled training data (a view a server does not have):',
+          lambda e: _pct(e.get('pooled_recal')))
+  if out.get('findings'):
+    lines += ['', 'Findings (paired over seeds, difference in accuracy, '
+              't interval):', '']
+    lines += [f'- {stats.describe(f)} [{f["statistic"]}]' + (
+        ' (the reverse is resolved)' if f.get('ci') and f['ci'][1] < 0
+        else '') for f in out['findings']]
   return '\n'.join(lines) + '\n'
 
 

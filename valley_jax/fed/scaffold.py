@@ -44,7 +44,12 @@ def make(hparams: Mapping[str, Any] | None = None) -> Algorithm:
   """SCAFFOLD (option II) with the global step server_lr (> 0)."""
   hp = check_hparams('scaffold', hparams, DEFAULTS)
   check_positive(hp, 'server_lr')
-  server_lr = float(hp['server_lr'])
+  return _build(hp)
+
+
+def _build(hp: Mapping[str, Any]) -> Algorithm:
+  """SCAFFOLD of checked hparams; server_lr may be a traced value."""
+  server_lr = hp['server_lr']
 
   def zeros(w: Weights):
     return {'c': optax.tree.zeros_like(w.params)}
@@ -71,6 +76,7 @@ def make(hparams: Mapping[str, Any] | None = None) -> Algorithm:
     c = optax.tree.add_scale(server.aux['c'], 1.0 / num_clients, dc)
     return ServerState(Weights(params, avg.batch_stats, avg.extra), {'c': c})
 
-  return Algorithm('scaffold', hp, init_server=zeros, init_client=zeros,
-                   correct_update=correct_update, client_update=client_update,
-                   server_update=server_update)
+  return Algorithm('scaffold', dict(hp), init_server=zeros,
+                   init_client=zeros, correct_update=correct_update,
+                   client_update=client_update, server_update=server_update,
+                   numeric=('server_lr',), rebuild=_build)

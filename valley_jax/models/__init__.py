@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from valley_jax.errors import InputError
-from valley_jax.models import alexnet, layers, mlp, resnet, vgg, vit
+from valley_jax.models import alexnet, layers, mlp, pfl_cnn, resnet, vgg, vit
 
 BN_INITS = tuple(layers.BN_INITS)
 
@@ -56,6 +56,13 @@ def _mlp(*, num_classes, width, bn, bn_init, hidden=(256, 256),
   del kw
   return mlp.MLP(num_classes, tuple(hidden), width, bn, bn_init,
                  pan_amplitude, pan_periods, projection)
+
+
+def _pfl_cnn(*, num_classes, width, bn, bn_init, pan_amplitude=0.0,
+             pan_periods=4.0, projection=0, **kw):
+  del kw
+  return pfl_cnn.PflCNN(num_classes, width, bn, bn_init, pan_amplitude,
+                        pan_periods, projection)
 
 
 def _alexnet(*, num_classes, width, bn, bn_init, pan_amplitude=0.0,
@@ -101,6 +108,7 @@ MODELS: dict[str, ModelSpec] = {
                           bottleneck=True, groups=32, width_per_group=8),
         True, always_bn=True),
     'alexnet': ModelSpec(_alexnet, True),
+    'pfl_cnn': ModelSpec(_pfl_cnn, True),
     'vit': ModelSpec(_vit, True),
 }
 
