@@ -1,4 +1,4 @@
-"""Federated simulation (FedAvg, FedProx, MOON, FedDyn, SCAFFOLD, FedPAN, FedSign).
+"""Federated simulation of seven algorithms, FedSign among them.
 
   python fedsim.py                                  # FedAvg on digits
   python fedsim.py --config=configs/fed_digits.py:fedavg,alpha0.5

@@ -1,6 +1,6 @@
 """Valley studies of trained checkpoints.
 
-  python probe.py                       # digits CNN: noise_types, sign_ratio, special
+  python probe.py                       # digits CNN: Figs 3-5
   python probe.py --config=configs/probe_interpolate.py:digits --workdir=runs/i
   python probe.py --config.seeds=5      # more noise draws per direction
 

@@ -306,3 +306,16 @@ def plain_loss_error(model, params, x, y) -> tuple[float, float]:
   logp -= np.log(np.exp(logp).sum(1, keepdims=True))
   return (float(-logp[np.arange(len(y)), y].mean()),
           float(np.mean(logits.argmax(1) != y)))
+
+def bootstrap_by_hand(x_SxN, n_boot=2000, seed=0):
+  """A hierarchical bootstrap of the mean, written as plainly as possible:
+  per replicate, resample seeds, then examples (one index set for every
+  seed), average."""
+  rng = np.random.default_rng(seed)
+  s, n = x_SxN.shape
+  reps = []
+  for _ in range(n_boot):
+    seeds = rng.integers(0, s, s)
+    examples = rng.integers(0, n, n)
+    reps.append(np.mean([x_SxN[i, examples].mean() for i in seeds]))
+  return np.percentile(reps, [2.5, 97.5])

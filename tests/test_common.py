@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import bootstrap_by_hand as _bootstrap_by_hand
 
 from valley_jax import defaults, models, sharding
 from valley_jax.core import directions, groups, normalize, stats, sweep, tree
@@ -116,17 +117,6 @@ def test_kinds_use_the_compiled_builders(trained_mlp, tmp_path):
 # ------------------------------------------------ intervals and findings
 
 
-def _bootstrap_by_hand(x_SxN, n_boot=2000, seed=0):
-  """The hierarchical bootstrap of tests/test_stats.py, as plainly as
-  possible."""
-  rng = np.random.default_rng(seed)
-  s, n = x_SxN.shape
-  reps = []
-  for _ in range(n_boot):
-    seeds = rng.integers(0, s, s)
-    examples = rng.integers(0, n, n)
-    reps.append(np.mean([x_SxN[i, examples].mean() for i in seeds]))
-  return np.percentile(reps, [2.5, 97.5])
 
 
 def _curve(pos_rate, neg_rate, seeds=3, n=120, seed=0):

@@ -4,6 +4,7 @@ import math
 
 import numpy as np
 import pytest
+from conftest import bootstrap_by_hand as _bootstrap_by_hand
 
 from valley_jax.core import stats
 
@@ -91,18 +92,6 @@ def test_bad_arguments_are_refused():
     stats.hierarchical_bootstrap(np.zeros(3))
 
 
-def _bootstrap_by_hand(x_SxN, n_boot=2000, seed=0):
-  """A hierarchical bootstrap of the mean, written as plainly as possible:
-  per replicate, resample seeds, then examples (one index set for every
-  seed), average."""
-  rng = np.random.default_rng(seed)
-  s, n = x_SxN.shape
-  reps = []
-  for _ in range(n_boot):
-    seeds = rng.integers(0, s, s)
-    examples = rng.integers(0, n, n)
-    reps.append(np.mean([x_SxN[i, examples].mean() for i in seeds]))
-  return np.percentile(reps, [2.5, 97.5])
 
 
 def test_bootstrap_means_against_a_plain_loop():

@@ -30,7 +30,6 @@ is checked, the workdir proven writable, and a table's cells compared with
 what their workdirs hold, before anything is loaded or compiled.
 """
 
-import contextlib
 import dataclasses
 import functools
 import itertools
