@@ -19,7 +19,6 @@ Scaled down on a CPU (synthetic data of CIFAR's shapes):
   python bench/pfl_bench.py --rounds=20 --clients=200 --n_train=10000
 """
 
-import json
 import os
 import sys
 import tempfile
@@ -31,6 +30,7 @@ from absl import app, flags
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(
     __file__))))
 
+import timing  # pylint: disable=g-import-not-at-top,wrong-import-position
 from timing import device as _device  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 from valley_jax import defaults, outputs, rundir  # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -73,10 +73,7 @@ def main(argv):
           'projected_1500_rounds_s': (rows[0]['seconds'] + 1499 * per_round
                                       if per_round else None),
           'final_test_accuracy': res['final']['test_accuracy']}
-  print(json.dumps(line))
-  if _OUT.value:
-    with open(_OUT.value, 'a') as f:
-      f.write(json.dumps(line) + '\n')
+  timing.emit(line, _OUT.value)
 
 
 if __name__ == '__main__':

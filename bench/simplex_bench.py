@@ -24,7 +24,6 @@ appends them to a file.
 """
 
 import datetime
-import json
 import os
 import sys
 
@@ -178,12 +177,8 @@ def main(argv):
   lines = list(_sweep_lines(p, subs, _REPEATS.value)) + list(
       _step_lines(subs, _STEPS.value, _REPEATS.value))
   for line in lines:
-    text = json.dumps({**head, **line, 'loadavg': [
-        round(v, 2) for v in os.getloadavg()]})
-    print(text, flush=True)
-    if _OUT.value:
-      with open(_OUT.value, 'a', encoding='utf-8') as f:
-        f.write(text + '\n')
+    timing.emit({**head, **line, 'loadavg': [
+        round(v, 2) for v in os.getloadavg()]}, _OUT.value)
 
 
 if __name__ == '__main__':

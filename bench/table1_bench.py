@@ -20,7 +20,6 @@ Scaled down on a CPU:
       --seeds=1 --width=0.25
 """
 
-import json
 import os
 import sys
 import tempfile
@@ -31,6 +30,7 @@ from absl import app, flags
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(
     __file__))))
 
+import timing  # pylint: disable=g-import-not-at-top,wrong-import-position
 from timing import device as _device  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 from valley_jax import defaults  # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -68,20 +68,17 @@ def main(argv):
     t0 = time.time()
     out = runner.table(c, workdir)
     wall = time.time() - t0
-  timing = out['timing']
-  run_s = wall - timing['compile_seconds']
-  whole = timing['compile_seconds'] + 3 * run_s * 200 / _ROUNDS.value
+  spent = out['timing']
+  run_s = wall - spent['compile_seconds']
+  whole = spent['compile_seconds'] + 3 * run_s * 200 / _ROUNDS.value
   line = {'device': _device(), 'date': time.strftime('%Y-%m-%d'),
           'load_avg': os.getloadavg()[0], 'alpha': _ALPHA.value,
           'rounds': _ROUNDS.value, 'seeds': _SEEDS.value,
           'clients': c.fed.num_clients, 'width': _WIDTH.value,
           'data': _DATA.value, 'cells': len(out['cells']),
-          'wall_s': round(wall, 1), 'timing': timing,
+          'wall_s': round(wall, 1), 'timing': spent,
           'projected_table_hours': round(whole / 3600, 3)}
-  print(json.dumps(line))
-  if _OUT.value:
-    with open(_OUT.value, 'a') as f:
-      f.write(json.dumps(line) + '\n')
+  timing.emit(line, _OUT.value)
 
 
 if __name__ == '__main__':

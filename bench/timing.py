@@ -1,5 +1,7 @@
-"""Shared by the benchmark scripts: the device's name and best-of timing."""
+"""Shared by the benchmark scripts: the device's name, best-of timing and
+the JSON line each result is printed (and appended) as."""
 
+import json
 import time
 
 import jax
@@ -22,3 +24,12 @@ def best(fn, repeats: int) -> tuple[float, float]:
     jax.block_until_ready(fn())
     times.append(time.perf_counter() - t)
   return first, min(times)
+
+
+def emit(record: dict, out: str = '') -> None:
+  """Prints `record` as one JSON line and appends it to `out` if given."""
+  line = json.dumps(record, ensure_ascii=False)
+  print(line, flush=True)
+  if out:
+    with open(out, 'a', encoding='utf-8') as f:
+      f.write(line + '\n')

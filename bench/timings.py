@@ -15,7 +15,6 @@ install included (pip's cache as it is on the machine).
 """
 
 import datetime
-import json
 import os
 import pathlib
 import platform
@@ -25,6 +24,8 @@ import tempfile
 import time
 
 from absl import app, flags
+
+import timing  # bench/timing.py, beside this script
 
 _REPO = pathlib.Path(__file__).resolve().parents[1]
 _WHAT = flags.DEFINE_list(
@@ -108,11 +109,7 @@ def main(argv):
       raise app.UsageError(f'Unknown --what {what!r}; choose from '
                            f'{sorted({**_COMMANDS, **_SETUP})}.')
   for what in _WHAT.value:
-    line = json.dumps(time_one(what), ensure_ascii=False)
-    print(line, flush=True)
-    if _OUT.value:
-      with open(_OUT.value, 'a', encoding='utf-8') as f:
-        f.write(line + '\n')
+    timing.emit(time_one(what), _OUT.value)
 
 
 if __name__ == '__main__':
