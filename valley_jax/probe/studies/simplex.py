@@ -483,13 +483,19 @@ def _draw_raw(ax, s, key, tri, norm):
   for i, f in enumerate(s['raw']['faces']):
     if tuple(f) in want:
       mappable = _tripcolor(ax, tri, pos[f], s['raw'][key][i], norm)
-  for (x, y), label in zip(pos, s['labels']):
+  _mark_vertices(ax, pos, s['labels'], 7)
+  return mappable
+
+
+def _mark_vertices(ax, xy, labels, fontsize: int) -> None:
+  """White dots with their labels at a triangle's vertices; no axes."""
+  for (x, y), label in zip(xy, labels):
     ax.plot(x, y, 'wo', ms=4, mec='k')
-    ax.annotate(label, (x, y), fontsize=7, xytext=(4, 4),
+    ax.annotate(label, (x, y), fontsize=fontsize,
+                xytext=(fontsize - 3, fontsize - 3),
                 textcoords='offset points')
   ax.set_aspect('equal')
   ax.axis('off')
-  return mappable
 
 
 def _draw_complex(ax, s, key, tri, norm):
@@ -501,12 +507,7 @@ def _draw_complex(ax, s, key, tri, norm):
     if f in faces:
       mappable = _tripcolor(ax, tri, xy, s['trained'][key][faces.index(f)],
                             norm)
-    for (x, y), label in zip(xy, (s['labels'][i], 'c1', 'c2')):
-      ax.plot(x, y, 'wo', ms=4, mec='k')
-      ax.annotate(label, (x, y), fontsize=6, xytext=(3, 3),
-                  textcoords='offset points')
-  ax.set_aspect('equal')
-  ax.axis('off')
+    _mark_vertices(ax, xy, (s['labels'][i], 'c1', 'c2'), 6)
   return mappable
 
 
