@@ -307,8 +307,9 @@ def recalibrate(model: nn.Module, params: PyTree, batch_stats: PyTree,
     upd, momenta = _train_update(model, params, zeros, x)
     return jax.tree.map(jnp.add, carry, _moments(upd, momenta)), None
 
-  init = jax.tree.map(jnp.zeros_like, _moments(
-      zeros, {p[:-1]: 0.0 for p in flax.traverse_util.flatten_dict(zeros)}))
+  m0 = {p[:-1]: jnp.zeros(v.shape, jnp.float32) for p, v in
+        flax.traverse_util.flatten_dict(zeros).items() if p[-1] == 'mean'}
+  init = (m0, m0)  # Running sums of E[x] and E[x²] per BN layer.
   (s1, s2), _ = jax.lax.scan(batch, init, x_SB)
   n = x_SB.shape[0]
   return _stats(*jax.tree.map(lambda a: a / n, (s1, s2)))
