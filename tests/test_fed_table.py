@@ -29,7 +29,25 @@ def small_table(tmp_path_factory):
   c = _config('table,fedavg,fedsign,alpha10,alpha0.5,gamma0.01,gamma0.1')
   c.table.seeds = (0, 1)
   workdir = str(tmp_path_factory.mktemp('table'))
-  return c, workdir, fed_runner.main(c, workdir)
+  opened = []
+  real = checkpoint.manager
+
+  def recording(*args, **kwargs):  # Notes whether each manager is closed.
+    mngr = real(*args, **kwargs)
+    close, state = mngr.close, {'closed': False}
+
+    def closing():
+      state['closed'] = True
+      close()
+
+    mngr.close = closing
+    opened.append(state)
+    return mngr
+
+  with pytest.MonkeyPatch.context() as m:
+    m.setattr(checkpoint, 'manager', recording)
+    out = fed_runner.main(c, workdir)
+  return c, workdir, {**out, '_managers': opened}
 
 
 @pytest.mark.slow
@@ -80,6 +98,38 @@ def test_a_cell_equals_its_single_run(small_table, tmp_path):
   assert res['final']['val_accuracy'] == mine['final']['val_accuracy']
   assert res['global_fingerprint'] == mine['global_fingerprint']
   assert checkpoint.epochs(str(tmp_path)) == [0, 2]
+
+
+@pytest.mark.slow
+def test_every_cell_ends_with_its_saves_and_metrics_written(small_table):
+  # A table closes each cell's Orbax managers one batch later (their saves
+  # are written while the next cells train) and appends metrics.jsonl a
+  # row per round: once it returns, every cell's last round and global
+  # model are on disk and its metrics file is the checkpoint's history.
+  c, _, out = small_table
+  for cell in out['cells']:
+    folder = pathlib.Path(cell['workdir'])
+    assert checkpoint.epochs(str(folder)) == [0, c.fed.rounds]
+    exported = checkpoint.manager(str(folder / checkpoint.FED_GLOBAL_MODEL),
+                                  read_only=True, arrays=('model',))
+    assert exported.all_steps() == [c.fed.rounds]
+    mngr = checkpoint.manager(str(folder), read_only=True,
+                              arrays=('server', 'clients'))
+    stored = checkpoint.stored_meta(mngr, c.fed.rounds)['metrics']
+    assert outputs.read_jsonl(folder / 'metrics.jsonl') == stored
+    assert [r['round'] for r in stored] == list(range(1, c.fed.rounds + 1))
+    assert not list(folder.rglob('*tmp*'))
+
+
+@pytest.mark.slow
+def test_a_table_closes_every_checkpoint_manager_it_opens(small_table):
+  # Cells hand their managers on to be closed one batch later; none may be
+  # left open (saves unwritten, files open) once the table returns.
+  _, _, out = small_table
+  opened = out['_managers']
+  # Per cell its run's manager and its global model's.
+  assert len(opened) >= 2 * len(out['cells'])
+  assert all(state['closed'] for state in opened)
 
 
 def test_collapsed_final_round_is_flagged_and_views_reported():

@@ -35,3 +35,18 @@ def test_only_process_zero_writes(tmp_path, monkeypatch):
   monkeypatch.setattr(jax, 'process_index', lambda: 1)
   outputs.write_json(tmp_path / 'b.json', {'x': 1})
   assert sorted(os.listdir(tmp_path)) == ['a.json']
+
+
+def test_append_jsonl_adds_the_last_row_or_writes_them_all(tmp_path):
+  path = tmp_path / 'metrics.jsonl'
+  rows = [{'round': 1, 'loss': 0.5}]
+  outputs.append_jsonl(path, rows)  # No file yet: every row.
+  rows.append({'round': 2, 'loss': float('nan')})
+  outputs.append_jsonl(path, rows)  # One line more, strict JSON.
+  assert path.read_text() == ('{"round": 1, "loss": 0.5}\n'
+                              '{"round": 2, "loss": null}\n')
+  # A file that a kill left behind is rewritten from the checkpoint's
+  # history first (checkpoint.rebuild_metrics), then appended to.
+  outputs.write_jsonl(path, rows[:1])
+  outputs.append_jsonl(path, rows)
+  assert outputs.read_jsonl(path) == [rows[0], {'round': 2, 'loss': None}]

@@ -211,8 +211,9 @@ def start_or_resume(mngr: ocp.CheckpointManager, arrays: dict[str, Any],
   start = mngr.latest_step()
   if start is None:
     start = 0
+    # Written in the background while the first step runs; a kill before
+    # it is finalised leaves no step at all, so the run starts again.
     save_items(mngr, 0, arrays, config)
-    mngr.wait_until_finished()
   else:
     arrays = restore_items(mngr, start, arrays)
     logging.info('Resuming from step %d of %s.', start, mngr.directory)

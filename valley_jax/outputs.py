@@ -206,6 +206,28 @@ def write_jsonl(path: epath.PathLike, rows: Iterable[Any]) -> None:
   write_text(path, ''.join(dumps(r) + '\n' for r in rows))
 
 
+def append_jsonl(path: epath.PathLike, rows: list[Any]) -> None:
+  """The last of `rows` appended as one JSON line, where the file already
+  holds the others; object stores (no append) get all `rows` rewritten.
+
+  Per-round logs use it: a rewrite costs O(rows) per row. A line torn by a
+  kill is harmless, because a resumed run rewrites the file from its
+  checkpoint (`checkpoint.rebuild_metrics`).
+
+  Args:
+    path: the JSON-lines file.
+    rows: every row so far, the new one last.
+  """
+  if not distributed.is_primary():
+    return
+  path = epath.Path(path)
+  if is_remote(path) or not path.exists():
+    write_jsonl(path, rows)
+    return
+  with path.open('a') as f:
+    f.write(dumps(rows[-1]) + '\n')
+
+
 def read_json(path: epath.PathLike) -> Any | None:
   """The parsed file, or None when it is missing or damaged (logged)."""
   path = epath.Path(path)

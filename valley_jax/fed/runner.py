@@ -515,7 +515,7 @@ def _record_round(live: _Live, t: int, server, clients_fn, m: dict,
     live.states['clients'] = clients_fn()
     checkpoint.save_items(live.mngr, done, live.states, config.to_dict(),
                           live.history)
-  outputs.write_jsonl(rundir.metrics_path(live.workdir), live.history)
+  outputs.append_jsonl(rundir.metrics_path(live.workdir), live.history)
   live.watcher.step(done)
   live.watcher.scalars(done, {k: v for k, v in live.history[-1].items()
                               if k != 'round'})
@@ -527,14 +527,41 @@ def _evaluates(config, t: int) -> bool:
   return done % config.eval.every == 0 or done == config.fed.rounds
 
 
-def _close_run(live: _Live, figure: bool = True) -> dict[str, Any]:
-  """Waits for the run's saves; its results.json (and figure)."""
-  live.mngr.wait_until_finished()
-  live.mngr.close()
+class _Saves:
+  """Orbax managers whose last saves may still be in flight. A table hands
+  each cell's managers here and closes them one batch of cells later, so
+  that they are written while the next cells train; every one is closed
+  before the table returns or stops."""
+
+  def __init__(self):
+    self.open: list[Any] = []  # Orbax CheckpointManagers.
+
+  def add(self, mngr) -> None:
+    self.open.append(mngr)
+
+  def close(self) -> None:
+    """Waits for every held manager's saves and closes it."""
+    while self.open:
+      mngr = self.open.pop(0)
+      mngr.wait_until_finished()
+      mngr.close()
+
+
+def _close_run(live: _Live, figure: bool = True,
+               saves: _Saves | None = None) -> dict[str, Any]:
+  """The run's results.json (and figure), then its saves waited for and
+  its managers closed (by `saves`, later, when given). A kill before the
+  last round's checkpoint is written reruns that round on resume."""
   live.watcher.step(len(live.history), force=True)
   live.watcher.close()
-  return _finish(live.config, live.workdir, live.alg, live.states['server'],
-                 live.history, live.part_info, live.evaluate, figure)
+  out = _finish(live.config, live.workdir, live.alg, live.states['server'],
+                live.history, live.part_info, live.evaluate, figure, saves)
+  if saves is None:
+    live.mngr.wait_until_finished()
+    live.mngr.close()
+  else:
+    saves.add(live.mngr)
+  return out
 
 
 def global_model_dir(workdir: str) -> str:
@@ -542,7 +569,8 @@ def global_model_dir(workdir: str) -> str:
   return str(epath.Path(workdir) / checkpoint.FED_GLOBAL_MODEL)
 
 
-def _export_global(config, workdir: str, alg, server, done: int) -> None:
+def _export_global(config, workdir: str, alg, server, done: int,
+                   saves: _Saves | None = None) -> None:
   """The global model after round `done`, saved as a train.py run folder
   (items `model` and `config`, epoch = round) that probe.py measures like
   any trained model: --config.checkpoint=<workdir>/global_model.
@@ -562,12 +590,16 @@ def _export_global(config, workdir: str, alg, server, done: int) -> None:
   if done not in mngr.all_steps():
     checkpoint.save_items(mngr, done, {'model': {
         'params': w.params, 'batch_stats': w.batch_stats}}, cfg)
-  mngr.wait_until_finished()
-  mngr.close()
+  if saves is None:
+    mngr.wait_until_finished()
+    mngr.close()
+  else:
+    saves.add(mngr)
 
 
 def _finish(config, workdir, alg, server, history, part_info,
-            evaluate: _Evaluator | None = None, figure: bool = True):
+            evaluate: _Evaluator | None = None, figure: bool = True,
+            saves: _Saves | None = None):
   """results.json and the accuracy figure of a run (final or so far).
 
   With `evaluate`, 'final' also holds the global model's test accuracy
@@ -596,7 +628,7 @@ def _finish(config, workdir, alg, server, history, part_info,
       'config': config.to_dict()}
   folder = epath.Path(workdir)
   if done:
-    _export_global(config, workdir, alg, server, done)
+    _export_global(config, workdir, alg, server, done, saves)
   outputs.write_json(folder / 'results.json', results)
   if evaluated and figure:
     figures.accuracy(
@@ -962,6 +994,16 @@ def _run_cells(config, workdir: str, overwrite: bool, finished: list
                ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
   """run_cells' work, inside its signal handling; `finished` collects the
   cells as they finish."""
+  saves = _Saves()
+  try:
+    return _run_table(config, workdir, overwrite, finished, saves)
+  finally:
+    saves.close()
+
+
+def _run_table(config, workdir: str, overwrite: bool, finished: list,
+               saves: _Saves) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+  """_run_cells inside the closing of its managers (`saves`)."""
   t_start, c_start = time.time(), compile_seconds()
   todo = cells(config)
   configs = {cell: cell_config(config, cell) for cell in todo}
@@ -998,10 +1040,11 @@ def _run_cells(config, workdir: str, overwrite: bool, finished: list
         if preemption.pending():  # A signal between two batches of cells.
           _stop_cells(lives, members[0].start)
         _advance(prog, members, width, tally)
+      saves.close()  # The previous batch's, written while this one ran.
       for cell, live in zip(batch, lives):
         # The table's figure draws every cell: no figure per cell.
-        records[cell] = _cell_record(cell, live.workdir,
-                                     _close_run(live, figure=False))
+        records[cell] = _cell_record(
+            cell, live.workdir, _close_run(live, figure=False, saves=saves))
         finished.append(cell)
     compiles[key[0]] = compiles.get(key[0], 0) + prog.compiles()
   total = time.time() - t_start
