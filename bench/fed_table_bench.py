@@ -5,8 +5,14 @@ in a fresh process with the persistent compilation cache off
 (`--config.compile_cache=none`), so compilation is cold on both. The old
 side is the tree of --old_commit (exported with `git archive` into a
 temporary folder, run there); the new side is this checkout. Both get the
-same variant, so they run the same cells (by default the table the issue
-measured: seeds 0 and 1, α ∈ {10, 0.5}, the grids both versions share).
+same variant and the same grids, so they run the same cells: by default
+the whole digits table (`table`: 5 seeds, α ∈ {10, 1, 0.5}, 210 runs).
+The old defaults had grids for FedSign and FedProx only, so the old side
+runs a config file written into its tree that sets `table.grids` to this
+checkout's defaults (MAP's baseline grids). Everything else is each
+side's own default; in particular the new side checkpoints every 10
+rounds where the old one did every 5 (`--new_flag=checkpoint_every=5`
+measures the new code with the old cadence).
 
 It prints (and with --out appends) one JSON line per side: wall seconds of
 the whole command, the number of cells, and, for the new side, what its
@@ -15,8 +21,7 @@ then one line with the speed-up old / new.
 
   python bench/fed_table_bench.py \\
       --out=bench/results/fed_table_cpu_2cores_$(date +%F).jsonl
-  python bench/fed_table_bench.py --sides=new \\
-      --variant=table,seed0,seed1,seed2,seed3,seed4   # the full new table
+  python bench/fed_table_bench.py --variant=table,seed0   # one seed
 """
 
 import json
@@ -36,8 +41,7 @@ from timing import device as _device  # pylint: disable=g-import-not-at-top,wron
 _OLD = flags.DEFINE_string('old_commit', 'd5a5214',
                            'The commit whose table code is the baseline.')
 _VARIANT = flags.DEFINE_string(
-    'variant', 'table,seed0,seed1,alpha10,alpha0.5,fedavg,fedprox,moon,'
-    'feddyn,fedpan,fedsign,gamma0.001,gamma0.01,gamma0.1',
+    'variant', 'table',
     'Config variant of configs/fed_digits.py given to both sides.')
 _FLAGS = flags.DEFINE_multi_string(
     'flag', [], 'More --config flags for both sides (repeatable).')
@@ -54,9 +58,32 @@ def _export(commit: str, folder: str) -> None:
   subprocess.run(['tar', '-x', '-C', folder], input=archive, check=True)
 
 
-def _run_side(name: str, tree: str, workdir: str, extra) -> dict:
+_GRIDS_CONFIG = '''"""The digits table of {commit} with today's default grids (bench)."""
+from valley_jax import defaults
+
+
+def get_config(arg=None):
+  c = defaults.fed_offline('digits', arg)
+  c.table.grids = {grids!r}
+  return c
+'''
+
+
+def _grids_config(tree: str) -> str:
+  """A config of the old tree with this checkout's default grids."""
+  from valley_jax import defaults  # pylint: disable=g-import-not-at-top
+  grids = defaults.fed_offline('digits').table.grids.to_dict()
+  grids = {a: {k: tuple(v) for k, v in g.items()} for a, g in grids.items()}
+  name = 'configs/bench_fed_digits_grids.py'
+  with open(os.path.join(tree, name), 'w') as f:
+    f.write(_GRIDS_CONFIG.format(commit=_OLD.value, grids=grids))
+  return name
+
+
+def _run_side(name: str, tree: str, workdir: str, extra,
+              config: str = 'configs/fed_digits.py') -> dict:
   cmd = [sys.executable, 'fedsim.py',
-         f'--config=configs/fed_digits.py:{_VARIANT.value}',
+         f'--config={config}:{_VARIANT.value}',
          f'--workdir={workdir}', '--config.compile_cache=none',
          *[f'--config.{f}' for f in (*_FLAGS.value, *extra)]]
   env = {**os.environ, 'PYTHONPATH': tree}
@@ -89,7 +116,8 @@ def main(argv):
         tree = os.path.join(tmp, 'old')
         os.makedirs(tree)
         _export(_OLD.value, tree)
-        row = _run_side('old', tree, os.path.join(tmp, 'old_run'), ())
+        row = _run_side('old', tree, os.path.join(tmp, 'old_run'), (),
+                        config=_grids_config(tree))
         row['commit'] = _OLD.value
       else:
         row = _run_side('new', _ROOT, os.path.join(tmp, 'new_run'),
