@@ -1338,12 +1338,15 @@ def _layout(out, title: str, text) -> list[str]:
 
 
 def _t_text(f: dict[str, Any]) -> str:
-  """'; t over seeds: [lo, hi], not resolved' for a bootstrap finding."""
+  """'; t over seeds alone: [lo, hi], not resolved' for a bootstrap
+  finding (its interval over seeds without the test set's noise)."""
   t = f.get('t_over_seeds')
   if not t or not t.get('ci'):
     return ''
-  return (f"; t over seeds alone: [{t['ci'][0]:.3f}, {t['ci'][1]:.3f}], "
-          f"{'resolved' if t['resolved'] else 'not resolved'}")
+  lo, hi = t['ci']
+  word = ('resolved' if t['resolved'] else
+          'the reverse resolved' if hi < 0 else 'not resolved')
+  return f'; t over seeds alone: [{lo:.3f}, {hi:.3f}], {word}'
 
 
 def markdown(out: dict[str, Any]) -> str:
@@ -1379,6 +1382,12 @@ def markdown(out: dict[str, Any]) -> str:
   ]
   if 'interval' in p:
     lines.append(f"- intervals: {p['interval']}")
+  if p.get('interval', '').startswith('hierarchical'):
+    lines.append(
+        f"- with {len(p['seeds'])} seeds the bootstrap resamples few seeds "
+        'and has no small-sample correction: its seed part is narrower than '
+        "a t interval's, so each finding shows the t interval over seeds "
+        'alone beside it')
   if n_test:
     lines.append(f'- test set: {n_test} images, one image = '
                  f'{100 / n_test:.2f} points')
@@ -1403,7 +1412,7 @@ def markdown(out: dict[str, Any]) -> str:
     lines += ['', 'Findings (difference in accuracy, paired by seed and '
               f'test image: {intervals.METHOD}; each names its method):',
               '']
-    lines += [f'- {stats.describe(f)} [{f["statistic"]}]' + (
+    lines += [f'- {stats.describe(f, 4)} [{f["statistic"]}]' + (
         ' (the reverse is resolved)' if f.get('ci') and f['ci'][1] < 0
         else '') + _t_text(f) for f in out['findings']]
   return '\n'.join(lines) + '\n'
