@@ -113,5 +113,6 @@ def test_stored_views_and_a_file_of_another_model(tmp_path):
   assert intervals.pooled(w, 3, 'abc')['accuracy'] == 0.75
   assert intervals.pooled(w, 3, 'other model') is None
   assert set(intervals.views(w, [3, 4])) == set()  # Round 4 not stored.
+  assert set(intervals.views(w, [0, 3])) == {'final', 'pooled_recal'}
   with pytest.raises(ValueError, match='0/1'):
     intervals.save_round(w, 4, [0.5, 1, 1, 1])

@@ -114,16 +114,20 @@ def pooled(workdir: str, done: int, fingerprint: str
 
 def views(workdir: str, rounds: Sequence[int]) -> dict[str, np.ndarray]:
   """A finished run's per-example views, for its evaluated `rounds` (the
-  last `last_rounds` of its curve, final last): 'final' and 'last' when
-  every one of them is stored, 'pooled_recal' when stored for the final
-  round. Views that are not stored are left out."""
+  last `last_rounds` of its curve, final last): 'final' when the final
+  round is stored, 'last' when every one of them is, 'pooled_recal' when
+  stored for the final round. Views that are not stored are left out."""
   a = read(workdir)
-  out = {}
   rounds = list(rounds)
-  if rounds and all(f'round{r}' in a for r in rounds):
-    c_RxN = np.stack([a[f'round{r}'] for r in rounds]).astype(np.float64)
-    out['final'], out['last'] = c_RxN[-1], c_RxN.mean(0)
-  if rounds and 'pooled_recal' in a and int(a['pooled_round']) == rounds[-1]:
+  if not rounds:
+    return {}
+  out = {}
+  if f'round{rounds[-1]}' in a:
+    out['final'] = a[f'round{rounds[-1]}'].astype(np.float64)
+  if all(f'round{r}' in a for r in rounds):
+    out['last'] = np.stack([a[f'round{r}'] for r in rounds]).astype(
+        np.float64).mean(0)
+  if 'pooled_recal' in a and int(a['pooled_round']) == rounds[-1]:
     out['pooled_recal'] = a['pooled_recal'].astype(np.float64)
   return out
 

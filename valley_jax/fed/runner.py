@@ -11,7 +11,10 @@ algorithm of `valley_jax.fed`) and writes into `workdir`:
   clients and the seconds the round took;
 * `checkpoints/<round>/`: Orbax checkpoints of the server state and all K
   per-client states every `config.checkpoint_every` rounds;
-* `results.json` and `figure.png/pdf` (test accuracy against rounds).
+* `results.json` and `figure.png/pdf` (test accuracy against rounds);
+* `per_example.npz`: the global model's correctness on each test image for
+  the last `table.last_rounds` evaluations and the pooled-BN view
+  (fed/intervals.py), for a table's intervals over seeds and test images.
 A run killed at any point and started again with the same command resumes
 from its last checkpoint and ends with the same global model.
 
@@ -20,7 +23,9 @@ from its last checkpoint and ends with the same global model.
 (algorithm, α) it selects one grid value (`table.selection`: 'validation',
 on a slice of the training set held out from every client, or 'test', the
 paper's) and writes Table 1's layout, the selected value's mean ± sample std
-(ddof = 1) of the final test accuracy over seeds with the value under it, as
+(ddof = 1) of the final test accuracy over seeds [its 95 % hierarchical
+bootstrap interval over seeds and test images] with the value under it, the
+robust views and the verdicts against FedAvg, as
 `table.md` (with a header: protocol, grids, seeds, code version),
 `table.json` (every cell's curve, every grid value's score) and
 `figure.png/pdf` (accuracy against rounds, mean ± std bands).
