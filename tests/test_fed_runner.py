@@ -12,6 +12,7 @@ import pytest
 from valley_jax import (checkpoint, checks, data, defaults, fed, models,
                         outputs, sharding)
 from valley_jax.core import steps
+from valley_jax.fed import intervals, robust
 from valley_jax.fed import runner as fed_runner
 
 
@@ -74,6 +75,23 @@ def test_killed_run_resumes_to_the_same_global_model(tmp_path, algorithm):
   assert [r['round'] for r in b] == [1, 2, 3, 4, 5]
   assert [r['test_loss'] for r in a] == [r['test_loss'] for r in b]
   assert [r['clients'] for r in a] == [r['clients'] for r in b]
+  # The per-example correctness of the last-rounds window (all 5 rounds
+  # here) and of the pooled-BN view survives the kill: rounds 1-2 kept,
+  # 3 rewritten, 4-5 added, equal to the uninterrupted run's.
+  kept, want = intervals.read(cut), intervals.read(str(tmp_path / 'full'))
+  assert sorted(kept) == sorted(want)
+  for k in want:
+    np.testing.assert_array_equal(kept[k], want[k])
+  # Their means are the accuracies the run reports: every round's, the
+  # final one and the mean of the last rounds.
+  for r in a:
+    assert want[f"round{r['round']}"].mean() == r['test_accuracy']
+  v = intervals.views(cut, [1, 2, 3, 4, 5])
+  assert v['final'].mean() == again['final']['test_accuracy']
+  assert v['last'].mean() == pytest.approx(
+      robust.last_mean([r['test_accuracy'] for r in b], 10), abs=1e-12)
+  assert v['pooled_recal'].mean() == again['final'][
+      'pooled_recal_test_accuracy']
 
 
 @pytest.mark.slow
@@ -116,9 +134,16 @@ def test_table_mode_layout_selection_and_resume(tmp_path, monkeypatch):
     assert text in md
   assert len(out['cells']) == 6 and out['cells'][0]['curve']['round'] == [1]
   assert (tmp_path / 'figure.png').exists()
-  # Finished cells are not trained again (nothing compiled either).
+  assert got['intervals']['final']['method'].startswith(
+      'hierarchical bootstrap over 2 seeds and 360 examples')
+  # Finished cells are not trained again (nothing compiled either), and
+  # their per-example correctness is read back, not evaluated again.
   monkeypatch.setattr(fed, 'make_round', lambda *a, **k: (
       lambda s, cl, t: pytest.fail('a finished cell trained again')))
+  monkeypatch.setattr(steps, 'evaluate_per_example', lambda *a, **k: (
+      pytest.fail('a finished cell evaluated again')))
+  monkeypatch.setattr(fed_runner._Evaluator, 'pooled_weights',
+                      lambda *a, **k: pytest.fail('BN recalibrated again'))
   again = fed_runner.main(c, str(tmp_path))
   assert again['timing']['compiles_per_algorithm'] == {'fedavg': 0,
                                                        'fedsign': 0}

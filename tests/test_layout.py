@@ -33,7 +33,7 @@ _LAYERS = [
     ('valley_jax.train', 'valley_jax.probe', 'valley_jax.probe.prober',
      'valley_jax.probe.study', 'valley_jax.probe.studies*',
      'valley_jax.probe.registry', 'valley_jax.fed.figures',
-     'valley_jax.fed.robust'),
+     'valley_jax.fed.robust', 'valley_jax.fed.intervals'),
     # The runners.
     ('valley_jax.train.runner', 'valley_jax.probe.runner',
      'valley_jax.fed.runner'),

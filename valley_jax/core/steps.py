@@ -121,6 +121,50 @@ def make_eval_step(model: nn.Module, mean, std,
   return step
 
 
+def make_per_example_step(model: nn.Module, mean, std,
+                          dtype=jnp.float32) -> Callable[..., Any]:
+  """(params, batch_stats, x, y) -> per-example loss and 0/1 correctness.
+
+  The per-example form of `make_eval_step` (same forward pass), for
+  intervals over the evaluation set (`valley_jax.core.stats`).
+  """
+
+  def step(params, batch_stats, x, y):
+    x = pipeline.normalize(x, mean, std).astype(dtype)
+    logits, _ = apply_model(model, params, batch_stats, x, False)
+    return {'loss': cross_entropy(logits, y),
+            'correct': (logits.argmax(-1) == y).astype(jnp.float32)}
+
+  return step
+
+
+def evaluate_per_example(per_example_step, mesh, params, batch_stats, x, y,
+                         batch_size: int) -> dict[str, np.ndarray]:
+  """Per-example loss and 0/1 correctness [N] of all of (x, y), in order.
+
+  Args:
+    per_example_step: a jitted `make_per_example_step`.
+    mesh: the device mesh (batches are split over its data axis).
+    params: the model's parameters.
+    batch_stats: its BN statistics ({} without BN).
+    x: the inputs [N, ...].
+    y: the labels [N].
+    batch_size: examples per call (padded batches; the padding is dropped).
+
+  Returns:
+    {'loss': float64 [N], 'correct': float64 [N] of 0/1}; the mean of
+    'correct' is `evaluate`'s accuracy.
+  """
+  idx_SB, _ = pipeline.padded_batches(len(y), batch_size)
+  outs = []
+  for idx in idx_SB:
+    xb, yb = sharding.gather(mesh, (x, y), idx)
+    outs.append(sharding.to_host(per_example_step(params, batch_stats, xb,
+                                                  yb)))
+  return {k: np.concatenate([np.asarray(o[k], np.float64) for o in outs]
+                            )[:len(y)] for k in ('loss', 'correct')}
+
+
 def evaluate(eval_step, mesh, params, batch_stats, x, y,
              batch_size: int) -> dict[str, float]:
   """Mean loss and accuracy over all of (x, y), padded batches masked out."""

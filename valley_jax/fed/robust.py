@@ -15,9 +15,12 @@ round), so beside it a table reports, per cell:
 Selection scores a grid point by the mean over seeds of the mean over the
 last `n` evaluations (validation or test accuracy), not one round; points
 whose score is within one held-out example of the best are reported as tied
-(`select`). Comparisons are verdicts (`valley_jax.core.stats`): the paired
-difference over seeds (every algorithm and FedAvg share each seed's
-partition) with its Student-t interval.
+(`select`). Comparisons are verdicts (`valley_jax.core.stats`):
+`paired_finding` is the paired difference over seeds (every algorithm and
+FedAvg share each seed's partition) with its Student-t interval; a table's
+verdicts use the bootstrap over seeds and test images of fed/intervals.py
+where the runs kept their per-example correctness, with this t interval
+beside it.
 """
 
 import math

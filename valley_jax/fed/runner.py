@@ -11,7 +11,10 @@ algorithm of `valley_jax.fed`) and writes into `workdir`:
   clients and the seconds the round took;
 * `checkpoints/<round>/`: Orbax checkpoints of the server state and all K
   per-client states every `config.checkpoint_every` rounds;
-* `results.json` and `figure.png/pdf` (test accuracy against rounds).
+* `results.json` and `figure.png/pdf` (test accuracy against rounds);
+* `per_example.npz`: the global model's correctness on each test image for
+  the last `table.last_rounds` evaluations and the pooled-BN view
+  (fed/intervals.py), for a table's intervals over seeds and test images.
 A run killed at any point and started again with the same command resumes
 from its last checkpoint and ends with the same global model.
 
@@ -20,7 +23,9 @@ from its last checkpoint and ends with the same global model.
 (algorithm, α) it selects one grid value (`table.selection`: 'validation',
 on a slice of the training set held out from every client, or 'test', the
 paper's) and writes Table 1's layout, the selected value's mean ± sample std
-(ddof = 1) of the final test accuracy over seeds with the value under it, as
+(ddof = 1) of the final test accuracy over seeds [its 95 % hierarchical
+bootstrap interval over seeds and test images] with the value under it, the
+robust views and the verdicts against FedAvg, as
 `table.md` (with a header: protocol, grids, seeds, code version),
 `table.json` (every cell's curve, every grid value's score) and
 `figure.png/pdf` (accuracy against rounds, mean ± std bands).
@@ -36,6 +41,7 @@ import itertools
 import math
 import time
 from typing import Any, NamedTuple
+import weakref
 
 import jax
 import jax.numpy as jnp
@@ -51,7 +57,7 @@ from valley_jax import (checkpoint, checks, compile_cache, data, distributed,
 from valley_jax.core import stats, steps
 from valley_jax.data import partition, pipeline
 from valley_jax.errors import InputError
-from valley_jax.fed import alignment, figures, local, robust
+from valley_jax.fed import alignment, figures, intervals, local, robust
 
 MODES = ('run', 'table')
 DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
@@ -136,9 +142,14 @@ def _diff(old: dict[str, Any], config) -> list[str]:
           if not k.startswith(_RESUMABLE_KEYS)]
 
 
+# The per-example test step of each shared evaluation step (one
+# compilation per program, as the evaluation step itself).
+_PER_EXAMPLE_STEPS = weakref.WeakKeyDictionary()
+
+
 class _Evaluator:
   """Test (and held-out validation) loss and accuracy of the global model
-  (FedBN: recalibrated)."""
+  (FedBN: recalibrated), and its per-example test correctness."""
 
   def __init__(self, config, model, ds: data.Dataset, mesh, val=None,
                step=None, recal=None):
@@ -148,6 +159,10 @@ class _Evaluator:
                                                      ds.std))
     self.recal = recal or jax.jit(functools.partial(
         fed.recalibrate, model, mean=ds.mean, std=ds.std))
+    if self.step not in _PER_EXAMPLE_STEPS:
+      _PER_EXAMPLE_STEPS[self.step] = jax.jit(steps.make_per_example_step(
+          model, ds.mean, ds.std))
+    self.per_step = _PER_EXAMPLE_STEPS[self.step]
     n_dev = mesh.shape[sharding.DATA]
     self.batch = -(-min(config.eval.batch_size, len(ds.y_test)) // n_dev
                    ) * n_dev
@@ -158,10 +173,15 @@ class _Evaluator:
           len(ds.y_train))[:n]
       self.recal_x = jnp.asarray(ds.x_train[order])[None]
 
+  def _own(self, weights):
+    """The weights as evaluated (FedBN: BN recalibrated on recal_x)."""
+    if self.recal_x is None:
+      return weights
+    return fed.recalibrate(self.model, weights, self.recal_x, self.ds.mean,
+                           self.ds.std)
+
   def __call__(self, weights) -> dict[str, float]:
-    if self.recal_x is not None:
-      weights = fed.recalibrate(self.model, weights, self.recal_x,
-                                self.ds.mean, self.ds.std)
+    weights = self._own(weights)
     row = {}
     sets = {'test': (self.ds.x_test, self.ds.y_test)}
     if self.val is not None:
@@ -173,23 +193,48 @@ class _Evaluator:
                   f'{name}_accuracy': out['accuracy']})
     return row
 
+  def per_example(self, weights, *, own: bool = True) -> np.ndarray:
+    """The 0/1 correctness [N] of each test image (its mean is __call__'s
+    test accuracy); `own=False` evaluates the weights as given."""
+    w = self._own(weights) if own else weights
+    return steps.evaluate_per_example(
+        self.per_step, self.mesh, w.params, w.batch_stats, self.ds.x_test,
+        self.ds.y_test, self.batch)['correct']
 
-  def pooled_recalibrated(self, weights) -> dict[str, float]:
-    """Test accuracy and loss of the weights with BN statistics
-    recomputed on all the clients' training data pooled: a view that a
-    server, which never sees the clients' data, does not have ({} for a
-    model without BN)."""
+  def pooled_weights(self, weights):
+    """The weights with BN statistics recomputed on all the clients'
+    training data pooled (None for a model without BN)."""
     if not jax.tree.leaves(weights.batch_stats):
-      return {}
+      return None
     n = len(self.ds.y_train)
     b = min(n, self.config.eval.batch_size)
     x = jnp.asarray(self.ds.x_train[:n // b * b]).reshape(
         n // b, b, *self.ds.x_train.shape[1:])
-    w = self.recal(weights, x)
-    out = steps.evaluate(self.step, self.mesh, w.params, w.batch_stats,
-                         self.ds.x_test, self.ds.y_test, self.batch)
-    return {'pooled_recal_test_accuracy': out['accuracy'],
-            'pooled_recal_test_loss': out['loss']}
+    return self.recal(weights, x)
+
+  def pooled_recalibrated(self, weights, workdir: str, done: int
+                          ) -> dict[str, float]:
+    """Test accuracy and loss of the weights (the global model after round
+    `done`) with BN statistics recomputed on all the clients' training data
+    pooled: a view that a server, which never sees the clients' data, does
+    not have ({} for a model without BN). Read back from the run's
+    per_example.npz when it holds this model's, else computed and stored
+    there with its per-example correctness."""
+    fp = checkpoint.fingerprint({'params': weights.params,
+                                 'batch_stats': weights.batch_stats})
+    got = intervals.pooled(workdir, done, fp)
+    if got is None:
+      w = self.pooled_weights(weights)
+      if w is None:
+        return {}
+      out = steps.evaluate(self.step, self.mesh, w.params, w.batch_stats,
+                           self.ds.x_test, self.ds.y_test, self.batch)
+      got = {'correct': self.per_example(w, own=False),
+             'accuracy': out['accuracy'], 'loss': out['loss']}
+      intervals.save_pooled(workdir, done, fp, got['correct'],
+                            got['accuracy'], got['loss'])
+    return {'pooled_recal_test_accuracy': got['accuracy'],
+            'pooled_recal_test_loss': got['loss']}
 
   def clients(self, global_w, clients) -> dict[str, float]:
     """FedBN's own view: every client that has trained, as the global
@@ -509,6 +554,10 @@ def _record_round(live: _Live, t: int, server, clients_fn, m: dict,
     if f.bn_policy == 'local':
       test.update(live.evaluate.clients(fed.global_weights(live.alg, server),
                                         clients_fn()))
+  if test is not None and done in intervals.window(
+      f.rounds, config.eval.every, config.table.last_rounds):
+    intervals.save_round(live.workdir, done, live.evaluate.per_example(
+        fed.global_weights(live.alg, server)))
   live.history.append(_round_row(t, m, test, seconds))
   live.states = {'server': server, 'clients': None}
   if done % config.checkpoint_every == 0 or done == f.rounds or stop:
@@ -604,7 +653,8 @@ def _finish(config, workdir, alg, server, history, part_info,
 
   With `evaluate`, 'final' also holds the global model's test accuracy
   with BN statistics recalibrated on the clients' pooled training data
-  (`_Evaluator.pooled_recalibrated`; models with BN).
+  (`_Evaluator.pooled_recalibrated`; models with BN), whose per-example
+  correctness is kept in the run's per_example.npz (fed/intervals.py).
   """
   evaluated = [r for r in history if 'test_accuracy' in r]
   final = evaluated[-1] if evaluated else {}
@@ -615,7 +665,7 @@ def _finish(config, workdir, alg, server, history, part_info,
   final = {k: final.get(k) for k in keys}
   if evaluate is not None and done:
     final.update(outputs.finite_or_none(evaluate.pooled_recalibrated(
-        fed.global_weights(alg, server))))
+        fed.global_weights(alg, server), workdir, done)))
   results = {
       'algorithm': alg.name, 'hparams': dict(alg.hparams),
       'rounds_done': done, 'finished': done == config.fed.rounds,
@@ -1071,7 +1121,30 @@ def _cell_record(cell: Cell, workdir: str, res: dict[str, Any]
   return {'algorithm': cell.algorithm, 'alpha': cell.alpha,
           'point': dict(cell.point), 'seed': cell.seed, 'workdir': workdir,
           'final': res['final'], 'curve': curve,
-          'held_out': res['partition']['held_out']}
+          'held_out': res['partition']['held_out'],
+          'per_example': _cell_per_example(
+              workdir, res, curve, res['config']['table']['last_rounds'])}
+
+
+def _cell_per_example(workdir: str, res: dict[str, Any], curve: dict,
+                      last: int) -> dict[str, np.ndarray]:
+  """A finished cell's per-example views (fed/intervals.py), each kept
+  only if its mean over the test images is the accuracy the run reported
+  (a file of another run is not used)."""
+  got = intervals.views(workdir, curve['round'][-last:])
+  want = {'final': res['final'].get('test_accuracy'),
+          'last': (robust.last_mean(curve['test_accuracy'], last)
+                   if curve['test_accuracy'] else None),
+          'pooled_recal': res['final'].get('pooled_recal_test_accuracy')}
+  out = {}
+  for view, v in got.items():
+    if _finite(want[view]) and abs(float(v.mean()) - want[view]) < 1e-9:
+      out[view] = v
+    else:
+      logging.warning('%s: per-example %s correctness (mean %s) does not '
+                      'match the reported accuracy %s; not used.', workdir,
+                      view, float(v.mean()), want[view])
+  return out
 
 
 def _mean(values) -> float:
@@ -1126,6 +1199,7 @@ def _entry(won: list[dict[str, Any]], sel: dict[str, Any], t
   recal = [r['final'].get('pooled_recal_test_accuracy') for r in won]
   flagged = [r['seed'] for r, c in zip(won, curves)
              if robust.collapsed(c, t.last_rounds, t.collapse)]
+  per = [r.get('per_example') or {} for r in won]
   return {'mean': _mean(accs), 'std': _sample_std(accs), 'runs': accs,
           'seeds': [r['seed'] for r in won], 'selected': sel['point'],
           'scores': sel['scores'], 'tied': sel['tied'],
@@ -1133,13 +1207,23 @@ def _entry(won: list[dict[str, Any]], sel: dict[str, Any], t
           'last': robust.cell_summary(lasts), 'last_runs': lasts,
           'pooled_recal': (robust.cell_summary(recal)
                            if all(x is not None for x in recal) else None),
+          'pooled_recal_runs': recal,
+          # Over seeds and test images (None where a seed has no
+          # per-example data): what the table prints and the verdicts use.
+          'intervals': {v: intervals.cell_interval([p.get(v) for p in per])
+                        for v in intervals.VIEWS},
           'collapsed_seeds': flagged}
 
 
-def _findings(config, rows) -> list[dict[str, Any]]:
+def _findings(config, rows, won: dict[tuple[float, str], list]
+              ) -> list[dict[str, Any]]:
   """'<algorithm> > fedavg at α = a' for every other algorithm of the
-  table, on the final round and on the last rounds' mean: paired over
-  seeds, t interval (valley_jax.core.stats)."""
+  table, on the final round, the last rounds' mean and the pooled-BN view:
+  the paired hierarchical bootstrap over seeds and test images
+  (fed/intervals.py) of the per-example differences, with the t interval
+  over seeds alone beside it ('t_over_seeds'); where a seed has no
+  per-example data, the t interval over seeds decides (its method says
+  so). `won`: the selected runs by (α, algorithm)."""
   t = config.table
   if 'fedavg' not in t.algorithms:
     return []
@@ -1150,15 +1234,42 @@ def _findings(config, rows) -> list[dict[str, Any]]:
       if name == 'fedavg':
         continue
       mine = row[name]
-      for stat, key in (('final-round test accuracy', 'runs'),
-                        (f'mean test accuracy of the last {t.last_rounds} '
-                         'evaluations', 'last_runs')):
-        f = robust.paired_finding(
-            name, row['alpha'], stat, dict(zip(mine['seeds'], mine[key])),
-            dict(zip(base['seeds'], base[key])))
+      for view, stat, key in (
+          ('final', 'final-round test accuracy', 'runs'),
+          ('last', (f'mean test accuracy of the last {t.last_rounds} '
+                    'evaluations'), 'last_runs'),
+          ('pooled_recal', ('final test accuracy with BN recalibrated on '
+                            "the clients' pooled data"),
+           'pooled_recal_runs')):
+        f = _paired(row['alpha'], name, view, stat, key, mine, base, won)
         if f is not None:
           out.append(f)
   return out
+
+
+def _paired(alpha: float, name: str, view: str, stat: str, key: str,
+            mine: dict[str, Any], base: dict[str, Any],
+            won: dict[tuple[float, str], list]) -> dict[str, Any] | None:
+  """One finding of `_findings`: bootstrap where every seed has
+  per-example data, else the t interval over seeds."""
+  t_f = robust.paired_finding(
+      name, alpha, stat, dict(zip(mine['seeds'], mine.get(key) or [])),
+      dict(zip(base['seeds'], base.get(key) or [])))
+  if t_f is None:
+    return None
+
+  def vectors(algorithm):
+    return {r['seed']: (r.get('per_example') or {}).get(view)
+            for r in won[(alpha, algorithm)]}
+
+  mine_v, base_v = vectors(name), vectors('fedavg')
+  if any(mine_v.get(s) is None or base_v.get(s) is None
+         for s in t_f['seeds']):
+    return t_f
+  f = intervals.paired_finding(name, alpha, stat, mine_v, base_v)
+  f['t_over_seeds'] = {k: t_f[k] for k in ('mean', 'std', 'ci', 'method',
+                                           'resolved')}
+  return f
 
 
 def summarize(config, runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -1170,7 +1281,7 @@ def summarize(config, runs: list[dict[str, Any]]) -> dict[str, Any]:
   n_val = _held_out_examples(runs)
   resolution = 1.0 / n_val if (t.selection == 'validation' and n_val) else (
       1.0 / _test_examples(config))
-  rows = []
+  rows, won_by = [], {}
   for al in t.alphas:
     row = {'dataset': config.data.name, 'alpha': float(al)}
     for a in t.algorithms:
@@ -1179,6 +1290,7 @@ def summarize(config, runs: list[dict[str, Any]]) -> dict[str, Any]:
       sel = select(mine, t.selection, last=t.last_rounds,
                    resolution=resolution)
       won = [r for r in mine if point_label(r['point']) == sel['label']]
+      won_by[(float(al), a)] = won
       row[a] = _entry(won, sel, t)
     rows.append(row)
   protocol = {
@@ -1190,7 +1302,12 @@ def summarize(config, runs: list[dict[str, Any]]) -> dict[str, Any]:
              'example) of the best score',
       'holdout': t.holdout if t.selection == 'validation' else 0.0,
       'std': 'sample std (ddof = 1)',
-      'interval': 'Student t over seeds (95 %), clipped to [0, 1]',
+      'interval': (f'{intervals.METHOD} ({intervals.N_BOOT} replicates, '
+                   'percentile), clipped to [0, 1]; [lo, hi]t: Student t '
+                   'over seeds (95 %), for a cell or finding without '
+                   'per-example data'),
+      'interval_t': 'Student t over seeds (95 %), clipped to [0, 1] '
+                    "(each cell's final, last and pooled_recal)",
       'test_examples': _test_examples(config),
       'last_rounds': t.last_rounds, 'collapse_threshold': t.collapse,
       'rounds': f.rounds, 'num_clients': f.num_clients,
@@ -1203,8 +1320,10 @@ def summarize(config, runs: list[dict[str, Any]]) -> dict[str, Any]:
       'optim': config.optim.to_dict(), 'code': rundir.code_version()}
   return outputs.finite_or_none({
       'algorithms': list(t.algorithms), 'protocol': protocol, 'rows': rows,
-      'findings': _findings(config, rows),
-      'cells': runs, 'seeds': protocol['seeds'], 'model': config.model.name})
+      'findings': _findings(config, rows, won_by),
+      'cells': [{k: v for k, v in r.items() if k != 'per_example'}
+                for r in runs],
+      'seeds': protocol['seeds'], 'model': config.model.name})
 
 
 def _held_out_examples(runs) -> int:
@@ -1220,27 +1339,34 @@ def _finite(x) -> bool:
   return x is not None and math.isfinite(x)
 
 
-def _pct(s: dict[str, Any] | None, *, ci: bool = True) -> str:
-  """'93.06 ± 0.79 [92.1, 94.0]' from a cell summary (percent)."""
+def _pct(s: dict[str, Any] | None, *, ci: bool = True,
+         boot: dict[str, Any] | None = None) -> str:
+  """'93.06 ± 0.79 [92.1, 94.0]' from a cell summary (percent): the
+  bracket is `boot`'s interval (over seeds and test images) when given,
+  else the summary's t interval marked 't'."""
   if not s or not _finite(s.get('mean')):
     return 'n/a'
   text = f"{100 * s['mean']:.2f}"
   if _finite(s.get('std')):
     text += f" ± {100 * s['std']:.2f}"
-  if ci and s.get('ci'):
-    text += f" [{100 * s['ci'][0]:.1f}, {100 * s['ci'][1]:.1f}]"
+  if ci and boot and boot.get('ci'):
+    text += f" [{100 * boot['ci'][0]:.1f}, {100 * boot['ci'][1]:.1f}]"
+  elif ci and s.get('ci'):
+    text += f" [{100 * s['ci'][0]:.1f}, {100 * s['ci'][1]:.1f}]t"
   return text
+
+
+def _view_text(entry: dict[str, Any], view: str) -> str:
+  return _pct(entry.get(view),
+              boot=(entry.get('intervals') or {}).get(view))
 
 
 def _cell_text(entry: dict[str, Any]) -> str:
   if not _finite(entry['mean']):
     return 'n/a'
-  std = entry['std']
-  text = f"{100 * entry['mean']:.2f}" + (
-      f" ± {100 * std:.2f}" if _finite(std) else '')
-  ci = (entry.get('final') or {}).get('ci')
-  if ci:
-    text += f" [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]"
+  text = _pct(entry.get('final') or {'mean': entry['mean'],
+                                     'std': entry['std']},
+              boot=(entry.get('intervals') or {}).get('final'))
   if entry.get('collapsed_seeds'):
     text += f" †{entry['collapsed_seeds']}"
   label = point_label(entry.get('selected') or {})
@@ -1259,12 +1385,26 @@ def _layout(out, title: str, text) -> list[str]:
   return lines
 
 
+def _t_text(f: dict[str, Any]) -> str:
+  """'; t over seeds alone: [lo, hi], not resolved' for a bootstrap
+  finding (its interval over seeds without the test set's noise)."""
+  t = f.get('t_over_seeds')
+  if not t or not t.get('ci'):
+    return ''
+  lo, hi = t['ci']
+  word = ('resolved' if t['resolved'] else
+          'the reverse resolved' if hi < 0 else 'not resolved')
+  return f'; t over seeds alone: [{lo:.3f}, {hi:.3f}], {word}'
+
+
 def markdown(out: dict[str, Any]) -> str:
   """table.md: a header that says how the table was made, then Table 1's
-  layout (final test accuracy %, mean ± sample std over seeds [95 % t
-  interval], the selected grid value under it, † and the seeds whose final
-  round collapsed), the robust views in the same layout, and the verdicts
-  of the comparisons with FedAvg."""
+  layout (final test accuracy %, mean ± sample std over seeds [95 %
+  hierarchical bootstrap interval over seeds and test images; '[…]t': a t
+  interval over seeds, for a cell without per-example data], the selected
+  grid value under it, † and the seeds whose final round collapsed), the
+  robust views in the same layout, and the verdicts of the comparisons
+  with FedAvg."""
   p = out['protocol']
   grids = '; '.join(f'{a} {k} ∈ {{{", ".join(f"{v:g}" for v in vs)}}}'
                     for a, g in p['grids'].items() for k, vs in g.items())
@@ -1280,7 +1420,7 @@ def markdown(out: dict[str, Any]) -> str:
   lines = [
       f"Final test accuracy (%) of the global model after {p['rounds']} "
       f"rounds: mean ± {p['std']} over seeds {p['seeds']}"
-      + (f" [{p['interval']}]" if 'interval' in p else '') + '.',
+      + (' [95 % interval]' if 'interval' in p else '') + '.',
       '',
       f"- data {p['dataset']}, model {p['model']}; K = {p['num_clients']} "
       f"clients, Q = {p['fraction']:g}, E = {p['local_epochs']}, "
@@ -1288,6 +1428,14 @@ def markdown(out: dict[str, Any]) -> str:
       f"- grids: {grids or 'none'}",
       f'- selection: {how}' + (f"; ties: {p['tie']}" if 'tie' in p else ''),
   ]
+  if 'interval' in p:
+    lines.append(f"- intervals: {p['interval']}")
+  if p.get('interval', '').startswith('hierarchical'):
+    lines.append(
+        f"- with {len(p['seeds'])} seeds the bootstrap resamples few seeds "
+        'and has no small-sample correction: its seed part is narrower than '
+        "a t interval's, so each finding shows the t interval over seeds "
+        'alone beside it')
   if n_test:
     lines.append(f'- test set: {n_test} images, one image = '
                  f'{100 / n_test:.2f} points')
@@ -1301,19 +1449,20 @@ def markdown(out: dict[str, Any]) -> str:
   if 'last_rounds' in p:
     lines += _layout(out, f"Mean over the last {p['last_rounds']} "
                      'evaluations (robust to one bad round):',
-                     lambda e: _pct(e.get('last')))
+                     lambda e: _view_text(e, 'last'))
     if any(r[a].get('pooled_recal') for r in out['rows']
            for a in out['algorithms']):
       lines += _layout(
           out, 'Final model with BN statistics recalibrated on the clients\' '
           'pooled training data (a view a server does not have):',
-          lambda e: _pct(e.get('pooled_recal')))
+          lambda e: _view_text(e, 'pooled_recal'))
   if out.get('findings'):
-    lines += ['', 'Findings (paired over seeds, difference in accuracy, '
-              't interval):', '']
-    lines += [f'- {stats.describe(f)} [{f["statistic"]}]' + (
+    lines += ['', 'Findings (difference in accuracy, paired by seed and '
+              f'test image: {intervals.METHOD}; each names its method):',
+              '']
+    lines += [f'- {stats.describe(f, 4)} [{f["statistic"]}]' + (
         ' (the reverse is resolved)' if f.get('ci') and f['ci'][1] < 0
-        else '') for f in out['findings']]
+        else '') + _t_text(f) for f in out['findings']]
   return '\n'.join(lines) + '\n'
 
 
