@@ -57,6 +57,9 @@ python probe.py --config=configs/probe_paths.py:cifar10 \
 from valley_jax import defaults
 from valley_jax.errors import InputError
 
+# Training seeds per setting on digits (config.train_seeds: the listed run
+# and its replicas WORKDIR_seed1, ...; findings pair them by seed).
+TRAIN_SEEDS = 3
 # (column, label, workdir, config): the base run appears in every column.
 _DIGITS = (
     ('LR', 'LR 0.15', 'runs/digits_lr0.15', 'configs/digits_cnn.py:lr0.15'),
@@ -111,6 +114,7 @@ def get_config(arg: str | None = None):
   elif arg in ('', None, 'nobn'):
     defaults.digits_probe(c)
     rows = _NOBN if arg else _DIGITS
+    c.train_seeds = TRAIN_SEEDS
   else:
     raise InputError(f"configs/probe_paths.py: unknown arg {arg!r}; use '' "
                      "(digits), 'nobn' or 'cifar10'.")
