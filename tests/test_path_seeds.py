@@ -74,3 +74,17 @@ def test_seeds_with_different_epochs_are_refused():
   r = _run([1.0, 2.0], [0.5, 0.1], 0.0)
   with pytest.raises(ValueError, match='different epochs'):
     path_seeds.over_seeds([r, dict(r, epochs=[0, 2])])
+
+
+def test_geometric_band_and_clipped_intervals():
+  """Log axes draw 10^(mean ± t·s of log10); an error's interval stays in
+  [0, 1]."""
+  runs = [_run([1e-3, 1e-4], [0.9, 0.0], 0.1),
+          _run([1e-1, 1e-2], [0.8, 0.0], 0.3),
+          _run([1e-2, 1e-3], [0.7, 0.06], 0.2)]
+  e = path_seeds.over_seeds(runs)
+  g = e['geometric']['trace_per_param']
+  assert g['mean'] == pytest.approx([1e-2, 1e-3])
+  half = sp_stats.t.ppf(0.975, 2) * 1.0 / np.sqrt(3)  # std of (-3,-1,-2) = 1
+  assert g['ci'][1] == pytest.approx([10 ** (-3 - half), 10 ** (-3 + half)])
+  assert e['ci']['error'][1][0] == 0.0  # 0.02 − t·s/√3 < 0, clipped.

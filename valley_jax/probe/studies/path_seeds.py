@@ -49,9 +49,18 @@ COMPARED = (('trace_per_param', 'tr(H)/P'),
             ('train_loss', 'training CE'),
             ('error', 'test error'),
             ('bend', 'segment bend (test CE over the chord)'))
-# Positive quantities that span decades: compared as log10(a / b).
+# Positive quantities that span decades: compared as log10(a / b), and
+# also summarised on log10 (GEOMETRIC) for the figure's log axes.
 LOG_KEYS = frozenset({'trace_per_param', 'trace_scale_free', 'norm_rel',
                       'rel_dist', 'train_loss'})
+GEOMETRIC = LOG_KEYS | {'trace'}
+# Bounds a quantity cannot leave: its interval is clipped to them.
+_NONNEGATIVE = (0.0, np.inf)
+BOUNDS = {'error': (0.0, 1.0), 'cos_init': (-1.0, 1.0),
+          'update_cos': (-1.0, 1.0), 'update_angle': (0.0, 180.0),
+          **{k: _NONNEGATIVE for k in ('norm', 'dist', 'step', 'norm_rel',
+                                       'rel_dist', 'rms', 'loss',
+                                       'train_loss', 'trace_sem')}}
 
 
 def _floats(values) -> np.ndarray:
@@ -62,27 +71,48 @@ def _nan_to_none(values) -> list[float | None]:
   return [None if not np.isfinite(v) else float(v) for v in values]
 
 
-def _interval(values_S: np.ndarray) -> list[float] | None:
+def _interval(values_S: np.ndarray, bounds=None) -> list[float] | None:
   """The t interval over the finite seeds' values (None below two)."""
   v = values_S[np.isfinite(values_S)]
-  return stats.summary(v)['ci'] if v.size > 1 else None
+  return stats.summary(v, bounds=bounds)['ci'] if v.size > 1 else None
 
 
-def _track(per_seed_SxE: np.ndarray) -> dict[str, Any]:
+def _track(per_seed_SxE: np.ndarray, bounds=None) -> dict[str, Any]:
   """Mean over the seeds per epoch (NaN where a seed has none), its
   interval and the per-seed values."""
   with np.errstate(invalid='ignore'):
     mean = per_seed_SxE.mean(0)
   return {'mean': _nan_to_none(mean),
-          'ci': [_interval(col) for col in per_seed_SxE.T],
+          'ci': [_interval(col, bounds) for col in per_seed_SxE.T],
           'per_seed': [_nan_to_none(row) for row in per_seed_SxE]}
 
 
-def _end(values_S: np.ndarray) -> dict[str, Any] | None:
+def geometric(per_seed_SxE: np.ndarray) -> dict[str, Any]:
+  """The geometric mean over the seeds per epoch and its interval: 10 to
+  the mean and t interval of log10 (None at an epoch with a value ≤ 0 or
+  missing).
+
+  >>> geometric(np.array([[1.0, 10.0], [100.0, -1.0]]))['mean']
+  [10.0, None]
+  """
+  mean, ci = [], []
+  for col in per_seed_SxE.T:
+    if not np.all(np.isfinite(col) & (col > 0)):
+      mean.append(None)
+      ci.append(None)
+      continue
+    logs = np.log10(col)
+    mean.append(float(10 ** logs.mean()))
+    c = _interval(logs)
+    ci.append(None if c is None else [float(10 ** x) for x in c])
+  return {'mean': mean, 'ci': ci}
+
+
+def _end(values_S: np.ndarray, bounds=None) -> dict[str, Any] | None:
   """stats.summary of the last epoch's values (None if any is missing)."""
   if not np.all(np.isfinite(values_S)):
     return None
-  return stats.summary(values_S)
+  return stats.summary(values_S, bounds=bounds)
 
 
 def over_seeds(runs: Sequence[dict[str, Any]],
@@ -97,8 +127,10 @@ def over_seeds(runs: Sequence[dict[str, Any]],
     The first run's other keys, then per quantity the mean per epoch (under
     its own key, None where undefined), 'ci' {key: per epoch [low, high]
     or None}, 'per_seed' {key: [S][E]}, 'end' {key: stats.summary of the
-    last epoch, with 'bend' the segment's}, 'seeds' (S) and, with a
-    segment, its mean loss and error per λ with the loss's interval.
+    last epoch, with 'bend' the segment's}, 'geometric' {key of GEOMETRIC:
+    geometric mean and interval per epoch, for log axes}, 'seeds' (S) and,
+    with a segment, its mean loss and error per λ with the loss's
+    interval.
   """
   first = runs[0]
   for r in runs[1:]:
@@ -108,14 +140,17 @@ def over_seeds(runs: Sequence[dict[str, Any]],
           f"different epochs ({first['epochs']} vs {r['epochs']} in "
           f"{r.get('workdir')}); train them with one config.")
   out = {k: v for k, v in first.items() if k not in quantities}
-  out.update(seeds=len(runs), ci={}, per_seed={}, end={})
+  out.update(seeds=len(runs), ci={}, per_seed={}, end={}, geometric={})
   for key in quantities:
     if key not in first:
       continue
-    t = _track(np.stack([_floats(r[key]) for r in runs]))
+    v_SxE = np.stack([_floats(r[key]) for r in runs])
+    t = _track(v_SxE, BOUNDS.get(key))
     out[key], out['ci'][key], out['per_seed'][key] = (
         t['mean'], t['ci'], t['per_seed'])
-    out['end'][key] = _end(np.stack([_floats(r[key]) for r in runs])[:, -1])
+    out['end'][key] = _end(v_SxE[:, -1], BOUNDS.get(key))
+    if key in GEOMETRIC:
+      out['geometric'][key] = geometric(v_SxE)
   if 'segment' in first:
     out['segment'] = _segment([r['segment'] for r in runs])
     out['end']['bend'] = _end(np.array([r['segment']['bend'] for r in runs]))
@@ -128,7 +163,7 @@ def _segment(segments: Sequence[dict[str, Any]]) -> dict[str, Any]:
   bends = [float(s['bend']) for s in segments]
   return {'lambdas': list(segments[0]['lambdas']),
           'loss': loss.mean(0).tolist(),
-          'loss_ci': [_interval(col) for col in loss.T],
+          'loss_ci': [_interval(col, _NONNEGATIVE) for col in loss.T],
           'error': error.mean(0).tolist(),
           'bend': float(np.mean(bends)), 'bend_per_seed': bends}
 

@@ -971,22 +971,26 @@ def _log_scale(ax, values: np.ndarray) -> None:
     ax.set_yscale('symlog', linthresh=float(np.percentile(v[v > 0], 10)))
 
 
-def _band(q: dict[str, Any], key: str) -> tuple[np.ndarray, np.ndarray]:
-  """The interval over seeds per epoch (NaN where there is none)."""
-  ci = q.get('ci', {}).get(key) or [None] * len(q['epochs'])
+def _band(ci: list | None, n: int) -> tuple[np.ndarray, np.ndarray]:
+  """An interval per epoch as two arrays (NaN where there is none)."""
+  ci = ci or [None] * n
   lo_hi = np.array([[np.nan, np.nan] if c is None else c for c in ci],
                    np.float64)
   return lo_hi[:, 0], lo_hi[:, 1]
 
 
-def _draw_path(ax, q: dict[str, Any], key: str, color) -> None:
-  """One setting's mean over seeds with its 95 % band (several seeds), or
-  its single run with Hutchinson's standard error on the traces."""
+def _draw_path(ax, q: dict[str, Any], key: str, color, log: bool) -> None:
+  """One setting's mean over seeds with its 95 % band (several seeds; on a
+  log axis the geometric mean and the interval of log10), or its single
+  run with Hutchinson's standard error on the traces."""
   v, es = _values(q, key), q['epochs']
   label = (f"{q['label']} (P = {q['num_params']:,}, "
            f"{q.get('seeds', 1)} seed{'s' if q.get('seeds', 1) > 1 else ''})")
   if q.get('seeds', 1) > 1:
-    lo, hi = _band(q, key)
+    geo = q.get('geometric', {}).get(key) if log else None
+    if geo:
+      v = _values(geo, 'mean')
+    lo, hi = _band(geo['ci'] if geo else q.get('ci', {}).get(key), len(es))
     ax.fill_between(es, lo, hi, color=color, alpha=0.2, lw=0)
     ax.plot(es, v, 'o-', ms=3, color=color, label=label)
     return
@@ -1017,8 +1021,8 @@ def paths_figure(results: dict[str, Any], folder: str) -> list[str]:
       ax = axes[i, j]
       mine = [q for q in results['paths'] if q['column'] == col]
       for n, q in enumerate(mine):
-        _draw_path(ax, q, key,
-                   colors(0.85 * n / max(len(mine) - 1, 1)))
+        _draw_path(ax, q, key, colors(0.85 * n / max(len(mine) - 1, 1)),
+                   log)
       ax.set_xscale('symlog', linthresh=1.0)
       top = max(max(q['epochs']) for q in results['paths'])
       ax.set_xticks([e for e in (0, 1, 3, 10, 30, 100, 300) if e <= top])
@@ -1033,15 +1037,16 @@ def paths_figure(results: dict[str, Any], folder: str) -> list[str]:
     axes[-1, j].set_xlabel('epoch', fontsize=8)
   data = results.get('hessian_data', {})
   seeds = results.get('train_seeds', 1)
-  spread = (f'mean of {seeds} training seeds per setting, band: 95 % t '
-            'interval over the seeds' if seeds > 1 else
+  spread = (f'mean of {seeds} training seeds per setting (geometric on log '
+            'axes), band: 95 % t interval over the seeds (of log10 on log '
+            'axes)' if seeds > 1 else
             "one run per setting; error bars: Hutchinson's standard error")
   fig.suptitle(f"paths: {results['model']} on {results['dataset']}, kept "
                f"epochs of each run ({spread})\nH of the CE on "
                f"{data.get('samples', '?')} {data.get('split', '')} examples "
                'with BN statistics recalibrated at each θt; P = parameter '
                'count (width changes it: quantities normalised)', fontsize=8)
-  fig.tight_layout()
+  fig.tight_layout(rect=(0, 0, 1, 0.985))
   return plots.save(fig, folder, 'figure')
 
 
