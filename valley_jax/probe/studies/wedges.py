@@ -602,6 +602,10 @@ def wedges_figure(results: dict[str, Any], folder: str) -> list[str]:
   handles += [plt.Line2D([], [], marker='o', mfc='white', mec='grey', ls=''),
               plt.Line2D([], [], marker='x', color='grey', ls='')]
   labels += ['censored (a lower bound)', 'threshold vacuous (≥ chance)']
+  if any(w.get('train') for w in results['wedges']):
+    handles.append(plt.Line2D([], [], ls='--', color='grey'))
+    labels.append('mean width on the training subset (training CE / '
+                  'error)')
   axes[1, 2].legend(handles, labels, fontsize=7)
   for ax in axes.ravel():
     ax.tick_params(labelsize=8)
@@ -648,6 +652,9 @@ def _width_panel(ax, wedges: list[dict[str, Any]], name: str,
     vac = np.asarray(w[name].get('vacuous', [False] * len(ts)), bool)
     if vac.any():
       ax.plot(ts[vac], m[vac], 'x', color=colors(n), ms=9)
+    if w.get('train'):
+      ax.plot(ts, w['train'][name]['width_mean'], '--', color=colors(n),
+              lw=1)
   w = wedges[0]
   if 1.0 in w['ts']:
     ts = np.asarray(w['ts'])
