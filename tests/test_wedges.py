@@ -466,3 +466,24 @@ def test_top_eigenvectors_of_a_known_matrix():
   np.testing.assert_allclose(got, [9.0, -7.0, 5.0], atol=1e-6)
   for g, v in zip((0, 1, 2), vecs):
     assert abs(v @ q[:, g]) == pytest.approx(1.0, abs=1e-6)
+
+
+def test_wedge_blocks_flag_vacuous_and_degenerate_levels():
+  """A level at or above chance is vacuous, a level of 0 (a CE that
+  underflowed) degenerate; widths by hand on a V-shaped profile."""
+  offs = np.array([[-2.0, -1.0, 0.0, 1.0, 2.0]] * 2)
+  loss = np.array([[[4.0, 1.0, 0.0, 1.0, 4.0]], [[3.0, 3.0, 3.0, 3.0, 3.0]]])
+  vals = {'loss': loss, 'error': np.zeros_like(loss)}
+  c = ml_collections.ConfigDict(dict(wedge_loss_factor=2.0,
+                                     wedge_error_margin=0.05))
+  out = wedges.wedge_blocks(offs, vals, np.array([1.0, 2.0]), 2.0,
+                            {'loss': 1.0, 'error': 0.0}, c,
+                            wedges.vacuous_levels(10))
+  # loss_ray: 2 × the value at offset 0: 0 at t = 1 (degenerate), 6 at t = 2
+  # (above ln 10: vacuous, the whole grid is below it).
+  assert out['loss_ray']['degenerate'] == [True, False]
+  assert out['loss_ray']['vacuous'] == [False, True]
+  # loss: level 2 on the V: from −√2 to √2, in units of ‖θf‖ = 2 (linear
+  # interpolation between grid points: 1 + (2 − 1)/(4 − 1) = 4/3).
+  assert out['loss']['width'][0][0] == pytest.approx(2 * (4 / 3) / 2.0)
+  assert out['loss']['degenerate'] == [False, False]

@@ -283,8 +283,9 @@ def wedge_blocks(offs, vals: dict[str, np.ndarray], ts: np.ndarray,
     chance: vacuous_levels.
 
   Returns:
-    {criterion: {'threshold', 'vacuous', 'width', 'width_mean',
-    'width_std', 'width_over_r', 'censored'}}.
+    {criterion: {'threshold', 'vacuous' (at or above chance), 'degenerate'
+    (≤ 0: nothing can lie below it), 'width', 'width_mean', 'width_std',
+    'width_over_r', 'censored'}}.
   """
   at_ray = vals['loss'][:, 0, int(np.argmin(np.abs(offs[0])))]
   thresholds = {'loss': np.full(len(ts), c.wedge_loss_factor * at_f['loss']),
@@ -298,6 +299,9 @@ def wedge_blocks(offs, vals: dict[str, np.ndarray], ts: np.ndarray,
     width = w.width_TxD / norm
     out[name] = {'threshold': thr.tolist(),
                  'vacuous': (thr >= chance[metric]).tolist(),
+                 # A level of 0 admits nothing: a CE that underflows to 0 in
+                 # float32 (a saturated training set far out on the ray).
+                 'degenerate': (thr <= 0).tolist(),
                  'width': width.tolist(),
                  'width_mean': width.mean(1).tolist(),
                  'width_std': width.std(1).tolist(),
