@@ -17,7 +17,7 @@ from valley_jax.core import cuts, directions
 from valley_jax.errors import InputError
 from valley_jax.probe import registry
 from valley_jax.probe import runner as probe_runner
-from valley_jax.probe.studies import wedges
+from valley_jax.probe.studies import path_seeds, wedges
 from valley_jax.train import runner as train_runner
 
 
@@ -34,7 +34,7 @@ def _flat(t) -> np.ndarray:
 
 
 def test_doctests():
-  for module in (cuts, wedges):
+  for module in (cuts, wedges, path_seeds):
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0, module.__name__
 
