@@ -318,7 +318,7 @@ def _probe_config(runs):
   c.cuts.update(checkpoints=tuple(runs), num_points=3, radial_points=3,
                 wedge_t=(1.0, 2.0), wedge_directions=1, wedge_points=5,
                 anisotropy_hessian=1, anisotropy_random=2, anisotropy_iters=3,
-                samples=64, batch_size=64, train_samples=64)
+                samples=64, batch_size=64, train_samples=360)
   c.paths.update(checkpoints=tuple(runs[:2]), labels=('a', 'b'),
                  columns=('LR', 'LR'), probes=2, samples=64, batch_size=64)
   return c
@@ -429,12 +429,13 @@ def _plain_width(offs, values, level) -> float:
 
 def _check_training_widths(res, workdir, model, theta_f):
   """The wedge width at t = 1 along the first direction on the training
-  CE of the fixed subset (the first 64 examples of the seed's permutation
-  of the training split), recomputed by NumPy and a loop."""
+  CE of the fixed subset (the first 360 examples of the seed's permutation
+  of the training split: as many as the test set, so the compiled sweep is
+  reused), recomputed by NumPy and a loop."""
   config = _probe_config([workdir])
   _, ds, _ = _model_and_data(workdir)
   idx = np.random.default_rng(config.seed).permutation(
-      len(ds.y_train))[:64]
+      len(ds.y_train))[:config.cuts.train_samples]
   x, y = ds.x_train[idx], ds.y_train[idx]
   w = res['wedges'][0]
   loss_f, err_f = plain_loss_error(model, theta_f, x, y)
@@ -451,7 +452,7 @@ def _check_training_widths(res, workdir, model, theta_f):
   want = _plain_width(offs, np.asarray(losses), level) / norm
   assert w['train']['loss']['width'][0][0] == pytest.approx(want, rel=1e-3,
                                                             abs=1e-4)
-  assert res['train_subset'] == {'samples': 64, 'split': 'train'}
+  assert res['train_subset'] == {'samples': 360, 'split': 'train'}
   assert any('training subset' in f['claim'] for f in res['findings'])
 
 
