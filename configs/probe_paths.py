@@ -22,7 +22,8 @@ distance and the training CE; the difference otherwise); resolved when the
 paired 95 % t interval over the 3 seeds excludes 0 (every resolved one
 below also holds in every seed). Time on 2 Intel Xeon cores shared with
 other jobs (load 10-12), 2026-12-08: the 21 trainings 357 s, the
-measurement 309 s wall (108 s CPU).
+measurement 309 s wall (108 s CPU); a rerun with the runs trained, at load
+7-9: 189 s wall (84 s CPU), the same numbers.
 
 Found (2026-12-08, epoch 30, geometric means for the log quantities;
 intervals in brackets are over seeds, "ratio" the paired log10 ratio):
