@@ -33,7 +33,12 @@ last kept epoch):
   e1, e2 and chords, the wedge directions, θf − θ0): how the second paper's
   directions relate to the first's sign-consistent valley.
 * a threshold that admits chance (CE ≥ ln C, error ≥ 1 − 1/C) is marked
-  `vacuous` per t, not dropped;
+  `vacuous` per t, not dropped (and one of 0, which admits nothing,
+  `degenerate`);
+* every width also on the training loss (config.cuts.train_samples fixed
+  training examples, BN recalibrated as for the test set; each wedge's
+  'train', each anisotropy kind's 'train_loss' and 'train_error'): the
+  wedges are a training-loss object;
 * anisotropy at θf: widths (criteria 'loss' and 'error', offsets
   ±wedge_max·‖θf‖) along the top anisotropy_hessian eigenvectors of the
   Hessian of the training CE (block power iteration, BN statistics
@@ -63,9 +68,12 @@ raw values too. With BN, curvature of scale-invariant weights scales as
 from θ0 and the scale-free tr(H)·‖θt‖²/P; the training CE on the Hessian's
 data beside the test error; and the test loss along the segment θ0 → θ_last
 (segment_points) with its bend over the chord (the large-scale curvature
-of the region crossed, not only the end point's Hessian). Findings compare
-the first and last run of each column (one run per setting: a single seed,
-reported as not resolved); configs/probe_paths.py:nobn is the BN-free
+of the region crossed, not only the end point's Hessian). Each listed run
+is measured over config.train_seeds training seeds (the run and its
+replicas, common.replicas) and reported as the mean per epoch with a t
+interval over the seeds (path_seeds.over_seeds); findings compare the first
+and last setting of each column at the last epoch, paired by seed
+(path_seeds.column_findings); configs/probe_paths.py:nobn is the BN-free
 control.
 
 A BN network's output does not change when the weights of a layer that a
