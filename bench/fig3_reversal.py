@@ -45,7 +45,7 @@ from absl import app, flags
 _HERE = os.path.dirname(os.path.abspath(__file__))
 _REPO = os.path.dirname(_HERE)
 sys.path.insert(0, _REPO)
-from valley_jax.core import stats  # noqa: E402  pylint: disable=g-import-not-at-top
+from valley_jax.core import stats  # pylint: disable=g-import-not-at-top
 
 _ROOT = flags.DEFINE_string('root', '/tmp/fig3_reversal',
                             'Training runs and probe workdirs.')

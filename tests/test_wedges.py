@@ -475,8 +475,8 @@ def test_wedge_blocks_flag_vacuous_and_degenerate_levels():
   offs = np.array([[-2.0, -1.0, 0.0, 1.0, 2.0]] * 2)
   loss = np.array([[[4.0, 1.0, 0.0, 1.0, 4.0]], [[3.0, 3.0, 3.0, 3.0, 3.0]]])
   vals = {'loss': loss, 'error': np.zeros_like(loss)}
-  c = ml_collections.ConfigDict(dict(wedge_loss_factor=2.0,
-                                     wedge_error_margin=0.05))
+  c = ml_collections.ConfigDict({'wedge_loss_factor': 2.0,
+                                 'wedge_error_margin': 0.05})
   out = wedges.wedge_blocks(offs, vals, np.array([1.0, 2.0]), 2.0,
                             {'loss': 1.0, 'error': 0.0}, c,
                             wedges.vacuous_levels(10))
