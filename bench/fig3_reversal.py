@@ -45,6 +45,7 @@ from absl import app, flags
 _HERE = os.path.dirname(os.path.abspath(__file__))
 _REPO = os.path.dirname(_HERE)
 sys.path.insert(0, _REPO)
+from valley_jax.core import stats  # pylint: disable=g-import-not-at-top
 
 _ROOT = flags.DEFINE_string('root', '/tmp/fig3_reversal',
                             'Training runs and probe workdirs.')
@@ -63,6 +64,9 @@ _FIGURE = flags.DEFINE_string(
     'The figure.')
 _PLOT_ONLY = flags.DEFINE_bool('plot_only', False,
                                'Only redraw the figure from --out.')
+_SUMMARY_ONLY = flags.DEFINE_bool(
+    'summary_only', False, "Only recompute --out's summary lines (means, "
+    'intervals, verdicts) from its replicate lines, and redraw.')
 
 NONCENTRED = ('ones', 'uniform01', 'gaussian_mean1', 'binary')
 LABELS = {'ones': '{1}', 'uniform01': 'U(0,1)', 'gaussian_mean1': 'G(1,1)',
@@ -235,8 +239,29 @@ def summarise(rows: list[dict]) -> list[dict]:
       v = np.array([r[key] for r in rs if r[key] is not None], np.float64)
       line[key] = float(v.mean()) if v.size else None
       line[key + '_std'] = float(v.std()) if v.size else None
+    line.update(diff_verdict([r['diff'] for r in rs]))
     out.append(line)
   return out
+
+
+def diff_verdict(diffs: list[float]) -> dict:
+  """err+ − err−'s interval over the replicates and its verdict.
+
+  Args:
+    diffs: err+ − err− of each replicate (training seed = noise seed).
+
+  Returns:
+    {'diff_ci' (Student-t 95 % over the replicates, stats.summary),
+    'diff_n', 'diff_resolved' (the interval excludes 0), 'diff_every_seed'
+    (every replicate has the sign of the mean; at least two)}.
+  """
+  f = stats.finding('err+ − err− ≠ 0', stats.summary(diffs),
+                    expect='nonzero')
+  sign = np.sign(np.asarray(diffs, np.float64))
+  return {'diff_ci': f['ci'], 'diff_n': f['n'],
+          'diff_resolved': f['resolved'],
+          'diff_every_seed': bool(len(diffs) > 1 and sign[0] != 0
+                                  and np.all(sign == sign[0]))}
 
 
 def _write(rows: list[dict]) -> None:
@@ -246,9 +271,25 @@ def _write(rows: list[dict]) -> None:
   os.replace(tmp, _OUT.value)
 
 
+def _verdict_line(line: dict) -> str:
+  """One summary line as text: condition, noise, s, mean [interval]."""
+  lo, hi = line['diff_ci'] or (float('nan'),) * 2
+  return (f"{line['condition']:<18} {line['group']:<6} "
+          f"{LABELS[line['noise']]:<7} s = {line['scale']:<4g} "
+          f"{line['diff']:+.3f} [{lo:+.3f}, {hi:+.3f}] n = {line['diff_n']} "
+          + ('resolved' if line['diff_resolved'] else
+             f"not resolved at n = {line['diff_n']}"))
+
+
+def _half_widths(lines: list[dict]) -> np.ndarray:
+  """[2, L] distances from each mean to its interval's ends (error bars)."""
+  return np.array([[l['diff'] - l['diff_ci'][0], l['diff_ci'][1] - l['diff']]
+                   for l in lines]).T
+
+
 def figure(lines: list[dict], path: str) -> None:
-  """Diff per condition at s = 0.2 and s = 1 (bars: mean ± std over the
-  replicates), the default model's diff against s, {1} on each parameter
+  """Diff per condition at s = 0.2 and s = 1 (bars: mean and 95 % t
+  interval over the replicates), the default model's diff against s, {1} on each parameter
   group, and {1}'s diff at s = 1 against cos(θf, 1) per replicate."""
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use('Agg')
@@ -269,7 +310,7 @@ def figure(lines: list[dict], path: str) -> None:
     m = sorted((l for l in summ if l['factor'] == 'default'
                 and l['noise'] == n), key=lambda l: l['scale'])
     ax.errorbar([l['scale'] for l in m], [l['diff'] for l in m],
-                [l['diff_std'] for l in m], marker='o', color=colors[n],
+                _half_widths(m), marker='o', color=colors[n],
                 label=LABELS[n], capsize=2)
   ax.axhline(0, color='k', lw=0.6)
   ax.set_xscale('log')
@@ -296,7 +337,7 @@ def figure(lines: list[dict], path: str) -> None:
   axes[1, 2].axis('off')
   axes[1, 2].text(0, 1, _KEY, va='top', fontsize=8, family='monospace')
   fig.suptitle('FIG3-REVERSAL: plain noise, err(λ∈[0,1]) − err(λ∈[−1,0]), '
-               'mean ± std over seeds '
+               'mean and 95 % t interval over seeds '
                f"{sorted({r['seed'] for r in reps})} (training seed = noise "
                'seed); > 0: the + side is sharper (the reversal)',
                fontsize=10)
@@ -330,9 +371,9 @@ def _bars(ax, summ, scale, noises, colors) -> None:
       if m:
         xs.append(i + (j - len(noises) / 2 + 0.5) * width)
         ys.append(m[0]['diff'])
-        es.append(m[0]['diff_std'])
-    ax.bar(xs, ys, width, yerr=es, color=colors[n], label=LABELS[n],
-           capsize=2)
+        es.append(m[0])
+    ax.bar(xs, ys, width, yerr=_half_widths(es) if es else None,
+           color=colors[n], label=LABELS[n], capsize=2)
   ax.axhline(0, color='k', lw=0.6)
   ax.set_xticks(range(len(conds)))
   ax.set_xticklabels(conds, rotation=15, ha='right', fontsize=8)
@@ -349,7 +390,7 @@ def _groups_panel(ax, summ) -> None:
     xs = [i + (j - len(conds) / 2 + 0.5) * width
           for i, g in enumerate(GROUPS) if g in m]
     ax.bar(xs, [m[g]['diff'] for g in GROUPS if g in m], width,
-           yerr=[m[g]['diff_std'] for g in GROUPS if g in m], capsize=2,
+           yerr=_half_widths([m[g] for g in GROUPS if g in m]), capsize=2,
            label=cnd.replace(' groups', ''))
   ax.axhline(0, color='k', lw=0.6)
   ax.set_xticks(range(len(GROUPS)), GROUPS, fontsize=8)
@@ -361,9 +402,16 @@ def _groups_panel(ax, summ) -> None:
 
 def main(argv):
   del argv
-  if _PLOT_ONLY.value:
+  if _PLOT_ONLY.value or _SUMMARY_ONLY.value:
     with open(_OUT.value) as f:
-      figure([json.loads(l) for l in f], _FIGURE.value)
+      lines = [json.loads(l) for l in f]
+    if _SUMMARY_ONLY.value:
+      lines = [l for l in lines if l['kind'] == 'replicate']
+      _write(lines)
+      lines += summarise(lines)
+      for line in summarise(lines):
+        print(_verdict_line(line))
+    figure(lines, _FIGURE.value)
     return
   conditions = CONDITIONS['default'] + [
       c for k in _FACTORS.value for c in CONDITIONS[k]]

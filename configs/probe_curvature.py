@@ -22,6 +22,24 @@ Plain G(0,1) noise favours no side: error 0.139 vs 0.172, dᵀHd/‖d‖² 0.050
 vs 0.034, tr(H) 606 vs 543. At θf tr(H) ≈ 2.4 and the top eigenvalue is
 0.61 (residual 4e-4), above dᵀHd/‖d‖² along both directions (0.0002 and
 0.0013).
+The numbers above are one noise draw (config.seeds = 1), so no interval.
+With three draws and intervals (2026-12-08, runs/default retrained with the
+same config, test error 1.1% at θf; 2 Intel Xeon cores shared with other
+jobs, load 10-12: 714 s wall, 264 s CPU):
+python probe.py --config=configs/probe_curvature.py --config.seeds=3 \
+  --workdir=runs/default/probe_curv3
+λ ∈ [0, 1] vs [-1, 0], mean over the 3 draws; err+ − err− with its
+hierarchical bootstrap interval over draws and the 360 test images, the
+dᵀHd/‖d‖² difference with a t interval over the draws:
+* |G(0,1)|·sign(θ): test error 0.014 vs 0.389, −0.376 [−0.394, −0.360]
+  (resolved); dᵀHd/‖d‖² 0.0068 vs 0.115, −0.108 [−0.172, −0.044]
+  (resolved); tr(H) 28 vs 746 (per-draw halves are not kept: no interval);
+  at λ = ±0.5 tr(H) 11 [1, 22] vs 1657 [810, 2505] (t over draws).
+* G(0,1): test error 0.155 vs 0.168, −0.013 [−0.050, +0.028]; dᵀHd/‖d‖²
+  0.084 vs 0.039, +0.045 [−0.077, +0.167]: not resolved at n = 3 draws
+  (× 360 images); tr(H) 661 vs 616.
+At θf tr(H) 2.6 (std 0.4 over the draws' probes), top eigenvalue 0.61
+(residual 4e-4).
 With --config.curvature.through_bn=True the kind also computes both with
 the BN statistics recomputed from θ and differentiated (the bend of the
 curves themselves, which recalibrate at every point) beside the default's

@@ -44,6 +44,32 @@ BN 0.012 against 0.54-1.17: narrow in a few directions, long in most, with
 or without BN. 749 s (BN, one training) and 619 s (nobn, two trainings) on
 2 Intel Xeon cores shared with other jobs at load 12-14.
 
+Every width is also measured on the training loss (cuts.train_samples =
+500 fixed training images, BN recalibrated as for the test set; results:
+each wedge's 'train', each anisotropy kind's 'train_loss' and
+'train_error', findings that name the training subset). Found (BN,
+2026-12-08, the same three runs; the test-set numbers above reproduced:
+random − Hessian 1.08 [1.01, 1.14]): θf's training CE is 2.8e-4 to 4.3e-4
+and its training error 0 (test CE 0.018-0.024). By the fixed level 2 ×
+the training CE at θf the ray stays in the low-loss set from t = 1 outwards
+and the width grows ∝ r: width/r 0.30 [0.27, 0.32] at t = 1, then 0.67
+[0.64, 0.70], 0.66 [0.63, 0.70], 0.65 [0.61, 0.69] at t = 1.5, 2, 3 (0 at
+t = 0.5, 0.75; t intervals over the 3 seeds), while by the test CE the ray
+leaves that set at every t ≠ 1 (above): Fort & Jastrzebski's wedges are a
+training-loss object, and on it the fixed-level picture holds. By training
+error (< 0 + 0.05) width/r 0.97 [0.67, 1.27] at t = 0.5, then 1.18-1.20
+(test 1.13-1.15); growth t = 1 → 3 by 2.40 [2.25, 2.55]‖θf‖ (every seed;
+test 2.29 [2.13, 2.44]). By 2 × the training CE at t·θf the level is 0 for
+t ≥ 1.5 (the CE underflows to 0 in float32; flagged 'degenerate' in later
+runs), so that criterion reads only t ≤ 1. Anisotropy on the training
+subset: by training error the top Hessian directions 0.03-0.05‖θf‖ against
+random 1.05-1.35 (random − Hessian 1.15 [1.10, 1.21], every seed,
+resolved); by training CE < 2 × its value at θf, under 1e-4‖θf‖ against
+0.24-0.36 (0.29 [0.28, 0.31], resolved); towards the other optima
+0.25-0.33, radially 1.01. 854 s wall (334 s CPU) with the three runs
+trained, 2 Intel Xeon cores shared with other jobs (load 10-12),
+2026-12-08; the nobn control was not rerun with the training widths.
+
 Real data: three seeds of VGG16-BN on CIFAR-10 (configs/cifar10_vgg16bn.py,
 200 epochs each, a GPU; add --config.train_data_dir=DIR):
 python probe.py --config=configs/probe_cuts.py:cifar10 \

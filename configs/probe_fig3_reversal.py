@@ -15,27 +15,43 @@ variant seedk and probed with config.seed = k, config.seeds = 1; about
 python bench/fig3_reversal.py
 (bench/results/fig3_reversal_cpu_2cores_2026-12-02.jsonl, fig3_reversal.png).
 Finding, err+ − err− (mean test error of λ ∈ [0, 1] minus λ ∈ [−1, 0]) of
-plain {1}, mean ± std over seeds 0-2; G(0,1) stays within ±0.01 at s = 0.2:
-* CNN with BN, NS: +0.016 ± 0.005 at s = 0.2 (2.2× ratio), +0.116 ± 0.050 at
-  0.5, +0.056 ± 0.025 at 1, +0.022 ± 0.016 at 2; U(0,1), G(1,1), {0,1}
-  likewise (+0.07 … +0.13 at s = 0.5 and 1).
-* Not BN: the CNN without BN is reversed too (+0.097 ± 0.041 at s = 0.2,
-  +0.033 ± 0.013 at 1). The MLP with BN is slightly reversed (+0.007 ±
-  0.005, +0.026 ± 0.010); the MLP without BN is not: −0.005 ± 0.004 at
-  s = 0.2 and −0.303 ± 0.035 at s = 1 (the − side sharper, ratio 0.24).
-* Not the data: the CNN with BN on synthetic 8×8×1 images is more
-  reversed (+0.101 ± 0.021 at s = 0.2, ratio 10.7 ± 1.2; +0.081 ± 0.016 at
-  1); the MLP with BN on mnist1d +0.011 ± 0.004 / +0.024 ± 0.003.
-* The normalisation: filter NS removes it (+0.002 ± 0.002 at s = 0.2,
-  +0.003 ± 0.011 at 1; the four noises within ±0.03); layer
-  normalisation leaves +0.004 ± 0.001 and +0.030 ± 0.020.
+plain {1}: mean [95 % Student-t interval over seeds 0-2] and the verdict
+(resolved: the interval excludes 0), n = 3 replicates of one draw and 21
+points on 360 test images each; recomputed on 2026-12-08 from the stored
+replicates (python bench/fig3_reversal.py --summary_only; the measurements
+are those of 2026-12-02):
+* CNN with BN, NS: {1} +0.016 [+0.002, +0.030] at s = 0.2 (resolved);
+  +0.116 [−0.036, +0.267] at 0.5, +0.056 [−0.020, +0.132] at 1, +0.022
+  [−0.026, +0.069] at 2 (not resolved at n = 3). {0,1} is resolved at 0.5,
+  1 and 2 (+0.134 [+0.052, +0.216], +0.072 [+0.046, +0.097], +0.043
+  [+0.024, +0.062]); U(0,1) and G(1,1) are positive in the mean at every
+  s, not resolved at n = 3. G(0,1) −0.002 [−0.007, +0.004] at s = 0.2.
+* Not BN: the CNN without BN, {1} +0.097 [−0.026, +0.221] at s = 0.2 and
+  +0.033 [−0.006, +0.071] at 1 (not resolved), but G(1,1) and {0,1} at 0.2
+  and U(0,1) and {0,1} at 1 are resolved positive. MLP with BN +0.007
+  [−0.008, +0.022] and +0.026 [−0.006, +0.057] (not resolved); the MLP
+  without BN is not reversed: −0.005 [−0.017, +0.008] at s = 0.2 (not
+  resolved) and −0.303 [−0.409, −0.196] at s = 1 (resolved, the − side
+  sharper; all four non-centred noises resolved negative).
+* Not the data: the CNN with BN on synthetic 8×8×1 images +0.101 [+0.037,
+  +0.166] at s = 0.2 and +0.081 [+0.031, +0.131] at 1 (resolved; all four
+  noises resolved at s = 1); the MLP with BN on mnist1d +0.011 [−0.000,
+  +0.022] (not resolved) and +0.024 [+0.014, +0.034] (resolved).
+* The normalisation: filter NS, {1} +0.002 [−0.003, +0.007] at s = 0.2 and
+  +0.003 [−0.031, +0.037] at 1 (not resolved; of the eight non-centred
+  cells only G(1,1) at s = 1 is resolved, +0.022); layer normalisation
+  +0.004 [+0.002, +0.006] (resolved) and +0.030 [−0.032, +0.092].
 * Where (kind groups, {1} at s = 0.5 on one group, NS within it): the conv
-  kernels (CONV +0.055 ± 0.019 with BN, +0.106 ± 0.017 without); not the
-  classifier (0: {1} on the head shifts every logit alike), not BN
-  parameters (−0.003 ± 0.002), not the first stage (−0.006 ± 0.045).
-So the reversal belongs to the convolutional layers under NS, with or
-without BN, on either dataset; no mechanism is proven (cos(θf, 1) does not
-predict its sign).
+  kernels of the CNN without BN +0.106 [+0.053, +0.159] (resolved); with
+  BN +0.055 [−0.003, +0.113] (not resolved at n = 3); not the classifier
+  (exactly 0: {1} on the head shifts every logit alike), not BN parameters
+  (−0.003 [−0.008, +0.002]), not the first stage (−0.006 [−0.144,
+  +0.133]).
+So the reversal is resolved for the CNN with BN at s = 0.2 ({1}) and at
+s ≥ 0.5 ({0,1}), for the CNN without BN and on synthetic images; filter NS
+leaves nothing resolved for {1}; three seeds do not resolve most single
+cells at s ≥ 0.5, where the seeds spread widely. No mechanism is proven
+(cos(θf, 1) does not predict its sign).
 """
 
 from valley_jax import defaults

@@ -55,3 +55,33 @@ def test_constant_shift_of_the_head_changes_no_prediction():
     spread = out - logits  # The same shift for every class of an example.
     np.testing.assert_allclose(spread, spread[:, :1] * jnp.ones((1, 10)),
                                rtol=1e-5, atol=1e-5)
+
+
+def _bench():
+  spec = importlib.util.spec_from_file_location('fig3_reversal_bench',
+                                                'bench/fig3_reversal.py')
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def test_summary_interval_and_verdict_by_hand():
+  """The bench's per-condition interval is the t interval over the
+  replicates; one replicate flipping sign unresolves the verdict."""
+  bench = _bench()
+  d = np.array([0.02, 0.01, 0.015])
+  v = bench.diff_verdict(d.tolist())
+  half = 4.302653 * d.std(ddof=1) / np.sqrt(3)  # t(0.975, 2).
+  np.testing.assert_allclose(v['diff_ci'], [0.015 - half, 0.015 + half],
+                             rtol=1e-5)
+  assert v['diff_resolved'] and v['diff_every_seed'] and v['diff_n'] == 3
+  flipped = bench.diff_verdict([0.02, 0.01, -0.015])
+  assert not flipped['diff_resolved'] and not flipped['diff_every_seed']
+  rows = [{'kind': 'replicate', 'factor': 'f', 'condition': 'c',
+           'noise': 'ones', 'scale': 0.2, 'group': 'ALL', 'seed': k,
+           **{key: x for key in ('diff', 'ratio', 'positive_error',
+                                 'negative_error', 'error_at_0', 'sc_diff',
+                                 'frac_positive', 'cos_ones')}}
+          for k, x in enumerate(d)]
+  (line,) = bench.summarise(rows)
+  assert line['diff'] == pytest.approx(0.015) and line['diff_resolved']

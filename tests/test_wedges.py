@@ -13,11 +13,11 @@ import pytest
 from conftest import plain_loss_error, tiny_train_config
 
 from valley_jax import checkpoint, data, defaults, models
-from valley_jax.core import cuts
+from valley_jax.core import cuts, directions
 from valley_jax.errors import InputError
 from valley_jax.probe import registry
 from valley_jax.probe import runner as probe_runner
-from valley_jax.probe.studies import wedges
+from valley_jax.probe.studies import path_seeds, wedges
 from valley_jax.train import runner as train_runner
 
 
@@ -34,7 +34,7 @@ def _flat(t) -> np.ndarray:
 
 
 def test_doctests():
-  for module in (cuts, wedges):
+  for module in (cuts, wedges, path_seeds):
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0, module.__name__
 
@@ -318,7 +318,7 @@ def _probe_config(runs):
   c.cuts.update(checkpoints=tuple(runs), num_points=3, radial_points=3,
                 wedge_t=(1.0, 2.0), wedge_directions=1, wedge_points=5,
                 anisotropy_hessian=1, anisotropy_random=2, anisotropy_iters=3,
-                samples=64, batch_size=64)
+                samples=64, batch_size=64, train_samples=360)
   c.paths.update(checkpoints=tuple(runs[:2]), labels=('a', 'b'),
                  columns=('LR', 'LR'), probes=2, samples=64, batch_size=64)
   return c
@@ -374,7 +374,8 @@ def test_kinds_end_to_end_against_plain_numpy(three_runs, tmp_path):
   assert {k: v['n'] for k, v in an['kinds'].items()} == {
       'hessian': 1, 'random': 2, 'optima': 2, 'radial': 1}
   assert len(an['eigenvalues']) == 1 and an['eigenvalues'][0] > 0
-  assert res['err_table'] is False and len(res['findings']) == 3
+  assert res['err_table'] is False and len(res['findings']) == 6
+  _check_training_widths(res, three_runs[0], model, theta_f)
   # paths: the geometry of the kept epochs, in float64 NumPy.
   with open(paths['paths']) as f:
     pres = json.load(f)
@@ -406,6 +407,55 @@ def test_kinds_end_to_end_against_plain_numpy(three_runs, tmp_path):
   assert pres['findings'] and pres['err_table'] is False
 
 
+def _plain_width(offs, values, level) -> float:
+  """The low-loss interval around offset 0, by a plain loop: walk out from
+  0 on each side until a value reaches the level, and end where the line
+  between the last two points crosses it."""
+  i0 = int(np.argmin(np.abs(offs)))
+  if values[i0] >= level:
+    return 0.0
+  ends = []
+  for step in (-1, 1):
+    i = i0
+    while 0 <= i + step < len(offs) and values[i + step] < level:
+      i += step
+    if not 0 <= i + step < len(offs):
+      ends.append(offs[i])
+      continue
+    a, b = values[i], values[i + step]
+    ends.append(offs[i] + (level - a) / (b - a) * (offs[i + step] - offs[i]))
+  return ends[1] - ends[0]
+
+
+def _check_training_widths(res, workdir, model, theta_f):
+  """The wedge width at t = 1 along the first direction on the training
+  CE of the fixed subset (the first 360 examples of the seed's permutation
+  of the training split: as many as the test set, so the compiled sweep is
+  reused), recomputed by NumPy and a loop."""
+  config = _probe_config([workdir])
+  _, ds, _ = _model_and_data(workdir)
+  idx = np.random.default_rng(config.seed).permutation(
+      len(ds.y_train))[:config.cuts.train_samples]
+  x, y = ds.x_train[idx], ds.y_train[idx]
+  w = res['wedges'][0]
+  loss_f, err_f = plain_loss_error(model, theta_f, x, y)
+  np.testing.assert_allclose(w['at_f_train']['loss'], loss_f, rtol=2e-4)
+  assert w['at_f_train']['error'] == pytest.approx(err_f, abs=1e-6)
+  key = directions.direction_key(jax.random.key(config.seed), 0, 3000)
+  u = cuts.orthogonal_unit(directions.sample('gaussian', key, theta_f),
+                           theta_f)
+  norm = float(np.linalg.norm(_flat(theta_f)))
+  offs = cuts.offsets(config.cuts.wedge_max * norm, 5)
+  losses = [plain_loss_error(model, jax.tree.map(
+      lambda a, b, o=o: a + o * b, theta_f, u), x, y)[0] for o in offs]
+  level = config.cuts.wedge_loss_factor * loss_f
+  want = _plain_width(offs, np.asarray(losses), level) / norm
+  assert w['train']['loss']['width'][0][0] == pytest.approx(want, rel=1e-3,
+                                                            abs=1e-4)
+  assert res['train_subset'] == {'samples': 360, 'split': 'train'}
+  assert any('training subset' in f['claim'] for f in res['findings'])
+
+
 def test_top_eigenvectors_of_a_known_matrix():
   """Block power iteration against numpy's eigh on a random symmetric
   matrix with a clear gap."""
@@ -417,3 +467,24 @@ def test_top_eigenvectors_of_a_known_matrix():
   np.testing.assert_allclose(got, [9.0, -7.0, 5.0], atol=1e-6)
   for g, v in zip((0, 1, 2), vecs):
     assert abs(v @ q[:, g]) == pytest.approx(1.0, abs=1e-6)
+
+
+def test_wedge_blocks_flag_vacuous_and_degenerate_levels():
+  """A level at or above chance is vacuous, a level of 0 (a CE that
+  underflowed) degenerate; widths by hand on a V-shaped profile."""
+  offs = np.array([[-2.0, -1.0, 0.0, 1.0, 2.0]] * 2)
+  loss = np.array([[[4.0, 1.0, 0.0, 1.0, 4.0]], [[3.0, 3.0, 3.0, 3.0, 3.0]]])
+  vals = {'loss': loss, 'error': np.zeros_like(loss)}
+  c = ml_collections.ConfigDict({'wedge_loss_factor': 2.0,
+                                 'wedge_error_margin': 0.05})
+  out = wedges.wedge_blocks(offs, vals, np.array([1.0, 2.0]), 2.0,
+                            {'loss': 1.0, 'error': 0.0}, c,
+                            wedges.vacuous_levels(10))
+  # loss_ray: 2 × the value at offset 0: 0 at t = 1 (degenerate), 6 at t = 2
+  # (above ln 10: vacuous, the whole grid is below it).
+  assert out['loss_ray']['degenerate'] == [True, False]
+  assert out['loss_ray']['vacuous'] == [False, True]
+  # loss: level 2 on the V: from −√2 to √2, in units of ‖θf‖ = 2 (linear
+  # interpolation between grid points: 1 + (2 − 1)/(4 − 1) = 4/3).
+  assert out['loss']['width'][0][0] == pytest.approx(2 * (4 / 3) / 2.0)
+  assert out['loss']['degenerate'] == [False, False]

@@ -33,7 +33,12 @@ last kept epoch):
   e1, e2 and chords, the wedge directions, θf − θ0): how the second paper's
   directions relate to the first's sign-consistent valley.
 * a threshold that admits chance (CE ≥ ln C, error ≥ 1 − 1/C) is marked
-  `vacuous` per t, not dropped;
+  `vacuous` per t, not dropped (and one of 0, which admits nothing,
+  `degenerate`);
+* every width also on the training loss (config.cuts.train_samples fixed
+  training examples, BN recalibrated as for the test set; each wedge's
+  'train', each anisotropy kind's 'train_loss' and 'train_error'): the
+  wedges are a training-loss object;
 * anisotropy at θf: widths (criteria 'loss' and 'error', offsets
   ±wedge_max·‖θf‖) along the top anisotropy_hessian eigenvectors of the
   Hessian of the training CE (block power iteration, BN statistics
@@ -63,9 +68,12 @@ raw values too. With BN, curvature of scale-invariant weights scales as
 from θ0 and the scale-free tr(H)·‖θt‖²/P; the training CE on the Hessian's
 data beside the test error; and the test loss along the segment θ0 → θ_last
 (segment_points) with its bend over the chord (the large-scale curvature
-of the region crossed, not only the end point's Hessian). Findings compare
-the first and last run of each column (one run per setting: a single seed,
-reported as not resolved); configs/probe_paths.py:nobn is the BN-free
+of the region crossed, not only the end point's Hessian). Each listed run
+is measured over config.train_seeds training seeds (the run and its
+replicas, common.replicas) and reported as the mean per epoch with a t
+interval over the seeds (path_seeds.over_seeds); findings compare the first
+and last setting of each column at the last epoch, paired by seed
+(path_seeds.column_findings); configs/probe_paths.py:nobn is the BN-free
 control.
 
 A BN network's output does not change when the weights of a layer that a
@@ -96,7 +104,7 @@ from valley_jax.core import directions, hessian, stats, sweep, tree
 from valley_jax.errors import InputError
 from valley_jax.plots import plt
 from valley_jax.probe.prober import Prober, Subject, architecture
-from valley_jax.probe.studies import common
+from valley_jax.probe.studies import common, path_seeds
 from valley_jax.probe.study import Study
 
 Config = ml_collections.ConfigDict
@@ -218,22 +226,30 @@ CRITERIA = {'loss': 'test CE < factor × CE(θf)',
             'error': 'test error < error(θf) + margin'}
 
 
-def wedge(p: Prober, run: Run, at_f: dict[str, float]) -> dict[str, Any]:
+def wedge(p: Prober, run: Run, at_f: dict[str, float],
+          train: sweep.Setting | None = None,
+          at_f_train: dict[str, float] | None = None) -> dict[str, Any]:
   """Wedge widths of one run at t·θf for t in config.cuts.wedge_t.
 
-  One sweep call: at each t, along each direction u_j, offsets s in
-  ±wedge_max·r (r = t·‖θf‖), so every t is resolved alike relative to r.
+  One sweep call (two with `train`): at each t, along each direction u_j,
+  offsets s in ±wedge_max·r (r = t·‖θf‖), so every t is resolved alike
+  relative to r.
 
   Args:
     p: the Prober (config.cuts' wedge fields).
     run: the run.
-    at_f: {'loss', 'error'} at θf (the radial cut's t = 1).
+    at_f: {'loss', 'error'} at θf (the radial cut's t = 1), test set.
+    train: the sweep of the fixed training subset (train_setting), or None.
+    at_f_train: {'loss', 'error'} at θf on that subset (with `train`).
 
   Returns:
     {'label', 'ts', 'r' (t·‖θf‖), 'norm' ‖θf‖, 'ssr' of each direction
-    with θf, and per criterion of CRITERIA: 'threshold' (per t), 'width'
-    [t][direction] in units of ‖θf‖, 'width_mean', 'width_std' (over
-    directions), 'width_over_r' (mean width / r) and 'censored'}.
+    with θf, and per criterion of CRITERIA (test set): 'threshold' (per t),
+    'vacuous', 'width' [t][direction] in units of ‖θf‖, 'width_mean',
+    'width_std' (over directions), 'width_over_r' (mean width / r) and
+    'censored'}; with `train`, 'train' holds the same criteria on the
+    training subset (CE and error there, levels from θf's training CE and
+    error).
   """
   c, s = p.config.cuts, run.final
   theta = s.params
@@ -244,31 +260,90 @@ def wedge(p: Prober, run: Run, at_f: dict[str, float]) -> dict[str, Any]:
   ts = np.asarray(c.wedge_t, np.float64)
   offs = np.stack([cutmath.offsets(c.wedge_max * t * norm, c.wedge_points)
                    for t in ts])
-  vals = cutmath.wedge_values(
-      lambda base, ds, co: s.sweep(base, s.batch_stats, ds, co), theta, dirs,
-      ts, offs)
-  p.bar.update(1)
+  out = {'label': run.label, 'ts': ts.tolist(), 'r': (ts * norm).tolist(),
+         'norm': norm, 'ssr': [_ssr(d, theta) for d in dirs]}
+  chance = vacuous_levels(s.dataset.num_classes)
+  settings = [(out, s.sweep, at_f)]
+  if train is not None:
+    out['train'] = {}
+    settings.append((out['train'], train, at_f_train))
+  for into, setting, ref in settings:
+    vals = cutmath.wedge_values(
+        lambda base, ds, co, f=setting: f(base, s.batch_stats, ds, co),
+        theta, dirs, ts, offs)
+    p.bar.update(1)
+    into.update(wedge_blocks(offs, vals, ts, norm, ref, c, chance))
+  return out
+
+
+def wedge_blocks(offs, vals: dict[str, np.ndarray], ts: np.ndarray,
+                 norm: float, at_f: dict[str, float], c: Config,
+                 chance: dict[str, float]) -> dict[str, Any]:
+  """Per criterion of CRITERIA, the widths of one evaluation set.
+
+  Args:
+    offs: [T, S] offsets.
+    vals: wedge_values' {'loss', 'error'} [T, D, S] on the set.
+    ts: the t of the points t·θf.
+    norm: ‖θf‖.
+    at_f: {'loss', 'error'} at θf on the same set.
+    c: config.cuts (wedge_loss_factor, wedge_error_margin).
+    chance: vacuous_levels.
+
+  Returns:
+    {criterion: {'threshold', 'vacuous' (at or above chance), 'degenerate'
+    (≤ 0: nothing can lie below it), 'width', 'width_mean', 'width_std',
+    'width_over_r', 'censored'}}.
+  """
   at_ray = vals['loss'][:, 0, int(np.argmin(np.abs(offs[0])))]
   thresholds = {'loss': np.full(len(ts), c.wedge_loss_factor * at_f['loss']),
                 'loss_ray': c.wedge_loss_factor * at_ray,
                 'error': np.full(len(ts), at_f['error'] +
                                  c.wedge_error_margin)}
-  out = {'label': run.label, 'ts': ts.tolist(), 'r': (ts * norm).tolist(),
-         'norm': norm, 'ssr': [_ssr(d, theta) for d in dirs]}
-  chance = vacuous_levels(s.dataset.num_classes)
+  out = {}
   for name, thr in thresholds.items():
-    w = cutmath.widths(offs, vals['error' if name == 'error' else 'loss'],
-                       thr)
+    metric = 'error' if name == 'error' else 'loss'
+    w = cutmath.widths(offs, vals[metric], thr)
     width = w.width_TxD / norm
-    level = chance['error' if name == 'error' else 'loss']
     out[name] = {'threshold': thr.tolist(),
-                 'vacuous': (thr >= level).tolist(),
+                 'vacuous': (thr >= chance[metric]).tolist(),
+                 # A level of 0 admits nothing: a CE that underflows to 0 in
+                 # float32 (a saturated training set far out on the ray).
+                 'degenerate': (thr <= 0).tolist(),
                  'width': width.tolist(),
                  'width_mean': width.mean(1).tolist(),
                  'width_std': width.std(1).tolist(),
                  'width_over_r': (width.mean(1) / ts).tolist(),
                  'censored': w.censored_TxD.tolist()}
   return out
+
+
+def train_setting(p: Prober, s: Subject) -> sweep.Setting:
+  """s's compiled sweep evaluating a fixed training subset instead of the
+  test set: config.cuts.train_samples examples of the training split in
+  the order the BN recalibration draws them (so, with recal_samples ≥
+  train_samples, the subset is among the recalibration batches), BN
+  statistics recalibrated at every point as the test sweep does.
+
+  Args:
+    p: the Prober.
+    s: a subject of the architecture (its sweep is reused).
+
+  Returns:
+    The sweep setting.
+  """
+  ds, n = s.dataset, p.config.cuts.train_samples
+  order = np.random.default_rng(p.config.seed).permutation(len(ds.y_train))
+  idx = order[:min(n, len(order))]
+  batches = sweep.make_batches(ds.x_train[idx], ds.y_train[idx],
+                               p.eval_batch_size(), s.sweep.mesh)
+  return dataclasses.replace(s.sweep, eval_data=batches)
+
+
+def _at(setting: sweep.Setting, s: Subject) -> dict[str, float]:
+  """{'loss', 'error'} of the setting's data at s's θ (recalibrated)."""
+  out = setting(s.params, s.batch_stats, [s.params], np.zeros((1, 1)))
+  return {'loss': float(out['loss'][0]), 'error': float(out['error'][0])}
 
 
 def vacuous_levels(num_classes: int) -> dict[str, float]:
@@ -284,7 +359,9 @@ def vacuous_levels(num_classes: int) -> dict[str, float]:
 
 
 def anisotropy(p: Prober, run: Run, runs: list[Run], at_f: dict[str, float],
-               tracker: 'Tracker') -> dict[str, Any]:
+               tracker: Tracker, train: sweep.Setting | None = None,
+               at_f_train: dict[str, float] | None = None
+               ) -> dict[str, Any]:
   """Widths at θf along many directions, grouped by kind (see ANISOTROPY).
 
   One sweep call per run at t = 1, offsets ±wedge_max·‖θf‖; the criteria
@@ -296,11 +373,14 @@ def anisotropy(p: Prober, run: Run, runs: list[Run], at_f: dict[str, float],
     runs: every run (the other runs' θf give the 'optima' directions).
     at_f: {'loss', 'error'} at θf.
     tracker: the curvature functions (Hessian of the training CE).
+    train: the fixed training subset's sweep (train_setting), or None.
+    at_f_train: {'loss', 'error'} at θf on that subset (with `train`).
 
   Returns:
     {'eigenvalues' (the top Hessian eigenvalues), 'kinds': kind ->
     {'n', and per criterion the widths / ‖θf‖ of its directions, their mean,
-    min and max}}.
+    min and max (test set), and with `train` the same under 'train_loss'
+    and 'train_error' (training subset)}}.
   """
   c, s = p.config.cuts, run.final
   theta = s.params
@@ -329,49 +409,64 @@ def anisotropy(p: Prober, run: Run, runs: list[Run], at_f: dict[str, float],
   names = [k for k, v in kinds.items() for _ in v]
   dirs = [d for v in kinds.values() for d in v]
   offs = cutmath.offsets(c.wedge_max * norm, c.wedge_points)
-  vals_map = cutmath.wedge_values(
-      lambda base, ds, co: s.sweep(base, s.batch_stats, ds, co), theta, dirs,
-      [1.0], offs)
-  p.bar.update(1)
-  thresholds = {'loss': c.wedge_loss_factor * at_f['loss'],
-                'error': at_f['error'] + c.wedge_error_margin}
-  out = {'eigenvalues': vals.tolist(), 'kinds': {}}
-  widths = {name: cutmath.widths(offs, vals_map[name], thr).width_TxD[0] /
-            norm for name, thr in thresholds.items()}
-  for kind in kinds:
-    idx = [i for i, n in enumerate(names) if n == kind]
-    part = {'n': len(idx)}
-    for name, w in widths.items():
-      v = w[idx]
-      part[name] = {'width': v.tolist(), 'mean': float(v.mean()),
-                    'min': float(v.min()), 'max': float(v.max())}
-    out['kinds'][kind] = part
+  out = {'eigenvalues': vals.tolist(), 'kinds': {k: {'n': len(v)}
+                                                  for k, v in kinds.items()}}
+  sets = [('', s.sweep, at_f)]
+  if train is not None:
+    sets.append(('train_', train, at_f_train))
+  for prefix, setting, ref in sets:
+    vals_map = cutmath.wedge_values(
+        lambda base, ds, co, f=setting: f(base, s.batch_stats, ds, co),
+        theta, dirs, [1.0], offs)
+    p.bar.update(1)
+    thresholds = {'loss': c.wedge_loss_factor * ref['loss'],
+                  'error': ref['error'] + c.wedge_error_margin}
+    for name, thr in thresholds.items():
+      w = cutmath.widths(offs, vals_map[name], thr).width_TxD[0] / norm
+      for kind in kinds:
+        v = w[[i for i, n in enumerate(names) if n == kind]]
+        out['kinds'][kind][prefix + name] = {
+            'width': v.tolist(), 'mean': float(v.mean()),
+            'min': float(v.min()), 'max': float(v.max())}
   return out
 
 
-def cuts_findings(anis: list[dict[str, Any]], wedges: list[dict[str, Any]]
-                  ) -> list[dict[str, Any]]:
+def cuts_findings(anis: list[dict[str, Any]], wedges: list[dict[str, Any]],
+                  train: bool = False) -> list[dict[str, Any]]:
   """Verdicts over the runs (each run one seed): narrow along the top
-  Hessian eigenvectors, long along random directions; widths ∝ r."""
+  Hessian eigenvectors, long along random directions; widths ∝ r.
+
+  Args:
+    anis: anisotropy's dict per run (may be empty).
+    wedges: wedge's dict per run.
+    train: the widths on the training subset (none when not measured)
+      rather than the test set.
+
+  Returns:
+    stats.finding dicts (rule 'every_seed'), each claim naming its set.
+  """
   out = []
-  if anis:
+  where = 'training subset' if train else 'test set'
+  prefix = 'train_' if train else ''
+  if anis and (not train or 'train_error' in anis[0]['kinds']['random']):
     for crit in ('error', 'loss'):
-      diff = [a['kinds']['random'][crit]['mean'] -
-              a['kinds']['hessian'][crit]['mean'] for a in anis]
+      diff = [a['kinds']['random'][prefix + crit]['mean'] -
+              a['kinds']['hessian'][prefix + crit]['mean'] for a in anis]
       out.append(stats.finding(
           f'narrower along the top Hessian eigenvectors than along random '
-          f'directions ({crit} criterion)', stats.summary(diff),
+          f'directions ({crit} criterion, {where})', stats.summary(diff),
           rule='every_seed',
           statistic='mean random width − mean Hessian width, / ‖θf‖, per '
           'run'))
-  ts = wedges[0]['ts'] if wedges else []
+  blocks = [w.get('train') if train else w for w in wedges]
+  ts = wedges[0]['ts'] if wedges and all(blocks) else []
   if 1.0 in ts and len(ts) > 1:
     i1, last = ts.index(1.0), len(ts) - 1
-    grow = [w['error']['width_mean'][last] - w['error']['width_mean'][i1]
-            for w in wedges]
+    grow = [b['error']['width_mean'][last] - b['error']['width_mean'][i1]
+            for b in blocks]
     out.append(stats.finding(
         f'the width grows with the distance from the origin (t = 1 → '
-        f'{ts[last]:g}, error criterion)', stats.summary(grow),
+        f'{ts[last]:g}, error criterion, {where})', stats.summary(grow),
         rule='every_seed', statistic='width(t_max) − width(1), / ‖θf‖'))
   return out
 
@@ -396,20 +491,32 @@ def cuts(p: Prober, _) -> dict[str, Any]:
   wedges, anis = [], []
   tracker = (make_tracker(p, runs[0].final, c) if c.anisotropy_hessian
              else None)
+  train = train_setting(p, runs[0].final) if c.train_samples else None
   for r, curve in zip(runs, curves):
     i = curve['lambdas'].index(1.0)
     at_f = {'loss': curve['loss'][i], 'error': curve['error'][i]}
-    wedges.append(wedge(p, r, at_f))
+    at_f_train = _at(train, r.final) if train is not None else None
+    wedges.append(dict(wedge(p, r, at_f, train, at_f_train),
+                       at_f=at_f, at_f_train=at_f_train))
     if tracker is not None:
-      anis.append({'label': r.label,
-                   **anisotropy(p, r, runs, at_f, tracker)})
+      anis.append({'label': r.label, **anisotropy(
+          p, r, runs, at_f, tracker, train, at_f_train)})
   over_runs = {
       name: [stats.summary([w[name]['width_over_r'][i] for w in wedges])
              for i in range(len(c.wedge_t))] for name in CRITERIA}
+  out = {}
+  if train is not None:
+    out['width_over_r_summary_train'] = {
+        name: [stats.summary([w['train'][name]['width_over_r'][i]
+                              for w in wedges])
+               for i in range(len(c.wedge_t))] for name in CRITERIA}
+    out['train_subset'] = {'samples': int(min(c.train_samples, len(
+        runs[0].final.dataset.y_train))), 'split': 'train'}
   return {'curves': curves, 'planes': planes, 'wedges': wedges,
-          'width_over_r_summary': over_runs,
+          'width_over_r_summary': over_runs, **out,
           'anisotropy': anis, 'err_table': False,
-          'findings': cuts_findings(anis, wedges),
+          'findings': (cuts_findings(anis, wedges) +
+                       cuts_findings(anis, wedges, train=True)),
           'ssr_update': [_ssr(optax.tree.sub(r.final.params, r.theta0),
                               r.final.params) for r in runs],
           'labels': [r.label for r in runs]}
@@ -507,6 +614,10 @@ def wedges_figure(results: dict[str, Any], folder: str) -> list[str]:
   handles += [plt.Line2D([], [], marker='o', mfc='white', mec='grey', ls=''),
               plt.Line2D([], [], marker='x', color='grey', ls='')]
   labels += ['censored (a lower bound)', 'threshold vacuous (≥ chance)']
+  if any(w.get('train') for w in results['wedges']):
+    handles.append(plt.Line2D([], [], ls='--', color='grey'))
+    labels.append('mean width on the training subset (training CE / '
+                  'error)')
   axes[1, 2].legend(handles, labels, fontsize=7)
   for ax in axes.ravel():
     ax.tick_params(labelsize=8)
@@ -553,6 +664,9 @@ def _width_panel(ax, wedges: list[dict[str, Any]], name: str,
     vac = np.asarray(w[name].get('vacuous', [False] * len(ts)), bool)
     if vac.any():
       ax.plot(ts[vac], m[vac], 'x', color=colors(n), ms=9)
+    if w.get('train'):
+      ax.plot(ts, w['train'][name]['width_mean'], '--', color=colors(n),
+              lw=1)
   w = wedges[0]
   if 1.0 in w['ts']:
     ts = np.asarray(w['ts'])
@@ -588,7 +702,11 @@ def _cuts_config() -> Config:
       # (all made ⊥ θf) and along θf; 0 Hessian directions: not measured.
       anisotropy_hessian=3, anisotropy_random=12, anisotropy_iters=20,
       # The Hessian's data: the training CE on `samples` examples.
-      split='train', samples=500, batch_size=250, probe_chunk=0))
+      split='train', samples=500, batch_size=250, probe_chunk=0,
+      # Wedge and anisotropy widths on the training loss too: the CE and
+      # error of train_samples training examples (fixed, in the order BN
+      # recalibration draws them; 0 = test set only).
+      train_samples=500))
 
 
 def runs_needed(planes) -> int:
@@ -675,6 +793,8 @@ CUTS = Study(
             checks.count('cuts.anisotropy_random'),
             checks.count('cuts.anisotropy_iters'),
             checks.count('cuts.samples', 0, why='0 = the whole split'),
+            checks.count('cuts.train_samples', 0,
+                         why='0 = widths on the test set only'),
             checks.count('cuts.batch_size'),
             checks.count('cuts.probe_chunk', 0,
                          why='0 = chosen by the architecture')),
@@ -802,50 +922,41 @@ def segment_bend(lams, loss) -> float:
   return float(np.max(loss - chord))
 
 
-def paths_findings(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
-  """Per column (first label vs last), whether the end point's scale-free
-  curvature tr(H)·‖θ‖²/P and radius ‖θ‖/‖θ0‖ differ; one run per setting,
-  so each is a single seed and is reported as not resolved."""
-  out = []
-  cols = list(dict.fromkeys(e['column'] for e in entries))
-  for col in cols:
-    es = [e for e in entries if e['column'] == col]
-    if len(es) < 2:
-      continue
-    a, b = es[0], es[-1]
-    for key, what in (('trace_scale_free', 'tr(H)·‖θ‖²/P'),
-                      ('norm_rel', '‖θ‖/‖θ0‖')):
-      out.append(stats.finding(
-          f"{col}: {a['label']} ends with a larger {what} than "
-          f"{b['label']}", stats.summary([a[key][-1] - b[key][-1]]),
-          rule='every_seed', statistic=f'{what} at the last epoch, '
-          f"{a['label']} − {b['label']}"))
-  return out
+def _replicas(config: Config, workdir: str) -> list[str]:
+  """The training seeds of a listed run (config.train_seeds)."""
+  return common.replicas(workdir, int(config.get('train_seeds', 1)))
 
 
 def paths(p: Prober, _) -> dict[str, Any]:
-  """Trajectory geometry and curvature of config.paths' runs.
+  """Trajectory geometry and curvature of config.paths' runs, over seeds.
 
   Args:
     p: the Prober.
 
   Returns:
-    'paths': one entry per listed run (measure_path, with its label and
-    column; a run listed twice is measured once), 'columns' (in order),
-    'hessian_data' and 'curves' ([]: no λ curve).
+    'paths': one entry per listed run (measure_path of each of its
+    config.train_seeds training seeds, aggregated by path_seeds.over_seeds:
+    means per epoch, intervals over the seeds, per-seed values, 'runs'; a
+    run listed twice is measured once), 'findings' (path_seeds.
+    column_findings), 'columns' (in order), 'train_seeds', 'hessian_data'
+    and 'curves' ([]: no λ curve).
   """
   c = p.config.paths
   labels = c.labels or c.checkpoints
   columns = c.columns or ('runs',) * len(c.checkpoints)
   trackers: dict[str, Tracker] = {}
-  measured = {w: measure_path(p, w, trackers)
-              for w in dict.fromkeys(c.checkpoints)}
+  measured = {}
+  for w in dict.fromkeys(c.checkpoints):
+    runs = _replicas(p.config, w)
+    measured[w] = dict(path_seeds.over_seeds(
+        [measure_path(p, r, trackers) for r in runs]), workdir=w, runs=runs)
   data = next(iter(trackers.values())).data
   entries = [{**measured[w], 'label': label, 'column': col}
              for w, label, col in zip(c.checkpoints, labels, columns)]
   return {'curves': [], 'err_table': False,
-          'findings': paths_findings(entries),
+          'findings': path_seeds.column_findings(entries),
           'paths': entries,
+          'train_seeds': int(p.config.get('train_seeds', 1)),
           'columns': list(dict.fromkeys(columns)),
           'hessian_data': {'split': c.split, 'probes': c.probes,
                            'samples': int(np.sum(np.asarray(data.w)))}}
@@ -879,6 +990,38 @@ def _log_scale(ax, values: np.ndarray) -> None:
     ax.set_yscale('symlog', linthresh=float(np.percentile(v[v > 0], 10)))
 
 
+def _band(ci: list | None, n: int) -> tuple[np.ndarray, np.ndarray]:
+  """An interval per epoch as two arrays (NaN where there is none)."""
+  ci = ci or [None] * n
+  lo_hi = np.array([[np.nan, np.nan] if c is None else c for c in ci],
+                   np.float64)
+  return lo_hi[:, 0], lo_hi[:, 1]
+
+
+def _draw_path(ax, q: dict[str, Any], key: str, color, log: bool) -> None:
+  """One setting's mean over seeds with its 95 % band (several seeds; on a
+  log axis the geometric mean and the interval of log10), or its single
+  run with Hutchinson's standard error on the traces."""
+  v, es = _values(q, key), q['epochs']
+  label = (f"{q['label']} (P = {q['num_params']:,}, "
+           f"{q.get('seeds', 1)} seed{'s' if q.get('seeds', 1) > 1 else ''})")
+  if q.get('seeds', 1) > 1:
+    geo = q.get('geometric', {}).get(key) if log else None
+    if geo:
+      v = _values(geo, 'mean')
+    lo, hi = _band(geo['ci'] if geo else q.get('ci', {}).get(key), len(es))
+    ax.fill_between(es, lo, hi, color=color, alpha=0.2, lw=0)
+    ax.plot(es, v, 'o-', ms=3, color=color, label=label)
+    return
+  err = None
+  if key in ('trace_per_param', 'trace_scale_free') and 'trace_sem' in q:
+    # Hutchinson's standard error, scaled as the value is.
+    tr = _values(q, 'trace')
+    err = _values(q, 'trace_sem') * np.abs(v / np.where(tr, tr, 1.0))
+  ax.errorbar(es, v, err, fmt='o-', ms=3, capsize=2, color=color,
+              label=label)
+
+
 def paths_figure(results: dict[str, Any], folder: str) -> list[str]:
   """One column per hyperparameter (config.paths.columns), one row per
   normalised quantity against the epoch, a line per run; every row shares
@@ -887,7 +1030,8 @@ def paths_figure(results: dict[str, Any], folder: str) -> list[str]:
   fig, axes = plt.subplots(len(_PATH_ROWS), len(cols),
                            figsize=(3.6 * len(cols), 1.9 * len(_PATH_ROWS)),
                            squeeze=False, sharex=True, sharey='row')
-  colors = plt.get_cmap('tab10')
+  # Settings of a column are ordered (LR, width, WD): a sequential map.
+  colors = plt.get_cmap('viridis')
   for i, (key, name, log) in enumerate(_PATH_ROWS):
     if log:
       _log_scale(axes[i, 0], np.concatenate(
@@ -896,15 +1040,8 @@ def paths_figure(results: dict[str, Any], folder: str) -> list[str]:
       ax = axes[i, j]
       mine = [q for q in results['paths'] if q['column'] == col]
       for n, q in enumerate(mine):
-        v = _values(q, key)
-        err = None
-        if key in ('trace_per_param', 'trace_scale_free') and 'trace_sem' in q:
-          # Hutchinson's standard error, scaled as the value is.
-          tr = _values(q, 'trace')
-          err = _values(q, 'trace_sem') * np.abs(v / np.where(tr, tr, 1.0))
-        ax.errorbar(q['epochs'], v, err, fmt='o-', ms=3, capsize=2,
-                    color=colors(n % 10),
-                    label=f"{q['label']} (P = {q['num_params']:,})")
+        _draw_path(ax, q, key, colors(0.85 * n / max(len(mine) - 1, 1)),
+                   log)
       ax.set_xscale('symlog', linthresh=1.0)
       top = max(max(q['epochs']) for q in results['paths'])
       ax.set_xticks([e for e in (0, 1, 3, 10, 30, 100, 300) if e <= top])
@@ -918,13 +1055,17 @@ def paths_figure(results: dict[str, Any], folder: str) -> list[str]:
     axes[0, j].legend(fontsize=6)
     axes[-1, j].set_xlabel('epoch', fontsize=8)
   data = results.get('hessian_data', {})
+  seeds = results.get('train_seeds', 1)
+  spread = (f'mean of {seeds} training seeds per setting (geometric on log '
+            'axes), band: 95 % t interval over the seeds (of log10 on log '
+            'axes)' if seeds > 1 else
+            "one run per setting; error bars: Hutchinson's standard error")
   fig.suptitle(f"paths: {results['model']} on {results['dataset']}, kept "
-               'epochs of each run (one run per setting; error bars: '
-               "Hutchinson's standard error)\nH of the CE on "
+               f"epochs of each run ({spread})\nH of the CE on "
                f"{data.get('samples', '?')} {data.get('split', '')} examples "
                'with BN statistics recalibrated at each θt; P = parameter '
                'count (width changes it: quantities normalised)', fontsize=8)
-  fig.tight_layout()
+  fig.tight_layout(rect=(0, 0, 1, 0.985))
   return plots.save(fig, folder, 'figure')
 
 
@@ -954,8 +1095,8 @@ def _paths_validate(config: Config) -> None:
 
 def _paths_checkpoints(config: Config) -> list[tuple[str, Any]]:
   """Every epoch measured of every run (each run once)."""
-  return [(w, e) for w in dict.fromkeys(config.paths.checkpoints)
-          for e in path_epochs(config, w)]
+  return [(r, e) for w in dict.fromkeys(config.paths.checkpoints)
+          for r in _replicas(config, w) for e in path_epochs(config, r)]
 
 
 def _check_paths(config: Config) -> None:
@@ -963,7 +1104,8 @@ def _check_paths(config: Config) -> None:
   if not c.checkpoints:
     raise InputError('config.paths.checkpoints is empty: give the workdirs '
                      'of the runs (configs/probe_paths.py trains them).')
-  for w in dict.fromkeys(c.checkpoints):
+  for w in dict.fromkeys(r for x in c.checkpoints
+                         for r in _replicas(config, x)):
     common.check_checkpoint(w, 'last', 'config.paths.checkpoints')
     es = path_epochs(config, w)
     for e in es:
