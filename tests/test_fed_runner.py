@@ -21,6 +21,7 @@ def _config(arg='', rounds=4):
   c.fed.update(num_clients=10, fraction=0.3, local_epochs=1, rounds=rounds)
   c.model.width = 0.25
   c.checkpoint_every = 2
+  c.checkpoint_seconds = 0.0  # Every 2 rounds, however fast.
   return c
 
 
@@ -57,6 +58,23 @@ def test_fedavg_on_digits_rises_well_above_chance(tmp_path):
   fed_runner.run(c, str(tmp_path))
   acc = [r['test_accuracy'] for r in _rows(tmp_path)]
   assert acc[-1] > 0.6, acc  # Chance is 0.1.
+
+
+@pytest.mark.slow
+def test_checkpoint_seconds_skips_saves_and_resume_stays_exact(tmp_path):
+  # Rounds of a few ms with checkpoint_seconds far above them: only the
+  # last round is saved (beside step 0), and a run killed before it
+  # starts again from step 0 and ends with the same global model.
+  c = _config(rounds=4)
+  c.checkpoint_seconds = 1e6
+  full = fed_runner.run(c, str(tmp_path / 'full'))
+  assert checkpoint.epochs(str(tmp_path / 'full')) == [0, 4]
+  cut = str(tmp_path / 'cut')
+  fed_runner.run(c, cut, stop_after=3)
+  assert checkpoint.epochs(cut) == [0]
+  again = fed_runner.run(c, cut)
+  assert again['global_fingerprint'] == full['global_fingerprint']
+  assert [r['round'] for r in _rows(cut)] == [1, 2, 3, 4]
 
 
 @pytest.mark.slow

@@ -129,6 +129,7 @@ def test_fedsim_run_and_table_into_gcs_resume(gcs_dir, tmp_path,
   c.fed.update(num_clients=6, fraction=0.5, local_epochs=1, rounds=2)
   c.model.width = 0.25
   c.checkpoint_every = 1
+  c.checkpoint_seconds = 0.0
   local = fed_runner.run(c, str(tmp_path / 'local'))
   run = f'{gcs_dir}/run'
   fed_runner.run(c, run, stop_after=1)  # "Killed" after round 1.

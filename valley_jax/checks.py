@@ -308,6 +308,8 @@ FED_OWN_FIELDS = [
     count('eval.batch_size'),
     count('eval.recal_samples'),
     count('checkpoint_every'),
+    Field('checkpoint_seconds', float, lo=0,
+          why='the least seconds between two checkpoints; 0 = no limit'),
     positive('table.alphas'),
     count('table.seeds', 0),
     *_named_hparam_fields('table.hparams.*'),

@@ -66,7 +66,8 @@ DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
 # changes float sums in the last digits, so a resumed run would not equal
 # an uninterrupted one.
 _RESUMABLE_KEYS = ('data.data_dir', 'num_devices', 'on_nonfinite',
-                   'eval.batch_size', 'mode', 'table', 'compile_cache')
+                   'eval.batch_size', 'mode', 'table', 'compile_cache',
+                   'checkpoint_every', 'checkpoint_seconds')
 
 
 # ----------------------------------------------------------------- validation
@@ -485,6 +486,7 @@ class _Live:
   knobs: dict
   ds: Any
   watcher: Any = None
+  saved_at: float = dataclasses.field(default_factory=time.monotonic)
 
 
 def _pad_clients(ds: data.Dataset, parts, max_count: int | None):
@@ -541,7 +543,8 @@ def _record_round(live: _Live, t: int, server, clients_fn, m: dict,
   """After round t of a run: the non-finite check, the evaluation, the
   metrics row, the checkpoint (clients_fn() gives the run's client
   states, asked for only when they are saved; `stop`, a signal's request,
-  saves this round whatever config.checkpoint_every says), TensorBoard."""
+  saves this round whatever config.checkpoint_every and
+  config.checkpoint_seconds say), TensorBoard."""
   config, f = live.config, live.config.fed
   checks.stop_if_nonfinite(
       [m['train_loss']], f'round {t + 1}', t,
@@ -560,10 +563,13 @@ def _record_round(live: _Live, t: int, server, clients_fn, m: dict,
         fed.global_weights(live.alg, server)))
   live.history.append(_round_row(t, m, test, seconds))
   live.states = {'server': server, 'clients': None}
-  if done % config.checkpoint_every == 0 or done == f.rounds or stop:
+  due = done % config.checkpoint_every == 0 and (
+      time.monotonic() - live.saved_at >= config.get('checkpoint_seconds', 0))
+  if due or done == f.rounds or stop:
     live.states['clients'] = clients_fn()
     checkpoint.save_items(live.mngr, done, live.states, config.to_dict(),
                           live.history)
+    live.saved_at = time.monotonic()
   outputs.append_jsonl(rundir.metrics_path(live.workdir), live.history)
   live.watcher.step(done)
   live.watcher.scalars(done, {k: v for k, v in live.history[-1].items()
@@ -1069,7 +1075,8 @@ def _run_table(config, workdir: str, overwrite: bool, finished: list,
   for key, group in groups.items():
     first = configs[group[0]]
     dkey = str(first.data.to_dict())
-    loaded.setdefault(dkey, _load(first))
+    if dkey not in loaded:  # Loaded once per data config.
+      loaded[dkey] = _load(first)
     prog = _Program(first, algs[group[0]], loaded[dkey], max_count)
     width = auto_batch_runs(config, prog.variables(
         jax.random.key(0))['params'], len(group))
@@ -1080,7 +1087,8 @@ def _run_table(config, workdir: str, overwrite: bool, finished: list,
       for cell in batch:
         c = configs[cell]
         dk = str(c.data.to_dict())
-        loaded.setdefault(dk, _load(c))
+        if dk not in loaded:
+          loaded[dk] = _load(c)
         lives.append(_open_run(c, cell_dir(workdir, cell), algs[cell],
                                overwrite, prog, loaded[dk]))
       by_start: dict[int, list[_Live]] = {}
