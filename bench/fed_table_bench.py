@@ -7,12 +7,15 @@ side is the tree of --old_commit (exported with `git archive` into a
 temporary folder, run there); the new side is this checkout. Both get the
 same variant and the same grids, so they run the same cells: by default
 the whole digits table (`table`: 5 seeds, α ∈ {10, 1, 0.5}, 210 runs).
-The old defaults had grids for FedSign and FedProx only, so the old side
-runs a config file written into its tree that sets `table.grids` to this
-checkout's defaults (MAP's baseline grids). Everything else is each
-side's own default; in particular the new side checkpoints every 10
-rounds where the old one did every 5 (`--new_flag=checkpoint_every=5`
-measures the new code with the old cadence).
+The old code's `table` variant was smaller (seeds 0-1, α ∈ {10, 0.5}) and
+its default grids covered FedSign and FedProx only, so the old side runs a
+config file written into its tree that sets the table's algorithms, α
+values, seeds and grids to this checkout's for the variant. Everything
+else is each side's own default; in particular the new side saves a
+digits cell's last round only (`checkpoint_seconds = 30`, cells take about
+a second) where the old one saved every 5 rounds
+(`--new_flag=checkpoint_seconds=0` measures the new code with the old
+cadence).
 
 It prints (and with --out appends) one JSON line per side: wall seconds of
 the whole command, the number of cells, and, for the new side, what its
@@ -58,25 +61,33 @@ def _export(commit: str, folder: str) -> None:
   subprocess.run(['tar', '-x', '-C', folder], input=archive, check=True)
 
 
-_GRIDS_CONFIG = '''"""The digits table of {commit} with today's default grids (bench)."""
+_TABLE_CONFIG = '''"""The digits table of {commit}, with this checkout's cells."""
 from valley_jax import defaults
 
 
 def get_config(arg=None):
   c = defaults.fed_offline('digits', arg)
+  c.table.algorithms = {algorithms!r}
+  c.table.alphas = {alphas!r}
+  c.table.seeds = {seeds!r}
   c.table.grids = {grids!r}
   return c
 '''
 
 
-def _grids_config(tree: str) -> str:
-  """A config of the old tree with this checkout's default grids."""
+def _table_config(tree: str) -> str:
+  """A config of the old tree whose table has this checkout's cells for
+  --variant: its algorithms, α values, seeds and grids (the old `table`
+  variant was smaller, and its default grids covered two algorithms)."""
   from valley_jax import defaults  # pylint: disable=g-import-not-at-top
-  grids = defaults.fed_offline('digits').table.grids.to_dict()
-  grids = {a: {k: tuple(v) for k, v in g.items()} for a, g in grids.items()}
-  name = 'configs/bench_fed_digits_grids.py'
+  t = defaults.fed_offline('digits', _VARIANT.value).table
+  grids = {a: {k: tuple(v) for k, v in g.items()}
+           for a, g in t.grids.to_dict().items()}
+  name = 'configs/bench_fed_digits_table.py'
   with open(os.path.join(tree, name), 'w') as f:
-    f.write(_GRIDS_CONFIG.format(commit=_OLD.value, grids=grids))
+    f.write(_TABLE_CONFIG.format(
+        commit=_OLD.value, algorithms=tuple(t.algorithms),
+        alphas=tuple(t.alphas), seeds=tuple(t.seeds), grids=grids))
   return name
 
 
@@ -117,7 +128,7 @@ def main(argv):
         os.makedirs(tree)
         _export(_OLD.value, tree)
         row = _run_side('old', tree, os.path.join(tmp, 'old_run'), (),
-                        config=_grids_config(tree))
+                        config=_table_config(tree))
         row['commit'] = _OLD.value
       else:
         row = _run_side('new', _ROOT, os.path.join(tmp, 'new_run'),

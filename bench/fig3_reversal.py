@@ -289,8 +289,9 @@ def _half_widths(lines: list[dict]) -> np.ndarray:
 
 def figure(lines: list[dict], path: str) -> None:
   """Diff per condition at s = 0.2 and s = 1 (bars: mean and 95 % t
-  interval over the replicates), the default model's diff against s, {1} on each parameter
-  group, and {1}'s diff at s = 1 against cos(θf, 1) per replicate."""
+  interval over the replicates), the default model's diff against s, {1}
+  on each parameter group, and {1}'s diff at s = 1 against cos(θf, 1) per
+  replicate."""
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use('Agg')
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
