@@ -61,7 +61,7 @@ def _export(commit: str, folder: str) -> None:
   subprocess.run(['tar', '-x', '-C', folder], input=archive, check=True)
 
 
-_TABLE_CONFIG = '''"""The digits table of {commit}, with this checkout's cells."""
+_TABLE_CONFIG = '''"""The digits table of {commit} with today's cells."""
 from valley_jax import defaults
 
 
