@@ -100,6 +100,27 @@ def test_a_verdict_flips_when_one_seeds_images_change():
   assert 'per_example' not in out['cells'][0]  # Kept out of table.json.
 
 
+def test_a_difference_that_one_seed_carries_is_not_resolved():
+  # FedSign is right on 4-5 more images than FedAvg in seeds 0-3 and on 60
+  # more in seed 4. Every seed is positive, so the bootstrap over 5 seeds
+  # and the images lies above 0; the t interval over seeds (mean 15.6, std
+  # 24.7 images) covers 0. The verdict needs both: not resolved.
+  c = defaults.fed_offline('digits', 'table,fedavg,fedsign,alpha0.5')
+  c.table.update(seeds=(0, 1, 2, 3, 4), grids={})
+  rng = np.random.default_rng(3)
+  base = (rng.random((5, 360)) < 0.75).astype(np.float64)
+  mine = base.copy()
+  for s, more in enumerate((4, 5, 4, 5, 60)):
+    mine[s, np.flatnonzero(base[s] == 0)[:more]] = 1.0
+  out = fed_runner.summarize(c, _runs('fedavg', base) +
+                             _runs('fedsign', mine))
+  final = out['findings'][0]
+  assert final['ci'][0] > 0 and final['bootstrap_resolved']
+  assert final['t_over_seeds']['ci'][0] < 0
+  assert not final['resolved']
+  assert 'not resolved at n = 5' in fed_runner.markdown(out)
+
+
 def test_stored_views_and_a_file_of_another_model(tmp_path):
   w = str(tmp_path)
   assert intervals.window(7, 3, 2) == [6, 7]
