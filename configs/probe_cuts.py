@@ -68,7 +68,11 @@ resolved); by training CE < 2 × its value at θf, under 1e-4‖θf‖ against
 0.24-0.36 (0.29 [0.28, 0.31], resolved); towards the other optima
 0.25-0.33, radially 1.01. 854 s wall (334 s CPU) with the three runs
 trained, 2 Intel Xeon cores shared with other jobs (load 10-12),
-2026-12-08; the nobn control was not rerun with the training widths.
+2026-12-08. The nobn control with the training widths (319 s, same
+machine and day): anisotropy holds on both sets, random − Hessian width
+0.89 [0.65, 1.12] (test error), 0.90 [0.87, 0.94] (test CE), 0.85 [0.45,
+1.26] (training error), 0.50 [0.07, 0.94] (training CE), all resolved;
+growth with r is not resolved on either set (training +0.26 [−3.8, +4.3]).
 
 Real data: three seeds of VGG16-BN on CIFAR-10 (configs/cifar10_vgg16bn.py,
 200 epochs each, a GPU; add --config.train_data_dir=DIR):
