@@ -980,14 +980,39 @@ def _values(q: dict[str, Any], key: str) -> np.ndarray:
 
 
 def _log_scale(ax, values: np.ndarray) -> None:
-  """Log y when every value is positive, symlog when some are not."""
+  """Log y when every value is positive, symlog when some are not.
+
+  Symlog gets labelled ticks at 0 and at whole decades from one decade
+  above its linear range outwards, at most three a side (the default put
+  +10^k and −10^k at the linear range's edges, whose labels overlapped).
+  """
   v = values[np.isfinite(values)]
   if not v.size or not np.any(v > 0):
     return
   if np.all(v > 0):
     ax.set_yscale('log')
-  else:
-    ax.set_yscale('symlog', linthresh=float(np.percentile(v[v > 0], 10)))
+    return
+  ax.set_yscale('symlog', linthresh=float(np.percentile(v[v > 0], 10)))
+  ax.set_yticks(symlog_ticks(v, float(np.percentile(v[v > 0], 10))))
+  ax.yaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+
+
+def symlog_ticks(values: np.ndarray, linthresh: float) -> list[float]:
+  """0 and ±10^k for the decades k above the linear range that the values
+  reach on each side, thinned to at most three a side.
+
+  >>> symlog_ticks(np.array([-0.9, 0.0, 2e-4, 0.03, 5.0]), 1e-3)
+  [-1.0, -0.1, 0.0, 0.1, 1.0, 10.0]
+  """
+  ticks = [0.0]
+  first = int(np.floor(np.log10(linthresh))) + 2
+  for sign, reach in ((1, values.max()), (-1, -values.min())):
+    if reach <= 10.0 ** (first - 1):
+      continue
+    ks = list(range(first, int(np.ceil(np.log10(reach))) + 1))
+    ks = ks[::-(-len(ks) // 3)] if ks else ks
+    ticks += [sign * 10.0 ** k for k in ks]
+  return sorted(ticks)
 
 
 def _band(ci: list | None, n: int) -> tuple[np.ndarray, np.ndarray]:
