@@ -69,19 +69,27 @@ def _runs(algorithm, correct_SxN):
   return out
 
 
+def _fedsign_ahead(more: tuple[int, ...], accuracy: float, seed: int):
+  """A FedAvg/FedSign table over 5 seeds at α = 0.5 whose FedSign is right
+  on `more[s]` more of the 360 images than FedAvg in seed s: (config,
+  FedAvg's and FedSign's 0/1 correctness [5, 360], the summary)."""
+  c = defaults.fed_offline('digits', 'table,fedavg,fedsign,alpha0.5')
+  c.table.update(seeds=(0, 1, 2, 3, 4), grids={})
+  rng = np.random.default_rng(seed)
+  base = (rng.random((5, 360)) < accuracy).astype(np.float64)
+  mine = base.copy()
+  for s, k in enumerate(more):
+    mine[s, np.flatnonzero(base[s] == 0)[:k]] = 1.0
+  out = fed_runner.summarize(c, _runs('fedavg', base) +
+                             _runs('fedsign', mine))
+  return c, base, mine, out
+
+
 def test_a_verdict_flips_when_one_seeds_images_change():
   # FedSign is right on 12 more images than FedAvg in every seed: the
   # paired bootstrap over seeds and images resolves it. Then seed 2 loses
   # 60 images: its interval covers 0, not resolved.
-  c = defaults.fed_offline('digits', 'table,fedavg,fedsign,alpha0.5')
-  c.table.update(seeds=(0, 1, 2, 3, 4), grids={})
-  rng = np.random.default_rng(2)
-  base = (rng.random((5, 360)) < 0.8).astype(np.float64)
-  mine = base.copy()
-  for s in range(5):
-    mine[s, np.flatnonzero(base[s] == 0)[:12]] = 1.0
-  out = fed_runner.summarize(c, _runs('fedavg', base) +
-                             _runs('fedsign', mine))
+  c, base, mine, out = _fedsign_ahead((12,) * 5, 0.8, seed=2)
   final = out['findings'][0]
   assert final['claim'] == 'fedsign > fedavg at α = 0.5'
   assert final['method'].startswith('hierarchical bootstrap over 5 seeds')
@@ -105,15 +113,7 @@ def test_a_difference_that_one_seed_carries_is_not_resolved():
   # more in seed 4. Every seed is positive, so the bootstrap over 5 seeds
   # and the images lies above 0; the t interval over seeds (mean 15.6, std
   # 24.7 images) covers 0. The verdict needs both: not resolved.
-  c = defaults.fed_offline('digits', 'table,fedavg,fedsign,alpha0.5')
-  c.table.update(seeds=(0, 1, 2, 3, 4), grids={})
-  rng = np.random.default_rng(3)
-  base = (rng.random((5, 360)) < 0.75).astype(np.float64)
-  mine = base.copy()
-  for s, more in enumerate((4, 5, 4, 5, 60)):
-    mine[s, np.flatnonzero(base[s] == 0)[:more]] = 1.0
-  out = fed_runner.summarize(c, _runs('fedavg', base) +
-                             _runs('fedsign', mine))
+  _, _, _, out = _fedsign_ahead((4, 5, 4, 5, 60), 0.75, seed=3)
   final = out['findings'][0]
   assert final['ci'][0] > 0 and final['bootstrap_resolved']
   assert final['t_over_seeds']['ci'][0] < 0
