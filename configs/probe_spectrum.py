@@ -22,7 +22,10 @@ agree to 2.5e-5 relative; 99.9% of the density's weight lies within 0.01 of
 0 (no node below −0.003). Along sign-consistent noise the top eigenvalue is
 2.3 at λ = +0.5 and 421 at λ = −0.5 (with negative eigenvalues down to
 −24); along plain G(0,1) it is 51 and 116: the flat side of the valley is
-flat in the whole spectrum, not only along the curve.
+flat in the whole spectrum, not only along the curve. These are one noise
+draw on one seed (n = 1): no interval; with 3 draws the curvature kind
+resolves the sign-consistent asymmetry of dᵀHd and not the plain noise's
+(configs/probe_curvature.py).
 """
 
 from valley_jax import defaults
