@@ -482,7 +482,6 @@ def make_round(model: nn.Module, algorithm: Algorithm, data: ClientData, *,
   round_fn.jitted = jitted
   round_fn.many = many_fn
   round_fn.many_jitted = many
-  round_fn.knobs = default
   return round_fn
 
 

@@ -41,7 +41,6 @@ import itertools
 import math
 import time
 from typing import Any, NamedTuple
-import weakref
 
 import jax
 import jax.numpy as jnp
@@ -143,27 +142,20 @@ def _diff(old: dict[str, Any], config) -> list[str]:
           if not k.startswith(_RESUMABLE_KEYS)]
 
 
-# The per-example test step of each shared evaluation step (one
-# compilation per program, as the evaluation step itself).
-_PER_EXAMPLE_STEPS = weakref.WeakKeyDictionary()
-
-
 class _Evaluator:
   """Test (and held-out validation) loss and accuracy of the global model
   (FedBN: recalibrated), and its per-example test correctness."""
 
   def __init__(self, config, model, ds: data.Dataset, mesh, val=None,
-               step=None, recal=None):
+               step=None, recal=None, per_step=None):
     self.config, self.model, self.ds, self.mesh = config, model, ds, mesh
     self.val = val
     self.step = step or jax.jit(steps.make_eval_step(model, ds.mean,
                                                      ds.std))
     self.recal = recal or jax.jit(functools.partial(
         fed.recalibrate, model, mean=ds.mean, std=ds.std))
-    if self.step not in _PER_EXAMPLE_STEPS:
-      _PER_EXAMPLE_STEPS[self.step] = jax.jit(steps.make_per_example_step(
-          model, ds.mean, ds.std))
-    self.per_step = _PER_EXAMPLE_STEPS[self.step]
+    self.per_step = per_step or jax.jit(steps.make_per_example_step(
+        model, ds.mean, ds.std))
     n_dev = mesh.shape[sharding.DATA]
     self.batch = -(-min(config.eval.batch_size, len(ds.y_test)) // n_dev
                    ) * n_dev
@@ -292,7 +284,7 @@ def _heatmap(hist: np.ndarray, folder: epath.Path, clients: int) -> None:
   drawn = _HEATMAPS.get(key)
   if drawn and all(p.exists() for p in drawn):
     for p in drawn:
-      (folder / p.name).write_bytes(p.read_bytes())
+      outputs.write_bytes(folder / p.name, p.read_bytes())
     return
   paths = figures.label_heatmap(hist, str(folder / 'partition'),
                                 title=f'{clients} clients')
@@ -335,26 +327,26 @@ def run(config: ml_collections.ConfigDict, workdir: str, *,
 def _simulate(config, workdir: str, alg, overwrite: bool,
               stop_after: int | None) -> dict[str, Any]:
   """run()'s work once the config is accepted and the workdir locked."""
-  prog = _Program(config, alg, _load(config), max_count=None)
-  live = _open_run(config, workdir, alg, overwrite, prog)
+  ds = _load(config)
+  prog = _Program(config, alg, ds, max_count=None)
+  live = _open_run(config, workdir, alg, overwrite, prog, ds)
   round_fn = prog.round_fn(live.data)
   f = config.fed
   last = min(stop_after or f.rounds, f.rounds)
   server, clients = live.states['server'], live.states['clients']
-  with preemption.graceful():
-    for t in tqdm.trange(live.start, last, desc=f'fedsim {f.algorithm}',
-                         disable=distributed.progress_disabled(),
-                         initial=live.start, total=f.rounds):
-      t0 = time.time()
-      server, clients, m = round_fn(server, clients, t, live.knobs,
-                                    live.data)
-      stop = preemption.requested(t + 1)  # Every round, on every process.
-      _record_round(live, t, server, lambda c=clients: c, jax.device_get(m),
-                    time.time() - t0, stop=stop)
-      if stop and t + 1 < last:  # A signal in the last round: finish.
-        _close_run(live)
-        raise preemption.Preempted(f'round {t + 1} of {f.rounds} in '
-                                   f'{workdir}')
+  for t in tqdm.trange(live.start, last, desc=f'fedsim {f.algorithm}',
+                       disable=distributed.progress_disabled(),
+                       initial=live.start, total=f.rounds):
+    t0 = time.time()
+    server, clients, m = round_fn(server, clients, t, live.knobs,
+                                  live.data)
+    stop = preemption.requested(t + 1)  # Every round, on every process.
+    _record_round(live, t, server, lambda c=clients: c, jax.device_get(m),
+                  time.time() - t0, stop=stop)
+    if stop and t + 1 < last:  # A signal in the last round: finish.
+      _close_run(live)
+      raise preemption.Preempted(f'round {t + 1} of {f.rounds} in '
+                                 f'{workdir}')
   return _close_run(live)
 
 
@@ -387,6 +379,8 @@ class _Program:
     self.mesh = sharding.make_mesh(config.num_devices)
     self.eval_step = jax.jit(steps.make_eval_step(self.model, ds.mean,
                                                   ds.std))
+    self.per_example_step = jax.jit(steps.make_per_example_step(
+        self.model, ds.mean, ds.std))
     x = jnp.zeros((1, *ds.input_shape), jnp.float32)
     self.init = jax.jit(lambda k: self.model.init(k, x, train=False))
     self.recal = jax.jit(functools.partial(fed.recalibrate, self.model,
@@ -529,7 +523,8 @@ def _open_run(config, workdir: str, alg, overwrite: bool,
       mngr, {'server': server, 'clients': clients}, config.to_dict(),
       rundir.metrics_path(workdir))
   evaluate = _Evaluator(config, prog.model, ds, prog.mesh, val,
-                        step=prog.eval_step, recal=prog.recal)
+                        step=prog.eval_step, recal=prog.recal,
+                        per_step=prog.per_example_step)
   kn = fed.rounds.knobs(alg, config.optim, config.seed)
   watcher = watch.Watcher(workdir, f'fedsim {f.algorithm}', config.to_dict(),
                           total=f.rounds, start=start, unit='rounds')
@@ -891,7 +886,7 @@ def compile_seconds() -> float:
   return _compile_seconds[0]
 
 
-def auto_batch_runs(config, model_params, num_runs: int) -> int:
+def auto_batch_runs(config, num_runs: int) -> int:
   """Runs side by side per program when config.table.batch_runs is 0.
 
   On CPU one after another: vmapping runs gained nothing there (the digits
@@ -900,9 +895,8 @@ def auto_batch_runs(config, model_params, num_runs: int) -> int:
   against 11 s), and vmapped convolutions become grouped ones that
   XLA:CPU ran 4-6× slower (`sweep.auto_chunk`). On accelerators all the
   runs of a program at once, as many clients side by side were faster on
-  a GPU (`rounds.auto_chunk`). `model_params` is kept for a rule by size.
+  a GPU (`rounds.auto_chunk`).
   """
-  del model_params
   if config.table.batch_runs:
     return min(config.table.batch_runs, num_runs)
   return 1 if jax.default_backend() == 'cpu' else num_runs
@@ -916,11 +910,12 @@ def _program_key(alg: fed.Algorithm) -> tuple:
                                  if k not in alg.numeric)))
 
 
-def _table_max_count(config, cell_configs) -> int:
+def _table_max_count(config, cell_configs, loaded: dict) -> int:
   """M of the whole table: the largest client of any cell's partition, so
   that every cell's client data have one shape. Partitions are computed
-  (cheap, NumPy) once per (data, holdout, α, seed)."""
-  seen, biggest, loaded = set(), 1, {}
+  (cheap, NumPy) once per (data, holdout, α, seed); datasets are loaded
+  into `loaded` (by data config), which the table's cells reuse."""
+  seen, biggest = set(), 1
   for c in cell_configs:
     key = (str(c.data.to_dict()), c.fed.holdout, c.fed.alpha, c.data.seed)
     if key in seen:
@@ -1066,11 +1061,12 @@ def _run_table(config, workdir: str, overwrite: bool, finished: list,
   algs = {cell: fed.build_algorithm(cell.algorithm,
                                     configs[cell].fed.hparams.to_dict())
           for cell in todo}
-  max_count = _table_max_count(config, configs.values())
+  loaded = {}
+  max_count = _table_max_count(config, configs.values(), loaded)
   groups: dict[tuple, list[Cell]] = {}
   for cell in todo:
     groups.setdefault(_program_key(algs[cell]), []).append(cell)
-  loaded, records, compiles, widths = {}, {}, {}, {}
+  records, compiles, widths = {}, {}, {}
   tally = _Steps()
   for key, group in groups.items():
     first = configs[group[0]]
@@ -1078,8 +1074,7 @@ def _run_table(config, workdir: str, overwrite: bool, finished: list,
     if dkey not in loaded:  # Loaded once per data config.
       loaded[dkey] = _load(first)
     prog = _Program(first, algs[group[0]], loaded[dkey], max_count)
-    width = auto_batch_runs(config, prog.variables(
-        jax.random.key(0))['params'], len(group))
+    width = auto_batch_runs(config, len(group))
     widths[key[0]] = width
     for i in range(0, len(group), width):
       batch = group[i:i + width]
@@ -1293,9 +1288,9 @@ def summarize(config, runs: list[dict[str, Any]]) -> dict[str, Any]:
   with a t interval; the last rounds' mean; the pooled-BN view; collapsed
   seeds), the findings with verdicts, and every cell's record."""
   t, f = config.table, config.fed
-  n_val = _held_out_examples(runs)
+  n_val, n_test = _held_out_examples(runs), _test_examples(config)
   resolution = 1.0 / n_val if (t.selection == 'validation' and n_val) else (
-      1.0 / _test_examples(config))
+      1.0 / n_test)
   rows, won_by = [], {}
   for al in t.alphas:
     row = {'dataset': config.data.name, 'alpha': float(al)}
@@ -1323,7 +1318,7 @@ def summarize(config, runs: list[dict[str, Any]]) -> dict[str, Any]:
                    'per-example data'),
       'interval_t': 'Student t over seeds (95 %), clipped to [0, 1] '
                     "(each cell's final, last and pooled_recal)",
-      'test_examples': _test_examples(config),
+      'test_examples': n_test,
       'last_rounds': t.last_rounds, 'collapse_threshold': t.collapse,
       'rounds': f.rounds, 'num_clients': f.num_clients,
       'fraction': f.fraction, 'local_epochs': f.local_epochs,
