@@ -59,9 +59,7 @@ def main(argv):
   if _CLIENTS.value:
     c.fed.num_clients = _CLIENTS.value
   if _DATA.value == 'synthetic':
-    c.data.name = 'synthetic'
-    c.data.kwargs.update({'shape': (32, 32, 3), 'num_classes': 10,
-                          'n_train': _N_TRAIN.value, 'n_test': 10_000})
+    defaults.synthetic_cifar10(c, _N_TRAIN.value)
   c.compile_cache = 'none'
   c.checkpoint_every = max(c.checkpoint_every, _ROUNDS.value)
   with tempfile.TemporaryDirectory() as workdir:

@@ -433,10 +433,17 @@ def fed_pfl_cifar10(arg: str | None = None) -> ml_collections.ConfigDict:
   items = [i for i in (arg or '').split(',') if i]
   if 'synthetic' in items:
     items.remove('synthetic')
-    c.data.name = 'synthetic'
-    c.data.kwargs.update({'shape': (32, 32, 3), 'num_classes': 10,
-                          'n_train': 50_000, 'n_test': 10_000})
+    synthetic_cifar10(c)
   return apply_fed_variant(c, ','.join(items))
+
+
+def synthetic_cifar10(c: ml_collections.ConfigDict,
+                      n_train: int = 50_000) -> None:
+  """Sets c.data to random images of CIFAR-10's shapes (offline runs and
+  benchmarks of the CIFAR-10 protocols)."""
+  c.data.name = 'synthetic'
+  c.data.kwargs.update({'shape': (32, 32, 3), 'num_classes': 10,
+                        'n_train': n_train, 'n_test': 10_000})
 
 
 def fed_offline(dataset: str, arg: str | None = None

@@ -33,7 +33,6 @@ _RESUMABLE_KEYS = ('data.data_dir', 'num_devices', 'train.on_nonfinite',
                    'compile_cache', 'train.checkpoint_every_steps')
 # Keys added after runs were stored: a stored config without one holds this.
 _NEW_KEY_DEFAULTS = {'train.init_from': '', 'train.init_fresh': '',
-                     'train.checkpoint_every_steps': 0,
                      'fed.align': False}
 
 def _flat(d: dict[str, Any], prefix: str = '') -> dict[str, Any]:

@@ -58,19 +58,14 @@ def _mlp(*, num_classes, width, bn, bn_init, hidden=(256, 256),
                  pan_amplitude, pan_periods, projection)
 
 
-def _pfl_cnn(*, num_classes, width, bn, bn_init, pan_amplitude=0.0,
-             pan_periods=4.0, projection=0, **kw):
+def _plain(cls, *, num_classes, width, bn, bn_init, pan_amplitude=0.0,
+           pan_periods=4.0, projection=0, **kw):
+  """A conv net whose fields are the registry's common ones (AlexNet,
+  pfl-research's CNN)."""
   del kw
-  return pfl_cnn.PflCNN(num_classes, width, bn, bn_init, pan_amplitude,
-                        pan_periods, projection)
-
-
-def _alexnet(*, num_classes, width, bn, bn_init, pan_amplitude=0.0,
-             pan_periods=4.0, projection=0, **kw):
-  del kw
-  return alexnet.AlexNet(num_classes, width, bn=bn, bn_init=bn_init,
-                         pan_amplitude=pan_amplitude, pan_periods=pan_periods,
-                         projection=projection)
+  return cls(num_classes, width, bn=bn, bn_init=bn_init,
+             pan_amplitude=pan_amplitude, pan_periods=pan_periods,
+             projection=projection)
 
 
 def _vit(*, num_classes, width, patch_size=4, depth=12, heads=8, dim=128,
@@ -107,8 +102,8 @@ MODELS: dict[str, ModelSpec] = {
         functools.partial(_resnet, (3, 4, 23, 3), _IMAGENET, True,
                           bottleneck=True, groups=32, width_per_group=8),
         True, always_bn=True),
-    'alexnet': ModelSpec(_alexnet, True),
-    'pfl_cnn': ModelSpec(_pfl_cnn, True),
+    'alexnet': ModelSpec(functools.partial(_plain, alexnet.AlexNet), True),
+    'pfl_cnn': ModelSpec(functools.partial(_plain, pfl_cnn.PflCNN), True),
     'vit': ModelSpec(_vit, True),
 }
 

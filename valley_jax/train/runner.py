@@ -224,7 +224,7 @@ def _train(config, workdir: str, overwrite: bool, stop_after: int | None
   if preemption.pending():
     _stop(mngr, mid, watcher, f'nothing new: the run stopped before its '
           f'first step; its latest checkpoint is epoch {start} in {workdir}')
-  with preemption.graceful(), contextlib.closing(watcher):
+  with contextlib.closing(watcher):  # Signals: run()'s graceful().
     for epoch in tqdm.trange(start + 1, last + 1, desc='train',
                              disable=distributed.progress_disabled(),
                              initial=start, total=config.train.epochs):
@@ -243,10 +243,10 @@ def _train(config, workdir: str, overwrite: bool, stop_after: int | None
         stop = preemption.requested(done)  # Every step, on every process.
         if i + 1 < n_steps and (stop or mid.due(done)):
           mid.save(done, state, history, ms)
-        if stop and i + 1 < n_steps:
-          _stop(mngr, mid, watcher, f'epoch {epoch - 1} and {i + 1} of the '
-                f'{n_steps} steps of epoch {epoch} (global step {done}) in '
-                f'{workdir}/{checkpoint.STEPS_DIR}')
+          if stop:
+            _stop(mngr, mid, watcher, f'epoch {epoch - 1} and {i + 1} of the '
+                  f'{n_steps} steps of epoch {epoch} (global step {done}) in '
+                  f'{workdir}/{checkpoint.STEPS_DIR}')
       pos = 0
       losses = np.array([m['loss'] for m in ms], np.float64)
       _check_finite(losses, epoch, config)
