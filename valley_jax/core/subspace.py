@@ -185,6 +185,25 @@ def sample_weights(key: jax.Array, simplices_TxD, n_vertices: int,
   return jnp.zeros((n_vertices,), w.dtype).at[simplices_TxD[t]].add(w)
 
 
+def sample_complex(key: jax.Array, n_solutions: int, n_connectors: int,
+                   count: int, offset: int = 0) -> np.ndarray:
+  """[count, n_solutions + n_connectors] float64 weights of `count` points
+  drawn uniformly from the complex (`sample_weights`), point i with
+  fold_in(key, offset + i).
+
+  >>> w = sample_complex(jax.random.key(0), 3, 2, 5)
+  >>> w.shape, bool(np.allclose(w.sum(1), 1.0))
+  ((5, 5), True)
+  >>> int((w[:, :3] > 0).sum(1).max())  # No simplex holds two solutions.
+  1
+  """
+  simplices = complex_simplices(n_solutions, n_connectors)
+  v = n_solutions + n_connectors
+  return np.stack([np.asarray(sample_weights(
+      jax.random.fold_in(key, offset + i), simplices, v))
+                   for i in range(count)]).astype(np.float64)
+
+
 def stack(trees: Sequence[PyTree]) -> PyTree:
   """Pytrees of one structure stacked on a new leading axis."""
   return jax.tree.map(lambda *a: jnp.stack(a), *trees)

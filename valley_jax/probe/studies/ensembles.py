@@ -335,10 +335,7 @@ def ensembles(p: Prober, _) -> dict[str, Any]:
       [t.params for t in traj],
       {'forward_passes': len(traj), 'train_epochs': run_epochs[0]})
   conns, _, folder = connectors.complex_connectors(p, subs)
-  n, v = len(subs), len(subs) + len(conns)
-  w_MxV = np.stack([np.asarray(subspace.sample_weights(
-      jax.random.fold_in(key, 1000 + i), subspace.complex_simplices(
-          n, len(conns)), v)) for i in range(m)]).astype(np.float64)
+  w_MxV = subspace.sample_complex(key, len(subs), len(conns), m, offset=1000)
   stacked = subspace.stack([s.params for s in subs] + conns)
   samples = [subspace.combine(stacked, jnp.asarray(w, jnp.float32))
              for w in w_MxV]

@@ -273,10 +273,12 @@ def path_barrier(err_NxP: np.ndarray) -> dict[str, Any]:
   >>> path_barrier(e)['mean']
   0.5
   """
-  def stat(e):
-    m = e.mean(1)
-    return m.max(-1) - 0.5 * (m[:, 0] + m[:, -1])
-  return _boot(err_NxP[None], stat, 'one path')
+  return _boot(err_NxP[None], lambda e: _barrier(e.mean(1)), 'one path')
+
+
+def _barrier(curve_SxP: np.ndarray) -> np.ndarray:
+  """[S]: each curve's maximum above the mean of its two ends."""
+  return curve_SxP.max(-1) - 0.5 * (curve_SxP[:, 0] + curve_SxP[:, -1])
 
 
 def margins_stat(paths_idx: list[tuple[list[int], int]], margin: float):
@@ -287,9 +289,7 @@ def margins_stat(paths_idx: list[tuple[list[int], int]], margin: float):
     m = e.mean(1)
     out = []
     for idx, via in paths_idx:
-      curve = m[:, idx]
-      barrier = curve.max(-1) - 0.5 * (curve[:, 0] + curve[:, -1])
-      out.append(m[:, via] + margin - barrier)
+      out.append(m[:, via] + margin - _barrier(m[:, idx]))
     return np.min(np.stack(out), 0)
   return stat
 
@@ -358,12 +358,10 @@ def measure_paths_and_samples(p: Prober, subs: list[Subject],
       offset += len(w)
   key = jax.random.fold_in(p.root, 0x51)
   k = c.samples_eval
-  on_complex = np.stack([np.asarray(subspace.sample_weights(
-      jax.random.fold_in(key, i), subspace.complex_simplices(n, m), v))
-                         for i in range(k)]).astype(np.float64)
+  on_complex = subspace.sample_complex(key, n, m, k)
   on_raw = np.zeros((k, v))
-  on_raw[:, :n] = np.asarray(jax.random.dirichlet(
-      jax.random.fold_in(key, 1 << 20), np.ones(n), (k,)), np.float64)
+  on_raw[:, :n] = ensembles.draw_on_simplex(jax.random.fold_in(key, 1 << 20),
+                                            n, k)
   conns_w = np.eye(v)[n:]
   everything = np.concatenate(rows + [on_complex, on_raw, conns_w])
   unique, inverse = subspace.unique_rows(everything)
@@ -430,9 +428,8 @@ def measure_paths_and_samples(p: Prober, subs: list[Subject],
 def _max_barrier(paths_idx):
   def stat(e):
     m = e.mean(1)
-    return np.max(np.stack([
-        m[:, idx].max(-1) - 0.5 * (m[:, idx[0]] + m[:, idx[-1]])
-        for idx, _ in paths_idx]), 0)
+    return np.max(np.stack([_barrier(m[:, idx]) for idx, _ in paths_idx]),
+                  0)
   return stat
 
 
