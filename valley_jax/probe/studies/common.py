@@ -452,6 +452,11 @@ def finding(claim: str, lams, curves: list[dict[str, Any]],
   return stats.finding(claim, summary, expect=expect, statistic=statistic)
 
 
+def train_seeds(config) -> int:
+  """config.train_seeds: training seeds per listed run (1 when unset)."""
+  return int(config.get('train_seeds', 1))
+
+
 def replicas(workdir: str, n: int) -> list[str]:
   """The workdirs of a run over `n` training seeds (config.train_seeds).
 

@@ -92,12 +92,8 @@ def _last_of_each(kind: str):
   run over config.train_seeds training seeds (common.replicas)."""
   def checkpoints(config: Config) -> list[tuple[str, Any]]:
     return [(r, 'last') for w in config[kind].checkpoints
-            for r in common.replicas(w, _train_seeds(config))]
+            for r in common.replicas(w, common.train_seeds(config))]
   return checkpoints
-
-
-def _train_seeds(config: Config) -> int:
-  return int(config.get('train_seeds', 1))
 
 
 def _check_list(kind: str):
@@ -110,7 +106,7 @@ def _check_list(kind: str):
     if c.labels and len(c.labels) != len(c.checkpoints):
       raise InputError(f'{where}.labels must match {where}.checkpoints.')
     for w in c.checkpoints:
-      for r in common.replicas(w, _train_seeds(config)):
+      for r in common.replicas(w, common.train_seeds(config)):
         common.check_checkpoint(r, 'last', f'{where}.checkpoints')
   return check
 
@@ -136,7 +132,7 @@ def bn_init(p: Prober, _) -> dict[str, Any]:
   labels = c.labels or c.checkpoints
   curves, hists = [], []
   for w, label in zip(c.checkpoints, labels):
-    runs = common.replicas(w, _train_seeds(p.config))
+    runs = common.replicas(w, common.train_seeds(p.config))
     subjects = [p.subject(r, label=label) for r in runs]
     for norm in c.normalizations:
       curves.append(common.over_runs([
@@ -229,7 +225,7 @@ def hparams(p: Prober, _) -> dict[str, Any]:
   c = p.config.hparams
   curves = []
   for w, label in zip(c.checkpoints, c.labels or c.checkpoints):
-    runs = common.replicas(w, _train_seeds(p.config))
+    runs = common.replicas(w, common.train_seeds(p.config))
     subjects = [p.subject(r, label=label) for r in runs]
     curves += [common.over_runs([
         common.noise_line(p, s, c.noise, sc, label, scale=c.scale)
@@ -273,7 +269,7 @@ def interpolate(p: Prober, _) -> dict[str, Any]:
     'alignment' (align.compare_line).
   """
   c = p.config.interpolate
-  n = _train_seeds(p.config)
+  n = common.train_seeds(p.config)
   pairs = list(zip(common.replicas(c.checkpoint_a, n),
                    common.replicas(c.checkpoint_b, n)))
   lams = np.linspace(c.lam_min, c.lam_max, c.num_points)
@@ -378,14 +374,14 @@ def _interpolate_validate(config: Config) -> None:
 
 
 def _pair(config: Config) -> list[tuple[str, Any]]:
-  c, n = config.interpolate, _train_seeds(config)
+  c, n = config.interpolate, common.train_seeds(config)
   return [(w, e) for wa, wb in zip(common.replicas(c.checkpoint_a, n),
                                    common.replicas(c.checkpoint_b, n))
           for w, e in ((wa, c.epoch_a), (wb, c.epoch_b))]
 
 
 def _check_pair(config: Config) -> None:
-  c, n = config.interpolate, _train_seeds(config)
+  c, n = config.interpolate, common.train_seeds(config)
   for wa, wb in zip(common.replicas(c.checkpoint_a, n),
                     common.replicas(c.checkpoint_b, n)):
     common.check_checkpoint(wa, c.epoch_a, 'config.interpolate.checkpoint_a')

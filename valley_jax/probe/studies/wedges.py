@@ -924,7 +924,7 @@ def segment_bend(lams, loss) -> float:
 
 def _replicas(config: Config, workdir: str) -> list[str]:
   """The training seeds of a listed run (config.train_seeds)."""
-  return common.replicas(workdir, int(config.get('train_seeds', 1)))
+  return common.replicas(workdir, common.train_seeds(config))
 
 
 def paths(p: Prober, _) -> dict[str, Any]:
@@ -956,7 +956,7 @@ def paths(p: Prober, _) -> dict[str, Any]:
   return {'curves': [], 'err_table': False,
           'findings': path_seeds.column_findings(entries),
           'paths': entries,
-          'train_seeds': int(p.config.get('train_seeds', 1)),
+          'train_seeds': common.train_seeds(p.config),
           'columns': list(dict.fromkeys(columns)),
           'hessian_data': {'split': c.split, 'probes': c.probes,
                            'samples': int(np.sum(np.asarray(data.w)))}}
