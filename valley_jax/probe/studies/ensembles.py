@@ -250,8 +250,7 @@ def findings(rows: dict[str, dict[str, Any]]
   traj, cplx = rows['trajectory'], rows['complex samples']
   out = [
       stats.finding('the deep ensemble has a lower test error than its '
-                    'members', _boot_mean(deep['_columns']['member_error'] -
-                                          deep['_columns']['ensemble_error']),
+                    'members', deep['intervals']['gain_error'],
                     statistic='members\' mean error − ensemble error'),
       stats.finding('ESPRO has a lower test NLL than the deep ensemble of '
                     'the same runs', _difference(espro, deep, 'ensemble_nll'),
