@@ -327,8 +327,9 @@ class _MidEpoch:
         items), ms
 
   def save(self, step: int, state, history, ms) -> None:
-    part = {'loss': [float(m['loss']) for m in ms],
-            'accuracy': [float(m['accuracy']) for m in ms]}
+    got = jax.device_get([(m['loss'], m['accuracy']) for m in ms])  # One copy.
+    part = {'loss': [float(a) for a, _ in got],
+            'accuracy': [float(b) for _, b in got]}
     checkpoint.save_items(self.mngr, step, checkpoint.state_items(state),
                           self.config.to_dict(), history,
                           extra={'epoch_steps': part})
